@@ -67,7 +67,6 @@ export const WarehouseStatus = statusWith(
       cipher: Type.String({ description: 'Cipher of that session, from pg_stat_ssl.' }),
     })),
     serverVersion: Type.Optional(Type.String({ description: 'server_version reported by PostgreSQL.' })),
-    lastCheckedAt: Type.Optional(Type.String({ format: 'date-time', description: 'When Steward last verified the connection.' })),
   },
   'What Steward last observed of the database.',
 );

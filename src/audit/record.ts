@@ -1,0 +1,22 @@
+// The audit record: one per action on an external system, success, denial and failure alike.
+// Field names follow the governance guide's minimal schema (ts, request_id, actor, action,
+// resource, outcome, error) plus the Kubernetes object the action was for.
+export type AuditOutcome = 'success' | 'failure' | 'denied';
+
+export interface AuditRecord {
+  ts: string;
+  request_id: string;
+  actor: string;
+  action: string;
+  resource: string;
+  outcome: AuditOutcome;
+  error?: string;
+  kind: string;
+  namespace?: string;
+  name: string;
+  /** Non-secret facts about the action (what drift was found, which SQL ran). */
+  details?: Record<string, unknown>;
+}
+
+/** What a caller supplies; ts and actor are filled in by the trail. */
+export type AuditInput = Omit<AuditRecord, 'ts' | 'actor'> & { actor?: string };

@@ -1,0 +1,49 @@
+// Where audit records go. Every record reaches the log; records about a warehouse also reach that
+// warehouse's append-only audit table (see drivers/postgres/audit-table.ts).
+import type { Logger } from 'pino';
+import type { AuditInput, AuditRecord } from './record.ts';
+
+export interface AuditSink {
+  write(record: AuditRecord): Promise<void>;
+}
+
+export class LogSink implements AuditSink {
+  private readonly logger: Logger;
+  constructor(logger: Logger) {
+    this.logger = logger;
+  }
+  async write(record: AuditRecord): Promise<void> {
+    this.logger.info({ audit: record }, `audit ${record.action} ${record.resource}: ${record.outcome}`);
+  }
+}
+
+export class AuditTrail {
+  private readonly actor: string;
+  private readonly logSink: AuditSink;
+  private readonly logger: Logger;
+
+  constructor(actor: string, logSink: AuditSink, logger: Logger) {
+    this.actor = actor;
+    this.logSink = logSink;
+    this.logger = logger;
+  }
+
+  /**
+   * Writes the record to the log and to each extra sink given (e.g. the warehouse's table, possibly
+   * inside the transaction that performed the action). A table failure is logged and rethrown so the
+   * caller can decide; the log line is always written first.
+   */
+  async record(input: AuditInput, ...sinks: AuditSink[]): Promise<AuditRecord> {
+    const record: AuditRecord = { ts: new Date().toISOString(), actor: input.actor ?? this.actor, ...input } as AuditRecord;
+    await this.logSink.write(record);
+    for (const sink of sinks) {
+      try {
+        await sink.write(record);
+      } catch (err) {
+        this.logger.error({ err: err instanceof Error ? err.message : String(err), request_id: record.request_id }, 'audit record could not be written to its table');
+        throw err;
+      }
+    }
+    return record;
+  }
+}

@@ -1,0 +1,160 @@
+// Warehouse reconciler: connect with the requested sslMode, ask the server how the session is
+// protected (pg_stat_ssl), make sure the audit table exists, and report it all as conditions.
+// It recovers by itself: Secrets are watched (metadata only), and failures are retried with backoff.
+import type { Warehouse } from '../api/warehouse.ts';
+import { GROUP, VERSION } from '../api/schema.ts';
+import type { ResourceType, KubeObject } from '../runtime/kube.ts';
+import type { Outcome, ReconcileContext } from '../runtime/controller.ts';
+import type { ConditionInput } from '../runtime/conditions.ts';
+import { findCondition } from '../runtime/conditions.ts';
+import type { AuditTrail } from '../audit/sink.ts';
+import { classifyConnectionError, observeSession, type ConnectionSettings } from '../drivers/postgres/connection.ts';
+import { AuditTableSink, ensureAuditTable } from '../drivers/postgres/audit-table.ts';
+import { WarehouseConnections, WarehouseSecretError, scrub } from './warehouse-connections.ts';
+
+export const WAREHOUSE_TYPE: ResourceType = { group: GROUP, version: VERSION, plural: 'warehouses', kind: 'Warehouse', namespaced: false };
+
+export interface WarehouseDeps {
+  connections: WarehouseConnections;
+  audit: AuditTrail;
+}
+
+const TLS_REASON = { 'verify-full': 'CertificateVerified', 'verify-ca': 'ChainVerified', require: 'EncryptedNotVerified' } as const;
+const TLS_WHAT = {
+  'verify-full': 'server certificate and host name verified',
+  'verify-ca': 'server certificate chain verified (host name not checked: sslMode verify-ca)',
+  require: 'encrypted, but the server certificate is not verified (sslMode require)',
+} as const;
+
+export function warehouseReconciler(deps: WarehouseDeps) {
+  const auditTableReady = new WeakSet<object>();
+
+  return async function reconcileWarehouse(wh: Warehouse, ctx: ReconcileContext): Promise<Outcome> {
+    const target = `postgres://${wh.spec.postgres.host}:${wh.spec.postgres.port ?? 5432}/${wh.spec.postgres.database}`;
+    const audit = (outcome: 'success' | 'failure', action: string, error?: string, details?: Record<string, unknown>) =>
+      deps.audit.record({ request_id: ctx.requestId, action, resource: target, outcome, error, kind: 'Warehouse', name: wh.metadata.name, details });
+
+    let settings: ConnectionSettings | undefined;
+    try {
+      const { pool, settings: s } = await deps.connections.pool(wh);
+      settings = s;
+      const client = await pool.connect();
+      let facts;
+      try {
+        facts = await observeSession(client);
+      } finally {
+        client.release();
+      }
+      if (!facts.ssl) {
+        // Cannot happen with the TLS settings Steward uses; if it does, trust nothing.
+        return failedOutcome(wh, 'Stalled', 'NotEncrypted', `the server reports this session as unencrypted (pg_stat_ssl.ssl = false); Steward will not use it`, tlsUnknown('NotEncrypted', 'session not encrypted'));
+      }
+      if (!auditTableReady.has(pool)) {
+        try {
+          await ensureAuditTable(pool);
+          auditTableReady.add(pool);
+        } catch (err) {
+          const message = scrub(errMessage(err), settings);
+          await audit('failure', 'audit_table.ensure', message);
+          return failedOutcome(wh, 'Stalled', 'AuditTableUnavailable', `cannot create the append-only audit table steward.audit_log: ${message}. Grant the Warehouse's user CREATE on the database.`);
+        }
+        await audit('success', 'audit_table.ensure', undefined, { table: 'steward.audit_log' }).then((r) => new AuditTableSink(pool).write(r));
+      }
+
+      const sslMode = settings.sslMode;
+      const tlsMessage = `${facts.tlsVersion} ${facts.cipher}: ${TLS_WHAT[sslMode]}`;
+      const wasReady = findCondition(statusConditions(wh), 'Ready')?.status === 'True';
+      if (!wasReady) {
+        const record = await audit('success', 'warehouse.connect', undefined, { tls: facts.tlsVersion, cipher: facts.cipher, sslMode, serverVersion: facts.serverVersion });
+        await new AuditTableSink(pool).write(record);
+      }
+      return {
+        state: 'Ready',
+        reason: 'Connected',
+        message: `connected as ${facts.currentUser} to PostgreSQL ${facts.serverVersion} over ${tlsMessage}`,
+        // No timestamp here: a status that changes on every resync would cost an API write while idle.
+        status: { tls: { version: facts.tlsVersion, cipher: facts.cipher }, serverVersion: facts.serverVersion },
+        conditions: [{ type: 'TLSVerified', status: sslMode === 'require' ? 'False' : 'True', reason: TLS_REASON[sslMode], message: `pg_stat_ssl: ${tlsMessage}` }],
+        events: wasReady ? [] : [{ type: 'Normal', reason: 'Connected', note: `Connected to ${target} over ${facts.tlsVersion} (${TLS_REASON[sslMode]})`, action: 'Connect' }],
+      };
+    } catch (err) {
+      if (err instanceof WarehouseSecretError) {
+        await auditOnChange(wh, err.reason, () => audit('failure', 'warehouse.connect', err.message));
+        return failedOutcome(wh, 'Stalled', err.reason, err.message, tlsUnknown(err.reason, 'not connected'));
+      }
+      const failure = classifyConnectionError(err);
+      const detail = scrub(errMessage(err), settings);
+      await auditOnChange(wh, failure, () => audit('failure', 'warehouse.connect', detail));
+      const [state, message, tls] = describeFailure(failure, wh, detail);
+      return failedOutcome(wh, state, failure, message, tls);
+    }
+  };
+}
+
+function describeFailure(failure: ReturnType<typeof classifyConnectionError>, wh: Warehouse, detail: string): [Outcome['state'], string, ConditionInput] {
+  const p = wh.spec.postgres;
+  const where = `${p.host}:${p.port ?? 5432}`;
+  switch (failure) {
+    case 'Unreachable':
+      return ['Progressing', `cannot reach ${where}: ${detail}; retrying with backoff`, tlsUnknown('Unreachable', 'not connected')];
+    case 'TLSVerificationFailed': {
+      const ca = p.caSecretRef ? `the CA in Secret ${p.caSecretRef.namespace}/${p.caSecretRef.name}` : 'the system trust store';
+      return [
+        'Stalled',
+        `the server certificate of ${where} does not verify against ${ca} (sslMode ${p.sslMode ?? 'verify-full'}): ${detail}. Put the CA that signed the server certificate in that Secret.`,
+        { type: 'TLSVerified', status: 'False', reason: 'TLSVerificationFailed', message: detail },
+      ];
+    }
+    case 'TLSUnavailable':
+      return ['Stalled', `${where} does not offer TLS; Steward never connects in plaintext. Enable ssl on the server.`, { type: 'TLSVerified', status: 'False', reason: 'TLSUnavailable', message: detail }];
+    case 'AuthenticationFailed':
+      return ['Stalled', `authentication failed at ${where}: ${detail}. Fix the username/password in Secret ${p.credentialsSecretRef.namespace}/${p.credentialsSecretRef.name}.`, tlsUnknown('NotConnected', 'not connected')];
+    case 'DatabaseNotFound':
+      return ['Stalled', `database ${p.database} does not exist at ${where}: ${detail}`, tlsUnknown('NotConnected', 'not connected')];
+    default:
+      return ['Progressing', `cannot connect to ${where}: ${detail}; retrying with backoff`, tlsUnknown('NotConnected', 'not connected')];
+  }
+}
+
+function failedOutcome(_wh: Warehouse, state: Outcome['state'], reason: string, message: string, tls?: ConditionInput): Outcome {
+  return {
+    state,
+    reason,
+    message,
+    conditions: tls ? [tls] : [],
+    events: [{ type: 'Warning', reason, note: message, action: 'Connect' }],
+  };
+}
+
+function tlsUnknown(reason: string, message: string): ConditionInput {
+  return { type: 'TLSVerified', status: 'Unknown', reason, message };
+}
+
+function statusConditions(wh: Warehouse) {
+  return wh.status?.conditions;
+}
+
+/** Repeated identical failures (backoff retries) are audited once, when the reason first appears. */
+async function auditOnChange(wh: Warehouse, reason: string, write: () => Promise<unknown>): Promise<void> {
+  const ready = findCondition(statusConditions(wh), 'Ready');
+  if (ready?.status === 'False' && ready.reason === reason) return;
+  await write();
+}
+
+function errMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Secrets a Warehouse reads: a change to one of them re-reconciles the Warehouse. */
+export function warehousesUsingSecret(warehouses: () => Warehouse[]) {
+  return (secret: KubeObject): string[] => {
+    const { namespace, name } = secret.metadata;
+    return warehouses()
+      .filter((wh) => {
+        const p = wh.spec.postgres;
+        return (p.credentialsSecretRef.namespace === namespace && p.credentialsSecretRef.name === name) ||
+          (p.caSecretRef?.namespace === namespace && p.caSecretRef?.name === name);
+      })
+      .map((wh) => wh.metadata.name);
+  };
+}

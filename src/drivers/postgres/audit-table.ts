@@ -1,0 +1,74 @@
+// The durable audit trail inside each warehouse: steward.audit_log, append-only. Steward creates it,
+// revokes UPDATE, DELETE and TRUNCATE on it (from PUBLIC and from itself), and a trigger refuses those
+// statements for everyone, superusers included, so a record once written stays.
+import type pg from 'pg';
+import type { AuditRecord } from '../../audit/record.ts';
+import type { AuditSink } from '../../audit/sink.ts';
+
+export const AUDIT_SCHEMA = 'steward';
+export const AUDIT_TABLE = 'audit_log';
+
+// Fixed DDL: no user text is pasted into it. The advisory lock keeps two Steward processes (or two
+// Warehouses on one database) from racing on CREATE ... IF NOT EXISTS.
+const DDL = `
+SELECT pg_advisory_xact_lock(hashtext('steward.audit_log'));
+CREATE SCHEMA IF NOT EXISTS steward;
+CREATE TABLE IF NOT EXISTS steward.audit_log (
+  id         bigserial PRIMARY KEY,
+  ts         timestamptz NOT NULL,
+  request_id text NOT NULL,
+  actor      text NOT NULL,
+  action     text NOT NULL,
+  resource   text NOT NULL,
+  outcome    text NOT NULL CHECK (outcome IN ('success', 'failure', 'denied')),
+  error      text,
+  kind       text NOT NULL,
+  namespace  text,
+  name       text NOT NULL,
+  details    jsonb
+);
+CREATE INDEX IF NOT EXISTS audit_log_ts ON steward.audit_log (ts);
+CREATE INDEX IF NOT EXISTS audit_log_request_id ON steward.audit_log (request_id);
+CREATE OR REPLACE FUNCTION steward.audit_log_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'steward.audit_log is append-only: % is not allowed', TG_OP USING ERRCODE = 'insufficient_privilege';
+END $$;
+DROP TRIGGER IF EXISTS audit_log_append_only_rows ON steward.audit_log;
+CREATE TRIGGER audit_log_append_only_rows BEFORE UPDATE OR DELETE ON steward.audit_log
+  FOR EACH ROW EXECUTE FUNCTION steward.audit_log_refuse_change();
+DROP TRIGGER IF EXISTS audit_log_append_only_truncate ON steward.audit_log;
+CREATE TRIGGER audit_log_append_only_truncate BEFORE TRUNCATE ON steward.audit_log
+  FOR EACH STATEMENT EXECUTE FUNCTION steward.audit_log_refuse_change();
+REVOKE ALL ON steward.audit_log FROM PUBLIC;
+REVOKE UPDATE, DELETE, TRUNCATE ON steward.audit_log FROM CURRENT_USER;
+`;
+
+export async function ensureAuditTable(pool: pg.Pool): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query(DDL);
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+/** Writes records with bind parameters; pass a transaction's client to commit with the action. */
+export class AuditTableSink implements AuditSink {
+  private readonly db: pg.Pool | pg.ClientBase;
+  constructor(db: pg.Pool | pg.ClientBase) {
+    this.db = db;
+  }
+
+  async write(r: AuditRecord): Promise<void> {
+    await this.db.query(
+      `INSERT INTO steward.audit_log (ts, request_id, actor, action, resource, outcome, error, kind, namespace, name, details)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+      [r.ts, r.request_id, r.actor, r.action, r.resource, r.outcome, r.error ?? null, r.kind, r.namespace ?? null, r.name, r.details ? JSON.stringify(r.details) : null],
+    );
+  }
+}

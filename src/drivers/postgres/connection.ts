@@ -1,0 +1,142 @@
+// Connections to a warehouse: TLS settings from sslMode, one pool per Warehouse (rebuilt when its
+// settings or credentials change), and the server's own view of the session's TLS (pg_stat_ssl).
+import { createHash } from 'node:crypto';
+import pg from 'pg';
+
+export type SslMode = 'verify-full' | 'verify-ca' | 'require';
+
+export interface ConnectionSettings {
+  host: string;
+  port: number;
+  database: string;
+  sslMode: SslMode;
+  /** PEM bundle to verify the server against; the system trust store when absent. */
+  ca?: string;
+  username: string;
+  password: string;
+}
+
+export interface SessionFacts {
+  ssl: boolean;
+  tlsVersion: string | null;
+  cipher: string | null;
+  serverVersion: string;
+  currentUser: string;
+}
+
+export function poolConfig(s: ConnectionSettings, max = 10): pg.PoolConfig {
+  const ssl =
+    s.sslMode === 'require'
+      ? { rejectUnauthorized: false }
+      : {
+          rejectUnauthorized: true,
+          ca: s.ca,
+          servername: isIpAddress(s.host) ? undefined : s.host,
+          // verify-ca checks the chain but not the host name.
+          ...(s.sslMode === 'verify-ca' ? { checkServerIdentity: () => undefined } : {}),
+        };
+  return {
+    host: s.host,
+    port: s.port,
+    database: s.database,
+    user: s.username,
+    password: s.password,
+    ssl,
+    max,
+    idleTimeoutMillis: 30_000,
+    connectionTimeoutMillis: 10_000,
+    application_name: 'steward',
+    // A statement that hangs must not hold a reconcile forever.
+    statement_timeout: 60_000,
+  };
+}
+
+function isIpAddress(host: string): boolean {
+  return /^[0-9.]+$/.test(host) || host.includes(':');
+}
+
+/** A fingerprint of everything that makes a pool: a change means a new pool. Holds no secret. */
+export function fingerprint(s: ConnectionSettings): string {
+  return createHash('sha256').update(JSON.stringify([s.host, s.port, s.database, s.sslMode, s.ca ?? '', s.username, s.password])).digest('hex');
+}
+
+export async function observeSession(client: pg.ClientBase): Promise<SessionFacts> {
+  const r = await client.query<{ ssl: boolean | null; version: string | null; cipher: string | null; server_version: string; current_user: string }>(
+    `SELECT s.ssl, s.version, s.cipher, current_setting('server_version') AS server_version, current_user::text AS current_user
+       FROM pg_stat_ssl s WHERE s.pid = pg_backend_pid()`,
+  );
+  const row = r.rows[0];
+  if (!row) throw new Error('pg_stat_ssl has no row for this session');
+  // server_version may carry a distribution suffix ("15.8 (Debian 15.8-1)"): keep the number.
+  return { ssl: row.ssl === true, tlsVersion: row.version, cipher: row.cipher, serverVersion: row.server_version.split(' ')[0] ?? row.server_version, currentUser: row.current_user };
+}
+
+interface PoolEntry {
+  pool: pg.Pool;
+  fingerprint: string;
+}
+
+/** One pool per Warehouse. A pool whose settings changed is drained and replaced. */
+export class PoolCache {
+  private readonly pools = new Map<string, PoolEntry>();
+
+  private readonly maxPerPool: number;
+  constructor(maxPerPool = 10) {
+    this.maxPerPool = maxPerPool;
+  }
+
+  get(name: string, settings: ConnectionSettings): { pool: pg.Pool; fresh: boolean } {
+    const fp = fingerprint(settings);
+    const existing = this.pools.get(name);
+    if (existing && existing.fingerprint === fp) return { pool: existing.pool, fresh: false };
+    if (existing) void existing.pool.end().catch(() => undefined);
+    const pool = new pg.Pool(poolConfig(settings, this.maxPerPool));
+    // An idle client that errors (server restart) must not crash the process.
+    pool.on('error', () => undefined);
+    this.pools.set(name, { pool, fingerprint: fp });
+    return { pool, fresh: true };
+  }
+
+  /** The pool of a Warehouse that was verified before, if any. */
+  peek(name: string): pg.Pool | undefined {
+    return this.pools.get(name)?.pool;
+  }
+
+  async close(name: string): Promise<void> {
+    const entry = this.pools.get(name);
+    this.pools.delete(name);
+    await entry?.pool.end().catch(() => undefined);
+  }
+
+  async closeAll(): Promise<void> {
+    await Promise.all([...this.pools.keys()].map((n) => this.close(n)));
+  }
+}
+
+export type ConnectionFailure =
+  | 'Unreachable'
+  | 'TLSVerificationFailed'
+  | 'TLSUnavailable'
+  | 'AuthenticationFailed'
+  | 'DatabaseNotFound'
+  | 'ConnectionFailed';
+
+const TLS_CODES = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_SIGNATURE_FAILURE',
+  'CERT_UNTRUSTED', 'CERT_REJECTED', 'HOSTNAME_MISMATCH',
+]);
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'EPIPE']);
+
+/** Sorts a connection error into what a human needs to know: which of the causes it was. */
+export function classifyConnectionError(err: unknown): ConnectionFailure {
+  const e = err as { code?: string; message?: string };
+  const code = e?.code ?? '';
+  const message = e?.message ?? '';
+  if (TLS_CODES.has(code) || /certificate|self[- ]signed|altnames/i.test(message)) return 'TLSVerificationFailed';
+  if (/does not support SSL/i.test(message)) return 'TLSUnavailable';
+  if (code === '28P01' || code === '28000') return 'AuthenticationFailed';
+  if (code === '3D000') return 'DatabaseNotFound';
+  if (NETWORK_CODES.has(code) || /timeout|timed out|Connection terminated/i.test(message)) return 'Unreachable';
+  return 'ConnectionFailed';
+}

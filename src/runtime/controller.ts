@@ -1,0 +1,253 @@
+// The controller loop, generic over kinds: informer -> queue -> reconcile(obj) -> Outcome, after which
+// the runtime (never the reconciler) writes status conditions, emits events and schedules the next
+// run. A reconciler says what it found and what should happen next; it never sleeps, loops or
+// retries by itself.
+//
+// Status follows kstatus: Ready is the summary; Reconciling=True while work that resolves itself is
+// under way (or being retried after an error); Stalled=True when a human must act. observedGeneration
+// is written on every status write, and nothing is written when nothing changed, so an idle
+// resync costs no API call.
+import { randomUUID } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
+import type { Logger } from 'pino';
+import { KubeClient, isConflict, isNotFound, objectKey, splitKey, type KubeObject, type ResourceType } from './kube.ts';
+import { Informer } from './informer.ts';
+import { WorkQueue } from './queue.ts';
+import { setConditions, type Condition, type ConditionInput } from './conditions.ts';
+import { addFinalizer, hasFinalizer, removeFinalizer } from './finalizers.ts';
+import type { EventInput, EventRecorder } from './events.ts';
+import type { Metrics } from './metrics.ts';
+
+export type OutcomeState = 'Ready' | 'Progressing' | 'Stalled';
+
+export interface Outcome {
+  /** Ready: done. Progressing: waiting on something that resolves itself. Stalled: a human must act. */
+  state: OutcomeState;
+  reason: string;
+  message: string;
+  /** Domain status fields to merge into .status; a null value removes the field. */
+  status?: Record<string, unknown>;
+  /** Domain conditions besides Ready/Reconciling/Stalled (e.g. TLSVerified, Expired). */
+  conditions?: ConditionInput[];
+  events?: EventInput[];
+  /** Run again after this long (timers: expiry, schedules). Without it: the resync period. */
+  requeueAfterMs?: number;
+}
+
+export interface ReconcileContext {
+  requestId: string;
+  logger: Logger;
+  now: Date;
+}
+
+export interface SecondaryWatch {
+  informer: Informer<KubeObject>;
+  /** Keys of the primary objects that depend on the changed object. */
+  map: (obj: KubeObject) => string[];
+}
+
+export interface ControllerOptions<T extends KubeObject> {
+  name: string;
+  type: ResourceType;
+  client: KubeClient;
+  logger: Logger;
+  metrics: Metrics;
+  events: EventRecorder;
+  reconcile: (obj: T, ctx: ReconcileContext) => Promise<Outcome>;
+  /** With a finalizer, cleanup runs before deletion completes; a non-Ready outcome keeps the object. */
+  finalizer?: string;
+  cleanup?: (obj: T, ctx: ReconcileContext) => Promise<Outcome>;
+  /** Called once an object is gone from the cluster (release in-memory resources). */
+  forget?: (key: string) => void;
+  watches?: SecondaryWatch[];
+  concurrency?: number;
+  resyncMs?: number;
+  /** Longest backoff for objects that are not Ready; they keep being retried at least this often. */
+  maxRetryDelayMs?: number;
+  namespace?: string;
+}
+
+export class Controller<T extends KubeObject> {
+  readonly informer: Informer<T>;
+  readonly queue: WorkQueue;
+  private readonly workers: Promise<void>[] = [];
+  private readonly opts: ControllerOptions<T>;
+  private readonly resyncMs: number;
+  private readonly maxRetryDelayMs: number;
+
+  constructor(opts: ControllerOptions<T>) {
+    this.opts = opts;
+    this.resyncMs = opts.resyncMs ?? 5 * 60_000;
+    this.maxRetryDelayMs = opts.maxRetryDelayMs ?? this.resyncMs;
+    this.queue = new WorkQueue({ metrics: opts.metrics.queue(opts.name) });
+    this.informer = new Informer<T>(opts.client, opts.type, { logger: opts.logger, namespace: opts.namespace });
+    this.informer.onEvent((type, obj, old) => {
+      if (type === 'update' && old && !needsReconcile(old, obj)) return;
+      this.queue.add(objectKey(obj));
+    });
+    for (const watch of opts.watches ?? []) {
+      watch.informer.onEvent((_type, obj) => {
+        for (const key of watch.map(obj)) this.queue.add(key);
+      });
+    }
+  }
+
+  enqueue(key: string, afterMs = 0): void {
+    this.queue.addAfter(key, afterMs);
+  }
+
+  /** Starts the informers and the workers; resolves once the caches are synced. */
+  async start(): Promise<void> {
+    await Promise.all([this.informer.start(), ...(this.opts.watches ?? []).map((w) => w.informer.start())]);
+    const n = this.opts.concurrency ?? 4;
+    for (let i = 0; i < n; i++) this.workers.push(this.work());
+    this.opts.logger.info({ controller: this.opts.name, workers: n }, 'controller started');
+  }
+
+  /** Stops handing out work and waits for reconciles in flight to finish. */
+  async stop(): Promise<void> {
+    this.queue.shutdown();
+    await Promise.all(this.workers);
+    await Promise.all([this.informer.stop(), ...(this.opts.watches ?? []).map((w) => w.informer.stop())]);
+  }
+
+  private async work(): Promise<void> {
+    for (let key = await this.queue.get(); key !== undefined; key = await this.queue.get()) {
+      const metrics = this.opts.metrics;
+      metrics.activeWorkers.inc({ controller: this.opts.name });
+      const end = metrics.reconcileTime.startTimer({ controller: this.opts.name });
+      try {
+        await this.process(key);
+      } finally {
+        end();
+        metrics.activeWorkers.dec({ controller: this.opts.name });
+        this.queue.done(key);
+      }
+    }
+  }
+
+  private async process(key: string): Promise<void> {
+    const { name: controller, metrics } = { name: this.opts.name, metrics: this.opts.metrics };
+    const obj = this.informer.get(key);
+    if (!obj) {
+      this.queue.forget(key);
+      this.opts.forget?.(key);
+      return;
+    }
+    const requestId = randomUUID();
+    const { namespace, name } = splitKey(key);
+    const ctx: ReconcileContext = {
+      requestId,
+      logger: this.opts.logger.child({ request_id: requestId, controller, namespace, name }),
+      now: new Date(),
+    };
+    try {
+      const outcome = await this.runOnce(obj, ctx);
+      if (!outcome) {
+        this.queue.forget(key);
+        metrics.reconcileTotal.inc({ controller, result: 'success' });
+        return;
+      }
+      await this.writeResult(obj, outcome, ctx);
+      if (outcome.state === 'Ready') {
+        this.queue.forget(key);
+        const resync = Math.round(this.resyncMs * (0.9 + Math.random() * 0.2));
+        this.queue.addAfter(key, Math.min(outcome.requeueAfterMs ?? resync, resync));
+        metrics.reconcileTotal.inc({ controller, result: outcome.requeueAfterMs !== undefined ? 'requeue_after' : 'success' });
+      } else {
+        this.retryLater(key, outcome.requeueAfterMs);
+        metrics.reconcileTotal.inc({ controller, result: 'requeue' });
+      }
+    } catch (err) {
+      metrics.reconcileErrors.inc({ controller });
+      metrics.reconcileTotal.inc({ controller, result: 'error' });
+      const message = err instanceof Error ? err.message : String(err);
+      // A conflict means our view was stale: the watch brings the new version; retry soon, quietly.
+      if (isConflict(err) || isNotFound(err)) {
+        ctx.logger.debug({ err: message }, 'stale object; retrying');
+      } else {
+        ctx.logger.error({ err: message }, 'reconcile failed');
+        const outcome: Outcome = {
+          state: 'Progressing',
+          reason: 'ReconcileError',
+          message: `${message} (retrying with backoff)`,
+          events: [{ type: 'Warning', reason: 'ReconcileError', note: message, action: 'Reconcile' }],
+        };
+        await this.writeResult(obj, outcome, ctx).catch((e: unknown) => ctx.logger.warn({ err: String(e) }, 'could not write status'));
+      }
+      this.retryLater(key);
+    }
+  }
+
+  private retryLater(key: string, atMostMs?: number): void {
+    // addRateLimited schedules with the key's backoff; a sooner timer asked by the reconciler wins.
+    const delay = this.queue.addRateLimited(key);
+    if (delay > this.maxRetryDelayMs) this.queue.addAfter(key, this.maxRetryDelayMs);
+    if (atMostMs !== undefined && atMostMs < delay) this.queue.addAfter(key, atMostMs);
+  }
+
+  /** Runs cleanup or reconcile; undefined when there is nothing left to report (object released). */
+  private async runOnce(obj: T, ctx: ReconcileContext): Promise<Outcome | undefined> {
+    const { finalizer, cleanup, client, type } = this.opts;
+    if (obj.metadata.deletionTimestamp) {
+      if (!finalizer || !cleanup || !hasFinalizer(obj, finalizer)) return undefined;
+      const outcome = await cleanup(obj, ctx);
+      if (outcome.state !== 'Ready') return outcome;
+      for (const event of outcome.events ?? []) await this.opts.events.emit(obj, event);
+      await removeFinalizer(client, type, obj, finalizer);
+      return undefined;
+    }
+    if (finalizer && !hasFinalizer(obj, finalizer)) {
+      const updated = await addFinalizer(client, type, obj, finalizer);
+      obj.metadata.resourceVersion = updated.metadata.resourceVersion;
+      obj.metadata.finalizers = updated.metadata.finalizers;
+    }
+    return this.opts.reconcile(obj, ctx);
+  }
+
+  private async writeResult(obj: T, outcome: Outcome, ctx: ReconcileContext): Promise<void> {
+    for (const event of outcome.events ?? []) await this.opts.events.emit(obj, event);
+    const current = ((obj as unknown as { status?: Record<string, unknown> }).status ?? {}) as Record<string, unknown>;
+    const desired = desiredStatus(current, outcome, obj.metadata.generation, ctx.now);
+    if (isDeepStrictEqual(withoutNulls(current), withoutNulls(desired))) return;
+    await this.opts.client.patch(this.opts.type, obj.metadata.name, obj.metadata.namespace, { status: desired }, 'merge', 'status');
+  }
+}
+
+/** Status after an outcome: domain fields merged, Ready/Reconciling/Stalled derived from the state. */
+export function desiredStatus(current: Record<string, unknown>, outcome: Outcome, generation: number | undefined, now: Date): Record<string, unknown> {
+  const conditions = setConditions((current.conditions as Condition[] | undefined) ?? [], [...summaryConditions(outcome), ...(outcome.conditions ?? [])], generation, now);
+  const merged: Record<string, unknown> = { ...current, ...(outcome.status ?? {}), conditions };
+  if (generation !== undefined) merged.observedGeneration = generation;
+  return merged;
+}
+
+export function summaryConditions(outcome: Outcome): ConditionInput[] {
+  const { state, reason, message } = outcome;
+  return [
+    { type: 'Ready', status: state === 'Ready' ? 'True' : 'False', reason, message },
+    state === 'Progressing'
+      ? { type: 'Reconciling', status: 'True', reason, message }
+      : { type: 'Reconciling', status: 'False', reason: 'Done', message: 'No work in progress' },
+    state === 'Stalled'
+      ? { type: 'Stalled', status: 'True', reason, message }
+      : { type: 'Stalled', status: 'False', reason: 'NotStalled', message: 'Nothing needs a human' },
+  ];
+}
+
+/** Only these changes can change the outcome; status-only updates (our own writes) do not. */
+function needsReconcile(old: KubeObject, obj: KubeObject): boolean {
+  const a = old.metadata;
+  const b = obj.metadata;
+  return (
+    a.generation !== b.generation ||
+    a.deletionTimestamp !== b.deletionTimestamp ||
+    !isDeepStrictEqual(a.labels, b.labels) ||
+    !isDeepStrictEqual(a.annotations, b.annotations) ||
+    !isDeepStrictEqual(a.finalizers, b.finalizers)
+  );
+}
+
+function withoutNulls(o: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== null && v !== undefined));
+}
