@@ -1,0 +1,54 @@
+# Steward: the two commands a newcomer needs are `make demo` and `make test`.
+# npm scripts put node_modules/.bin first on PATH, so the pinned Node 24 runs everything.
+SHELL := /bin/bash
+NPM_BIN := $(CURDIR)/node_modules/.bin
+export PATH := $(NPM_BIN):$(PATH)
+STACK := test/stack/stack.sh
+WITH_STACK := set -a; . .stack/env.sh; set +a;
+
+.PHONY: deps stack stack-down test test-unit test-integration typecheck crds check-crds demo run install bench lint clean
+
+deps: node_modules/.installed
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+stack: deps
+	bash $(STACK) up
+
+stack-down:
+	bash $(STACK) down
+
+typecheck: deps
+	tsc --noEmit -p .
+
+crds: deps
+	node src/api/generate.ts
+
+# Unit tests need nothing running; integration tests use the local stack, started if needed and
+# stopped afterwards when this target started it.
+test: deps typecheck
+	@started=0; if ! bash $(STACK) status 2>/dev/null | grep -q 'kube-apiserver: running'; then bash $(STACK) up && started=1; fi; \
+	$(WITH_STACK) vitest run; status=$$?; \
+	if [ $$started = 1 ]; then bash $(STACK) down; fi; exit $$status
+
+test-unit: deps
+	vitest run --project unit
+
+test-integration: stack
+	$(WITH_STACK) vitest run --project integration
+
+demo: stack
+	$(WITH_STACK) node test/demo/demo.ts
+
+run: deps
+	node src/main.ts --leader-elect=false
+
+install: deps
+	kubectl apply --server-side -f crds/
+
+bench: stack
+	$(WITH_STACK) node bench/run.ts
+
+clean: stack-down
+	rm -rf .stack

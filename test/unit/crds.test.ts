@@ -1,0 +1,31 @@
+import { readFileSync, readdirSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { KINDS } from '../../src/api/index.ts';
+import { crdFileName, renderCrdYaml } from '../../src/api/crd.ts';
+
+describe('generated CRDs', () => {
+  it.each(KINDS.map((k) => [k.kind, k] as const))('crds/ matches src/api for %s (run `make crds` after a schema change)', (_kind, def) => {
+    const onDisk = readFileSync(new URL(`../../crds/${crdFileName(def)}`, import.meta.url), 'utf8');
+    expect(onDisk).toBe(renderCrdYaml(def));
+  });
+
+  it('has a file for every kind and nothing else', () => {
+    const files = readdirSync(new URL('../../crds/', import.meta.url)).filter((f) => f.endsWith('.yaml')).sort();
+    expect(files).toEqual(KINDS.map(crdFileName).sort());
+  });
+
+  it('every kind is in the steward category, has a status subresource, Ready and Age columns', () => {
+    for (const def of KINDS) {
+      const crd = parse(renderCrdYaml(def), { version: '1.1' });
+      expect(crd.spec.names.categories).toEqual(['steward']);
+      expect(crd.spec.versions[0].subresources).toEqual({ status: {} });
+      const columns = crd.spec.versions[0].additionalPrinterColumns.map((c: { name: string }) => c.name);
+      expect(columns).toContain('Ready');
+      expect(columns).toContain('Age');
+      const conditions = crd.spec.versions[0].schema.openAPIV3Schema.properties.status.properties.conditions;
+      expect(conditions['x-kubernetes-list-type']).toBe('map');
+      expect(conditions['x-kubernetes-list-map-keys']).toEqual(['type']);
+    }
+  });
+});
