@@ -83,7 +83,8 @@ export function warehouseReconciler(deps: WarehouseDeps) {
         return failedOutcome(wh, 'Stalled', err.reason, err.message, tlsUnknown(err.reason, 'not connected'));
       }
       const failure = classifyConnectionError(err);
-      const detail = scrub(errMessage(err), settings);
+      // Node appends advice about its own trust store to TLS errors; it does not apply to a Warehouse.
+      const detail = scrub(errMessage(err), settings).replace(/; if the root CA is installed locally.*$/, '');
       await auditOnChange(wh, failure, () => audit('failure', 'warehouse.connect', detail));
       const [state, message, tls] = describeFailure(failure, wh, detail);
       return failedOutcome(wh, state, failure, message, tls);

@@ -8,12 +8,11 @@ import type { AuditSink } from '../../audit/sink.ts';
 export const AUDIT_SCHEMA = 'steward';
 export const AUDIT_TABLE = 'audit_log';
 
-// Fixed DDL: no user text is pasted into it. The advisory lock keeps two Steward processes (or two
-// Warehouses on one database) from racing on CREATE ... IF NOT EXISTS.
+// Fixed DDL: no user text is pasted into it. It runs only when the table does not exist yet, so a
+// second Warehouse on the same database (or a Steward whose user does not own the table) reuses it.
 const DDL = `
-SELECT pg_advisory_xact_lock(hashtext('steward.audit_log'));
 CREATE SCHEMA IF NOT EXISTS steward;
-CREATE TABLE IF NOT EXISTS steward.audit_log (
+CREATE TABLE steward.audit_log (
   id         bigserial PRIMARY KEY,
   ts         timestamptz NOT NULL,
   request_id text NOT NULL,
@@ -27,27 +26,35 @@ CREATE TABLE IF NOT EXISTS steward.audit_log (
   name       text NOT NULL,
   details    jsonb
 );
-CREATE INDEX IF NOT EXISTS audit_log_ts ON steward.audit_log (ts);
-CREATE INDEX IF NOT EXISTS audit_log_request_id ON steward.audit_log (request_id);
-CREATE OR REPLACE FUNCTION steward.audit_log_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE INDEX audit_log_ts ON steward.audit_log (ts);
+CREATE INDEX audit_log_request_id ON steward.audit_log (request_id);
+CREATE FUNCTION steward.audit_log_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   RAISE EXCEPTION 'steward.audit_log is append-only: % is not allowed', TG_OP USING ERRCODE = 'insufficient_privilege';
 END $$;
-DROP TRIGGER IF EXISTS audit_log_append_only_rows ON steward.audit_log;
 CREATE TRIGGER audit_log_append_only_rows BEFORE UPDATE OR DELETE ON steward.audit_log
   FOR EACH ROW EXECUTE FUNCTION steward.audit_log_refuse_change();
-DROP TRIGGER IF EXISTS audit_log_append_only_truncate ON steward.audit_log;
 CREATE TRIGGER audit_log_append_only_truncate BEFORE TRUNCATE ON steward.audit_log
   FOR EACH STATEMENT EXECUTE FUNCTION steward.audit_log_refuse_change();
 REVOKE ALL ON steward.audit_log FROM PUBLIC;
 REVOKE UPDATE, DELETE, TRUNCATE ON steward.audit_log FROM CURRENT_USER;
 `;
 
+/** Creates steward.audit_log unless it exists; then checks that Steward can append to it. */
 export async function ensureAuditTable(pool: pg.Pool): Promise<void> {
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
-    await client.query(DDL);
+    // Two Steward processes, or two Warehouses on one database, must not race on the DDL.
+    await client.query("SELECT pg_advisory_xact_lock(hashtext('steward.audit_log'))");
+    const exists = await client.query<{ exists: boolean }>("SELECT to_regclass('steward.audit_log') IS NOT NULL AS exists");
+    if (!exists.rows[0]?.exists) await client.query(DDL);
+    const canInsert = await client.query<{ ok: boolean; usr: string }>(
+      "SELECT has_table_privilege(current_user, 'steward.audit_log', 'INSERT') AND has_schema_privilege(current_user, 'steward', 'USAGE') AS ok, current_user::text AS usr",
+    );
+    if (!canInsert.rows[0]?.ok) {
+      throw new Error(`steward.audit_log exists but ${canInsert.rows[0]?.usr} cannot insert into it: GRANT USAGE ON SCHEMA steward and INSERT ON steward.audit_log to it`);
+    }
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);

@@ -1,0 +1,225 @@
+// Helpers for integration tests on the local stack (test/stack/stack.sh): a real kube-apiserver,
+// a real PostgreSQL with TLS and moto. Nothing here mocks either; it only saves typing.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, existsSync, createWriteStream, mkdtempSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { KubeClient, isNotFound, type KubeObject, type ResourceType } from '../../src/runtime/kube.ts';
+import { SECRET_TYPE } from '../../src/runtime/secrets.ts';
+import { EVENT_TYPE } from '../../src/runtime/events.ts';
+
+export const REPO = resolve(import.meta.dirname, '..', '..');
+
+/** The stack's environment: from the process (make test sources .stack/env.sh) or from the file. */
+export function loadStackEnv(): void {
+  if (process.env.KUBECONFIG && process.env.PGPORT) return;
+  const file = join(process.env.STEWARD_STACK_DIR ?? join(REPO, '.stack'), 'env.sh');
+  if (!existsSync(file)) throw new Error('the local stack is not running: run `make stack` (or `make test`, which starts it)');
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    for (const m of line.matchAll(/(\w+)='([^']*)'|(\w+)=([^\s']+)/g)) {
+      const key = m[1] ?? m[3];
+      const value = m[2] ?? m[4];
+      if (key && value !== undefined && line.trimStart().startsWith('export')) process.env[key] = value;
+    }
+  }
+}
+loadStackEnv();
+
+export const kube = KubeClient.fromDefault();
+
+export function unique(prefix: string): string {
+  return `${prefix}-${randomBytes(3).toString('hex')}`;
+}
+
+export function kubectl(args: string[], input?: string): { code: number; stdout: string; stderr: string } {
+  const r = spawnSync('kubectl', args, { input, encoding: 'utf8', env: process.env });
+  const stderr = (r.stderr ?? '').split('\n').filter((l) => !l.startsWith('WARNING: version difference')).join('\n');
+  return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr };
+}
+
+export function apply(yaml: string): void {
+  const r = kubectl(['apply', '-f', '-'], yaml);
+  if (r.code !== 0) throw new Error(`kubectl apply failed: ${r.stderr}`);
+}
+
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false | null> | T | undefined | false | null, timeoutMs = 30_000, intervalMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const v = await probe();
+      if (v !== undefined && v !== false && v !== null) return v;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+export async function ensureNamespace(name: string): Promise<void> {
+  const ns: ResourceType = { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false };
+  try {
+    await kube.create(ns, { apiVersion: 'v1', kind: 'Namespace', metadata: { name } });
+  } catch (err) {
+    if (!String(err).includes('AlreadyExists')) throw err;
+  }
+}
+
+export async function putSecret(namespace: string, name: string, data: Record<string, string>): Promise<void> {
+  const body = {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name, namespace },
+    data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
+  };
+  try {
+    const existing = await kube.get<KubeObject>(SECRET_TYPE, name, namespace);
+    await kube.replace(SECRET_TYPE, { ...body, metadata: { ...body.metadata, resourceVersion: existing.metadata.resourceVersion } });
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+    await kube.create(SECRET_TYPE, body);
+  }
+}
+
+export interface Conditioned extends KubeObject {
+  status?: { conditions?: { type: string; status: string; reason: string; message: string; lastTransitionTime: string; observedGeneration?: number }[]; observedGeneration?: number; [k: string]: unknown };
+  spec?: Record<string, unknown>;
+}
+
+export function condition(obj: Conditioned | undefined, type: string) {
+  return obj?.status?.conditions?.find((c) => c.type === type);
+}
+
+/** Waits until the object's condition has the status (and reason, when given) for its current generation. */
+export async function waitForCondition(type: ResourceType, name: string, namespace: string | undefined, cond: string, status: string, reason?: string, timeoutMs = 30_000): Promise<Conditioned> {
+  return waitFor(`${type.kind} ${name}: ${cond}=${status}${reason ? ` (${reason})` : ''}`, async () => {
+    const obj = await kube.get<Conditioned>(type, name, namespace);
+    const c = condition(obj, cond);
+    const current = obj.status?.observedGeneration === obj.metadata.generation;
+    return current && c?.status === status && (!reason || c.reason === reason) ? obj : undefined;
+  }, timeoutMs);
+}
+
+export async function eventsAbout(name: string): Promise<{ reason: string; note: string; type: string; series?: { count: number } }[]> {
+  const list = await kube.list<{ reason: string; note: string; type: string; regarding: { name: string }; series?: { count: number } } & KubeObject>(EVENT_TYPE);
+  return list.items.filter((e) => e.regarding.name === name);
+}
+
+export async function allEventsText(): Promise<string> {
+  const list = await kube.list<KubeObject>(EVENT_TYPE);
+  return JSON.stringify(list.items);
+}
+
+// PostgreSQL as the stack's superuser, over verified TLS.
+export function pgConfig(overrides: Partial<pg.ClientConfig> = {}): pg.ClientConfig {
+  return {
+    host: process.env.PGHOST,
+    port: Number(process.env.PGPORT),
+    user: process.env.PGUSER,
+    password: process.env.PGPASSWORD,
+    database: process.env.PGDATABASE,
+    ssl: { ca: readFileSync(process.env.PGSSLROOTCERT!, 'utf8'), rejectUnauthorized: true },
+    ...overrides,
+  };
+}
+
+export async function withPg<T>(fn: (c: pg.Client) => Promise<T>, overrides: Partial<pg.ClientConfig> = {}): Promise<T> {
+  const client = new pg.Client(pgConfig(overrides));
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** A Steward operator process, run the way `make run` runs it, with its log captured. */
+export class Steward {
+  readonly logFile: string;
+  readonly identity: string;
+  private readonly child: ChildProcess;
+  private exitCode: number | null | undefined;
+  private readonly exited: Promise<number | null>;
+
+  private constructor(child: ChildProcess, logFile: string, identity: string) {
+    this.child = child;
+    this.logFile = logFile;
+    this.identity = identity;
+    this.exited = new Promise((resolveExit) => child.on('exit', (code, signal) => {
+      this.exitCode = code ?? (signal ? -1 : null);
+      resolveExit(this.exitCode);
+    }));
+  }
+
+  static start(opts: { lease?: string; args?: string[]; env?: Record<string, string>; identity?: string } = {}): Steward {
+    const dir = join(process.env.STEWARD_STACK_DIR ?? join(REPO, '.stack'), 'test-logs');
+    mkdirSync(dir, { recursive: true });
+    const identity = opts.identity ?? unique('steward');
+    const logFile = join(dir, `${identity}.log`);
+    const out = createWriteStream(logFile);
+    const args = [
+      join(REPO, 'src', 'main.ts'),
+      '--metrics-bind-address', '127.0.0.1:0',
+      '--leader-election-id', opts.lease ?? unique('lease'),
+      '--leader-election-namespace', 'steward-system',
+      ...(opts.args ?? []),
+    ];
+    const child = spawn(process.execPath, args, {
+      cwd: REPO,
+      env: { ...process.env, POD_NAME: identity, LOG_LEVEL: 'debug', ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout!.pipe(out);
+    child.stderr!.pipe(out);
+    return new Steward(child, logFile, identity);
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  get running(): boolean {
+    return this.exitCode === undefined;
+  }
+
+  logs(): string {
+    return existsSync(this.logFile) ? readFileSync(this.logFile, 'utf8') : '';
+  }
+
+  logLines(): Record<string, unknown>[] {
+    return this.logs().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  }
+
+  async waitForLog(what: string, match: (line: Record<string, unknown>) => boolean, timeoutMs = 30_000): Promise<Record<string, unknown>> {
+    return waitFor(what, () => this.logLines().find(match), timeoutMs);
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    if (this.running) this.child.kill(signal);
+    return this.exited;
+  }
+
+  waitForExit(): Promise<number | null> {
+    return this.exited;
+  }
+}
+
+/** A CA nobody trusts, made with openssl for this run. */
+export function makeUnrelatedCa(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'steward-ca-'));
+  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=unrelated-ca',
+    '-keyout', join(dir, 'ca.key'), '-out', join(dir, 'ca.crt')], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`openssl failed: ${r.stderr}`);
+  return readFileSync(join(dir, 'ca.crt'), 'utf8');
+}
+
+export function stackCa(): string {
+  return readFileSync(process.env.PGSSLROOTCERT!, 'utf8');
+}
+
+export function randomPassword(): string {
+  return `pw-${randomBytes(18).toString('base64url')}`;
+}
