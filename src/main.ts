@@ -22,6 +22,9 @@ const { values: flags } = parseArgs({
     resync: { type: 'string', default: process.env.STEWARD_RESYNC ?? '5m' },
     concurrency: { type: 'string', default: process.env.STEWARD_CONCURRENCY ?? '8' },
     'log-level': { type: 'string', default: process.env.LOG_LEVEL ?? 'info' },
+    // Act as another user (Impersonate-User), as kubectl --as does: e.g. run locally with exactly the
+    // permissions of the deployed ServiceAccount to check that its ClusterRole is enough.
+    as: { type: 'string', default: process.env.STEWARD_IMPERSONATE },
   },
 });
 
@@ -31,7 +34,7 @@ const actor = process.env.STEWARD_ACTOR ??
   (process.env.POD_NAMESPACE && process.env.SERVICE_ACCOUNT ? `system:serviceaccount:${process.env.POD_NAMESPACE}:${process.env.SERVICE_ACCOUNT}` : `steward@${hostname()}`);
 
 async function main(): Promise<void> {
-  const client = KubeClient.fromDefault({ userAgent: `steward/${identity}` });
+  const client = KubeClient.fromDefault({ userAgent: `steward/${identity}`, impersonateUser: flags.as });
   const metrics = new Metrics();
   const leaseDurationMs = parseDuration(flags['lease-duration']);
   const manager = new Manager({

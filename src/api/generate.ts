@@ -5,9 +5,13 @@ import { fileURLToPath } from 'node:url';
 import { KINDS } from './index.ts';
 import { renderCrdYaml, crdFileName } from './crd.ts';
 
-const crdsDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'crds');
-mkdirSync(crdsDir, { recursive: true });
-for (const def of KINDS) {
-  writeFileSync(join(crdsDir, crdFileName(def)), renderCrdYaml(def));
-  console.log(`wrote crds/${crdFileName(def)}`);
+// crds/ for kubectl and kustomize; the Helm chart's crds/ holds the same files (Helm installs them
+// from there). A unit test fails when either drifts from src/api.
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+for (const dir of ['crds', 'charts/steward/crds']) {
+  mkdirSync(join(root, dir), { recursive: true });
+  for (const def of KINDS) {
+    writeFileSync(join(root, dir, crdFileName(def)), renderCrdYaml(def));
+    console.log(`wrote ${dir}/${crdFileName(def)}`);
+  }
 }

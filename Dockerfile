@@ -1,0 +1,11 @@
+# Steward's image. Node 24 runs the TypeScript sources directly (type stripping), so there is no
+# build step and no build output: the image holds src/ and the production dependencies.
+FROM node:24-slim
+WORKDIR /app
+ENV NODE_ENV=production
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund --ignore-scripts && npm cache clean --force
+COPY src ./src
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["node", "src/main.ts"]

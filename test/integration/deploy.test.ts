@@ -1,0 +1,95 @@
+// The install paths, checked as far as this machine allows (no container runtime here): the kustomize
+// manifests and the Helm chart render and are accepted by the real API server, and the ClusterRole
+// they grant is enough for Steward to work — proven by running Steward as that ServiceAccount — and
+// no more than it needs.
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
+import { REPO, Steward, apply, ensureNamespace, kube, kubectl, putSecret, stackCa, unique, waitForCondition } from './harness.ts';
+
+const SA = 'system:serviceaccount:steward-system:steward';
+let steward: Steward | undefined;
+let warehouse: string | undefined;
+
+function docs(yaml: string): Record<string, any>[] {
+  return parseAllDocuments(yaml).map((d) => d.toJSON()).filter(Boolean);
+}
+
+function helm(): string {
+  const r = spawnSync('bash', [join(REPO, 'test/stack/build-helm.sh')], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`no helm: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+beforeAll(async () => {
+  await ensureNamespace('steward-system');
+});
+
+afterAll(async () => {
+  await steward?.stop();
+  if (warehouse) await kube.delete(WAREHOUSE_TYPE, warehouse).catch(() => undefined);
+});
+
+describe('install manifests', () => {
+  it('kubectl apply -k deploy/ is accepted by the API server', () => {
+    const r = kubectl(['apply', '--dry-run=server', '-k', join(REPO, 'deploy')]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/deployment.apps\/steward (created|configured|unchanged)/);
+  });
+
+  it('the Helm chart renders, lints and is accepted by the API server, with the same ClusterRole as deploy/', () => {
+    const bin = helm();
+    const lint = spawnSync(bin, ['lint', join(REPO, 'charts/steward')], { encoding: 'utf8' });
+    expect(lint.status, lint.stdout + lint.stderr).toBe(0);
+    const rendered = spawnSync(bin, ['template', 'steward', join(REPO, 'charts/steward'), '--namespace', 'steward-system', '--include-crds'], { encoding: 'utf8' });
+    expect(rendered.status, rendered.stderr).toBe(0);
+    const r = kubectl(['apply', '--dry-run=server', '-f', '-'], rendered.stdout);
+    expect(r.code, r.stderr).toBe(0);
+    const chartRole = docs(rendered.stdout).find((d) => d.kind === 'ClusterRole');
+    const kustomizeRole = docs(kubectl(['kustomize', join(REPO, 'deploy')]).stdout).find((d) => d.kind === 'ClusterRole');
+    expect(chartRole?.rules).toEqual(kustomizeRole?.rules);
+    expect(docs(rendered.stdout).filter((d) => d.kind === 'CustomResourceDefinition')).toHaveLength(5);
+  });
+});
+
+describe('RBAC', () => {
+  it('Steward running as its ServiceAccount, with only the ClusterRole of deploy/, reconciles a Warehouse', async () => {
+    const r = kubectl(['apply', '-f', join(REPO, 'deploy/base/rbac.yaml')]);
+    expect(r.code, r.stderr).toBe(0);
+    await putSecret('steward-system', 'rbac-test-ca', { 'ca.crt': stackCa() });
+    await putSecret('steward-system', 'rbac-test-creds', { username: process.env.PGUSER!, password: process.env.PGPASSWORD! });
+    steward = Steward.start({ args: ['--as', SA] });
+    await steward.waitForLog('controllers running as the ServiceAccount', (l) => l.msg === 'controllers running');
+    warehouse = unique('wh-rbac');
+    apply(`
+apiVersion: steward.dev/v1alpha1
+kind: Warehouse
+metadata: {name: ${warehouse}}
+spec:
+  postgres:
+    host: localhost
+    port: ${process.env.PGPORT}
+    database: ${process.env.PGDATABASE}
+    caSecretRef: {namespace: steward-system, name: rbac-test-ca}
+    credentialsSecretRef: {namespace: steward-system, name: rbac-test-creds}
+`);
+    await waitForCondition(WAREHOUSE_TYPE, warehouse, undefined, 'Ready', 'True');
+    const forbidden = steward.logs().match(/.*(: 403 |Forbidden).*/g) ?? [];
+    expect(forbidden).toEqual([]);
+  });
+
+  it.each([
+    ['create', 'secrets', '-A'],
+    ['update', 'secrets', '-A'],
+    ['delete', 'warehouses.steward.dev', ''],
+    ['create', 'datasetaccesses.steward.dev', '-A'],
+    ['get', 'pods', '-A'],
+    ['create', 'clusterrolebindings', ''],
+    ['update', 'leases', '-n default'],
+  ])('the ServiceAccount cannot %s %s', (verb, resource, scope) => {
+    const r = kubectl(['auth', 'can-i', verb, resource, ...scope.split(' ').filter(Boolean), '--as', SA]);
+    expect(r.stdout.trim()).toBe('no');
+  });
+});
