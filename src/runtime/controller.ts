@@ -65,6 +65,8 @@ export interface ControllerOptions<T extends KubeObject> {
   /** Longest backoff for objects that are not Ready; they keep being retried at least this often. */
   maxRetryDelayMs?: number;
   namespace?: string;
+  /** Reconcile only objects with these labels (sharding, benchmarks). */
+  labelSelector?: string;
 }
 
 export class Controller<T extends KubeObject> {
@@ -80,7 +82,7 @@ export class Controller<T extends KubeObject> {
     this.resyncMs = opts.resyncMs ?? 5 * 60_000;
     this.maxRetryDelayMs = opts.maxRetryDelayMs ?? this.resyncMs;
     this.queue = new WorkQueue({ metrics: opts.metrics.queue(opts.name) });
-    this.informer = new Informer<T>(opts.client, opts.type, { logger: opts.logger, namespace: opts.namespace });
+    this.informer = new Informer<T>(opts.client, opts.type, { logger: opts.logger, namespace: opts.namespace, labelSelector: opts.labelSelector });
     this.informer.onEvent((type, obj, old) => {
       if (type === 'update' && old && !needsReconcile(old, obj)) return;
       this.queue.add(objectKey(obj));

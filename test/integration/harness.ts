@@ -2,29 +2,16 @@
 // a real PostgreSQL with TLS and moto. Nothing here mocks either; it only saves typing.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, existsSync, createWriteStream, mkdtempSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { REPO, loadStackEnv } from '../stack/env.ts';
 import { KubeClient, isNotFound, type KubeObject, type ResourceType } from '../../src/runtime/kube.ts';
 import { SECRET_TYPE } from '../../src/runtime/secrets.ts';
 import { EVENT_TYPE } from '../../src/runtime/events.ts';
 
-export const REPO = resolve(import.meta.dirname, '..', '..');
-
-/** The stack's environment: from the process (make test sources .stack/env.sh) or from the file. */
-export function loadStackEnv(): void {
-  if (process.env.KUBECONFIG && process.env.PGPORT) return;
-  const file = join(process.env.STEWARD_STACK_DIR ?? join(REPO, '.stack'), 'env.sh');
-  if (!existsSync(file)) throw new Error('the local stack is not running: run `make stack` (or `make test`, which starts it)');
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
-    for (const m of line.matchAll(/(\w+)='([^']*)'|(\w+)=([^\s']+)/g)) {
-      const key = m[1] ?? m[3];
-      const value = m[2] ?? m[4];
-      if (key && value !== undefined && line.trimStart().startsWith('export')) process.env[key] = value;
-    }
-  }
-}
+export { REPO };
 loadStackEnv();
 
 export const kube = KubeClient.fromDefault();
