@@ -29,14 +29,14 @@ crds: deps
 # stopped afterwards when this target started it.
 test: deps typecheck
 	@started=0; if ! bash $(STACK) status 2>/dev/null | grep -q 'kube-apiserver: running'; then bash $(STACK) up && started=1; fi; \
-	$(WITH_STACK) vitest run; status=$$?; \
+	bash $(STACK) stop-demo; $(WITH_STACK) vitest run; status=$$?; \
 	if [ $$started = 1 ]; then bash $(STACK) down; fi; exit $$status
 
 test-unit: deps
 	vitest run --project unit
 
 test-integration: stack
-	$(WITH_STACK) vitest run --project integration
+	bash $(STACK) stop-demo; $(WITH_STACK) vitest run --project integration
 
 demo: stack
 	$(WITH_STACK) node test/demo/demo.ts
@@ -45,7 +45,7 @@ run: deps
 	node src/main.ts --leader-elect=false
 
 install: deps
-	kubectl apply --server-side -f crds/
+	kubectl apply --server-side -k crds/
 
 bench: stack
 	$(WITH_STACK) node bench/run.ts

@@ -18,7 +18,7 @@ function dryRun(obj: unknown): { code: number; stderr: string } {
 }
 
 beforeAll(async () => {
-  const apply = kubectl(['apply', '--server-side', '--force-conflicts', '-f', join(REPO, 'crds')]);
+  const apply = kubectl(['apply', '--server-side', '--force-conflicts', '-k', join(REPO, 'crds')]);
   expect(apply.code, apply.stderr).toBe(0);
   for (const ns of ['analytics', 'data-eng', 'pipelines', 'governance']) await ensureNamespace(ns);
   // Newly established CRDs can take a moment to serve.

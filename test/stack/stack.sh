@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The local stack of real servers that tests, the demo and the benchmarks share, all on loopback:
 #   kube-apiserver + etcd (no kubelet, as envtest), PostgreSQL with TLS, moto's server for AWS.
-# Usage: stack.sh up | down | status | restart-apiserver
+# Usage: stack.sh up | down | status | restart-apiserver | stop-demo
 # State lives in .stack/ (git-ignored); .stack/env.sh exports what clients need.
 set -euo pipefail
 
@@ -227,6 +227,7 @@ up() {
 
 down() {
   [ -d "$state" ] || return 0
+  stop_pid steward   # the demo's operator, if it runs
   stop_pid kube-apiserver
   stop_pid etcd
   stop_pid moto
@@ -246,6 +247,11 @@ restart_apiserver() {
   echo "stack: kube-apiserver restarted"
 }
 
+# The demo leaves a Steward running; tests start their own and must be the only operator.
+stop_demo() {
+  stop_pid steward
+}
+
 status() {
   for p in etcd kube-apiserver postgres moto; do
     if alive $p; then echo "$p: running (pid $(cat "$pids/$p"))"; else echo "$p: stopped"; fi
@@ -257,5 +263,6 @@ case "${1:-}" in
   down) down ;;
   status) status ;;
   restart-apiserver) restart_apiserver ;;
-  *) echo "usage: $0 up|down|status|restart-apiserver" >&2; exit 2 ;;
+  stop-demo) stop_demo ;;
+  *) echo "usage: $0 up|down|status|restart-apiserver|stop-demo" >&2; exit 2 ;;
 esac
