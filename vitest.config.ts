@@ -11,6 +11,7 @@ export default defineConfig({
           name: 'integration',
           include: ['test/integration/**/*.test.ts'],
           environment: 'node',
+          globalSetup: ['test/integration/global-setup.ts'],
           // One API server and one PostgreSQL are shared: files run one at a time, each with its
           // own Steward process, so two operators never reconcile the same objects.
           fileParallelism: false,
