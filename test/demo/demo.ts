@@ -60,7 +60,7 @@ async function seedWarehouse(): Promise<void> {
 
 function applyExamples(): void {
   kubectl(['apply', '--server-side', '--force-conflicts', '-k', join(REPO, 'crds')]);
-  quietKubectl(['wait', '--for=condition=Established', '--timeout=30s', '-k', join(REPO, 'crds')]);
+  quietKubectl(['wait', '--for=condition=Established', '--timeout=30s', 'crd', '-l', 'app.kubernetes.io/part-of=steward']);
   for (const ns of ['steward-system', 'analytics', 'data-eng', 'pipelines', 'governance']) {
     quietKubectl(['create', 'namespace', ns]);
   }

@@ -11,7 +11,7 @@ function kubectl(args: string[]): void {
 export default function setup(): void {
   loadStackEnv();
   kubectl(['apply', '--server-side', '--force-conflicts', '-k', join(REPO, 'crds')]);
-  kubectl(['wait', '--for=condition=Established', '--timeout=60s', '-k', join(REPO, 'crds')]);
+  kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '-l', 'app.kubernetes.io/part-of=steward']);
   const ns = spawnSync('kubectl', ['create', 'namespace', 'steward-system'], { encoding: 'utf8' });
   if (ns.status !== 0 && !ns.stderr.includes('AlreadyExists')) throw new Error(ns.stderr);
 }
