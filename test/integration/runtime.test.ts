@@ -29,6 +29,8 @@ spec:
   return name;
 }
 
+const CONFIGMAP = { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true };
+
 interface Lease { spec?: { holderIdentity?: string; leaseTransitions?: number } }
 
 beforeAll(async () => {
@@ -100,13 +102,17 @@ describe('API server restart', () => {
     const before = await newWarehouse();
     await waitForCondition(WAREHOUSE_TYPE, before, undefined, 'Ready', 'True');
 
+    // An unrelated write moves etcd's revision past what the informers last saw, so the restarted
+    // API server's watch cache cannot resume them: they must get 410 Gone and list again.
+    await kube.create(CONFIGMAP, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: unique('bump'), namespace: NS } });
     const r = spawnSync('bash', [join(REPO, 'test/stack/stack.sh'), 'restart-apiserver'], { encoding: 'utf8', env: process.env });
     expect(r.status, r.stderr).toBe(0);
 
     const after = await newWarehouse();
     await waitForCondition(WAREHOUSE_TYPE, after, undefined, 'Ready', 'True', undefined, 60_000);
     expect(s.running).toBe(true);
-    // The watch broke and was resumed (or re-listed), not silently lost.
+    // The watch broke, was retried with backoff, and the informer re-listed after 410 Gone.
     await waitFor('watch retry logged', () => s.logLines().some((l) => l.msg === 'watch failed; retrying'));
+    expect(s.logLines().some((l) => l.resource === 'warehouses' && String(l.msg).includes('410 Gone'))).toBe(true);
   });
 });
