@@ -194,6 +194,15 @@ export class Steward {
   }
 }
 
+/** What kstatus (sigs.k8s.io/cli-utils, as used by Flux, Argo CD, kpt) makes of an object. */
+export function kstatus(obj: unknown): { status: string; message: string } {
+  const bin = spawnSync('bash', [join(REPO, 'test/stack/build-kstatus.sh')], { encoding: 'utf8' });
+  if (bin.status !== 0) throw new Error(`cannot build kstatus: ${bin.stderr}`);
+  const r = spawnSync(bin.stdout.trim(), [], { input: JSON.stringify(obj), encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`kstatus failed: ${r.stderr}`);
+  return (JSON.parse(r.stdout) as { status: string; message: string }[])[0]!;
+}
+
 /** A CA nobody trusts, made with openssl for this run. */
 export function makeUnrelatedCa(): string {
   const dir = mkdtempSync(join(tmpdir(), 'steward-ca-'));

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
 import {
-  Steward, allEventsText, apply, condition, ensureNamespace, eventsAbout, kube, makeUnrelatedCa, putSecret, randomPassword,
+  Steward, allEventsText, apply, kstatus, condition, ensureNamespace, eventsAbout, kube, makeUnrelatedCa, putSecret, randomPassword,
   stackCa, unique, waitForCondition, withPg, type Conditioned,
 } from './harness.ts';
 
@@ -61,6 +61,7 @@ describe('Warehouse', () => {
     expect(wh.status?.tls).toMatchObject({ version: expect.stringMatching(/^TLSv1\.[23]$/) });
     expect(String(server.v)).toContain(String(wh.status?.serverVersion));
     expect(tls?.message).toContain(server.cipher);
+    expect(kstatus(wh).status).toBe('Current');
 
     const printed = (await import('./harness.ts')).kubectl(['get', 'wh', name]);
     expect(printed.stdout).toMatch(/NAME\s+HOST\s+DATABASE\s+TLS\s+READY\s+AGE/);
@@ -110,6 +111,7 @@ describe('Warehouse', () => {
     expect(condition(wh, 'Reconciling')).toMatchObject({ status: 'True', reason: 'Unreachable' });
     expect(condition(wh, 'Stalled')?.status).toBe('False');
     expect(condition(wh, 'TLSVerified')?.status).toBe('Unknown');
+    expect(kstatus(wh).status).toBe('InProgress');
   });
 
   it('whose credentials Secret does not exist says which Secret to create', async () => {
@@ -118,6 +120,9 @@ describe('Warehouse', () => {
     apply(warehouseYaml(name, { credsSecret: 'does-not-exist', caSecret: undefined, sslMode: 'require' }));
     const wh = await waitForCondition(WAREHOUSE_TYPE, name, undefined, 'Ready', 'False', 'CredentialsSecretNotFound');
     expect(condition(wh, 'Ready')?.message).toContain(`${NS}/does-not-exist`);
+    expect(kstatus(wh)).toMatchObject({ status: 'Failed', message: expect.stringContaining('does-not-exist') });
+    // A spec change the controller has not seen yet reads as InProgress, not as the old verdict.
+    expect(kstatus({ ...wh, metadata: { ...wh.metadata, generation: (wh.metadata.generation ?? 1) + 1 } }).status).toBe('InProgress');
   });
 
   it('with sslMode require is encrypted but reports TLSVerified=False: the certificate was not checked', async () => {
