@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
 import {
   Steward, allEventsText, apply, kstatus, condition, ensureNamespace, eventsAbout, kube, makeUnrelatedCa, putSecret, randomPassword,
-  stackCa, unique, waitForCondition, withPg, type Conditioned,
+  stackCa, unique, waitFor, waitForCondition, withPg, type Conditioned,
 } from './harness.ts';
 
 const NS = 'steward-system';
@@ -99,6 +99,12 @@ describe('Warehouse', () => {
     const wh = await waitForCondition(WAREHOUSE_TYPE, name, undefined, 'Ready', 'False', 'AuthenticationFailed');
     expect(condition(wh, 'Ready')?.message).toMatch(/authentication failed/);
     expect(condition(wh, 'Ready')?.message).toContain(`${NS}/${name}-creds`);
+    // Every retry fails the same way: one Event whose series counts the repeats, not an Event each.
+    const events = await waitFor('a repeated event', async () => {
+      const e = (await eventsAbout(name)).filter((x) => x.reason === 'AuthenticationFailed');
+      return e.length === 1 && (e[0]!.series?.count ?? 1) >= 2 ? e : undefined;
+    });
+    expect(events).toHaveLength(1);
 
     await putSecret(NS, `${name}-creds`, { username: process.env.PGUSER!, password: process.env.PGPASSWORD! });
     await waitForCondition(WAREHOUSE_TYPE, name, undefined, 'Ready', 'True', 'Connected');
@@ -149,6 +155,19 @@ describe('Warehouse', () => {
     // Failures are audited too (in the log: a Warehouse that cannot be reached has no table to write to).
     const failures = steward.logLines().filter((l) => (l.audit as { outcome?: string } | undefined)?.outcome === 'failure');
     expect(failures.map((l) => (l.audit as { error?: string }).error).join('\n')).toMatch(/authentication failed|certificate/);
+  });
+
+  it('serves health, readiness and controller-runtime metrics', async () => {
+    const started = steward.logLines().find((l) => l.msg === 'steward starting');
+    const base = `http://${String(started?.http)}`;
+    expect((await fetch(`${base}/healthz`)).status).toBe(200);
+    expect((await fetch(`${base}/readyz`)).status).toBe(200);
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    expect(metrics).toMatch(/controller_runtime_reconcile_total\{controller="warehouse",result="success"\} [1-9]/);
+    expect(metrics).toMatch(/controller_runtime_reconcile_errors_total|controller_runtime_reconcile_total\{controller="warehouse",result="requeue"\} [1-9]/);
+    expect(metrics).toMatch(/controller_runtime_reconcile_time_seconds_count\{controller="warehouse"\} [1-9]/);
+    expect(metrics).toMatch(/workqueue_depth\{name="warehouse"\} \d/);
+    expect(metrics).toMatch(/leader_election_master_status\{name="[^"]+"\} 1/);
   });
 
   it('never shows a secret value in its logs, events or status', async () => {

@@ -1,0 +1,104 @@
+// The informer against a real API server behind a loopback proxy that can turn a live connection
+// into a black hole (no bytes, no FIN): the half-open TCP connection a NAT or a dead node leaves.
+// The informer must notice the silence, reconnect, and deliver what happened meanwhile.
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KubeConfig } from '@kubernetes/client-node';
+import { KubeClient, type KubeObject } from '../../src/runtime/kube.ts';
+import { Informer } from '../../src/runtime/informer.ts';
+import { createLogger } from '../../src/runtime/logger.ts';
+import { ensureNamespace, kube, unique, waitFor } from './harness.ts';
+
+const CONFIGMAP = { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true };
+const NS = 'steward-system';
+
+class BlackholeProxy {
+  readonly server: net.Server;
+  private readonly sockets = new Set<{ client: net.Socket; upstream: net.Socket; silenced: boolean }>();
+  constructor(target: URL) {
+    this.server = net.createServer((client) => {
+      const upstream = net.connect(Number(target.port), target.hostname);
+      const pair = { client, upstream, silenced: false };
+      this.sockets.add(pair);
+      client.on('data', (d) => !pair.silenced && upstream.write(d));
+      upstream.on('data', (d) => !pair.silenced && client.write(d));
+      const close = () => { client.destroy(); upstream.destroy(); this.sockets.delete(pair); };
+      client.on('close', close);
+      upstream.on('close', close);
+      client.on('error', close);
+      upstream.on('error', close);
+    });
+  }
+  listen(): Promise<number> {
+    return new Promise((r) => this.server.listen(0, '127.0.0.1', () => r((this.server.address() as net.AddressInfo).port)));
+  }
+  /** Every open connection stops carrying bytes, but stays open. New connections work. */
+  silenceAll(): number {
+    for (const p of this.sockets) p.silenced = true;
+    return this.sockets.size;
+  }
+  close(): void {
+    for (const p of this.sockets) { p.client.destroy(); p.upstream.destroy(); }
+    this.server.close();
+  }
+}
+
+let proxy: BlackholeProxy;
+let client: KubeClient;
+
+beforeAll(async () => {
+  await ensureNamespace(NS);
+  proxy = new BlackholeProxy(kube.server);
+  const port = await proxy.listen();
+  const kc = new KubeConfig();
+  kc.loadFromDefault();
+  const cluster = kc.getCurrentCluster()!;
+  kc.loadFromOptions({
+    clusters: [{ ...cluster, server: `https://127.0.0.1:${port}` }],
+    users: kc.users,
+    contexts: kc.contexts,
+    currentContext: kc.currentContext,
+  });
+  client = new KubeClient(kc);
+});
+
+afterAll(() => {
+  client?.close();
+  proxy?.close();
+});
+
+describe('Informer', () => {
+  it('restarts a watch that went silent and delivers the changes it missed, deletions included', async () => {
+    const logs: string[] = [];
+    const logger = createLogger({ level: 'warn', destination: { write: (line: string) => void logs.push(line) } });
+    const label = unique('silent');
+    const informer = new Informer<KubeObject>(client, CONFIGMAP, { namespace: NS, labelSelector: `test=${label}`, idleMs: 1500, logger });
+    const seen: string[] = [];
+    informer.onEvent((type, obj) => seen.push(`${type}:${obj.metadata.name}`));
+    const cm = (name: string) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: NS, labels: { test: label } }, data: { a: '1' } });
+
+    await kube.create(CONFIGMAP, cm(`${label}-a`));
+    await informer.start();
+    expect(informer.get(`${NS}/${label}-a`)).toBeDefined();
+    // A change that arrives by the watch proves the watch connection is open before we silence it.
+    await kube.create(CONFIGMAP, cm(`${label}-c`));
+    await waitFor('the watch to deliver c', () => informer.get(`${NS}/${label}-c`));
+
+    expect(proxy.silenceAll()).toBeGreaterThan(0);
+    const silencedAt = Date.now();
+    await kube.create(CONFIGMAP, cm(`${label}-b`)); // through the direct client, not the proxy
+    await kube.delete(CONFIGMAP, `${label}-a`, NS);
+
+    await waitFor('the informer to see b after the silence', () => informer.get(`${NS}/${label}-b`), 15_000);
+    await waitFor('the informer to see a deleted', () => !informer.get(`${NS}/${label}-a`), 5_000);
+    const recoveredMs = Date.now() - silencedAt;
+    console.log(`silent watch detected and resumed after ${recoveredMs} ms (idle limit 1500 ms)`);
+    expect(recoveredMs).toBeGreaterThanOrEqual(1400);
+    expect(seen).toEqual(expect.arrayContaining([`add:${label}-a`, `add:${label}-b`, `delete:${label}-a`]));
+    expect(logs.join('')).toContain('watch silent for 1500 ms');
+    expect(informer.stats.errors).toBeGreaterThanOrEqual(1);
+    await informer.stop();
+    await kube.delete(CONFIGMAP, `${label}-b`, NS);
+    await kube.delete(CONFIGMAP, `${label}-c`, NS);
+  });
+});
