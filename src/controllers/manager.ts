@@ -6,8 +6,15 @@ import { Informer } from '../runtime/informer.ts';
 import { EventRecorder } from '../runtime/events.ts';
 import type { Metrics } from '../runtime/metrics.ts';
 import { SECRET_TYPE } from '../runtime/secrets.ts';
+import type { ResourceType } from '../runtime/kube.ts';
+
+const NAMESPACE_TYPE: ResourceType = { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false };
 import { AuditTrail, LogSink } from '../audit/sink.ts';
 import type { Warehouse } from '../api/warehouse.ts';
+import type { DatasetAccess } from '../api/datasetaccess.ts';
+import {
+  DATASET_ACCESS_FINALIZER, DATASET_ACCESS_TYPE, accessesInNamespace, accessesOfWarehouse, datasetAccessCleanup, datasetAccessReconciler, expiredFirst,
+} from './datasetaccess.ts';
 import { WarehouseConnections } from './warehouse-connections.ts';
 import { WAREHOUSE_TYPE, warehouseReconciler, warehousesUsingSecret } from './warehouse.ts';
 
@@ -47,6 +54,34 @@ export class Manager {
       concurrency: opts.concurrency,
     });
     this.controllers.push(warehouses as unknown as Controller<KubeObject>);
+
+    const namespaces = new Informer<KubeObject>(client, NAMESPACE_TYPE, { logger });
+    const accessDeps = {
+      connections: this.connections,
+      audit,
+      warehouse: (name: string) => warehouses.informer.get(name),
+      namespaceLabels: (name: string) => namespaces.get(name)?.metadata.labels,
+    };
+    const accesses: Controller<DatasetAccess> = new Controller<DatasetAccess>({
+      name: 'datasetaccess',
+      type: DATASET_ACCESS_TYPE,
+      client,
+      logger,
+      metrics,
+      events,
+      reconcile: datasetAccessReconciler(accessDeps),
+      finalizer: DATASET_ACCESS_FINALIZER,
+      cleanup: datasetAccessCleanup(accessDeps),
+      // A Warehouse's policy or readiness, or a namespace's labels, change what an access may hold.
+      watches: [
+        { informer: warehouses.informer as unknown as Informer<KubeObject>, map: accessesOfWarehouse(() => accesses.informer.list()) },
+        { informer: namespaces, map: accessesInNamespace(() => accesses.informer.list()) },
+      ],
+      startupOrder: expiredFirst,
+      resyncMs: opts.resyncMs,
+      concurrency: opts.concurrency,
+    });
+    this.controllers.push(accesses as unknown as Controller<KubeObject>);
   }
 
   get ready(): boolean {

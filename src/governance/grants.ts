@@ -1,5 +1,5 @@
 // What a DatasetAccess should hold in the warehouse, and the difference from what it holds. Pure:
-// the driver observes the catalog and renders SQL; this module only compares sets.
+// the driver observes the catalog and renders SQL; this module only names and compares sets.
 import { createHash } from 'node:crypto';
 
 export const ROLE_PREFIX = 'stw_';
@@ -22,52 +22,72 @@ export function ownershipComment(namespace: string, name: string): string {
 }
 
 export interface TablePrivilege {
+  schema: string;
   table: string;
   privilege: string;
 }
 
-export interface GrantState {
-  /** Privileges of the group role on tables of the schema. */
-  tablePrivileges: TablePrivilege[];
-  schemaUsage: boolean;
-  /** Table owners for whom ALTER DEFAULT PRIVILEGES covers future tables (tables: ["*"]). */
-  defaultPrivileges: { owner: string; privilege: string }[];
-  members: string[];
+export interface DefaultPrivilege {
+  owner: string;
+  schema: string;
+  privilege: string;
 }
 
+/** Everything a group role holds that Steward manages. */
+export interface GrantState {
+  tablePrivileges: TablePrivilege[];
+  schemaUsage: string[];
+  /** ALTER DEFAULT PRIVILEGES for table owners, so future tables are covered (tables: ["*"]). */
+  defaultPrivileges: DefaultPrivilege[];
+  /** Roles that are members of the group role: the principal, and nobody else. */
+  members: string[];
+  /** Roles the group role is itself a member of: always none (it must not gain anything). */
+  memberOf: string[];
+}
+
+export const EMPTY_STATE: GrantState = { tablePrivileges: [], schemaUsage: [], defaultPrivileges: [], members: [], memberOf: [] };
+
 export interface DesiredInput {
-  tables: readonly string[] | '*';
-  /** Every table in the schema now, and their owners: needed for "*". */
+  schema: string;
+  tables: readonly string[];
+  /** Every table of the schema now, with owners: what "*" covers. */
   existingTables: readonly { name: string; owner: string }[];
   privileges: readonly string[];
-  /** The principal, or none when the access is expired, denied or being removed. */
+  /** The principal, or none when the access has expired. */
   member?: string;
 }
 
+export function isAllTables(tables: readonly string[]): boolean {
+  return tables.length === 1 && tables[0] === '*';
+}
+
 export function desiredState(input: DesiredInput): GrantState {
-  const all = input.tables === '*';
+  const all = isAllTables(input.tables);
   const tables = all ? input.existingTables.map((t) => t.name) : [...input.tables];
-  const owners = all ? [...new Set(input.existingTables.map((t) => t.owner))] : [];
+  const owners = all ? [...new Set(input.existingTables.map((t) => t.owner))].sort() : [];
   return {
-    tablePrivileges: tables.flatMap((table) => input.privileges.map((privilege) => ({ table, privilege }))),
-    schemaUsage: true,
-    defaultPrivileges: owners.flatMap((owner) => input.privileges.map((privilege) => ({ owner, privilege }))),
+    tablePrivileges: tables.flatMap((table) => input.privileges.map((privilege) => ({ schema: input.schema, table, privilege }))),
+    schemaUsage: [input.schema],
+    defaultPrivileges: owners.flatMap((owner) => input.privileges.map((privilege) => ({ owner, schema: input.schema, privilege }))),
     members: input.member ? [input.member] : [],
+    memberOf: [],
   };
 }
 
 export interface GrantDiff {
   grantTable: TablePrivilege[];
   revokeTable: TablePrivilege[];
-  grantUsage: boolean;
-  grantDefault: { owner: string; privilege: string }[];
-  revokeDefault: { owner: string; privilege: string }[];
+  grantUsage: string[];
+  revokeUsage: string[];
+  grantDefault: DefaultPrivilege[];
+  revokeDefault: DefaultPrivilege[];
   addMembers: string[];
   removeMembers: string[];
+  leaveRoles: string[];
 }
 
-const tp = (p: TablePrivilege) => `${p.table}\u0000${p.privilege}`;
-const dp = (p: { owner: string; privilege: string }) => `${p.owner}\u0000${p.privilege}`;
+const tpKey = (p: TablePrivilege) => `${p.schema}.${p.table}:${p.privilege}`;
+const dpKey = (p: DefaultPrivilege) => `${p.owner}@${p.schema}:${p.privilege}`;
 
 function minus<T>(a: readonly T[], b: readonly T[], key: (x: T) => string): T[] {
   const have = new Set(b.map(key));
@@ -82,16 +102,48 @@ function minus<T>(a: readonly T[], b: readonly T[], key: (x: T) => string): T[] 
 
 export function diffGrants(desired: GrantState, actual: GrantState): GrantDiff {
   return {
-    grantTable: minus(desired.tablePrivileges, actual.tablePrivileges, tp),
-    revokeTable: minus(actual.tablePrivileges, desired.tablePrivileges, tp),
-    grantUsage: desired.schemaUsage && !actual.schemaUsage,
-    grantDefault: minus(desired.defaultPrivileges, actual.defaultPrivileges, dp),
-    revokeDefault: minus(actual.defaultPrivileges, desired.defaultPrivileges, dp),
+    grantTable: minus(desired.tablePrivileges, actual.tablePrivileges, tpKey),
+    revokeTable: minus(actual.tablePrivileges, desired.tablePrivileges, tpKey),
+    grantUsage: minus(desired.schemaUsage, actual.schemaUsage, String),
+    revokeUsage: minus(actual.schemaUsage, desired.schemaUsage, String),
+    grantDefault: minus(desired.defaultPrivileges, actual.defaultPrivileges, dpKey),
+    revokeDefault: minus(actual.defaultPrivileges, desired.defaultPrivileges, dpKey),
     addMembers: minus(desired.members, actual.members, String),
     removeMembers: minus(actual.members, desired.members, String),
+    leaveRoles: minus(actual.memberOf, desired.memberOf, String),
   };
 }
 
 export function isEmptyDiff(d: GrantDiff): boolean {
-  return !d.grantUsage && [d.grantTable, d.revokeTable, d.grantDefault, d.revokeDefault, d.addMembers, d.removeMembers].every((x) => x.length === 0);
+  return Object.values(d).every((list: unknown[]) => list.length === 0);
+}
+
+/**
+ * The warehouse objects a diff touches, as lock keys. GRANT and REVOKE on one object from two
+ * sessions fail with "tuple concurrently updated", so each key is locked (in sorted order, which
+ * rules out deadlocks) for the transaction that changes it.
+ */
+export function lockKeys(groupRole: string, d: GrantDiff): string[] {
+  const keys = new Set<string>();
+  for (const p of [...d.grantTable, ...d.revokeTable]) keys.add(`table:${p.schema}.${p.table}`);
+  for (const s of [...d.grantUsage, ...d.revokeUsage]) keys.add(`schema:${s}`);
+  for (const p of [...d.grantDefault, ...d.revokeDefault]) keys.add(`defacl:${p.owner}@${p.schema}`);
+  if (d.addMembers.length || d.removeMembers.length || d.leaveRoles.length) keys.add(`role:${groupRole}`);
+  return [...keys].sort();
+}
+
+/** A short human summary of a diff, for events and audit details. */
+export function describeDiff(d: GrantDiff): string[] {
+  const out: string[] = [];
+  const tp = (ps: TablePrivilege[]) => ps.map((p) => `${p.privilege} on ${p.schema}.${p.table}`).join(', ');
+  if (d.grantTable.length) out.push(`missing ${tp(d.grantTable)}`);
+  if (d.revokeTable.length) out.push(`extra ${tp(d.revokeTable)}`);
+  if (d.grantUsage.length) out.push(`missing USAGE on schema ${d.grantUsage.join(', ')}`);
+  if (d.revokeUsage.length) out.push(`extra USAGE on schema ${d.revokeUsage.join(', ')}`);
+  if (d.grantDefault.length) out.push(`missing default privileges for ${d.grantDefault.map(dpKey).join(', ')}`);
+  if (d.revokeDefault.length) out.push(`extra default privileges for ${d.revokeDefault.map(dpKey).join(', ')}`);
+  if (d.addMembers.length) out.push(`missing member ${d.addMembers.join(', ')}`);
+  if (d.removeMembers.length) out.push(`extra member ${d.removeMembers.join(', ')}`);
+  if (d.leaveRoles.length) out.push(`group role is a member of ${d.leaveRoles.join(', ')}`);
+  return out;
 }

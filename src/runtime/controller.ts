@@ -18,10 +18,14 @@ import { addFinalizer, hasFinalizer, removeFinalizer } from './finalizers.ts';
 import type { EventInput, EventRecorder } from './events.ts';
 import type { Metrics } from './metrics.ts';
 
-export type OutcomeState = 'Ready' | 'Progressing' | 'Stalled';
+export type OutcomeState = 'Ready' | 'Progressing' | 'Stalled' | 'Ended';
 
 export interface Outcome {
-  /** Ready: done. Progressing: waiting on something that resolves itself. Stalled: a human must act. */
+  /**
+   * Ready: done. Progressing: waiting on something that resolves itself. Stalled: a human must act.
+   * Ended: the object's purpose is over (an access that expired): Ready=False and Stalled=True, so
+   * kstatus reports Failed and wait loops end (a human should extend or remove it); no backoff retries.
+   */
   state: OutcomeState;
   reason: string;
   message: string;
@@ -67,6 +71,11 @@ export interface ControllerOptions<T extends KubeObject> {
   namespace?: string;
   /** Reconcile only objects with these labels (sharding, benchmarks). */
   labelSelector?: string;
+  /**
+   * At start-up, the order in which the cached objects are first reconciled: e.g. accesses whose
+   * deadline passed while Steward was down go first, before any other work.
+   */
+  startupOrder?: (objects: T[], now: Date) => T[];
 }
 
 export class Controller<T extends KubeObject> {
@@ -76,6 +85,7 @@ export class Controller<T extends KubeObject> {
   private readonly opts: ControllerOptions<T>;
   private readonly resyncMs: number;
   private readonly maxRetryDelayMs: number;
+  private running = false;
 
   constructor(opts: ControllerOptions<T>) {
     this.opts = opts;
@@ -84,11 +94,13 @@ export class Controller<T extends KubeObject> {
     this.queue = new WorkQueue({ metrics: opts.metrics.queue(opts.name) });
     this.informer = new Informer<T>(opts.client, opts.type, { logger: opts.logger, namespace: opts.namespace, labelSelector: opts.labelSelector });
     this.informer.onEvent((type, obj, old) => {
+      if (!this.running) return; // the initial list is enqueued by start(), in startupOrder
       if (type === 'update' && old && !needsReconcile(old, obj)) return;
       this.queue.add(objectKey(obj));
     });
     for (const watch of opts.watches ?? []) {
       watch.informer.onEvent((_type, obj) => {
+        if (!this.running) return;
         for (const key of watch.map(obj)) this.queue.add(key);
       });
     }
@@ -101,6 +113,10 @@ export class Controller<T extends KubeObject> {
   /** Starts the informers and the workers; resolves once the caches are synced. */
   async start(): Promise<void> {
     await Promise.all([this.informer.start(), ...(this.opts.watches ?? []).map((w) => w.informer.start())]);
+    const cached = this.informer.list();
+    const ordered = this.opts.startupOrder ? this.opts.startupOrder(cached, new Date()) : cached;
+    for (const obj of ordered) this.queue.add(objectKey(obj));
+    this.running = true;
     const n = this.opts.concurrency ?? 4;
     for (let i = 0; i < n; i++) this.workers.push(this.work());
     this.opts.logger.info({ controller: this.opts.name, workers: n }, 'controller started');
@@ -151,7 +167,7 @@ export class Controller<T extends KubeObject> {
         return;
       }
       await this.writeResult(obj, outcome, ctx);
-      if (outcome.state === 'Ready') {
+      if (outcome.state === 'Ready' || outcome.state === 'Ended') {
         this.queue.forget(key);
         const resync = Math.round(this.resyncMs * (0.9 + Math.random() * 0.2));
         this.queue.addAfter(key, Math.min(outcome.requeueAfterMs ?? resync, resync));
@@ -231,13 +247,16 @@ export function summaryConditions(outcome: Outcome): ConditionInput[] {
     state === 'Progressing'
       ? { type: 'Reconciling', status: 'True', reason, message }
       : { type: 'Reconciling', status: 'False', reason: 'Done', message: 'No work in progress' },
-    state === 'Stalled'
+    state === 'Stalled' || state === 'Ended'
       ? { type: 'Stalled', status: 'True', reason, message }
       : { type: 'Stalled', status: 'False', reason: 'NotStalled', message: 'Nothing needs a human' },
   ];
 }
 
-/** Only these changes can change the outcome; status-only updates (our own writes) do not. */
+/**
+ * Only these changes can change the outcome. Status-only updates (our own writes) and finalizer
+ * changes (our own, on the first reconcile) do not.
+ */
 function needsReconcile(old: KubeObject, obj: KubeObject): boolean {
   const a = old.metadata;
   const b = obj.metadata;
@@ -245,8 +264,7 @@ function needsReconcile(old: KubeObject, obj: KubeObject): boolean {
     a.generation !== b.generation ||
     a.deletionTimestamp !== b.deletionTimestamp ||
     !isDeepStrictEqual(a.labels, b.labels) ||
-    !isDeepStrictEqual(a.annotations, b.annotations) ||
-    !isDeepStrictEqual(a.finalizers, b.finalizers)
+    !isDeepStrictEqual(a.annotations, b.annotations)
   );
 }
 

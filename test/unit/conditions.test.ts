@@ -38,6 +38,10 @@ describe('status from an outcome (kstatus)', () => {
     const c = summaryConditions({ state: 'Stalled', reason: 'AuthenticationFailed', message: 'm' });
     expect(c.map((x) => `${x.type}=${x.status}`)).toEqual(['Ready=False', 'Reconciling=False', 'Stalled=True']);
   });
+  it('Ended: Ready=False and Stalled=True, so kstatus says Failed rather than InProgress forever', () => {
+    const c = summaryConditions({ state: 'Ended', reason: 'Expired', message: 'm' });
+    expect(c.map((x) => `${x.type}=${x.status}`)).toEqual(['Ready=False', 'Reconciling=False', 'Stalled=True']);
+  });
   it('writes observedGeneration and merges domain fields; null removes one', () => {
     const s = desiredStatus({ tls: { version: 'TLSv1.2' }, old: 1 }, { state: 'Ready', reason: 'R', message: '', status: { tls: { version: 'TLSv1.3' }, old: null } }, 7, t0);
     expect(s.observedGeneration).toBe(7);

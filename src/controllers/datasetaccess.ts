@@ -1,0 +1,308 @@
+// DatasetAccess reconciler (PostgreSQL): policy -> expiry -> observe the catalog -> close the diff in
+// one audited transaction -> status. Each access owns one group role; the principal is made a member
+// of it, so deleting or expiring one access never touches another.
+import type pg from 'pg';
+import type { DatasetAccess } from '../api/datasetaccess.ts';
+import type { Warehouse } from '../api/warehouse.ts';
+import { GROUP, VERSION } from '../api/schema.ts';
+import type { KubeObject, ResourceType } from '../runtime/kube.ts';
+import type { Outcome, ReconcileContext } from '../runtime/controller.ts';
+import { findCondition, isTrue } from '../runtime/conditions.ts';
+import type { AuditTrail } from '../audit/sink.ts';
+import type { AuditOutcome } from '../audit/record.ts';
+import { evaluatePolicy } from '../governance/policy.ts';
+import { effectiveExpiry } from '../governance/expiry.ts';
+import {
+  EMPTY_STATE, desiredState, describeDiff, diffGrants, groupRoleName, isAllTables, isEmptyDiff, lockKeys, ownershipComment, type GrantDiff,
+} from '../governance/grants.ts';
+import {
+  createRoleStatements, diffStatements, dropRoleStatements, hardenRoleStatement, lockObjects, observe, type Observation, type Statement,
+} from '../drivers/postgres/grants.ts';
+import { AuditTableSink } from '../drivers/postgres/audit-table.ts';
+import { WarehouseConnections, WarehouseSecretError, scrub } from './warehouse-connections.ts';
+
+export const DATASET_ACCESS_TYPE: ResourceType = { group: GROUP, version: VERSION, plural: 'datasetaccesses', kind: 'DatasetAccess', namespaced: true };
+export const DATASET_ACCESS_FINALIZER = 'steward.dev/revoke-access';
+
+export interface DatasetAccessDeps {
+  connections: WarehouseConnections;
+  audit: AuditTrail;
+  warehouse: (name: string) => Warehouse | undefined;
+  namespaceLabels: (name: string) => Record<string, string> | undefined;
+}
+
+/** What a user reads in `kubectl get dsa`. */
+function display(dsa: DatasetAccess) {
+  const t = dsa.spec.warehouse;
+  if (!t) return { principal: dsa.spec.principal.iamRole ?? '', dataset: `s3://${dsa.spec.s3?.bucket}/${dsa.spec.s3?.prefix ?? ''}`, privileges: dsa.spec.s3?.access ?? 'read' };
+  return { principal: dsa.spec.principal.role ?? '', dataset: `${t.name}/${t.schema}.${t.tables.join(',')}`, privileges: (t.privileges ?? ['SELECT']).join(',') };
+}
+
+class Conflict extends Error {}
+
+export function datasetAccessReconciler(deps: DatasetAccessDeps) {
+  /** Runs `plan(observation)` under locks in one transaction, with an audit record per statement. */
+  async function applyInTransaction(
+    pool: pg.Pool,
+    ctx: ReconcileContext,
+    dsa: DatasetAccess,
+    groupRole: string,
+    schema: string,
+    principal: string | undefined,
+    plan: (o: Observation) => { statements: Statement[]; locks: string[]; records: { action: string; resource: string; outcome: AuditOutcome; details?: Record<string, unknown>; error?: string }[] },
+  ): Promise<{ observation: Observation; statements: Statement[] }> {
+    const first = await observe(pool, groupRole, schema, principal);
+    const expected = plan(first);
+    if (expected.statements.length === 0 && expected.records.length === 0) return { observation: first, statements: [] };
+    const client = await pool.connect();
+    try {
+      await client.query('BEGIN');
+      await lockObjects(client, expected.locks);
+      // Under the locks, look again: another access may have changed what we saw.
+      const observation = await observe(client, groupRole, schema, principal);
+      const actual = plan(observation);
+      const unlocked = actual.locks.filter((k) => !expected.locks.includes(k));
+      if (unlocked.length) throw new Conflict(`objects changed while locking (${unlocked.join(', ')}); retrying`);
+      const sink = new AuditTableSink(client);
+      for (const s of actual.statements) {
+        await client.query(s.sql);
+      }
+      for (const r of actual.records) {
+        await deps.audit.record({ request_id: ctx.requestId, kind: 'DatasetAccess', namespace: dsa.metadata.namespace, name: dsa.metadata.name, ...r }, sink);
+      }
+      await client.query('COMMIT');
+      return { observation, statements: actual.statements };
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  function statementRecords(statements: Statement[], warehouse: string, drift: string[] | undefined) {
+    return statements.map((s) => ({
+      action: drift ? 'drift_corrected' : s.action,
+      resource: `${warehouse}/${s.object}`,
+      outcome: 'success' as const,
+      details: drift ? { statement: s.sql, correction: s.action, found: drift } : { statement: s.sql },
+    }));
+  }
+
+  return async function reconcileDatasetAccess(dsa: DatasetAccess, ctx: ReconcileContext): Promise<Outcome> {
+    const shown = display(dsa);
+    const target = dsa.spec.warehouse;
+    if (!target) {
+      return { state: 'Stalled', reason: 'UnsupportedTarget', message: 'S3 access through IAM is not implemented yet in this release; nothing was granted', status: shown };
+    }
+    const namespace = dsa.metadata.namespace!;
+    const wh = deps.warehouse(target.name);
+    if (!wh) return { state: 'Progressing', reason: 'WarehouseNotFound', message: `Warehouse ${target.name} does not exist; nothing granted`, status: shown };
+    if (!isTrue(wh.status?.conditions, 'Ready')) {
+      const why = findCondition(wh.status?.conditions, 'Ready');
+      return { state: 'Progressing', reason: 'WarehouseNotReady', message: `waiting for Warehouse ${target.name}${why ? `: ${why.reason}: ${why.message}` : ''}`, status: shown };
+    }
+    const groupRole = groupRoleName(namespace, dsa.metadata.name);
+    const comment = ownershipComment(namespace, dsa.metadata.name);
+    const principal = dsa.spec.principal.role!;
+    const privileges = target.privileges ?? ['SELECT'];
+    const status = { ...shown, groupRole };
+    const audit = (action: string, outcome: AuditOutcome, resource: string, extra: { error?: string; details?: Record<string, unknown> } = {}) => ({ action, outcome, resource: `${target.name}/${resource}`, ...extra });
+
+    let pool: pg.Pool;
+    try {
+      pool = (await deps.connections.pool(wh)).pool;
+    } catch (err) {
+      if (err instanceof WarehouseSecretError) return { state: 'Progressing', reason: 'WarehouseNotReady', message: err.message, status };
+      throw err;
+    }
+
+    try {
+      // 1. Policy: default deny. A denied access holds nothing: its group role is dropped.
+      const labels = deps.namespaceLabels(namespace) ?? {};
+      const decision = evaluatePolicy(wh.spec.accessPolicy, { namespace: { name: namespace, labels }, schema: target.schema, privileges });
+      if (!decision.allowed) {
+        const wasDenied = findCondition(dsa.status?.conditions, 'Ready')?.reason === 'PolicyDenied';
+        const { statements } = await applyInTransaction(pool, ctx, dsa, groupRole, target.schema, undefined, (o) => {
+          const drop = o.role.exists && o.role.comment === comment ? dropRoleStatements(groupRole) : [];
+          return {
+            statements: drop,
+            locks: drop.length ? lockKeys(groupRole, diffGrants(EMPTY_STATE, o.state)) : [],
+            records: [
+              ...(wasDenied && drop.length === 0 ? [] : [audit('policy.evaluate', 'denied', `${target.schema}.${target.tables.join(',')}`, { error: decision.message, details: { principal, privileges } })]),
+              ...statementRecords(drop, target.name, undefined),
+            ],
+          };
+        });
+        return {
+          state: 'Stalled',
+          reason: 'PolicyDenied',
+          message: `${decision.message}; nothing is granted${statements.length ? ' (the access granted before was revoked)' : ''}. Ask the Warehouse owner to extend spec.accessPolicy, or change the request.`,
+          status: { ...status, expiresAt: null, ...(statements.length ? { revokedAt: ctx.now.toISOString() } : {}) },
+          conditions: [{ type: 'Expired', status: 'False', reason: 'NotGranted', message: 'the access is not granted' }],
+          events: [{ type: 'Warning', reason: 'PolicyDenied', note: decision.message, action: 'Grant' }],
+        };
+      }
+
+      // 2. Expiry: expiresAt, or duration from the first grant, capped by the rule's maxDuration.
+      const expiry = effectiveExpiry({ expiresAt: dsa.spec.expiresAt, duration: dsa.spec.duration, grantedAt: dsa.status?.grantedAt, maxDurationMs: decision.maxDurationMs, now: ctx.now });
+      const expired = expiry.at !== undefined && expiry.at.getTime() <= ctx.now.getTime();
+      const convergedBefore = isTrue(dsa.status?.conditions, 'Ready') && dsa.status?.observedGeneration === dsa.metadata.generation;
+
+      // 3. Observe, diff, apply.
+      let drift: string[] | undefined;
+      let conflict: string | undefined;
+      let principalMissing = false;
+      let missingTables: string[] = [];
+      const { statements } = await applyInTransaction(pool, ctx, dsa, groupRole, target.schema, principal, (o) => {
+        conflict = o.role.exists && o.role.comment !== comment ? `role ${groupRole} exists but Steward did not create it (its comment is ${JSON.stringify(o.role.comment)})` : undefined;
+        principalMissing = !o.principalExists;
+        missingTables = isAllTables(target.tables) ? [] : target.tables.filter((t) => !o.tables.some((x) => x.name === t));
+        if (conflict || !o.schemaExists || missingTables.length) return { statements: [], locks: [], records: [] };
+        const desired = desiredState({ schema: target.schema, tables: target.tables, existingTables: o.tables, privileges, member: expired || principalMissing ? undefined : principal });
+        const diff: GrantDiff = diffGrants(desired, o.role.exists ? o.state : EMPTY_STATE);
+        // Revoking the principal at the deadline is the expiry doing its job, not drift.
+        const expiring = expired && diff.removeMembers.includes(principal);
+        const rest: GrantDiff = { ...diff, removeMembers: diff.removeMembers.filter((m) => !(expiring && m === principal)) };
+        const expiryStatements = expiring ? diffStatements(groupRole, { ...diffGrants(EMPTY_STATE, EMPTY_STATE), removeMembers: [principal] }) : [];
+        const restStatements = [
+          ...(o.role.exists ? [] : createRoleStatements(groupRole, comment)),
+          ...(o.role.dangerousAttributes.length ? [hardenRoleStatement(groupRole)] : []),
+          ...diffStatements(groupRole, rest),
+        ];
+        // What was changed behind Steward's back on a role it had already converged.
+        drift = convergedBefore && o.role.exists && (!isEmptyDiff(rest) || o.role.dangerousAttributes.length)
+          ? [...describeDiff(rest), ...(o.role.dangerousAttributes.length ? [`role attributes ${o.role.dangerousAttributes.join(', ')}`] : [])]
+          : undefined;
+        return {
+          statements: [...expiryStatements, ...restStatements],
+          locks: [...lockKeys(groupRole, diff), ...(o.role.exists ? [] : [`role:${groupRole}`])],
+          records: [
+            ...statementRecords(expiryStatements, target.name, undefined),
+            ...(expiring ? [audit('access.expire', 'success', `role:${groupRole}`, { details: { principal, expiredAt: expiry.at!.toISOString() } })] : []),
+            ...statementRecords(restStatements, target.name, drift),
+          ],
+        };
+      });
+
+      if (conflict) return { state: 'Stalled', reason: 'RoleConflict', message: `${conflict}; nothing granted. Rename or drop that role.`, status };
+      if (missingTables.length) return { state: 'Progressing', reason: 'TableNotFound', message: `table ${missingTables.map((t) => `${target.schema}.${t}`).join(', ')} does not exist yet; retrying`, status };
+      if (principalMissing) {
+        return {
+          state: 'Stalled',
+          reason: 'PrincipalNotFound',
+          message: `role ${principal} does not exist in Warehouse ${target.name}; Steward never creates login roles. Create it, and the access is granted.`,
+          status,
+          events: [{ type: 'Warning', reason: 'PrincipalNotFound', note: `role ${principal} does not exist`, action: 'Grant' }],
+        };
+      }
+      const membershipGranted = statements.some((s) => s.action === 'grant.membership');
+      const membershipRevoked = statements.some((s) => s.action === 'revoke.membership');
+      const grantedAt = dsa.status?.grantedAt ?? (membershipGranted || !expired ? ctx.now.toISOString() : undefined);
+      const events = [
+        ...(drift ? [{ type: 'Warning' as const, reason: 'DriftCorrected', note: `corrected changes made outside Steward: ${drift.join('; ')}`, action: 'Reconcile' }] : []),
+        ...(membershipGranted && !drift ? [{ type: 'Normal' as const, reason: 'Granted', note: `${principal} granted ${privileges.join(', ')} on ${shown.dataset} through ${groupRole}`, action: 'Grant' }] : []),
+      ];
+      const expiresAt = expiry.at?.toISOString() ?? null;
+      if (expired) {
+        const revokedAt = membershipRevoked ? ctx.now.toISOString() : dsa.status?.revokedAt ?? ctx.now.toISOString();
+        return {
+          state: 'Ended',
+          reason: 'Expired',
+          message: `expired at ${expiresAt}; ${principal} is no longer a member of ${groupRole}. Move expiresAt later to grant it again.`,
+          status: { ...status, grantedAt, expiresAt, revokedAt },
+          conditions: [{ type: 'Expired', status: 'True', reason: 'Expired', message: `expired at ${expiresAt}, revoked at ${revokedAt}` }],
+          events: [
+            ...events,
+            ...(membershipRevoked ? [{ type: 'Normal' as const, reason: 'Expired', note: `access expired at ${expiresAt}; revoked ${groupRole} from ${principal}`, action: 'Revoke' }] : []),
+          ],
+        };
+      }
+      const capped = expiry.capped ? ` (capped by the policy's maxDuration)` : '';
+      return {
+        state: 'Ready',
+        reason: 'Granted',
+        message: `${principal} holds ${privileges.join(', ')} on ${shown.dataset} through ${groupRole}${expiresAt ? ` until ${expiresAt}${capped}` : ''}`,
+        status: { ...status, grantedAt, expiresAt, revokedAt: null },
+        conditions: [{ type: 'Expired', status: 'False', reason: expiresAt ? 'NotYet' : 'NoExpiry', message: expiresAt ? `expires at ${expiresAt}${capped}` : 'no expiry set' }],
+        events,
+        // Wake up exactly at the deadline (the queue's timer has millisecond precision).
+        requeueAfterMs: expiry.at ? Math.max(1, expiry.at.getTime() - Date.now()) : undefined,
+      };
+    } catch (err) {
+      if (err instanceof Conflict) throw err;
+      const message = scrub(err instanceof Error ? err.message : String(err), undefined);
+      await deps.audit.record({ request_id: ctx.requestId, kind: 'DatasetAccess', namespace, name: dsa.metadata.name, action: 'reconcile', resource: `${target.name}/role:${groupRole}`, outcome: 'failure', error: message }, new AuditTableSink(pool))
+        .catch(() => undefined);
+      throw err;
+    }
+  };
+}
+
+/** Deletion: revoke and drop the group role (or leave it, with deletionPolicy Orphan), audited. */
+export function datasetAccessCleanup(deps: DatasetAccessDeps) {
+  return async function cleanupDatasetAccess(dsa: DatasetAccess, ctx: ReconcileContext): Promise<Outcome> {
+    const target = dsa.spec.warehouse;
+    const namespace = dsa.metadata.namespace!;
+    if (!target) return { state: 'Ready', reason: 'Deleted', message: 'nothing was granted' };
+    const groupRole = groupRoleName(namespace, dsa.metadata.name);
+    const wh = deps.warehouse(target.name);
+    const orphan = dsa.spec.deletionPolicy === 'Orphan';
+    if (!wh) {
+      return { state: 'Progressing', reason: 'WarehouseNotFound', message: `cannot revoke: Warehouse ${target.name} does not exist. Recreate it, or set deletionPolicy: Orphan to leave the grants.` };
+    }
+    let pool: pg.Pool;
+    try {
+      pool = (await deps.connections.pool(wh)).pool;
+      const comment = ownershipComment(namespace, dsa.metadata.name);
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        const o = await observe(client, groupRole, target.schema, undefined);
+        const ours = o.role.exists && o.role.comment === comment;
+        const statements = ours && !orphan ? dropRoleStatements(groupRole) : [];
+        await lockObjects(client, ours ? lockKeys(groupRole, diffGrants(EMPTY_STATE, o.state)) : []);
+        for (const s of statements) await client.query(s.sql);
+        const sink = new AuditTableSink(client);
+        const base = { request_id: ctx.requestId, kind: 'DatasetAccess', namespace, name: dsa.metadata.name };
+        if (orphan) {
+          await deps.audit.record({ ...base, action: 'access.orphan', resource: `${target.name}/role:${groupRole}`, outcome: 'success', details: { note: 'deletionPolicy Orphan: grants left in place' } }, sink);
+        }
+        for (const s of statements) {
+          await deps.audit.record({ ...base, action: s.action, resource: `${target.name}/${s.object}`, outcome: 'success', details: { statement: s.sql } }, sink);
+        }
+        await client.query('COMMIT');
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      } finally {
+        client.release();
+      }
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      await deps.audit.record({ request_id: ctx.requestId, kind: 'DatasetAccess', namespace, name: dsa.metadata.name, action: 'role.drop', resource: `${target.name}/role:${groupRole}`, outcome: 'failure', error: message });
+      return { state: 'Progressing', reason: 'RevokeFailed', message: `cannot revoke yet: ${message}; the finalizer stays and Steward retries with backoff` };
+    }
+    return {
+      state: 'Ready',
+      reason: orphan ? 'Orphaned' : 'Revoked',
+      message: orphan ? 'grants left in place (deletionPolicy Orphan)' : `revoked and dropped ${groupRole}`,
+      events: [{ type: 'Normal', reason: orphan ? 'Orphaned' : 'Revoked', note: orphan ? `left ${groupRole} in place (deletionPolicy Orphan)` : `revoked and dropped ${groupRole}`, action: 'Revoke' }],
+    };
+  };
+}
+
+/** Accesses whose deadline has passed go first at start-up: revoke before any other work. */
+export function expiredFirst(objects: DatasetAccess[], now: Date): DatasetAccess[] {
+  const deadline = (d: DatasetAccess) => Date.parse(d.status?.expiresAt ?? d.spec.expiresAt ?? '') || Infinity;
+  const due = (d: DatasetAccess) => deadline(d) <= now.getTime() && findCondition(d.status?.conditions, 'Expired')?.status !== 'True';
+  return [...objects.filter(due), ...objects.filter((d) => !due(d))];
+}
+
+export function accessesOfWarehouse(accesses: () => DatasetAccess[]) {
+  return (wh: KubeObject): string[] => accesses().filter((a) => a.spec.warehouse?.name === wh.metadata.name).map((a) => `${a.metadata.namespace}/${a.metadata.name}`);
+}
+
+export function accessesInNamespace(accesses: () => DatasetAccess[]) {
+  return (ns: KubeObject): string[] => accesses().filter((a) => a.metadata.namespace === ns.metadata.name).map((a) => `${a.metadata.namespace}/${a.metadata.name}`);
+}

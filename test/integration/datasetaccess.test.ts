@@ -1,0 +1,350 @@
+// DatasetAccess on the real stack, proven the way a user would: connect as a login that is a member
+// of the principal, and show what it can and cannot read.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { DATASET_ACCESS_TYPE } from '../../src/controllers/datasetaccess.ts';
+import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
+import { groupRoleName } from '../../src/governance/grants.ts';
+import {
+  Steward, allEventsText, apply, condition, ensureNamespace, eventsAbout, kube, kubectl, kstatus, pgConfig, putSecret, randomPassword, stackCa, unique,
+  waitFor, waitForCondition, withPg, type Conditioned,
+} from './harness.ts';
+
+const id = unique('x').slice(2).replace(/-/g, '');
+const DB = `dsa_${id}`;
+const NS = `dsa-${id}`;
+const WH = `wh-dsa-${id}`;
+const READER = `analytics_reader_${id}`;
+const ALICE = `alice_${id}`;
+const ALICE_PW = randomPassword();
+let steward: Steward;
+
+const asSuperuser = <T>(fn: (c: pg.Client) => Promise<T>) => withPg(fn, { database: DB });
+
+async function asAlice<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  return withPg(fn, { database: DB, user: ALICE, password: ALICE_PW });
+}
+
+/** Can Alice (a member of the principal) run this? true, or the error message. */
+async function can(sql: string): Promise<true | string> {
+  return asAlice(async (c) => c.query(sql).then(() => true as const, (e: Error) => e.message));
+}
+
+function dsa(name: string, spec: { tables?: string[]; privileges?: string[]; expiresAt?: string; duration?: string; schema?: string; role?: string; deletionPolicy?: string }): string {
+  return `
+apiVersion: steward.dev/v1alpha1
+kind: DatasetAccess
+metadata: {name: ${name}, namespace: ${NS}}
+spec:
+  principal: {role: ${spec.role ?? READER}}
+  warehouse:
+    name: ${WH}
+    schema: ${spec.schema ?? 'curated'}
+    tables: ${JSON.stringify(spec.tables ?? ['customer_sales'])}
+    privileges: ${JSON.stringify(spec.privileges ?? ['SELECT'])}
+  ${spec.expiresAt ? `expiresAt: "${spec.expiresAt}"` : ''}
+  ${spec.duration ? `duration: ${spec.duration}` : ''}
+  ${spec.deletionPolicy ? `deletionPolicy: ${spec.deletionPolicy}` : ''}
+  justification: integration test
+`;
+}
+
+function warehouse(policy: string): string {
+  return `
+apiVersion: steward.dev/v1alpha1
+kind: Warehouse
+metadata: {name: ${WH}}
+spec:
+  postgres:
+    host: localhost
+    port: ${process.env.PGPORT}
+    database: ${DB}
+    caSecretRef: {namespace: steward-system, name: ${WH}-ca}
+    credentialsSecretRef: {namespace: steward-system, name: ${WH}-creds}
+  accessPolicy:
+${policy}
+`;
+}
+
+const POLICY = `    - namespaces: {matchNames: [${NS}]}
+      schemas: [curated]
+      privileges: [SELECT, INSERT]`;
+
+const waitReady = (name: string, reason = 'Granted', timeoutMs = 30_000) => waitForCondition(DATASET_ACCESS_TYPE, name, NS, 'Ready', 'True', reason, timeoutMs);
+const get = (name: string) => kube.get<Conditioned>(DATASET_ACCESS_TYPE, name, NS);
+
+async function deleteAccess(name: string): Promise<void> {
+  await kube.delete(DATASET_ACCESS_TYPE, name, NS);
+  await waitFor(`${name} to be gone`, async () => kube.get(DATASET_ACCESS_TYPE, name, NS).then(() => false, () => true));
+}
+
+async function auditRows(name: string): Promise<Record<string, any>[]> {
+  return asSuperuser(async (c) => (await c.query('SELECT * FROM steward.audit_log WHERE kind = $1 AND name = $2 ORDER BY id', ['DatasetAccess', name])).rows);
+}
+
+beforeAll(async () => {
+  await withPg((c) => c.query(`CREATE DATABASE ${DB}`));
+  await asSuperuser((c) => c.query(`
+    CREATE SCHEMA raw; CREATE SCHEMA curated;
+    CREATE TABLE raw.customers (id int PRIMARY KEY, email text, phone text, country text);
+    CREATE TABLE raw.orders (id int PRIMARY KEY, customer_id int, quantity int, unit_price numeric, created_at timestamptz);
+    CREATE TABLE curated.customer_sales (order_id int, customer_region text, gross_revenue numeric);
+    CREATE TABLE curated.other (x int);
+    INSERT INTO raw.customers VALUES (1, 'a@example.com', '555-0100', 'US');
+    INSERT INTO curated.customer_sales VALUES (1, 'US', 19.0);
+    CREATE ROLE ${READER} NOLOGIN;
+    CREATE ROLE ${ALICE} LOGIN PASSWORD '${ALICE_PW}' IN ROLE ${READER};
+  `));
+  await ensureNamespace(NS);
+  await putSecret('steward-system', `${WH}-ca`, { 'ca.crt': stackCa() });
+  await putSecret('steward-system', `${WH}-creds`, { username: process.env.PGUSER!, password: process.env.PGPASSWORD! });
+  apply(warehouse(POLICY));
+  steward = Steward.start({ args: ['--resync', '3s'] });
+  await waitForCondition(WAREHOUSE_TYPE, WH, undefined, 'Ready', 'True');
+});
+
+afterAll(async () => {
+  await steward?.stop();
+  const left = await kube.list<Conditioned>(DATASET_ACCESS_TYPE, { namespace: NS }).catch(() => ({ items: [] as Conditioned[] }));
+  for (const a of left.items) {
+    await kube.patch(DATASET_ACCESS_TYPE, a.metadata.name, NS, { metadata: { finalizers: null } }, 'merge').catch(() => undefined);
+    await kube.delete(DATASET_ACCESS_TYPE, a.metadata.name, NS).catch(() => undefined);
+  }
+  await kube.delete(WAREHOUSE_TYPE, WH).catch(() => undefined);
+});
+
+describe('DatasetAccess grants', () => {
+  it('grants SELECT on exactly the requested table, through a group role it owns', async () => {
+    apply(dsa('churn', {}));
+    const obj = await waitReady('churn');
+    const role = groupRoleName(NS, 'churn');
+    expect(obj.status).toMatchObject({ groupRole: role, principal: READER, dataset: `${WH}/curated.customer_sales`, privileges: 'SELECT' });
+    expect(kstatus(obj).status).toBe('Current');
+
+    expect(await can('SELECT * FROM curated.customer_sales')).toBe(true);
+    expect(await can('SELECT * FROM raw.customers')).toMatch(/permission denied/);
+    expect(await can('SELECT * FROM raw.orders')).toMatch(/permission denied/);
+    expect(await can('SELECT * FROM curated.other')).toMatch(/permission denied/);
+    expect(await can("INSERT INTO curated.customer_sales VALUES (2, 'DE', 1)")).toMatch(/permission denied/);
+
+    // The catalog shows one ACL entry for the group role, and the principal as its only member.
+    const acl = await asSuperuser(async (c) => (await c.query(`SELECT a.privilege_type, pg_get_userbyid(a.grantee) AS grantee FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = 'curated.customer_sales'::regclass AND a.grantee <> c.relowner`)).rows);
+    expect(acl).toEqual([{ privilege_type: 'SELECT', grantee: role }]);
+    const members = await asSuperuser(async (c) => (await c.query(`SELECT pg_get_userbyid(member) AS m FROM pg_auth_members WHERE roleid = $1::regrole`, [role])).rows);
+    expect(members).toEqual([{ m: READER }]);
+
+    const printed = kubectl(['get', 'dsa', '-n', NS, 'churn', '-o', 'wide']);
+    expect(printed.stdout).toMatch(/NAME\s+PRINCIPAL\s+DATASET\s+PRIVILEGES\s+EXPIRES\s+READY\s+AGE\s+REASON/);
+    expect(printed.stdout).toMatch(new RegExp(`churn\\s+${READER}\\s+${WH}/curated.customer_sales\\s+SELECT\\s+\\S*\\s*True`));
+  });
+
+  it('INSERT works once INSERT is granted too, and the audit table holds one record per action', async () => {
+    apply(dsa('writer', { privileges: ['SELECT', 'INSERT'] }));
+    await waitReady('writer');
+    expect(await can("INSERT INTO curated.customer_sales VALUES (3, 'FR', 2)")).toBe(true);
+    const rows = await auditRows('writer');
+    expect(rows.map((r) => r.action)).toEqual(['role.create', 'role.comment', 'grant.usage', 'grant.privileges', 'grant.membership']);
+    const requestIds = new Set(rows.map((r) => r.request_id));
+    expect(requestIds.size).toBe(1);
+    for (const r of rows) {
+      expect(r).toMatchObject({ outcome: 'success', actor: expect.any(String), resource: expect.stringContaining(`${WH}/`), namespace: NS });
+      expect(r.details.statement).toMatch(/^(CREATE ROLE|COMMENT ON ROLE|GRANT)/);
+    }
+    await deleteAccess('writer');
+  });
+
+  it('two accesses for the same principal and table: deleting one keeps access, deleting both removes it', async () => {
+    apply(dsa('twin-a', {}));
+    apply(dsa('twin-b', {}));
+    await waitReady('twin-a');
+    await waitReady('twin-b');
+    await deleteAccess('churn');
+    await deleteAccess('twin-a');
+    expect(await can('SELECT * FROM curated.customer_sales')).toBe(true);
+    await deleteAccess('twin-b');
+    expect(await can('SELECT * FROM curated.customer_sales')).toMatch(/permission denied/);
+    const memberships = await asSuperuser(async (c) => (await c.query(
+      `SELECT g.rolname FROM pg_auth_members am JOIN pg_roles g ON g.oid = am.roleid WHERE am.member = $1::regrole AND g.rolname LIKE 'stw\\_%'`, [READER])).rows);
+    expect(memberships).toEqual([]);
+    const roles = await asSuperuser(async (c) => (await c.query(`SELECT rolname FROM pg_roles WHERE rolname = ANY($1)`, [['churn', 'twin-a', 'twin-b'].map((n) => groupRoleName(NS, n))])).rows);
+    expect(roles).toEqual([]);
+    const drops = (await auditRows('twin-b')).filter((r) => r.action === 'role.drop');
+    expect(drops).toHaveLength(1);
+  });
+
+  it('"*" covers every table of the schema, including one created afterwards', async () => {
+    apply(dsa('everything', { tables: ['*'] }));
+    await waitReady('everything');
+    expect(await can('SELECT * FROM curated.other')).toBe(true);
+    await asSuperuser((c) => c.query('CREATE TABLE curated.later (y int)'));
+    expect(await can('SELECT * FROM curated.later')).toBe(true);
+    expect(await can('SELECT * FROM raw.customers')).toMatch(/permission denied/);
+    await deleteAccess('everything');
+    expect(await can('SELECT * FROM curated.later')).toMatch(/permission denied/);
+  });
+});
+
+describe('DatasetAccess policy', () => {
+  it('refuses what the policy does not allow: PolicyDenied, nothing granted, Warning event, audited as denied', async () => {
+    apply(dsa('raw-read', { schema: 'raw', tables: ['customers'] }));
+    const obj = await waitForCondition(DATASET_ACCESS_TYPE, 'raw-read', NS, 'Ready', 'False', 'PolicyDenied');
+    expect(condition(obj, 'Ready')?.message).toMatch(/may not request schema raw/);
+    expect(condition(obj, 'Stalled')?.status).toBe('True');
+    expect(await can('SELECT * FROM raw.customers')).toMatch(/permission denied/);
+    const role = await asSuperuser(async (c) => (await c.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [groupRoleName(NS, 'raw-read')])).rowCount);
+    expect(role).toBe(0);
+    expect((await eventsAbout('raw-read')).some((e) => e.type === 'Warning' && e.reason === 'PolicyDenied')).toBe(true);
+    const denied = await auditRows('raw-read');
+    expect(denied.map((r) => [r.action, r.outcome])).toEqual([['policy.evaluate', 'denied']]);
+    expect(denied[0]).toMatchObject({ error: expect.stringMatching(/may not request schema raw/), request_id: expect.any(String), actor: expect.any(String) });
+    await deleteAccess('raw-read');
+  });
+
+  it('when the policy changes, an access no longer allowed is revoked', async () => {
+    apply(dsa('policy-change', {}));
+    await waitReady('policy-change');
+    expect(await can('SELECT * FROM curated.customer_sales')).toBe(true);
+    apply(warehouse(`    - namespaces: {matchNames: [someone-else]}
+      schemas: [curated]
+      privileges: [SELECT]`));
+    await waitForCondition(DATASET_ACCESS_TYPE, 'policy-change', NS, 'Ready', 'False', 'PolicyDenied');
+    expect(await can('SELECT * FROM curated.customer_sales')).toMatch(/permission denied/);
+    apply(warehouse(POLICY));
+    await waitReady('policy-change');
+    expect(await can('SELECT * FROM curated.customer_sales')).toBe(true);
+    await deleteAccess('policy-change');
+  });
+
+  it('a principal that does not exist: PrincipalNotFound, and no login role is created', async () => {
+    apply(dsa('ghost', { role: `ghost_${id}` }));
+    const obj = await waitForCondition(DATASET_ACCESS_TYPE, 'ghost', NS, 'Ready', 'False', 'PrincipalNotFound');
+    expect(condition(obj, 'Ready')?.message).toContain(`ghost_${id}`);
+    expect(await asSuperuser(async (c) => (await c.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [`ghost_${id}`])).rowCount)).toBe(0);
+    await asSuperuser((c) => c.query(`CREATE ROLE ghost_${id} NOLOGIN`));
+    await waitReady('ghost');
+    await deleteAccess('ghost');
+  });
+});
+
+describe('DatasetAccess expiry', () => {
+  it('works until expiresAt and is gone within a second after it; status shows Expired', async () => {
+    const deadline = new Date(Date.now() + 4000);
+    apply(dsa('short', { expiresAt: deadline.toISOString().replace(/\.\d+Z$/, 'Z') }));
+    const exact = new Date(deadline.toISOString().replace(/\.\d+Z$/, 'Z'));
+    await waitReady('short');
+    expect(await can('SELECT * FROM curated.customer_sales')).toBe(true);
+    const client = new pg.Client(pgConfig({ database: DB, user: ALICE, password: ALICE_PW }));
+    await client.connect();
+    try {
+      // One session, polled: PostgreSQL checks membership at every statement, so a revoke shows at once.
+      let lastAllowed = 0;
+      let deniedAt = 0;
+      while (Date.now() < exact.getTime() + 5000) {
+        const ok = await client.query('SELECT 1 FROM curated.customer_sales LIMIT 1').then(() => true, () => false);
+        if (ok) lastAllowed = Date.now();
+        else if (Date.now() >= exact.getTime()) { deniedAt = Date.now(); break; }
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      const lag = deniedAt - exact.getTime();
+      console.log(`expiry lag: access denied ${lag} ms after expiresAt (last allowed ${lastAllowed - exact.getTime()} ms)`);
+      expect(deniedAt).toBeGreaterThan(0);
+      expect(lastAllowed).toBeGreaterThan(exact.getTime() - 1500); // it worked right up to the deadline
+      expect(lag).toBeLessThan(1000);
+    } finally {
+      await client.end();
+    }
+    const obj = await waitForCondition(DATASET_ACCESS_TYPE, 'short', NS, 'Expired', 'True');
+    expect(condition(obj, 'Ready')).toMatchObject({ status: 'False', reason: 'Expired' });
+    expect(Date.parse(String(obj.status?.expiresAt))).toBe(exact.getTime());
+    expect(obj.status?.revokedAt).toBeTruthy();
+    // Failed, not InProgress forever: wait loops end, and GitOps tools flag a declared grant that ended.
+    expect(kstatus(obj)).toMatchObject({ status: 'Failed', message: expect.stringContaining('expired at') });
+    expect((await eventsAbout('short')).some((e) => e.reason === 'Expired')).toBe(true);
+    expect((await auditRows('short')).map((r) => r.action)).toEqual(expect.arrayContaining(['revoke.membership', 'access.expire']));
+
+    // Moving expiresAt later grants the access again.
+    apply(dsa('short', { expiresAt: new Date(Date.now() + 3_600_000).toISOString() }));
+    await waitReady('short');
+    expect(await can('SELECT * FROM curated.customer_sales')).toBe(true);
+    await deleteAccess('short');
+  });
+
+  it('revokes at start-up, before other work, when Steward was down at the deadline', async () => {
+    const deadline = new Date(Date.now() + 3000);
+    apply(dsa('while-down', { expiresAt: deadline.toISOString() }));
+    await waitReady('while-down');
+    expect(await steward.stop('SIGTERM')).toBe(0);
+    await new Promise((r) => setTimeout(r, Math.max(0, deadline.getTime() - Date.now() + 500)));
+    expect(await can('SELECT * FROM curated.customer_sales')).toBe(true); // nobody revoked it yet
+    steward = Steward.start({ args: ['--resync', '3s'] });
+    await waitForCondition(DATASET_ACCESS_TYPE, 'while-down', NS, 'Expired', 'True');
+    expect(await can('SELECT * FROM curated.customer_sales')).toMatch(/permission denied/);
+    const firstGrantWork = steward.logLines().find((l) => (l.audit as { kind?: string } | undefined)?.kind === 'DatasetAccess');
+    expect((firstGrantWork?.audit as { name: string }).name).toBe('while-down');
+    await deleteAccess('while-down');
+  });
+});
+
+describe('DatasetAccess drift', () => {
+  it('revokes an out-of-band GRANT on its group role, and an extra member, and audits what it found', async () => {
+    apply(dsa('drifty', {}));
+    await waitReady('drifty');
+    const role = groupRoleName(NS, 'drifty');
+    await asSuperuser((c) => c.query(`GRANT USAGE ON SCHEMA raw TO "${role}"; GRANT SELECT ON raw.customers TO "${role}"; CREATE ROLE mallory_${id} NOLOGIN; GRANT "${role}" TO mallory_${id}`));
+    expect(await can('SELECT * FROM raw.customers')).toBe(true);
+    await waitFor('the drift to be corrected', async () => (await can('SELECT * FROM raw.customers')) !== true, 15_000);
+    const members = await asSuperuser(async (c) => (await c.query(`SELECT pg_get_userbyid(member) AS m FROM pg_auth_members WHERE roleid = $1::regrole`, [role])).rows.map((r) => r.m));
+    expect(members).toEqual([READER]);
+    const drift = (await auditRows('drifty')).filter((r) => r.action === 'drift_corrected');
+    expect(drift.map((r) => r.details.statement)).toEqual(expect.arrayContaining([`REVOKE SELECT ON TABLE "raw"."customers" FROM "${role}"`, `REVOKE "${role}" FROM "mallory_${id}"`, `REVOKE USAGE ON SCHEMA "raw" FROM "${role}"`]));
+    expect(JSON.stringify(drift[0]!.details.found)).toContain('raw.customers');
+    expect((await eventsAbout('drifty')).some((e) => e.type === 'Warning' && e.reason === 'DriftCorrected')).toBe(true);
+    await deleteAccess('drifty');
+  });
+});
+
+describe('DatasetAccess deletion', () => {
+  it('deletionPolicy Orphan leaves the grants in place, audited', async () => {
+    apply(dsa('orphan', { deletionPolicy: 'Orphan' }));
+    await waitReady('orphan');
+    await deleteAccess('orphan');
+    expect(await can('SELECT * FROM curated.customer_sales')).toBe(true);
+    expect((await auditRows('orphan')).map((r) => r.action)).toContain('access.orphan');
+    await asSuperuser((c) => c.query(`DROP OWNED BY "${groupRoleName(NS, 'orphan')}"; DROP ROLE "${groupRoleName(NS, 'orphan')}"`));
+  });
+});
+
+describe('DatasetAccess at scale', () => {
+  it('200 accesses on one table, applied at once, all become Ready with no errors', async () => {
+    const names = Array.from({ length: 200 }, (_, i) => `many-${i}`);
+    const started = Date.now();
+    const r = kubectl(['apply', '-f', '-'], names.map((n) => dsa(n, {})).join('\n---\n'));
+    expect(r.code, r.stderr).toBe(0);
+    await waitFor('200 accesses Ready', async () => {
+      const list = await kube.list<Conditioned>(DATASET_ACCESS_TYPE, { namespace: NS });
+      const ready = list.items.filter((a) => a.metadata.name.startsWith('many-') && condition(a, 'Ready')?.status === 'True');
+      return ready.length === 200;
+    }, 120_000, 250);
+    console.log(`200 DatasetAccess on one table Ready after ${Date.now() - started} ms`);
+    const errors = steward.logLines().filter((l) => l.level === 'error' || String(l.err ?? '').includes('concurrently'));
+    expect(errors).toEqual([]);
+    const acl = await asSuperuser(async (c) => (await c.query(`SELECT count(*)::int AS n FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = 'curated.customer_sales'::regclass AND pg_get_userbyid(a.grantee) LIKE 'stw\\_${NS.replace(/-/g, '\\_')}\\_many%'`)).rows[0].n);
+    expect(acl).toBe(200);
+    const del = kubectl(['delete', 'dsa', '-n', NS, ...names, '--wait=false']);
+    expect(del.code, del.stderr).toBe(0);
+    await waitFor('200 accesses deleted', async () => (await kube.list<Conditioned>(DATASET_ACCESS_TYPE, { namespace: NS })).items.every((a) => !a.metadata.name.startsWith('many-')), 120_000, 250);
+  });
+});
+
+describe('DatasetAccess never leaks', () => {
+  it('no password appears in logs, events or statuses', async () => {
+    const logs = steward.logs();
+    const events = await allEventsText();
+    const statuses = JSON.stringify((await kube.list<Conditioned>(DATASET_ACCESS_TYPE)).items.map((a) => a.status));
+    for (const secret of [process.env.PGPASSWORD!, ALICE_PW]) {
+      expect(logs.includes(secret)).toBe(false);
+      expect(events.includes(secret)).toBe(false);
+      expect(statuses.includes(secret)).toBe(false);
+    }
+  });
+});

@@ -1,0 +1,105 @@
+import { describe, expect, it } from 'vitest';
+import { evaluatePolicy } from '../../src/governance/policy.ts';
+import { effectiveExpiry } from '../../src/governance/expiry.ts';
+import { EMPTY_STATE, desiredState, diffGrants, groupRoleName, isEmptyDiff, lockKeys } from '../../src/governance/grants.ts';
+import { diffStatements, createRoleStatements } from '../../src/drivers/postgres/grants.ts';
+import type { AccessRule } from '../../src/api/warehouse.ts';
+
+const rules: AccessRule[] = [
+  { namespaces: { matchLabels: { 'steward.dev/tenant': 'analytics' } }, schemas: ['curated'], privileges: ['SELECT'], maxDuration: '2160h' },
+  { namespaces: { matchNames: ['data-eng'] }, schemas: ['raw', 'curated'], privileges: ['SELECT', 'INSERT', 'UPDATE', 'DELETE'] },
+];
+const tenant = { name: 'analytics', labels: { 'steward.dev/tenant': 'analytics' } };
+
+describe('evaluatePolicy (default deny)', () => {
+  it('allows what a rule covers, with its maxDuration', () => {
+    expect(evaluatePolicy(rules, { namespace: tenant, schema: 'curated', privileges: ['SELECT'] })).toEqual({ allowed: true, rule: 0, maxDurationMs: 2160 * 3_600_000 });
+  });
+  it('an uncapped rule wins over a capped one', () => {
+    expect(evaluatePolicy(rules, { namespace: { name: 'data-eng', labels: tenant.labels }, schema: 'curated', privileges: ['SELECT'] })).toEqual({ allowed: true, rule: 1 });
+  });
+  it.each([
+    [{ namespace: { name: 'other', labels: {} }, schema: 'curated', privileges: ['SELECT'] }, /no accessPolicy rule .* covers namespace other/],
+    [{ namespace: tenant, schema: 'raw', privileges: ['SELECT'] }, /may not request schema raw: its rules allow curated/],
+    [{ namespace: tenant, schema: 'curated', privileges: ['SELECT', 'INSERT'] }, /may not request INSERT on schema curated: allowed are SELECT/],
+  ])('denies %j', (request, message) => {
+    const d = evaluatePolicy(rules, request);
+    expect(d.allowed).toBe(false);
+    expect(!d.allowed && d.message).toMatch(message);
+  });
+  it('denies everything without a policy', () => {
+    expect(evaluatePolicy(undefined, { namespace: tenant, schema: 'curated', privileges: ['SELECT'] }).allowed).toBe(false);
+  });
+  it('needs every label of matchLabels and the name of matchNames when both are given', () => {
+    const both: AccessRule[] = [{ namespaces: { matchNames: ['a'], matchLabels: { x: '1' } }, schemas: ['s'], privileges: ['SELECT'] }];
+    expect(evaluatePolicy(both, { namespace: { name: 'a', labels: {} }, schema: 's', privileges: ['SELECT'] }).allowed).toBe(false);
+    expect(evaluatePolicy(both, { namespace: { name: 'a', labels: { x: '1' } }, schema: 's', privileges: ['SELECT'] }).allowed).toBe(true);
+  });
+});
+
+describe('effectiveExpiry', () => {
+  const now = new Date('2026-06-01T00:00:00Z');
+  it('expiresAt as given', () => expect(effectiveExpiry({ expiresAt: '2026-07-01T00:00:00Z', now }).at?.toISOString()).toBe('2026-07-01T00:00:00.000Z'));
+  it('duration counts from the first grant', () => {
+    expect(effectiveExpiry({ duration: '24h', grantedAt: '2026-05-31T12:00:00Z', now }).at?.toISOString()).toBe('2026-06-01T12:00:00.000Z');
+    expect(effectiveExpiry({ duration: '24h', now }).at?.toISOString()).toBe('2026-06-02T00:00:00.000Z');
+  });
+  it('maxDuration caps, and says so', () => {
+    expect(effectiveExpiry({ expiresAt: '2027-01-01T00:00:00Z', maxDurationMs: 86_400_000, grantedAt: '2026-06-01T00:00:00Z', now })).toEqual({ at: new Date('2026-06-02T00:00:00Z'), capped: true });
+    expect(effectiveExpiry({ maxDurationMs: 86_400_000, now })).toEqual({ at: new Date('2026-06-02T00:00:00Z'), capped: true });
+    expect(effectiveExpiry({ expiresAt: '2026-06-01T06:00:00Z', maxDurationMs: 86_400_000, now }).capped).toBe(false);
+  });
+  it('no expiry without expiresAt, duration or cap', () => expect(effectiveExpiry({ now })).toEqual({ at: undefined, capped: false }));
+});
+
+describe('groupRoleName', () => {
+  it('is readable, deterministic and distinguishes look-alikes', () => {
+    const a = groupRoleName('analytics', 'churn-analysis');
+    expect(a).toMatch(/^stw_analytics_churn_analysis_[0-9a-f]{8}$/);
+    expect(groupRoleName('analytics', 'churn-analysis')).toBe(a);
+    expect(groupRoleName('a-b', 'c')).not.toBe(groupRoleName('a', 'b-c'));
+  });
+  it('fits 63 bytes for the longest names', () => {
+    const n = groupRoleName('n'.repeat(63), 'x'.repeat(253));
+    expect(Buffer.byteLength(n)).toBeLessThanOrEqual(63);
+    expect(n).toMatch(/^stw_[a-z0-9_]+_[0-9a-f]{8}$/);
+  });
+});
+
+describe('grant diff', () => {
+  const desired = desiredState({ schema: 'curated', tables: ['sales'], existingTables: [], privileges: ['SELECT'], member: 'reader' });
+  it('from nothing: usage, privileges, membership', () => {
+    const d = diffGrants(desired, EMPTY_STATE);
+    expect(diffStatements('stw_x', d).map((s) => s.sql)).toEqual([
+      'GRANT USAGE ON SCHEMA "curated" TO "stw_x"',
+      'GRANT SELECT ON TABLE "curated"."sales" TO "stw_x"',
+      'GRANT "stw_x" TO "reader"',
+    ]);
+    expect(lockKeys('stw_x', d)).toEqual(['role:stw_x', 'schema:curated', 'table:curated.sales']);
+  });
+  it('converged: nothing to do', () => expect(isEmptyDiff(diffGrants(desired, desired))).toBe(true));
+  it('drift: extra privileges, members and memberships are taken away first', () => {
+    const actual = { ...desired, tablePrivileges: [...desired.tablePrivileges, { schema: 'raw', table: 'orders', privilege: 'SELECT' }], members: ['reader', 'mallory'], memberOf: ['pii_reader'] };
+    expect(diffStatements('stw_x', diffGrants(desired, actual)).map((s) => s.sql)).toEqual([
+      'REVOKE "stw_x" FROM "mallory"',
+      'REVOKE "pii_reader" FROM "stw_x"',
+      'REVOKE SELECT ON TABLE "raw"."orders" FROM "stw_x"',
+    ]);
+  });
+  it('"*" covers every table and future ones through default privileges of each owner', () => {
+    const all = desiredState({ schema: 'curated', tables: ['*'], existingTables: [{ name: 'a', owner: 'etl' }, { name: 'b', owner: 'dbt' }], privileges: ['SELECT'] });
+    const sql = diffStatements('stw_x', diffGrants(all, EMPTY_STATE)).map((s) => s.sql);
+    expect(sql).toContain('GRANT SELECT ON TABLE "curated"."a" TO "stw_x"');
+    expect(sql).toContain('ALTER DEFAULT PRIVILEGES FOR ROLE "dbt" IN SCHEMA "curated" GRANT SELECT ON TABLES TO "stw_x"');
+    expect(sql).toContain('ALTER DEFAULT PRIVILEGES FOR ROLE "etl" IN SCHEMA "curated" GRANT SELECT ON TABLES TO "stw_x"');
+  });
+  it('expiry removes only the membership', () => {
+    const expired = desiredState({ schema: 'curated', tables: ['sales'], existingTables: [], privileges: ['SELECT'] });
+    expect(diffStatements('stw_x', diffGrants(expired, desired)).map((s) => s.sql)).toEqual(['REVOKE "stw_x" FROM "reader"']);
+  });
+  it('quotes what it renders and refuses a privilege it does not know', () => {
+    expect(createRoleStatements('stw_x', "it's")[1]!.sql).toBe(`COMMENT ON ROLE "stw_x" IS 'it''s'`);
+    const d = diffGrants(desiredState({ schema: 's', tables: ['t'], existingTables: [], privileges: ['SELECT; DROP TABLE x'] }), EMPTY_STATE);
+    expect(() => diffStatements('stw_x', d)).toThrow(/unexpected privilege/);
+  });
+});
