@@ -12,12 +12,9 @@ import type { AuditTrail } from '../audit/sink.ts';
 import type { AuditOutcome } from '../audit/record.ts';
 import { evaluatePolicy } from '../governance/policy.ts';
 import { effectiveExpiry } from '../governance/expiry.ts';
-import {
-  EMPTY_STATE, desiredState, describeDiff, diffGrants, groupRoleName, isAllTables, isEmptyDiff, lockKeys, ownershipComment, type GrantDiff,
-} from '../governance/grants.ts';
-import {
-  createRoleStatements, diffStatements, dropRoleStatements, hardenRoleStatement, lockObjects, observe, type Observation, type Statement,
-} from '../drivers/postgres/grants.ts';
+import { EMPTY_STATE, diffGrants, groupRoleName, lockKeys, ownershipComment } from '../governance/grants.ts';
+import { dropRoleStatements, lockObjects, observe, type Observation, type Statement } from '../drivers/postgres/grants.ts';
+import { planAccess, type AccessPlan } from './datasetaccess-plan.ts';
 import { AuditTableSink } from '../drivers/postgres/audit-table.ts';
 import { WarehouseConnections, WarehouseSecretError, scrub } from './warehouse-connections.ts';
 
@@ -150,43 +147,23 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
       const convergedBefore = isTrue(dsa.status?.conditions, 'Ready') && dsa.status?.observedGeneration === dsa.metadata.generation;
 
       // 3. Observe, diff, apply.
-      let drift: string[] | undefined;
-      let conflict: string | undefined;
-      let principalMissing = false;
-      let missingTables: string[] = [];
+      let plan: AccessPlan | undefined;
       const { statements } = await applyInTransaction(pool, ctx, dsa, groupRole, target.schema, principal, (o) => {
-        conflict = o.role.exists && o.role.comment !== comment ? `role ${groupRole} exists but Steward did not create it (its comment is ${JSON.stringify(o.role.comment)})` : undefined;
-        principalMissing = !o.principalExists;
-        missingTables = isAllTables(target.tables) ? [] : target.tables.filter((t) => !o.tables.some((x) => x.name === t));
-        if (conflict || !o.schemaExists || missingTables.length) return { statements: [], locks: [], records: [] };
-        const desired = desiredState({ schema: target.schema, tables: target.tables, existingTables: o.tables, privileges, member: expired || principalMissing ? undefined : principal });
-        const diff: GrantDiff = diffGrants(desired, o.role.exists ? o.state : EMPTY_STATE);
-        // Revoking the principal at the deadline is the expiry doing its job, not drift.
-        const expiring = expired && diff.removeMembers.includes(principal);
-        const rest: GrantDiff = { ...diff, removeMembers: diff.removeMembers.filter((m) => !(expiring && m === principal)) };
-        const expiryStatements = expiring ? diffStatements(groupRole, { ...diffGrants(EMPTY_STATE, EMPTY_STATE), removeMembers: [principal] }) : [];
-        const restStatements = [
-          ...(o.role.exists ? [] : createRoleStatements(groupRole, comment)),
-          ...(o.role.dangerousAttributes.length ? [hardenRoleStatement(groupRole)] : []),
-          ...diffStatements(groupRole, rest),
-        ];
-        // What was changed behind Steward's back on a role it had already converged.
-        drift = convergedBefore && o.role.exists && (!isEmptyDiff(rest) || o.role.dangerousAttributes.length)
-          ? [...describeDiff(rest), ...(o.role.dangerousAttributes.length ? [`role attributes ${o.role.dangerousAttributes.join(', ')}`] : [])]
-          : undefined;
+        plan = planAccess(o, { groupRole, comment, schema: target.schema, tables: target.tables, privileges, principal, expired, convergedBefore });
+        const p = plan;
         return {
-          statements: [...expiryStatements, ...restStatements],
-          locks: [...lockKeys(groupRole, diff), ...(o.role.exists ? [] : [`role:${groupRole}`])],
+          statements: [...p.expiryStatements, ...p.statements],
+          locks: p.locks,
           records: [
-            ...statementRecords(expiryStatements, target.name, undefined),
-            ...(expiring ? [audit('access.expire', 'success', `role:${groupRole}`, { details: { principal, expiredAt: expiry.at!.toISOString() } })] : []),
-            ...statementRecords(restStatements, target.name, drift),
+            ...statementRecords(p.expiryStatements, target.name, undefined),
+            ...(p.expiryStatements.length ? [audit('access.expire', 'success', `role:${groupRole}`, { details: { principal, expiredAt: expiry.at!.toISOString() } })] : []),
+            ...statementRecords(p.statements, target.name, p.drift),
           ],
         };
       });
-
-      if (conflict) return { state: 'Stalled', reason: 'RoleConflict', message: `${conflict}; nothing granted. Rename or drop that role.`, status };
-      if (missingTables.length) return { state: 'Progressing', reason: 'TableNotFound', message: `table ${missingTables.map((t) => `${target.schema}.${t}`).join(', ')} does not exist yet; retrying`, status };
+      const { blocked, principalMissing, drift } = plan!;
+      if (blocked?.reason === 'RoleConflict') return { state: 'Stalled', reason: blocked.reason, message: `${blocked.message}; nothing granted`, status };
+      if (blocked) return { state: 'Progressing', reason: blocked.reason, message: `${blocked.message} (yet); nothing granted, retrying`, status };
       if (principalMissing) {
         return {
           state: 'Stalled',

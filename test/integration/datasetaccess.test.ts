@@ -1,12 +1,16 @@
 // DatasetAccess on the real stack, proven the way a user would: connect as a login that is a member
 // of the principal, and show what it can and cannot read.
+import { spawnSync } from 'node:child_process';
+import { writeFileSync, mkdtempSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { DATASET_ACCESS_TYPE } from '../../src/controllers/datasetaccess.ts';
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
 import { groupRoleName } from '../../src/governance/grants.ts';
 import {
-  Steward, allEventsText, apply, condition, ensureNamespace, eventsAbout, kube, kubectl, kstatus, pgConfig, putSecret, randomPassword, stackCa, unique,
+  REPO, Steward, allEventsText, apply, condition, ensureNamespace, eventsAbout, kube, kubectl, kstatus, pgConfig, putSecret, randomPassword, stackCa, unique,
   waitFor, waitForCondition, withPg, type Conditioned,
 } from './harness.ts';
 
@@ -333,6 +337,124 @@ describe('DatasetAccess at scale', () => {
     const del = kubectl(['delete', 'dsa', '-n', NS, ...names, '--wait=false']);
     expect(del.code, del.stderr).toBe(0);
     await waitFor('200 accesses deleted', async () => (await kube.list<Conditioned>(DATASET_ACCESS_TYPE, { namespace: NS })).items.every((a) => !a.metadata.name.startsWith('many-')), 120_000, 250);
+  });
+});
+
+/** Everything an access could change: roles, memberships, and every ACL in the database. */
+async function catalogSnapshot(): Promise<string> {
+  return asSuperuser(async (c) => JSON.stringify((await c.query(`
+    SELECT (SELECT json_agg(rolname ORDER BY rolname) FROM pg_roles) AS roles,
+           (SELECT json_agg(roleid::regrole::text || '>' || member::regrole::text ORDER BY 1) FROM pg_auth_members) AS members,
+           (SELECT json_agg(oid::regclass::text || '=' || coalesce(relacl::text, '') ORDER BY 1) FROM pg_class WHERE relnamespace::regnamespace::text IN ('raw', 'curated')) AS acls,
+           (SELECT json_agg(nspname || '=' || coalesce(nspacl::text, '') ORDER BY 1) FROM pg_namespace) AS schemas,
+           (SELECT count(*) FROM pg_default_acl) AS defaults`)).rows[0]));
+}
+
+describe('hostile identifiers', () => {
+  it('are refused at admission, and the database is left exactly as it was', async () => {
+    const before = await catalogSnapshot();
+    const hostile = [
+      { role: `${READER}"; DROP TABLE raw.orders; --` },
+      { role: 'x/*comment*/' },
+      { schema: 'curated; GRANT ALL ON raw.customers TO public' },
+      { tables: ["customer_sales'"] },
+      { tables: ['custömer_sales'] },
+      { tables: ['t'.repeat(64)] },
+      { role: 'r'.repeat(64) },
+      { tables: ['ｃｕｓｔｏｍｅｒ'] },
+      { privileges: ['SELECT, DELETE'] },
+      { privileges: ['ALL'] },
+    ];
+    for (const [i, spec] of hostile.entries()) {
+      const r = kubectl(['apply', '-f', '-'], dsa(`hostile-${i}`, spec as never));
+      expect(r.code, `hostile ${JSON.stringify(spec)} was accepted`).not.toBe(0);
+      expect(r.stderr).toMatch(/spec\.(principal\.role|warehouse\.(schema|tables\[0\]|privileges\[0\]))/);
+    }
+    // YAML that quotes the identifier reaches the API server as written, and is refused all the same.
+    const quoted = kubectl(['apply', '-f', '-'], dsa('hostile-quoted', { role: '"a\\"b"' }));
+    expect(quoted.code).not.toBe(0);
+    expect(await catalogSnapshot()).toBe(before);
+  });
+});
+
+describe('steward plan', () => {
+  function plan(yaml: string): { code: number; out: string; err: string } {
+    const dir = mkdtempSync(join(tmpdir(), 'plan-'));
+    writeFileSync(join(dir, 'dsa.yaml'), yaml);
+    const r = spawnSync(join(REPO, 'bin/steward'), ['plan', '-f', join(dir, 'dsa.yaml')], { encoding: 'utf8', env: process.env });
+    return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
+  }
+
+  it('prints the SQL an access would run, without running it, and nothing once it is granted', async () => {
+    const before = await catalogSnapshot();
+    const first = plan(dsa('planned', {}));
+    expect(first.code, first.err).toBe(0);
+    const role = groupRoleName(NS, 'planned');
+    expect(first.out).toContain(`CREATE ROLE "${role}" NOLOGIN NOINHERIT;`);
+    expect(first.out).toContain(`GRANT SELECT ON TABLE "curated"."customer_sales" TO "${role}";`);
+    expect(first.out).toContain(`GRANT "${role}" TO "${READER}";`);
+    expect(first.out).toMatch(/policy: allowed by accessPolicy\[0\]/);
+    expect(await catalogSnapshot()).toBe(before); // read-only
+
+    apply(dsa('planned', {}));
+    await waitReady('planned');
+    const again = plan(dsa('planned', {}));
+    expect(again.code).toBe(0);
+    expect(again.out).toContain('no changes: the warehouse already matches');
+    const wider = plan(dsa('planned', { privileges: ['SELECT', 'INSERT'] }));
+    expect(wider.out).toContain(`GRANT INSERT ON TABLE "curated"."customer_sales" TO "${role}";`);
+    expect(wider.out).not.toContain('CREATE ROLE');
+    await deleteAccess('planned');
+  });
+
+  it('exits non-zero on a policy denial, so it can gate a pull request', () => {
+    const r = plan(dsa('planned-raw', { schema: 'raw', tables: ['customers'] }));
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/policy: DENIED: namespace .* may not request schema raw/);
+    expect(r.out).not.toMatch(/GRANT/);
+  });
+});
+
+describe('DatasetAccess failures', () => {
+  it('a statement the warehouse refuses is audited as a failure in the table, and nothing is half-granted', async () => {
+    const limited = `steward_limited_${id}`;
+    const pw = randomPassword();
+    await asSuperuser((c) => c.query(`CREATE ROLE ${limited} LOGIN PASSWORD '${pw}';
+      GRANT USAGE ON SCHEMA steward TO ${limited}; GRANT INSERT ON steward.audit_log TO ${limited};
+      GRANT USAGE ON SEQUENCE steward.audit_log_id_seq TO ${limited}; GRANT USAGE ON SCHEMA curated TO ${limited}`));
+    const lim = `${WH}-limited`;
+    await putSecret('steward-system', `${lim}-creds`, { username: limited, password: pw });
+    apply(warehouse(POLICY).replace(`name: ${WH}}`, `name: ${lim}}`).replace(`name: ${WH}-creds`, `name: ${lim}-creds`));
+    await waitForCondition(WAREHOUSE_TYPE, lim, undefined, 'Ready', 'True');
+    apply(dsa('refused', {}).replace(`name: ${WH}\n`, `name: ${lim}\n`));
+    const obj = await waitForCondition(DATASET_ACCESS_TYPE, 'refused', NS, 'Ready', 'False', 'ReconcileError');
+    expect(condition(obj, 'Ready')?.message).toMatch(/permission denied to create role/);
+    const failures = (await auditRows('refused')).filter((r) => r.outcome === 'failure');
+    expect(failures.length).toBeGreaterThanOrEqual(1);
+    expect(failures[0]).toMatchObject({ action: 'reconcile', error: expect.stringMatching(/permission denied to create role/), request_id: expect.any(String) });
+    expect(await asSuperuser(async (c) => (await c.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [groupRoleName(NS, 'refused')])).rowCount)).toBe(0);
+    // Deleting it while nothing was granted completes.
+    await deleteAccess('refused');
+    await kube.delete(WAREHOUSE_TYPE, lim);
+  });
+
+  it('deletion while the warehouse is unreachable keeps the finalizer and says so, then completes once it is back', async () => {
+    apply(dsa('stuck', {}));
+    await waitReady('stuck');
+    const port = Number(process.env.PGPORT);
+    apply(warehouse(POLICY).replace(`port: ${port}`, 'port: 1'));
+    await waitForCondition(WAREHOUSE_TYPE, WH, undefined, 'Ready', 'False', 'Unreachable');
+    await kube.delete(DATASET_ACCESS_TYPE, 'stuck', NS);
+    const obj = await waitFor('the finalizer to report', async () => {
+      const o = await get('stuck');
+      return condition(o, 'Ready')?.reason === 'RevokeFailed' ? o : undefined;
+    });
+    expect(obj.metadata.finalizers).toContain('steward.dev/revoke-access');
+    expect(condition(obj, 'Ready')?.message).toMatch(/cannot revoke yet: .*ECONNREFUSED|cannot revoke yet/);
+    expect(await can('SELECT * FROM curated.customer_sales')).toBe(true); // still granted: nothing lost silently
+    apply(warehouse(POLICY));
+    await waitFor('stuck to be gone', async () => kube.get(DATASET_ACCESS_TYPE, 'stuck', NS).then(() => false, () => true), 60_000);
+    expect(await can('SELECT * FROM curated.customer_sales')).toMatch(/permission denied/);
   });
 });
 

@@ -22,39 +22,38 @@ export interface Observation {
   principalExists: boolean;
 }
 
-/** Reads everything the group role holds, from the catalog. */
+/**
+ * Reads everything the group role holds, from the catalog. The queries run one after another: on a
+ * single client (inside a transaction) pg does not allow them to overlap.
+ */
 export async function observe(db: pg.ClientBase | pg.Pool, groupRole: string, schema: string, principal: string | undefined): Promise<Observation> {
-  const [role, schemaRow, tables, principalRow] = await Promise.all([
-    db.query<{ oid: number; comment: string | null; rolcanlogin: boolean; rolsuper: boolean; rolcreaterole: boolean; rolcreatedb: boolean; rolreplication: boolean; rolbypassrls: boolean }>(
+  const role = await db.query<{ oid: number; comment: string | null; rolcanlogin: boolean; rolsuper: boolean; rolcreaterole: boolean; rolcreatedb: boolean; rolreplication: boolean; rolbypassrls: boolean }>(
       `SELECT r.oid, shobj_description(r.oid, 'pg_authid') AS comment, r.rolcanlogin, r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication, r.rolbypassrls
-         FROM pg_roles r WHERE r.rolname = $1`, [groupRole]),
-    db.query<{ oid: number }>('SELECT oid FROM pg_namespace WHERE nspname = $1', [schema]),
-    db.query<{ name: string; owner: string }>(
+         FROM pg_roles r WHERE r.rolname = $1`, [groupRole]);
+  const schemaRow = await db.query<{ oid: number }>('SELECT oid FROM pg_namespace WHERE nspname = $1', [schema]);
+  const tables = await db.query<{ name: string; owner: string }>(
       `SELECT c.relname AS name, pg_get_userbyid(c.relowner) AS owner FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f') ORDER BY c.relname`, [schema]),
-    principal ? db.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [principal]) : Promise.resolve({ rowCount: 0 }),
-  ]);
+        WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f') ORDER BY c.relname`, [schema]);
+  const principalRow = principal ? await db.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [principal]) : { rowCount: 0 };
   const r = role.rows[0];
   const base = { schemaExists: (schemaRow.rowCount ?? 0) > 0, tables: tables.rows, principalExists: (principalRow.rowCount ?? 0) > 0 };
   if (!r) {
     return { ...base, role: { exists: false, comment: null, dangerousAttributes: [] }, state: { tablePrivileges: [], schemaUsage: [], defaultPrivileges: [], members: [], memberOf: [] } };
   }
   const attrs = { LOGIN: r.rolcanlogin, SUPERUSER: r.rolsuper, CREATEROLE: r.rolcreaterole, CREATEDB: r.rolcreatedb, REPLICATION: r.rolreplication, BYPASSRLS: r.rolbypassrls };
-  const [tp, usage, defaults, members, memberOf] = await Promise.all([
-    db.query<{ schema: string; table: string; privilege: string }>(
+  const tp = await db.query<{ schema: string; table: string; privilege: string }>(
       `SELECT n.nspname AS schema, c.relname AS table, a.privilege_type AS privilege
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN LATERAL aclexplode(c.relacl) a
-        WHERE a.grantee = $1`, [r.oid]),
-    db.query<{ schema: string }>(
+        WHERE a.grantee = $1`, [r.oid]);
+  const usage = await db.query<{ schema: string }>(
       `SELECT n.nspname AS schema FROM pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) a
-        WHERE a.grantee = $1 AND a.privilege_type = 'USAGE'`, [r.oid]),
-    db.query<{ owner: string; schema: string | null; privilege: string }>(
+        WHERE a.grantee = $1 AND a.privilege_type = 'USAGE'`, [r.oid]);
+  const defaults = await db.query<{ owner: string; schema: string | null; privilege: string }>(
       `SELECT pg_get_userbyid(d.defaclrole) AS owner, n.nspname AS schema, a.privilege_type AS privilege
          FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace CROSS JOIN LATERAL aclexplode(d.defaclacl) a
-        WHERE d.defaclobjtype = 'r' AND a.grantee = $1`, [r.oid]),
-    db.query<{ name: string }>('SELECT m.rolname AS name FROM pg_auth_members am JOIN pg_roles m ON m.oid = am.member WHERE am.roleid = $1', [r.oid]),
-    db.query<{ name: string }>('SELECT g.rolname AS name FROM pg_auth_members am JOIN pg_roles g ON g.oid = am.roleid WHERE am.member = $1', [r.oid]),
-  ]);
+        WHERE d.defaclobjtype = 'r' AND a.grantee = $1`, [r.oid]);
+  const members = await db.query<{ name: string }>('SELECT m.rolname AS name FROM pg_auth_members am JOIN pg_roles m ON m.oid = am.member WHERE am.roleid = $1', [r.oid]);
+  const memberOf = await db.query<{ name: string }>('SELECT g.rolname AS name FROM pg_auth_members am JOIN pg_roles g ON g.oid = am.roleid WHERE am.member = $1', [r.oid]);
   return {
     ...base,
     role: { exists: true, comment: r.comment, dangerousAttributes: Object.entries(attrs).filter(([, v]) => v).map(([k]) => k) },
@@ -154,3 +153,4 @@ export async function lockObjects(client: pg.ClientBase, keys: readonly string[]
 }
 
 export { lockKeys };
+

@@ -1,0 +1,147 @@
+// `steward plan -f FILE...`: for each DatasetAccess in the files, the policy decision and the SQL
+// Steward would run. Read-only: the catalog is read inside a READ ONLY transaction, nothing else is
+// written anywhere. Meant to gate GitOps pull requests: exit 1 when a request is denied by policy,
+// 3 when the policy cannot be checked (fail closed), 2 on bad input, 0 otherwise.
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import type { Writable } from 'node:stream';
+import { parseAllDocuments } from 'yaml';
+import type { DatasetAccess } from '../api/datasetaccess.ts';
+import type { Warehouse } from '../api/warehouse.ts';
+import { KubeClient, type KubeObject, type ResourceType } from '../runtime/kube.ts';
+import { evaluatePolicy } from '../governance/policy.ts';
+import { effectiveExpiry } from '../governance/expiry.ts';
+import { groupRoleName, ownershipComment } from '../governance/grants.ts';
+import { observe, type Observation } from '../drivers/postgres/grants.ts';
+import { WAREHOUSE_TYPE } from '../controllers/warehouse.ts';
+import { WarehouseConnections } from '../controllers/warehouse-connections.ts';
+import { planAccess } from '../controllers/datasetaccess-plan.ts';
+
+const NAMESPACE_TYPE: ResourceType = { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false };
+
+export const EXIT = { ok: 0, denied: 1, usage: 2, unverifiable: 3 } as const;
+
+export async function runPlan(argv: string[], out: Writable, err: Writable): Promise<number> {
+  let files: string[];
+  let defaultNamespace: string;
+  try {
+    const { values } = parseArgs({ args: argv, options: { file: { type: 'string', short: 'f', multiple: true }, namespace: { type: 'string', short: 'n', default: 'default' } } });
+    files = values.file ?? [];
+    defaultNamespace = values.namespace!;
+  } catch (e) {
+    err.write(`steward plan: ${(e as Error).message}\n`);
+    return EXIT.usage;
+  }
+  if (files.length === 0) {
+    err.write('steward plan: name at least one file with -f\n');
+    return EXIT.usage;
+  }
+  const accesses: DatasetAccess[] = [];
+  for (const file of files) {
+    try {
+      for (const doc of parseAllDocuments(readFileSync(file, 'utf8'), { version: '1.1' })) {
+        const obj = doc.toJSON() as DatasetAccess | null;
+        if (obj?.kind === 'DatasetAccess') accesses.push(obj);
+      }
+    } catch (e) {
+      err.write(`steward plan: ${file}: ${(e as Error).message}\n`);
+      return EXIT.usage;
+    }
+  }
+
+  let client: KubeClient | undefined;
+  let clusterProblem: string | undefined;
+  try {
+    client = KubeClient.fromDefault({ userAgent: 'steward-plan' });
+  } catch (e) {
+    clusterProblem = (e as Error).message;
+  }
+  const connections = client ? new WarehouseConnections(client, 1) : undefined;
+  let exit: number = EXIT.ok;
+  const worse = (code: number) => (exit = Math.max(exit, code));
+  const say = (line: string) => out.write(`${line}\n`);
+
+  try {
+    for (const dsa of accesses) {
+      const namespace = dsa.metadata.namespace ?? defaultNamespace;
+      const target = dsa.spec?.warehouse;
+      say(`# DatasetAccess ${namespace}/${dsa.metadata.name}`);
+      if (!target) {
+        say('#   s3 target: not planned (S3 access is not implemented in this release)');
+        continue;
+      }
+      const principal = dsa.spec.principal?.role ?? '';
+      const privileges = target.privileges ?? ['SELECT'];
+      const groupRole = groupRoleName(namespace, dsa.metadata.name);
+
+      let wh: Warehouse | undefined;
+      let labels: Record<string, string> = {};
+      if (client) {
+        try {
+          wh = await client.get<Warehouse>(WAREHOUSE_TYPE, target.name);
+          labels = (await client.get<KubeObject>(NAMESPACE_TYPE, namespace).catch(() => ({ metadata: { name: namespace, labels: {} } }))).metadata.labels ?? {};
+        } catch (e) {
+          clusterProblem = (e as Error).message;
+        }
+      }
+      if (!wh) {
+        say(`#   policy: NOT CHECKED: cannot read Warehouse ${target.name}${clusterProblem ? ` (${clusterProblem})` : ''}`);
+        worse(EXIT.unverifiable);
+      } else {
+        const decision = evaluatePolicy(wh.spec.accessPolicy, { namespace: { name: namespace, labels }, schema: target.schema, privileges });
+        if (!decision.allowed) {
+          say(`#   policy: DENIED: ${decision.message}`);
+          say('#   nothing would be granted');
+          worse(EXIT.denied);
+          continue;
+        }
+        const expiry = effectiveExpiry({ expiresAt: dsa.spec.expiresAt, duration: dsa.spec.duration, maxDurationMs: decision.maxDurationMs, now: new Date() });
+        say(`#   policy: allowed by accessPolicy[${decision.rule}]${expiry.at ? `; expires ${expiry.at.toISOString()}${expiry.capped ? ' (capped by maxDuration)' : ''}` : ''}`);
+      }
+      say(`#   group role ${groupRole}, principal ${principal}, ${privileges.join(', ')} on ${target.schema}.${target.tables.join(', ')}`);
+
+      let observation: Observation | undefined;
+      let dbProblem = 'no Warehouse to connect to';
+      if (wh && connections) {
+        try {
+          const { pool } = await connections.pool(wh);
+          const c = await pool.connect();
+          try {
+            await c.query('BEGIN READ ONLY');
+            observation = await observe(c, groupRole, target.schema, principal);
+          } finally {
+            await c.query('ROLLBACK').catch(() => undefined);
+            c.release();
+          }
+        } catch (e) {
+          dbProblem = (e as Error).message;
+        }
+      }
+      const plan = planAccess(observation ?? emptyObservation(target.tables), {
+        groupRole, comment: ownershipComment(namespace, dsa.metadata.name), schema: target.schema, tables: target.tables, privileges, principal, expired: false, convergedBefore: false,
+      });
+      if (!observation) say(`#   not compared with the catalog (${dbProblem}): the full SQL for an empty warehouse follows`);
+      if (plan.blocked) say(`#   blocked: ${plan.blocked.message}`);
+      if (observation && !observation.principalExists) say(`#   note: principal ${principal} does not exist; the membership would wait for it`);
+      const sql = [...plan.expiryStatements, ...plan.statements];
+      if (sql.length === 0 && !plan.blocked) say('#   no changes: the warehouse already matches');
+      for (const s of sql) say(`${s.sql};`);
+      say('');
+    }
+  } finally {
+    await connections?.closeAll();
+    client?.close();
+  }
+  return exit;
+}
+
+/** What an unreachable warehouse is assumed to hold: nothing; the listed tables exist. */
+function emptyObservation(tables: readonly string[]): Observation {
+  return {
+    role: { exists: false, comment: null, dangerousAttributes: [] },
+    state: { tablePrivileges: [], schemaUsage: [], defaultPrivileges: [], members: [], memberOf: [] },
+    schemaExists: true,
+    tables: tables.filter((t) => t !== '*').map((name) => ({ name, owner: '' })),
+    principalExists: true,
+  };
+}
