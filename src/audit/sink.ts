@@ -5,6 +5,8 @@ import type { AuditInput, AuditRecord } from './record.ts';
 
 export interface AuditSink {
   write(record: AuditRecord): Promise<void>;
+  /** Several records at once (one round trip where the sink can). */
+  writeMany?(records: AuditRecord[]): Promise<void>;
 }
 
 export class LogSink implements AuditSink {
@@ -34,16 +36,22 @@ export class AuditTrail {
    * caller can decide; the log line is always written first.
    */
   async record(input: AuditInput, ...sinks: AuditSink[]): Promise<AuditRecord> {
-    const record: AuditRecord = { ts: new Date().toISOString(), actor: input.actor ?? this.actor, ...input } as AuditRecord;
-    await this.logSink.write(record);
+    return (await this.recordMany([input], ...sinks))[0]!;
+  }
+
+  async recordMany(inputs: AuditInput[], ...sinks: AuditSink[]): Promise<AuditRecord[]> {
+    if (inputs.length === 0) return [];
+    const records = inputs.map((input) => ({ ts: new Date().toISOString(), actor: input.actor ?? this.actor, ...input }) as AuditRecord);
+    for (const record of records) await this.logSink.write(record);
     for (const sink of sinks) {
       try {
-        await sink.write(record);
+        if (sink.writeMany) await sink.writeMany(records);
+        else for (const record of records) await sink.write(record);
       } catch (err) {
-        this.logger.error({ err: err instanceof Error ? err.message : String(err), request_id: record.request_id }, 'audit record could not be written to its table');
+        this.logger.error({ err: err instanceof Error ? err.message : String(err), request_id: records[0]!.request_id }, 'audit record could not be written to its table');
         throw err;
       }
     }
-    return record;
+    return records;
   }
 }

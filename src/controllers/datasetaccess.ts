@@ -13,7 +13,7 @@ import type { AuditOutcome } from '../audit/record.ts';
 import { evaluatePolicy } from '../governance/policy.ts';
 import { effectiveExpiry } from '../governance/expiry.ts';
 import { EMPTY_STATE, diffGrants, groupRoleName, lockKeys, ownershipComment } from '../governance/grants.ts';
-import { dropRoleStatements, lockObjects, observe, type Observation, type Statement } from '../drivers/postgres/grants.ts';
+import { dropRoleStatements, isSchemaLock, lockObjects, observe, type Observation, type Statement } from '../drivers/postgres/grants.ts';
 import { planAccess, type AccessPlan } from './datasetaccess-plan.ts';
 import { AuditTableSink } from '../drivers/postgres/audit-table.ts';
 import { WarehouseConnections, WarehouseSecretError, scrub } from './warehouse-connections.ts';
@@ -48,25 +48,35 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
     principal: string | undefined,
     plan: (o: Observation) => { statements: Statement[]; locks: string[]; records: { action: string; resource: string; outcome: AuditOutcome; details?: Record<string, unknown>; error?: string }[] },
   ): Promise<{ observation: Observation; statements: Statement[] }> {
-    const first = await observe(pool, groupRole, schema, principal);
-    const expected = plan(first);
-    if (expected.statements.length === 0 && expected.records.length === 0) return { observation: first, statements: [] };
     const client = await pool.connect();
     try {
       await client.query('BEGIN');
-      await lockObjects(client, expected.locks);
-      // Under the locks, look again: another access may have changed what we saw.
-      const observation = await observe(client, groupRole, schema, principal);
-      const actual = plan(observation);
+      const first = await observe(client, groupRole, schema, principal);
+      const expected = plan(first);
+      if (expected.statements.length === 0 && expected.records.length === 0) {
+        await client.query('COMMIT');
+        return { observation: first, statements: [] };
+      }
+      await lockObjects(client, expected.locks.filter((k) => !isSchemaLock(k)));
+      // Under the locks, look again: another access may have changed what we saw. (READ COMMITTED:
+      // each statement sees what was committed before it, including by the lock's previous holder.)
+      const observation = expected.locks.length ? await observe(client, groupRole, schema, principal) : first;
+      const actual = expected.locks.length ? plan(observation) : expected;
       const unlocked = actual.locks.filter((k) => !expected.locks.includes(k));
       if (unlocked.length) throw new Conflict(`objects changed while locking (${unlocked.join(', ')}); retrying`);
-      const sink = new AuditTableSink(client);
+      let schemasLocked = false;
       for (const s of actual.statements) {
+        if (!schemasLocked && s.object.startsWith('schema:')) {
+          await lockObjects(client, actual.locks.filter(isSchemaLock));
+          schemasLocked = true;
+        }
         await client.query(s.sql);
       }
-      for (const r of actual.records) {
-        await deps.audit.record({ request_id: ctx.requestId, kind: 'DatasetAccess', namespace: dsa.metadata.namespace, name: dsa.metadata.name, ...r }, sink);
-      }
+      // One record per statement, written in the same transaction: committed together or not at all.
+      await deps.audit.recordMany(
+        actual.records.map((r) => ({ request_id: ctx.requestId, kind: 'DatasetAccess', namespace: dsa.metadata.namespace, name: dsa.metadata.name, ...r })),
+        new AuditTableSink(client),
+      );
       await client.query('COMMIT');
       return { observation, statements: actual.statements };
     } catch (err) {
@@ -238,7 +248,10 @@ export function datasetAccessCleanup(deps: DatasetAccessDeps) {
         const o = await observe(client, groupRole, target.schema, undefined);
         const ours = o.role.exists && o.role.comment === comment;
         const statements = ours && !orphan ? dropRoleStatements(groupRole) : [];
-        await lockObjects(client, ours ? lockKeys(groupRole, diffGrants(EMPTY_STATE, o.state)) : []);
+        // The same lock order as granting: roles and tables first, schemas last (no deadlocks).
+        const keys = ours ? lockKeys(groupRole, diffGrants(EMPTY_STATE, o.state)) : [];
+        await lockObjects(client, keys.filter((k) => !isSchemaLock(k)));
+        await lockObjects(client, keys.filter(isSchemaLock));
         for (const s of statements) await client.query(s.sql);
         const sink = new AuditTableSink(client);
         const base = { request_id: ctx.requestId, kind: 'DatasetAccess', namespace, name: dsa.metadata.name };

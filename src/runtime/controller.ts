@@ -224,7 +224,8 @@ export class Controller<T extends KubeObject> {
   }
 
   private async writeResult(obj: T, outcome: Outcome, ctx: ReconcileContext): Promise<void> {
-    for (const event of outcome.events ?? []) await this.opts.events.emit(obj, event);
+    // Events are the human summary: written alongside, never holding up the status (emit logs its own failures).
+    for (const event of outcome.events ?? []) void this.opts.events.emit(obj, event);
     const current = ((obj as unknown as { status?: Record<string, unknown> }).status ?? {}) as Record<string, unknown>;
     const desired = desiredStatus(current, outcome, obj.metadata.generation, ctx.now);
     if (isDeepStrictEqual(withoutNulls(current), withoutNulls(desired))) return;

@@ -147,7 +147,7 @@ describe('DatasetAccess grants', () => {
     await waitReady('writer');
     expect(await can("INSERT INTO curated.customer_sales VALUES (3, 'FR', 2)")).toBe(true);
     const rows = await auditRows('writer');
-    expect(rows.map((r) => r.action)).toEqual(['role.create', 'role.comment', 'grant.usage', 'grant.privileges', 'grant.membership']);
+    expect(rows.map((r) => r.action)).toEqual(['role.create', 'role.comment', 'grant.privileges', 'grant.usage', 'grant.membership']);
     const requestIds = new Set(rows.map((r) => r.request_id));
     expect(requestIds.size).toBe(1);
     for (const r of rows) {

@@ -71,8 +71,8 @@ describe('grant diff', () => {
   it('from nothing: usage, privileges, membership', () => {
     const d = diffGrants(desired, EMPTY_STATE);
     expect(diffStatements('stw_x', d).map((s) => s.sql)).toEqual([
-      'GRANT USAGE ON SCHEMA "curated" TO "stw_x"',
       'GRANT SELECT ON TABLE "curated"."sales" TO "stw_x"',
+      'GRANT USAGE ON SCHEMA "curated" TO "stw_x"',
       'GRANT "stw_x" TO "reader"',
     ]);
     expect(lockKeys('stw_x', d)).toEqual(['role:stw_x', 'schema:curated', 'table:curated.sales']);

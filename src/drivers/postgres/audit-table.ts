@@ -71,11 +71,22 @@ export class AuditTableSink implements AuditSink {
     this.db = db;
   }
 
-  async write(r: AuditRecord): Promise<void> {
+  write(r: AuditRecord): Promise<void> {
+    return this.writeMany([r]);
+  }
+
+  /** One INSERT for all records, values bound as parameters. */
+  async writeMany(records: AuditRecord[]): Promise<void> {
+    if (records.length === 0) return;
+    const values: unknown[] = [];
+    const rows = records.map((r) => {
+      const base = values.length;
+      values.push(r.ts, r.request_id, r.actor, r.action, r.resource, r.outcome, r.error ?? null, r.kind, r.namespace ?? null, r.name, r.details ? JSON.stringify(r.details) : null);
+      return `(${Array.from({ length: 11 }, (_, i) => `$${base + i + 1}`).join(', ')})`;
+    });
     await this.db.query(
-      `INSERT INTO steward.audit_log (ts, request_id, actor, action, resource, outcome, error, kind, namespace, name, details)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-      [r.ts, r.request_id, r.actor, r.action, r.resource, r.outcome, r.error ?? null, r.kind, r.namespace ?? null, r.name, r.details ? JSON.stringify(r.details) : null],
+      `INSERT INTO steward.audit_log (ts, request_id, actor, action, resource, outcome, error, kind, namespace, name, details) VALUES ${rows.join(', ')}`,
+      values,
     );
   }
 }

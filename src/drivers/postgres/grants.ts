@@ -22,47 +22,60 @@ export interface Observation {
   principalExists: boolean;
 }
 
-/**
- * Reads everything the group role holds, from the catalog. The queries run one after another: on a
- * single client (inside a transaction) pg does not allow them to overlap.
- */
+// Everything observe() needs, in one round trip: the group role, its grants, members and
+// memberships, the schema, its tables, and whether the principal exists. Bind parameters only.
+const OBSERVE_SQL = `
+WITH g AS (SELECT * FROM pg_roles WHERE rolname = $1)
+SELECT
+  (SELECT row_to_json(x) FROM (SELECT shobj_description(g.oid, 'pg_authid') AS comment, rolcanlogin, rolsuper, rolcreaterole,
+          rolcreatedb, rolreplication, rolbypassrls FROM g) x) AS role,
+  EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $2) AS schema_exists,
+  (SELECT coalesce(json_agg(json_build_object('name', c.relname, 'owner', pg_get_userbyid(c.relowner)) ORDER BY c.relname), '[]')
+     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')) AS tables,
+  EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $3) AS principal_exists,
+  (SELECT coalesce(json_agg(json_build_object('schema', n.nspname, 'table', c.relname, 'privilege', a.privilege_type)), '[]')
+     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN LATERAL aclexplode(c.relacl) a
+    WHERE a.grantee = (SELECT oid FROM g)) AS table_privileges,
+  (SELECT coalesce(json_agg(n.nspname), '[]') FROM pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) a
+    WHERE a.grantee = (SELECT oid FROM g) AND a.privilege_type = 'USAGE') AS schema_usage,
+  (SELECT coalesce(json_agg(json_build_object('owner', pg_get_userbyid(d.defaclrole), 'schema', coalesce(n.nspname, ''), 'privilege', a.privilege_type)), '[]')
+     FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace CROSS JOIN LATERAL aclexplode(d.defaclacl) a
+    WHERE d.defaclobjtype = 'r' AND a.grantee = (SELECT oid FROM g)) AS default_privileges,
+  (SELECT coalesce(json_agg(m.rolname), '[]') FROM pg_auth_members am JOIN pg_roles m ON m.oid = am.member
+    WHERE am.roleid = (SELECT oid FROM g)) AS members,
+  (SELECT coalesce(json_agg(r.rolname), '[]') FROM pg_auth_members am JOIN pg_roles r ON r.oid = am.roleid
+    WHERE am.member = (SELECT oid FROM g)) AS member_of
+`;
+
+interface ObserveRow {
+  role: { comment: string | null; rolcanlogin: boolean; rolsuper: boolean; rolcreaterole: boolean; rolcreatedb: boolean; rolreplication: boolean; rolbypassrls: boolean } | null;
+  schema_exists: boolean;
+  tables: { name: string; owner: string }[];
+  principal_exists: boolean;
+  table_privileges: { schema: string; table: string; privilege: string }[];
+  schema_usage: string[];
+  default_privileges: { owner: string; schema: string; privilege: string }[];
+  members: string[];
+  member_of: string[];
+}
+
+/** Reads everything the group role holds, from the catalog, in one query. */
 export async function observe(db: pg.ClientBase | pg.Pool, groupRole: string, schema: string, principal: string | undefined): Promise<Observation> {
-  const role = await db.query<{ oid: number; comment: string | null; rolcanlogin: boolean; rolsuper: boolean; rolcreaterole: boolean; rolcreatedb: boolean; rolreplication: boolean; rolbypassrls: boolean }>(
-      `SELECT r.oid, shobj_description(r.oid, 'pg_authid') AS comment, r.rolcanlogin, r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication, r.rolbypassrls
-         FROM pg_roles r WHERE r.rolname = $1`, [groupRole]);
-  const schemaRow = await db.query<{ oid: number }>('SELECT oid FROM pg_namespace WHERE nspname = $1', [schema]);
-  const tables = await db.query<{ name: string; owner: string }>(
-      `SELECT c.relname AS name, pg_get_userbyid(c.relowner) AS owner FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f') ORDER BY c.relname`, [schema]);
-  const principalRow = principal ? await db.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [principal]) : { rowCount: 0 };
-  const r = role.rows[0];
-  const base = { schemaExists: (schemaRow.rowCount ?? 0) > 0, tables: tables.rows, principalExists: (principalRow.rowCount ?? 0) > 0 };
-  if (!r) {
-    return { ...base, role: { exists: false, comment: null, dangerousAttributes: [] }, state: { tablePrivileges: [], schemaUsage: [], defaultPrivileges: [], members: [], memberOf: [] } };
-  }
-  const attrs = { LOGIN: r.rolcanlogin, SUPERUSER: r.rolsuper, CREATEROLE: r.rolcreaterole, CREATEDB: r.rolcreatedb, REPLICATION: r.rolreplication, BYPASSRLS: r.rolbypassrls };
-  const tp = await db.query<{ schema: string; table: string; privilege: string }>(
-      `SELECT n.nspname AS schema, c.relname AS table, a.privilege_type AS privilege
-         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN LATERAL aclexplode(c.relacl) a
-        WHERE a.grantee = $1`, [r.oid]);
-  const usage = await db.query<{ schema: string }>(
-      `SELECT n.nspname AS schema FROM pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) a
-        WHERE a.grantee = $1 AND a.privilege_type = 'USAGE'`, [r.oid]);
-  const defaults = await db.query<{ owner: string; schema: string | null; privilege: string }>(
-      `SELECT pg_get_userbyid(d.defaclrole) AS owner, n.nspname AS schema, a.privilege_type AS privilege
-         FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace CROSS JOIN LATERAL aclexplode(d.defaclacl) a
-        WHERE d.defaclobjtype = 'r' AND a.grantee = $1`, [r.oid]);
-  const members = await db.query<{ name: string }>('SELECT m.rolname AS name FROM pg_auth_members am JOIN pg_roles m ON m.oid = am.member WHERE am.roleid = $1', [r.oid]);
-  const memberOf = await db.query<{ name: string }>('SELECT g.rolname AS name FROM pg_auth_members am JOIN pg_roles g ON g.oid = am.roleid WHERE am.member = $1', [r.oid]);
+  const row = (await db.query<ObserveRow>(OBSERVE_SQL, [groupRole, schema, principal ?? null])).rows[0]!;
+  const r = row.role;
+  const attrs = r ? { LOGIN: r.rolcanlogin, SUPERUSER: r.rolsuper, CREATEROLE: r.rolcreaterole, CREATEDB: r.rolcreatedb, REPLICATION: r.rolreplication, BYPASSRLS: r.rolbypassrls } : {};
   return {
-    ...base,
-    role: { exists: true, comment: r.comment, dangerousAttributes: Object.entries(attrs).filter(([, v]) => v).map(([k]) => k) },
+    role: { exists: r !== null, comment: r?.comment ?? null, dangerousAttributes: Object.entries(attrs).filter(([, v]) => v).map(([k]) => k) },
+    schemaExists: row.schema_exists,
+    tables: row.tables,
+    principalExists: row.principal_exists,
     state: {
-      tablePrivileges: tp.rows,
-      schemaUsage: usage.rows.map((u) => u.schema),
-      defaultPrivileges: defaults.rows.map((d) => ({ owner: d.owner, schema: d.schema ?? '', privilege: d.privilege })),
-      members: members.rows.map((m) => m.name),
-      memberOf: memberOf.rows.map((m) => m.name),
+      tablePrivileges: row.table_privileges,
+      schemaUsage: row.schema_usage,
+      defaultPrivileges: row.default_privileges,
+      members: row.members,
+      memberOf: row.member_of,
     },
   };
 }
@@ -88,7 +101,7 @@ export function hardenRoleStatement(groupRole: string): Statement {
   return { sql: `ALTER ROLE ${quoteIdent(groupRole)} NOLOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS NOINHERIT`, action: 'role.harden', object: `role:${groupRole}` };
 }
 
-/** The statements that turn `actual` into `desired`, grants before memberships, revokes first. */
+/** The statements that turn `actual` into `desired`: take-aways first, the new membership last. */
 export function diffStatements(groupRole: string, d: GrantDiff): Statement[] {
   const g = quoteIdent(groupRole);
   const out: Statement[] = [];
@@ -105,8 +118,6 @@ export function diffStatements(groupRole: string, d: GrantDiff): Statement[] {
       object: `${p.schema}.*`,
     });
   }
-  for (const s of d.revokeUsage) out.push({ sql: `REVOKE USAGE ON SCHEMA ${quoteIdent(s)} FROM ${g}`, action: 'revoke.usage', object: `schema:${s}` });
-  for (const s of d.grantUsage) out.push({ sql: `GRANT USAGE ON SCHEMA ${quoteIdent(s)} TO ${g}`, action: 'grant.usage', object: `schema:${s}` });
   for (const [table, privileges] of byTable(d.grantTable)) {
     out.push({ sql: `GRANT ${privileges.join(', ')} ON TABLE ${table.sql} TO ${g}`, action: 'grant.privileges', object: table.name });
   }
@@ -117,6 +128,11 @@ export function diffStatements(groupRole: string, d: GrantDiff): Statement[] {
       object: `${p.schema}.*`,
     });
   }
+  // Schema statements come late: every access in a schema shares its catalog row, so the schema's lock
+  // is taken just before them and held only until commit (see lockObjects).
+  for (const s of d.revokeUsage) out.push({ sql: `REVOKE USAGE ON SCHEMA ${quoteIdent(s)} FROM ${g}`, action: 'revoke.usage', object: `schema:${s}` });
+  for (const s of d.grantUsage) out.push({ sql: `GRANT USAGE ON SCHEMA ${quoteIdent(s)} TO ${g}`, action: 'grant.usage', object: `schema:${s}` });
+  // The principal joins last, once everything it is to hold is in place.
   for (const m of d.addMembers) out.push({ sql: `GRANT ${g} TO ${quoteIdent(m)}`, action: 'grant.membership', object: `role:${groupRole}` });
   return out;
 }
@@ -145,12 +161,19 @@ export function dropRoleStatements(groupRole: string): Statement[] {
   ];
 }
 
-/** Takes the advisory locks for the objects a change touches, in sorted order (no deadlocks). */
+/**
+ * Takes advisory locks for the objects a change touches. Every transaction takes its locks in one
+ * global order — roles, default ACLs and tables first (sorted), schemas last (sorted) — so no two
+ * can deadlock. Schemas are shared by every access in them, so callers take their locks separately,
+ * right before the schema statements, to hold them only briefly.
+ */
 export async function lockObjects(client: pg.ClientBase, keys: readonly string[]): Promise<void> {
   for (const key of [...keys].sort()) {
     await client.query("SELECT pg_advisory_xact_lock(hashtextextended('steward:' || $1, 0))", [key]);
   }
 }
+
+export const isSchemaLock = (key: string): boolean => key.startsWith('schema:');
 
 export { lockKeys };
 

@@ -1,0 +1,264 @@
+// DatasetAccess benchmarks, each against a floor measured in the same run on the same servers:
+// - convergence: N accesses created -> Ready with privileges effective, through Steward; the floor is
+//   the same API writes (create + status patch) plus the same SQL run directly, as fast as PostgreSQL
+//   allows (one session per table, since GRANTs on one table cannot run concurrently).
+// - expiry lag: N accesses expiring within the same minute; lag = when the REVOKE ran (its audit
+//   record, written in the revoking transaction) minus expiresAt. The floor is a bare timer per
+//   deadline that runs the same REVOKE directly.
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
+import { KubeClient, type KubeObject } from '../src/runtime/kube.ts';
+import { Metrics } from '../src/runtime/metrics.ts';
+import { createLogger } from '../src/runtime/logger.ts';
+import { Informer } from '../src/runtime/informer.ts';
+import { Manager } from '../src/controllers/manager.ts';
+import { DATASET_ACCESS_TYPE } from '../src/controllers/datasetaccess.ts';
+import { WAREHOUSE_TYPE } from '../src/controllers/warehouse.ts';
+import { SECRET_TYPE } from '../src/runtime/secrets.ts';
+import { createRoleStatements, diffStatements } from '../src/drivers/postgres/grants.ts';
+import { EMPTY_STATE, desiredState, diffGrants, groupRoleName, ownershipComment } from '../src/governance/grants.ts';
+import { setConditions } from '../src/runtime/conditions.ts';
+import { summaryConditions } from '../src/runtime/controller.ts';
+
+const logger = createLogger({ level: 'warn' });
+const NAMESPACE_TYPE = { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false };
+const TABLES = 20;
+const CONCURRENCY = 8;
+
+interface Conditioned extends KubeObject {
+  status?: { conditions?: { type: string; status: string }[] };
+}
+
+function pgConfig(database: string): pg.ClientConfig {
+  const env = process.env;
+  return { host: env.PGHOST, port: Number(env.PGPORT), user: env.PGUSER, password: env.PGPASSWORD, database, ssl: { ca: readFileSync(env.PGSSLROOTCERT!, 'utf8'), rejectUnauthorized: true } };
+}
+
+async function sql(database: string, text: string, values?: unknown[]): Promise<pg.QueryResult> {
+  const c = new pg.Client(pgConfig(database));
+  c.on('error', () => undefined);
+  await c.connect();
+  try {
+    return await c.query(text, values);
+  } finally {
+    await c.end();
+  }
+}
+
+async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: limit }, async () => {
+    while (next < items.length) await fn(items[next++]!);
+  }));
+}
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}
+
+class Fixture {
+  readonly id = randomBytes(3).toString('hex');
+  readonly db = `bench_${this.id}`;
+  readonly ns = `bench-${this.id}`;
+  readonly wh = `bench-${this.id}`;
+  readonly principal = `bench_reader_${this.id}`;
+  readonly client = KubeClient.fromDefault({ maxSockets: 64 });
+
+  async setUp(): Promise<void> {
+    await sql('postgres', `CREATE DATABASE ${this.db}`);
+    const tables = Array.from({ length: TABLES }, (_, t) => `CREATE TABLE curated.t${t} (x int);`).join('\n');
+    await sql(this.db, `CREATE SCHEMA curated; ${tables} CREATE ROLE ${this.principal} NOLOGIN;`);
+    await this.client.create(NAMESPACE_TYPE, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: this.ns } });
+    const secret = (name: string, data: Record<string, string>) => this.client.create(SECRET_TYPE, {
+      apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: 'steward-system' },
+      data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
+    } as KubeObject);
+    await secret(`${this.wh}-ca`, { 'ca.crt': readFileSync(process.env.PGSSLROOTCERT!, 'utf8') });
+    await secret(`${this.wh}-creds`, { username: process.env.PGUSER!, password: process.env.PGPASSWORD! });
+    await this.client.create(WAREHOUSE_TYPE, {
+      apiVersion: 'steward.dev/v1alpha1', kind: 'Warehouse', metadata: { name: this.wh },
+      spec: {
+        postgres: { host: 'localhost', port: Number(process.env.PGPORT), database: this.db, caSecretRef: { namespace: 'steward-system', name: `${this.wh}-ca` }, credentialsSecretRef: { namespace: 'steward-system', name: `${this.wh}-creds` } },
+        accessPolicy: [{ namespaces: { matchNames: [this.ns] }, schemas: ['curated'], privileges: ['SELECT'] }],
+      },
+    } as KubeObject);
+  }
+
+  access(name: string, table: string, expiresAt?: string): KubeObject {
+    return {
+      apiVersion: 'steward.dev/v1alpha1', kind: 'DatasetAccess', metadata: { name, namespace: this.ns },
+      spec: { principal: { role: this.principal }, warehouse: { name: this.wh, schema: 'curated', tables: [table], privileges: ['SELECT'] }, justification: 'benchmark', ...(expiresAt ? { expiresAt } : {}) },
+    } as KubeObject;
+  }
+
+  async tearDown(): Promise<void> {
+    const list = await this.client.list<KubeObject>(DATASET_ACCESS_TYPE, { namespace: this.ns });
+    await pool(list.items, 16, (a) => this.client.patch(DATASET_ACCESS_TYPE, a.metadata.name, this.ns, { metadata: { finalizers: null } }, 'merge').catch(() => undefined));
+    await this.client.request('DELETE', KubeClient.path(DATASET_ACCESS_TYPE, this.ns)).catch(() => undefined);
+    await this.client.delete(WAREHOUSE_TYPE, this.wh).catch(() => undefined);
+    await sql('postgres', `DROP DATABASE ${this.db} WITH (FORCE)`);
+    const roles = await sql('postgres', `SELECT rolname FROM pg_roles WHERE rolname LIKE $1 OR rolname = $2`, [`stw\\_bench\\_${this.id}\\_%`, this.principal]);
+    // One session, one after another: concurrent DROP ROLEs touching one membership collide.
+    if (roles.rows.length) await sql('postgres', roles.rows.map((r) => `DROP ROLE "${String(r.rolname).replace(/"/g, '""')}";`).join('\n'));
+    this.client.close();
+  }
+}
+
+function startSteward(client: KubeClient): Manager {
+  return new Manager({ client, logger, metrics: new Metrics({ processMetrics: false }), identity: 'bench', actor: 'steward-bench', resyncMs: 10 * 60_000, concurrency: 8 });
+}
+
+/** Floor: the same API writes and the same SQL, directly. */
+async function convergenceFloor(n: number): Promise<number> {
+  const f = new Fixture();
+  await f.setUp();
+  try {
+    const names = Array.from({ length: n }, (_, i) => `floor-${i}`);
+    const byTable = new Map<string, string[]>();
+    names.forEach((name, i) => byTable.set(`t${i % TABLES}`, [...(byTable.get(`t${i % TABLES}`) ?? []), name]));
+    const conditions = setConditions([], summaryConditions({ state: 'Ready', reason: 'Granted', message: 'floor' }), 1, new Date());
+    const start = performance.now();
+    await Promise.all([
+      pool(names, CONCURRENCY, async (name) => {
+        const i = Number(name.split('-')[1]);
+        await f.client.create(DATASET_ACCESS_TYPE, f.access(name, `t${i % TABLES}`));
+        await f.client.patch(DATASET_ACCESS_TYPE, name, f.ns, { status: { observedGeneration: 1, conditions } }, 'merge', 'status');
+      }),
+      pool([...byTable.entries()], CONCURRENCY, async ([table, accesses]) => {
+        const c = new pg.Client(pgConfig(f.db));
+        c.on('error', () => undefined);
+        await c.connect();
+        for (const name of accesses) {
+          const role = groupRoleName(f.ns, name);
+          const statements = [
+            ...createRoleStatements(role, ownershipComment(f.ns, name)),
+            ...diffStatements(role, diffGrants(desiredState({ schema: 'curated', tables: [table], existingTables: [], privileges: ['SELECT'], member: f.principal }), EMPTY_STATE)),
+          ];
+          // USAGE on the shared schema is one catalog row for every session: serialize that statement
+          // alone, last, so the lock is held as briefly as possible.
+          const usage = statements.filter((s) => s.action === 'grant.usage');
+          await c.query('BEGIN');
+          for (const s of statements.filter((x) => x.action !== 'grant.usage')) await c.query(s.sql);
+          await c.query("SELECT pg_advisory_xact_lock(hashtext('bench:schema'))");
+          for (const s of usage) await c.query(s.sql);
+          await c.query('COMMIT');
+        }
+        await c.end();
+      }),
+    ]);
+    return performance.now() - start;
+  } finally {
+    await f.tearDown();
+  }
+}
+
+async function waitForAll(f: Fixture, n: number, predicate: (o: Conditioned) => boolean): Promise<void> {
+  const informer = new Informer<Conditioned>(f.client, DATASET_ACCESS_TYPE, { namespace: f.ns, logger });
+  const done = new Set<string>();
+  let resolve: () => void = () => undefined;
+  const all = new Promise<void>((r) => (resolve = r));
+  informer.onEvent((_t, o) => {
+    if (predicate(o)) done.add(o.metadata.name);
+    if (done.size >= n) resolve();
+  });
+  await informer.start();
+  // A benchmark that cannot finish must say so, not hang.
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`only ${done.size} of ${n} accesses got there within 10 minutes`)), 600_000)));
+  try {
+    await Promise.race([all, limit]);
+  } finally {
+    clearTimeout(timer);
+    await informer.stop();
+  }
+}
+
+const isReady = (o: Conditioned) => o.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+
+async function convergenceSteward(n: number): Promise<number> {
+  const f = new Fixture();
+  await f.setUp();
+  const manager = startSteward(f.client);
+  await manager.start();
+  try {
+    const names = Array.from({ length: n }, (_, i) => `acc-${i}`);
+    const start = performance.now();
+    const ready = waitForAll(f, n, isReady);
+    await pool(names, CONCURRENCY, (name) => f.client.create(DATASET_ACCESS_TYPE, f.access(name, `t${Number(name.split('-')[1]) % TABLES}`)));
+    await ready;
+    const elapsed = performance.now() - start;
+    // Privileges effective: the principal is a member of every group role, each holding SELECT.
+    const members = await sql(f.db, `SELECT count(*)::int AS n FROM pg_auth_members WHERE member = $1::regrole`, [f.principal]);
+    const acl = await sql(f.db, `SELECT count(*)::int AS n FROM pg_class c, aclexplode(c.relacl) a WHERE c.relnamespace = 'curated'::regnamespace AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner`);
+    if (members.rows[0].n !== n || acl.rows[0].n !== n) throw new Error(`not effective: ${members.rows[0].n} memberships, ${acl.rows[0].n} ACL entries for ${n} accesses`);
+    return elapsed;
+  } finally {
+    await manager.stop();
+    await f.tearDown();
+  }
+}
+
+export async function convergenceBench(n: number): Promise<{ floorMs: number; stewardMs: number; ratio: number }> {
+  const floorMs = await convergenceFloor(n);
+  const stewardMs = await convergenceSteward(n);
+  return { floorMs, stewardMs, ratio: stewardMs / floorMs };
+}
+
+/** Deadlines spread over `windowMs`, starting after everything had time to be granted. */
+function deadlines(n: number, startAt: number, windowMs: number): Date[] {
+  // Whole seconds, as people write them in YAML; many accesses share each second.
+  return Array.from({ length: n }, (_, i) => new Date(Math.floor((startAt + (i * windowMs) / n) / 1000) * 1000));
+}
+
+export async function expiryBench(n: number, windowMs: number): Promise<{ steward: { p50: number; p99: number; max: number }; floor: { p50: number; p99: number } }> {
+  // Floor: a timer per deadline running the REVOKE directly on a pool of 8 sessions.
+  const floorLags: number[] = [];
+  {
+    const f = new Fixture();
+    await f.setUp();
+    try {
+      const roles = Array.from({ length: n }, (_, i) => `stw_bench_${f.id}_floor_${i}`);
+      await sql(f.db, roles.map((r) => `CREATE ROLE ${r} NOLOGIN; GRANT ${r} TO ${f.principal};`).join('\n'));
+      const p = new pg.Pool({ ...pgConfig(f.db), max: 8 });
+      const at = deadlines(n, Date.now() + 2000, windowMs);
+      await Promise.all(roles.map((r, i) => new Promise<void>((resolve) => setTimeout(async () => {
+        await p.query(`REVOKE ${r} FROM ${f.principal}`);
+        floorLags.push(Date.now() - at[i]!.getTime());
+        resolve();
+      }, Math.max(0, at[i]!.getTime() - Date.now())))));
+      await p.end();
+    } finally {
+      await f.tearDown();
+    }
+  }
+
+  const f = new Fixture();
+  await f.setUp();
+  const manager = startSteward(f.client);
+  await manager.start();
+  try {
+    const names = Array.from({ length: n }, (_, i) => `exp-${i}`);
+    const at = deadlines(n, Date.now() + 45_000, windowMs);
+    const ready = waitForAll(f, n, isReady);
+    await pool(names, CONCURRENCY, (name) => {
+      const i = Number(name.split('-')[1]);
+      return f.client.create(DATASET_ACCESS_TYPE, f.access(name, `t${i % TABLES}`, at[i]!.toISOString()));
+    });
+    await ready;
+    if (Date.now() > at[0]!.getTime()) throw new Error('accesses were not all granted before the first deadline; raise the lead time');
+    await waitForAll(f, n, (o) => o.status?.conditions?.some((c) => c.type === 'Expired' && c.status === 'True') ?? false);
+    const rows = await sql(f.db, `SELECT name, ts FROM steward.audit_log WHERE action = 'revoke.membership' AND namespace = $1`, [f.ns]);
+    const lags = rows.rows.map((r) => new Date(r.ts).getTime() - at[Number(String(r.name).split('-')[1])]!.getTime());
+    if (lags.length !== n) throw new Error(`expected ${n} revocations, found ${lags.length}`);
+    if (Math.min(...lags) < 0) throw new Error('an access was revoked before its deadline');
+    return {
+      steward: { p50: percentile(lags, 50), p99: percentile(lags, 99), max: Math.max(...lags) },
+      floor: { p50: percentile(floorLags, 50), p99: percentile(floorLags, 99) },
+    };
+  } finally {
+    await manager.stop();
+    await f.tearDown();
+  }
+}
