@@ -16,8 +16,8 @@ import { Manager } from '../src/controllers/manager.ts';
 import { DATASET_ACCESS_TYPE } from '../src/controllers/datasetaccess.ts';
 import { WAREHOUSE_TYPE } from '../src/controllers/warehouse.ts';
 import { SECRET_TYPE } from '../src/runtime/secrets.ts';
-import { createRoleStatements, diffStatements } from '../src/drivers/postgres/grants.ts';
-import { EMPTY_STATE, desiredState, diffGrants, groupRoleName, ownershipComment } from '../src/governance/grants.ts';
+import { createRoleStatements, diffStatements, usageRoleStatements } from '../src/drivers/postgres/grants.ts';
+import { EMPTY_STATE, desiredState, diffGrants, groupRoleName, ownershipComment, usageRoleComment, usageRoleName } from '../src/governance/grants.ts';
 import { setConditions } from '../src/runtime/conditions.ts';
 import { summaryConditions } from '../src/runtime/controller.ts';
 
@@ -99,7 +99,7 @@ class Fixture {
     await this.client.request('DELETE', KubeClient.path(DATASET_ACCESS_TYPE, this.ns)).catch(() => undefined);
     await this.client.delete(WAREHOUSE_TYPE, this.wh).catch(() => undefined);
     await sql('postgres', `DROP DATABASE ${this.db} WITH (FORCE)`);
-    const roles = await sql('postgres', `SELECT rolname FROM pg_roles WHERE rolname LIKE $1 OR rolname = $2`, [`stw\\_bench\\_${this.id}\\_%`, this.principal]);
+    const roles = await sql('postgres', `SELECT rolname FROM pg_roles WHERE rolname LIKE $1 OR rolname = ANY($2)`, [`stw\\_bench\\_${this.id}\\_%`, [this.principal, usageRoleName(this.db, 'curated')]]);
     // One session, one after another: concurrent DROP ROLEs touching one membership collide.
     if (roles.rows.length) await sql('postgres', roles.rows.map((r) => `DROP ROLE "${String(r.rolname).replace(/"/g, '""')}";`).join('\n'));
     this.client.close();
@@ -119,6 +119,9 @@ async function convergenceFloor(n: number): Promise<number> {
     const byTable = new Map<string, string[]>();
     names.forEach((name, i) => byTable.set(`t${i % TABLES}`, [...(byTable.get(`t${i % TABLES}`) ?? []), name]));
     const conditions = setConditions([], summaryConditions({ state: 'Ready', reason: 'Granted', message: 'floor' }), 1, new Date());
+    // The schema's usage role, as Steward creates it with the first access in a schema (untimed here).
+    const usageRole = usageRoleName(f.db, 'curated');
+    await sql(f.db, usageRoleStatements({ exists: false, comment: null, hasUsage: false }, 'curated', usageRole, usageRoleComment(f.db, 'curated')).map((s) => `${s.sql};`).join('\n'));
     const start = performance.now();
     await Promise.all([
       pool(names, CONCURRENCY, async (name) => {
@@ -134,15 +137,10 @@ async function convergenceFloor(n: number): Promise<number> {
           const role = groupRoleName(f.ns, name);
           const statements = [
             ...createRoleStatements(role, ownershipComment(f.ns, name)),
-            ...diffStatements(role, diffGrants(desiredState({ schema: 'curated', tables: [table], existingTables: [], privileges: ['SELECT'], member: f.principal }), EMPTY_STATE)),
+            ...diffStatements(role, diffGrants(desiredState({ schema: 'curated', tables: [table], existingTables: [], privileges: ['SELECT'], member: f.principal, usageRole }), EMPTY_STATE)),
           ];
-          // USAGE on the shared schema is one catalog row for every session: serialize that statement
-          // alone, last, so the lock is held as briefly as possible.
-          const usage = statements.filter((s) => s.action === 'grant.usage');
           await c.query('BEGIN');
-          for (const s of statements.filter((x) => x.action !== 'grant.usage')) await c.query(s.sql);
-          await c.query("SELECT pg_advisory_xact_lock(hashtext('bench:schema'))");
-          for (const s of usage) await c.query(s.sql);
+          for (const s of statements) await c.query(s.sql);
           await c.query('COMMIT');
         }
         await c.end();

@@ -11,7 +11,7 @@ import type { Warehouse } from '../api/warehouse.ts';
 import { KubeClient, type KubeObject, type ResourceType } from '../runtime/kube.ts';
 import { evaluatePolicy } from '../governance/policy.ts';
 import { effectiveExpiry } from '../governance/expiry.ts';
-import { groupRoleName, ownershipComment } from '../governance/grants.ts';
+import { groupRoleName, ownershipComment, usageRoleName } from '../governance/grants.ts';
 import { observe, type Observation } from '../drivers/postgres/grants.ts';
 import { WAREHOUSE_TYPE } from '../controllers/warehouse.ts';
 import { WarehouseConnections } from '../controllers/warehouse-connections.ts';
@@ -108,7 +108,7 @@ export async function runPlan(argv: string[], out: Writable, err: Writable): Pro
           const c = await pool.connect();
           try {
             await c.query('BEGIN READ ONLY');
-            observation = await observe(c, groupRole, target.schema, principal);
+            observation = await observe(c, groupRole, target.schema, principal, usageRoleName(wh.spec.postgres.database, target.schema));
           } finally {
             await c.query('ROLLBACK').catch(() => undefined);
             c.release();
@@ -118,7 +118,7 @@ export async function runPlan(argv: string[], out: Writable, err: Writable): Pro
         }
       }
       const plan = planAccess(observation ?? emptyObservation(target.tables), {
-        groupRole, comment: ownershipComment(namespace, dsa.metadata.name), schema: target.schema, tables: target.tables, privileges, principal, expired: false, convergedBefore: false,
+        database: wh?.spec.postgres.database ?? '', groupRole, comment: ownershipComment(namespace, dsa.metadata.name), schema: target.schema, tables: target.tables, privileges, principal, expired: false, convergedBefore: false,
       });
       if (!observation) say(`#   not compared with the catalog (${dbProblem}): the full SQL for an empty warehouse follows`);
       if (plan.blocked) say(`#   blocked: ${plan.blocked.message}`);
@@ -139,6 +139,7 @@ export async function runPlan(argv: string[], out: Writable, err: Writable): Pro
 function emptyObservation(tables: readonly string[]): Observation {
   return {
     role: { exists: false, comment: null, dangerousAttributes: [] },
+    usageRole: { exists: false, comment: null, hasUsage: false },
     state: { tablePrivileges: [], schemaUsage: [], defaultPrivileges: [], members: [], memberOf: [] },
     schemaExists: true,
     tables: tables.filter((t) => t !== '*').map((name) => ({ name, owner: '' })),

@@ -12,7 +12,7 @@ import type { AuditTrail } from '../audit/sink.ts';
 import type { AuditOutcome } from '../audit/record.ts';
 import { evaluatePolicy } from '../governance/policy.ts';
 import { effectiveExpiry } from '../governance/expiry.ts';
-import { EMPTY_STATE, diffGrants, groupRoleName, lockKeys, ownershipComment } from '../governance/grants.ts';
+import { EMPTY_STATE, diffGrants, groupRoleName, lockKeys, ownershipComment, usageRoleName } from '../governance/grants.ts';
 import { dropRoleStatements, isSchemaLock, lockObjects, observe, type Observation, type Statement } from '../drivers/postgres/grants.ts';
 import { planAccess, type AccessPlan } from './datasetaccess-plan.ts';
 import { AuditTableSink } from '../drivers/postgres/audit-table.ts';
@@ -45,13 +45,14 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
     dsa: DatasetAccess,
     groupRole: string,
     schema: string,
+    usageRole: string,
     principal: string | undefined,
     plan: (o: Observation) => { statements: Statement[]; locks: string[]; records: { action: string; resource: string; outcome: AuditOutcome; details?: Record<string, unknown>; error?: string }[] },
   ): Promise<{ observation: Observation; statements: Statement[] }> {
     const client = await pool.connect();
     try {
       await client.query('BEGIN');
-      const first = await observe(client, groupRole, schema, principal);
+      const first = await observe(client, groupRole, schema, principal, usageRole);
       const expected = plan(first);
       if (expected.statements.length === 0 && expected.records.length === 0) {
         await client.query('COMMIT');
@@ -60,7 +61,7 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
       await lockObjects(client, expected.locks.filter((k) => !isSchemaLock(k)));
       // Under the locks, look again: another access may have changed what we saw. (READ COMMITTED:
       // each statement sees what was committed before it, including by the lock's previous holder.)
-      const observation = expected.locks.length ? await observe(client, groupRole, schema, principal) : first;
+      const observation = expected.locks.length ? await observe(client, groupRole, schema, principal, usageRole) : first;
       const actual = expected.locks.length ? plan(observation) : expected;
       const unlocked = actual.locks.filter((k) => !expected.locks.includes(k));
       if (unlocked.length) throw new Conflict(`objects changed while locking (${unlocked.join(', ')}); retrying`);
@@ -130,7 +131,7 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
       const decision = evaluatePolicy(wh.spec.accessPolicy, { namespace: { name: namespace, labels }, schema: target.schema, privileges });
       if (!decision.allowed) {
         const wasDenied = findCondition(dsa.status?.conditions, 'Ready')?.reason === 'PolicyDenied';
-        const { statements } = await applyInTransaction(pool, ctx, dsa, groupRole, target.schema, undefined, (o) => {
+        const { statements } = await applyInTransaction(pool, ctx, dsa, groupRole, target.schema, usageRoleName(wh.spec.postgres.database, target.schema), undefined, (o) => {
           const drop = o.role.exists && o.role.comment === comment ? dropRoleStatements(groupRole) : [];
           return {
             statements: drop,
@@ -158,8 +159,8 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
 
       // 3. Observe, diff, apply.
       let plan: AccessPlan | undefined;
-      const { statements } = await applyInTransaction(pool, ctx, dsa, groupRole, target.schema, principal, (o) => {
-        plan = planAccess(o, { groupRole, comment, schema: target.schema, tables: target.tables, privileges, principal, expired, convergedBefore });
+      const { statements } = await applyInTransaction(pool, ctx, dsa, groupRole, target.schema, usageRoleName(wh.spec.postgres.database, target.schema), principal, (o) => {
+        plan = planAccess(o, { database: wh.spec.postgres.database, groupRole, comment, schema: target.schema, tables: target.tables, privileges, principal, expired, convergedBefore });
         const p = plan;
         return {
           statements: [...p.expiryStatements, ...p.statements],
@@ -245,7 +246,7 @@ export function datasetAccessCleanup(deps: DatasetAccessDeps) {
       const client = await pool.connect();
       try {
         await client.query('BEGIN');
-        const o = await observe(client, groupRole, target.schema, undefined);
+        const o = await observe(client, groupRole, target.schema, undefined, usageRoleName(wh.spec.postgres.database, target.schema));
         const ours = o.role.exists && o.role.comment === comment;
         const statements = ours && !orphan ? dropRoleStatements(groupRole) : [];
         // The same lock order as granting: roles and tables first, schemas last (no deadlocks).

@@ -16,6 +16,22 @@ export function groupRoleName(namespace: string, name: string): string {
   return `${ROLE_PREFIX}${readable.slice(0, room)}_${hash}`;
 }
 
+/**
+ * One shared role per schema holds USAGE on it, and every group role in that schema is a member.
+ * The schema's ACL then grows by one entry per schema, not per access (PostgreSQL cannot hold more
+ * than ~2,400 ACL entries on a row), and accesses never contend on the schema's catalog row. Roles
+ * are cluster-wide, so the name is keyed by database too: a role never carries USAGE across databases.
+ */
+export function usageRoleName(database: string, schema: string): string {
+  const hash = createHash('sha256').update(`${database}/${schema}`).digest('hex').slice(0, 8);
+  const room = MAX_ROLE_BYTES - `${ROLE_PREFIX}usage__`.length - hash.length;
+  return `${ROLE_PREFIX}usage_${schema.slice(0, room)}_${hash}`;
+}
+
+export function usageRoleComment(database: string, schema: string): string {
+  return `managed by steward: USAGE on schema ${database}.${schema} for Steward's group roles`;
+}
+
 /** The comment Steward puts on roles it owns: how it tells its roles from everyone else's. */
 export function ownershipComment(namespace: string, name: string): string {
   return `managed by steward: DatasetAccess ${namespace}/${name}`;
@@ -41,7 +57,7 @@ export interface GrantState {
   defaultPrivileges: DefaultPrivilege[];
   /** Roles that are members of the group role: the principal, and nobody else. */
   members: string[];
-  /** Roles the group role is itself a member of: always none (it must not gain anything). */
+  /** Roles the group role is itself a member of: only its schema's usage role. */
   memberOf: string[];
 }
 
@@ -55,6 +71,8 @@ export interface DesiredInput {
   privileges: readonly string[];
   /** The principal, or none when the access has expired. */
   member?: string;
+  /** The schema's usage role, through which the group role gets USAGE. */
+  usageRole: string;
 }
 
 export function isAllTables(tables: readonly string[]): boolean {
@@ -67,10 +85,10 @@ export function desiredState(input: DesiredInput): GrantState {
   const owners = all ? [...new Set(input.existingTables.map((t) => t.owner))].sort() : [];
   return {
     tablePrivileges: tables.flatMap((table) => input.privileges.map((privilege) => ({ schema: input.schema, table, privilege }))),
-    schemaUsage: [input.schema],
+    schemaUsage: [],
     defaultPrivileges: owners.flatMap((owner) => input.privileges.map((privilege) => ({ owner, schema: input.schema, privilege }))),
     members: input.member ? [input.member] : [],
-    memberOf: [],
+    memberOf: [input.usageRole],
   };
 }
 
@@ -84,6 +102,7 @@ export interface GrantDiff {
   addMembers: string[];
   removeMembers: string[];
   leaveRoles: string[];
+  joinRoles: string[];
 }
 
 const tpKey = (p: TablePrivilege) => `${p.schema}.${p.table}:${p.privilege}`;
@@ -111,6 +130,7 @@ export function diffGrants(desired: GrantState, actual: GrantState): GrantDiff {
     addMembers: minus(desired.members, actual.members, String),
     removeMembers: minus(actual.members, desired.members, String),
     leaveRoles: minus(actual.memberOf, desired.memberOf, String),
+    joinRoles: minus(desired.memberOf, actual.memberOf, String),
   };
 }
 
@@ -128,7 +148,7 @@ export function lockKeys(groupRole: string, d: GrantDiff): string[] {
   for (const p of [...d.grantTable, ...d.revokeTable]) keys.add(`table:${p.schema}.${p.table}`);
   for (const s of [...d.grantUsage, ...d.revokeUsage]) keys.add(`schema:${s}`);
   for (const p of [...d.grantDefault, ...d.revokeDefault]) keys.add(`defacl:${p.owner}@${p.schema}`);
-  if (d.addMembers.length || d.removeMembers.length || d.leaveRoles.length) keys.add(`role:${groupRole}`);
+  if (d.addMembers.length || d.removeMembers.length || d.leaveRoles.length || d.joinRoles.length) keys.add(`role:${groupRole}`);
   return [...keys].sort();
 }
 
@@ -145,5 +165,6 @@ export function describeDiff(d: GrantDiff): string[] {
   if (d.addMembers.length) out.push(`missing member ${d.addMembers.join(', ')}`);
   if (d.removeMembers.length) out.push(`extra member ${d.removeMembers.join(', ')}`);
   if (d.leaveRoles.length) out.push(`group role is a member of ${d.leaveRoles.join(', ')}`);
+  if (d.joinRoles.length) out.push(`group role is not a member of ${d.joinRoles.join(', ')}`);
   return out;
 }

@@ -390,7 +390,7 @@ describe('steward plan', () => {
     const first = plan(dsa('planned', {}));
     expect(first.code, first.err).toBe(0);
     const role = groupRoleName(NS, 'planned');
-    expect(first.out).toContain(`CREATE ROLE "${role}" NOLOGIN NOINHERIT;`);
+    expect(first.out).toContain(`CREATE ROLE "${role}" NOLOGIN INHERIT;`);
     expect(first.out).toContain(`GRANT SELECT ON TABLE "curated"."customer_sales" TO "${role}";`);
     expect(first.out).toContain(`GRANT "${role}" TO "${READER}";`);
     expect(first.out).toMatch(/policy: allowed by accessPolicy\[0\]/);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { evaluatePolicy } from '../../src/governance/policy.ts';
 import { effectiveExpiry } from '../../src/governance/expiry.ts';
-import { EMPTY_STATE, desiredState, diffGrants, groupRoleName, isEmptyDiff, lockKeys } from '../../src/governance/grants.ts';
+import { EMPTY_STATE, desiredState, diffGrants, groupRoleName, isEmptyDiff, lockKeys, usageRoleName } from '../../src/governance/grants.ts';
 import { diffStatements, createRoleStatements } from '../../src/drivers/postgres/grants.ts';
 import type { AccessRule } from '../../src/api/warehouse.ts';
 
@@ -59,6 +59,11 @@ describe('groupRoleName', () => {
     expect(groupRoleName('analytics', 'churn-analysis')).toBe(a);
     expect(groupRoleName('a-b', 'c')).not.toBe(groupRoleName('a', 'b-c'));
   });
+  it('keys the usage role by database and schema, within 63 bytes', () => {
+    expect(usageRoleName('a', 'curated')).not.toBe(usageRoleName('b', 'curated'));
+    expect(usageRoleName('a', 'curated')).toMatch(/^stw_usage_curated_[0-9a-f]{8}$/);
+    expect(Buffer.byteLength(usageRoleName('d', 's'.repeat(63)))).toBeLessThanOrEqual(63);
+  });
   it('fits 63 bytes for the longest names', () => {
     const n = groupRoleName('n'.repeat(63), 'x'.repeat(253));
     expect(Buffer.byteLength(n)).toBeLessThanOrEqual(63);
@@ -67,19 +72,19 @@ describe('groupRoleName', () => {
 });
 
 describe('grant diff', () => {
-  const desired = desiredState({ schema: 'curated', tables: ['sales'], existingTables: [], privileges: ['SELECT'], member: 'reader' });
+  const desired = desiredState({ schema: 'curated', tables: ['sales'], existingTables: [], privileges: ['SELECT'], member: 'reader', usageRole: 'stw_usage' });
   it('from nothing: usage, privileges, membership', () => {
     const d = diffGrants(desired, EMPTY_STATE);
     expect(diffStatements('stw_x', d).map((s) => s.sql)).toEqual([
       'GRANT SELECT ON TABLE "curated"."sales" TO "stw_x"',
-      'GRANT USAGE ON SCHEMA "curated" TO "stw_x"',
+      'GRANT "stw_usage" TO "stw_x"',
       'GRANT "stw_x" TO "reader"',
     ]);
-    expect(lockKeys('stw_x', d)).toEqual(['role:stw_x', 'schema:curated', 'table:curated.sales']);
+    expect(lockKeys('stw_x', d)).toEqual(['role:stw_x', 'table:curated.sales']);
   });
   it('converged: nothing to do', () => expect(isEmptyDiff(diffGrants(desired, desired))).toBe(true));
   it('drift: extra privileges, members and memberships are taken away first', () => {
-    const actual = { ...desired, tablePrivileges: [...desired.tablePrivileges, { schema: 'raw', table: 'orders', privilege: 'SELECT' }], members: ['reader', 'mallory'], memberOf: ['pii_reader'] };
+    const actual = { ...desired, tablePrivileges: [...desired.tablePrivileges, { schema: 'raw', table: 'orders', privilege: 'SELECT' }], members: ['reader', 'mallory'], memberOf: ['stw_usage', 'pii_reader'] };
     expect(diffStatements('stw_x', diffGrants(desired, actual)).map((s) => s.sql)).toEqual([
       'REVOKE "stw_x" FROM "mallory"',
       'REVOKE "pii_reader" FROM "stw_x"',
@@ -87,19 +92,19 @@ describe('grant diff', () => {
     ]);
   });
   it('"*" covers every table and future ones through default privileges of each owner', () => {
-    const all = desiredState({ schema: 'curated', tables: ['*'], existingTables: [{ name: 'a', owner: 'etl' }, { name: 'b', owner: 'dbt' }], privileges: ['SELECT'] });
+    const all = desiredState({ schema: 'curated', tables: ['*'], existingTables: [{ name: 'a', owner: 'etl' }, { name: 'b', owner: 'dbt' }], privileges: ['SELECT'], usageRole: 'stw_usage' });
     const sql = diffStatements('stw_x', diffGrants(all, EMPTY_STATE)).map((s) => s.sql);
     expect(sql).toContain('GRANT SELECT ON TABLE "curated"."a" TO "stw_x"');
     expect(sql).toContain('ALTER DEFAULT PRIVILEGES FOR ROLE "dbt" IN SCHEMA "curated" GRANT SELECT ON TABLES TO "stw_x"');
     expect(sql).toContain('ALTER DEFAULT PRIVILEGES FOR ROLE "etl" IN SCHEMA "curated" GRANT SELECT ON TABLES TO "stw_x"');
   });
   it('expiry removes only the membership', () => {
-    const expired = desiredState({ schema: 'curated', tables: ['sales'], existingTables: [], privileges: ['SELECT'] });
+    const expired = desiredState({ schema: 'curated', tables: ['sales'], existingTables: [], privileges: ['SELECT'], usageRole: 'stw_usage' });
     expect(diffStatements('stw_x', diffGrants(expired, desired)).map((s) => s.sql)).toEqual(['REVOKE "stw_x" FROM "reader"']);
   });
   it('quotes what it renders and refuses a privilege it does not know', () => {
     expect(createRoleStatements('stw_x', "it's")[1]!.sql).toBe(`COMMENT ON ROLE "stw_x" IS 'it''s'`);
-    const d = diffGrants(desiredState({ schema: 's', tables: ['t'], existingTables: [], privileges: ['SELECT; DROP TABLE x'] }), EMPTY_STATE);
+    const d = diffGrants(desiredState({ schema: 's', tables: ['t'], existingTables: [], privileges: ['SELECT; DROP TABLE x'], usageRole: 'u' }), EMPTY_STATE);
     expect(() => diffStatements('stw_x', d)).toThrow(/unexpected privilege/);
   });
 });

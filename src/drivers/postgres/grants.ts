@@ -15,6 +15,8 @@ export interface RoleFacts {
 
 export interface Observation {
   role: RoleFacts;
+  /** The schema's shared usage role. */
+  usageRole: UsageRoleFacts;
   state: GrantState;
   schemaExists: boolean;
   /** Tables (and views) of the schema, with owners. */
@@ -25,8 +27,11 @@ export interface Observation {
 // Everything observe() needs, in one round trip: the group role, its grants, members and
 // memberships, the schema, its tables, and whether the principal exists. Bind parameters only.
 const OBSERVE_SQL = `
-WITH g AS (SELECT * FROM pg_roles WHERE rolname = $1)
+WITH g AS (SELECT * FROM pg_roles WHERE rolname = $1), u AS (SELECT * FROM pg_roles WHERE rolname = $4)
 SELECT
+  (SELECT json_build_object('comment', shobj_description(u.oid, 'pg_authid'),
+          'has_usage', EXISTS (SELECT 1 FROM pg_namespace n, aclexplode(n.nspacl) a WHERE n.nspname = $2 AND a.grantee = u.oid AND a.privilege_type = 'USAGE'))
+     FROM u) AS usage_role,
   (SELECT row_to_json(x) FROM (SELECT shobj_description(g.oid, 'pg_authid') AS comment, rolcanlogin, rolsuper, rolcreaterole,
           rolcreatedb, rolreplication, rolbypassrls FROM g) x) AS role,
   EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $2) AS schema_exists,
@@ -49,6 +54,7 @@ SELECT
 `;
 
 interface ObserveRow {
+  usage_role: { comment: string | null; has_usage: boolean } | null;
   role: { comment: string | null; rolcanlogin: boolean; rolsuper: boolean; rolcreaterole: boolean; rolcreatedb: boolean; rolreplication: boolean; rolbypassrls: boolean } | null;
   schema_exists: boolean;
   tables: { name: string; owner: string }[];
@@ -61,12 +67,14 @@ interface ObserveRow {
 }
 
 /** Reads everything the group role holds, from the catalog, in one query. */
-export async function observe(db: pg.ClientBase | pg.Pool, groupRole: string, schema: string, principal: string | undefined): Promise<Observation> {
-  const row = (await db.query<ObserveRow>(OBSERVE_SQL, [groupRole, schema, principal ?? null])).rows[0]!;
+export async function observe(db: pg.ClientBase | pg.Pool, groupRole: string, schema: string, principal: string | undefined, usageRole: string): Promise<Observation> {
+  const row = (await db.query<ObserveRow>(OBSERVE_SQL, [groupRole, schema, principal ?? null, usageRole])).rows[0]!;
+  const u = row.usage_role;
   const r = row.role;
   const attrs = r ? { LOGIN: r.rolcanlogin, SUPERUSER: r.rolsuper, CREATEROLE: r.rolcreaterole, CREATEDB: r.rolcreatedb, REPLICATION: r.rolreplication, BYPASSRLS: r.rolbypassrls } : {};
   return {
     role: { exists: r !== null, comment: r?.comment ?? null, dangerousAttributes: Object.entries(attrs).filter(([, v]) => v).map(([k]) => k) },
+    usageRole: { exists: u !== null, comment: u?.comment ?? null, hasUsage: u?.has_usage ?? false },
     schemaExists: row.schema_exists,
     tables: row.tables,
     principalExists: row.principal_exists,
@@ -91,18 +99,37 @@ export interface Statement {
 export function createRoleStatements(groupRole: string, comment: string): Statement[] {
   const r = quoteIdent(groupRole);
   return [
-    // NOLOGIN: nobody signs in as it; NOINHERIT: it gains nothing from roles it might be granted.
-    { sql: `CREATE ROLE ${r} NOLOGIN NOINHERIT`, action: 'role.create', object: `role:${groupRole}` },
+    // NOLOGIN: nobody signs in as it. INHERIT, so it passes on its schema's usage role; any other
+    // role it is made a member of is drift, and revoked.
+    { sql: `CREATE ROLE ${r} NOLOGIN INHERIT`, action: 'role.create', object: `role:${groupRole}` },
     { sql: `COMMENT ON ROLE ${r} IS ${quoteLiteral(comment)}`, action: 'role.comment', object: `role:${groupRole}` },
   ];
 }
 
 export function hardenRoleStatement(groupRole: string): Statement {
-  return { sql: `ALTER ROLE ${quoteIdent(groupRole)} NOLOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS NOINHERIT`, action: 'role.harden', object: `role:${groupRole}` };
+  return { sql: `ALTER ROLE ${quoteIdent(groupRole)} NOLOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS`, action: 'role.harden', object: `role:${groupRole}` };
+}
+
+/** The schema's shared usage role: created once, holding USAGE on the schema and nothing else. */
+export function usageRoleStatements(usage: UsageRoleFacts, schema: string, role: string, comment: string): Statement[] {
+  const r = quoteIdent(role);
+  const out: Statement[] = [];
+  if (!usage.exists) {
+    out.push({ sql: `CREATE ROLE ${r} NOLOGIN NOINHERIT`, action: 'usage_role.create', object: `role:${role}` });
+    out.push({ sql: `COMMENT ON ROLE ${r} IS ${quoteLiteral(comment)}`, action: 'usage_role.comment', object: `role:${role}` });
+  }
+  if (!usage.hasUsage) out.push({ sql: `GRANT USAGE ON SCHEMA ${quoteIdent(schema)} TO ${r}`, action: 'usage_role.grant', object: `schema:${schema}` });
+  return out;
+}
+
+export interface UsageRoleFacts {
+  exists: boolean;
+  comment: string | null;
+  hasUsage: boolean;
 }
 
 /** The statements that turn `actual` into `desired`: take-aways first, the new membership last. */
-export function diffStatements(groupRole: string, d: GrantDiff): Statement[] {
+export function diffStatements(groupRole: string, d: GrantDiff, beforeJoining: Statement[] = []): Statement[] {
   const g = quoteIdent(groupRole);
   const out: Statement[] = [];
   // Take away first: an extra member loses access before anything is added.
@@ -132,6 +159,8 @@ export function diffStatements(groupRole: string, d: GrantDiff): Statement[] {
   // is taken just before them and held only until commit (see lockObjects).
   for (const s of d.revokeUsage) out.push({ sql: `REVOKE USAGE ON SCHEMA ${quoteIdent(s)} FROM ${g}`, action: 'revoke.usage', object: `schema:${s}` });
   for (const s of d.grantUsage) out.push({ sql: `GRANT USAGE ON SCHEMA ${quoteIdent(s)} TO ${g}`, action: 'grant.usage', object: `schema:${s}` });
+  out.push(...beforeJoining);
+  for (const r of d.joinRoles) out.push({ sql: `GRANT ${quoteIdent(r)} TO ${g}`, action: 'grant.usage', object: `role:${groupRole}` });
   // The principal joins last, once everything it is to hold is in place.
   for (const m of d.addMembers) out.push({ sql: `GRANT ${g} TO ${quoteIdent(m)}`, action: 'grant.membership', object: `role:${groupRole}` });
   return out;
