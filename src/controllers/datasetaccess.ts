@@ -167,7 +167,7 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
           locks: p.locks,
           records: [
             ...statementRecords(p.expiryStatements, target.name, undefined),
-            ...(p.expiryStatements.length ? [audit('access.expire', 'success', `role:${groupRole}`, { details: { principal, expiredAt: expiry.at!.toISOString() } })] : []),
+            ...(p.expiryStatements.length ? [audit('access.expire', 'success', `role:${groupRole}`, { details: { principal, expiredAt: expiry.at!.toISOString().replace('.000Z', 'Z') } })] : []),
             ...statementRecords(p.statements, target.name, p.drift),
           ],
         };
@@ -191,7 +191,8 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
         ...(drift ? [{ type: 'Warning' as const, reason: 'DriftCorrected', note: `corrected changes made outside Steward: ${drift.join('; ')}`, action: 'Reconcile' }] : []),
         ...(membershipGranted && !drift ? [{ type: 'Normal' as const, reason: 'Granted', note: `${principal} granted ${privileges.join(', ')} on ${shown.dataset} through ${groupRole}`, action: 'Grant' }] : []),
       ];
-      const expiresAt = expiry.at?.toISOString() ?? null;
+      // RFC 3339 as people write it: no milliseconds when there are none.
+      const expiresAt = expiry.at ? expiry.at.toISOString().replace('.000Z', 'Z') : null;
       if (expired) {
         const revokedAt = membershipRevoked ? ctx.now.toISOString() : dsa.status?.revokedAt ?? ctx.now.toISOString();
         return {

@@ -170,7 +170,9 @@ export class Controller<T extends KubeObject> {
       if (outcome.state === 'Ready' || outcome.state === 'Ended') {
         this.queue.forget(key);
         const resync = Math.round(this.resyncMs * (0.9 + Math.random() * 0.2));
-        this.queue.addAfter(key, Math.min(outcome.requeueAfterMs ?? resync, resync));
+        // A deadline the reconciler asked for (an expiry) is urgent; a resync is not.
+        const deadline = outcome.requeueAfterMs !== undefined && outcome.requeueAfterMs < resync;
+        this.queue.addAfter(key, deadline ? outcome.requeueAfterMs! : resync, deadline);
         metrics.reconcileTotal.inc({ controller, result: outcome.requeueAfterMs !== undefined ? 'requeue_after' : 'success' });
       } else {
         this.retryLater(key, outcome.requeueAfterMs);

@@ -4,7 +4,9 @@
 //   and the key comes back once, after done(), so one object is never reconciled twice at once;
 // - failures back off per key, exponentially (5 ms doubling to ~16 min), until forget();
 // - addAfter() holds a key until a moment (expiry, schedules) with millisecond precision: one timer
-//   for the earliest moment, not one per key, so 10,000 pending expiries cost one timer.
+//   for the earliest moment, not one per key, so 10,000 pending expiries cost one timer;
+// - a deadline marked urgent (an expiry) jumps the line when due: a backlog of retries or a resync
+//   of thousands of objects must not make an access outlive its deadline.
 
 export interface QueueMetrics {
   depth(n: number): void;
@@ -65,6 +67,9 @@ class TimerHeap {
 export class WorkQueue {
   private readonly queue: string[] = [];
   private head = 0;
+  /** Due urgent keys, handed out before the ordinary queue. */
+  private readonly urgent: string[] = [];
+  private readonly urgentTimers = new Set<string>();
   private readonly dirty = new Set<string>();
   private readonly processing = new Set<string>();
   private readonly addedAt = new Map<string, number>();
@@ -89,7 +94,7 @@ export class WorkQueue {
 
   /** Keys ready to be handed out. */
   get length(): number {
-    return this.queue.length - this.head;
+    return this.queue.length - this.head + this.urgent.length;
   }
 
   /** Keys waiting for a timer. */
@@ -101,7 +106,7 @@ export class WorkQueue {
     return this.processing.has(key);
   }
 
-  add(key: string): void {
+  add(key: string, urgent = false): void {
     if (this.shuttingDown || this.dirty.has(key)) return;
     this.metrics?.added();
     this.dirty.add(key);
@@ -112,18 +117,23 @@ export class WorkQueue {
       this.handOut(key);
       getter(key);
     } else {
-      this.queue.push(key);
+      (urgent ? this.urgent : this.queue).push(key);
       this.metrics?.depth(this.length);
     }
   }
 
-  /** Adds the key after delayMs. An earlier pending moment for the same key wins. */
-  addAfter(key: string, delayMs: number): void {
+  /**
+   * Adds the key after delayMs. An earlier pending moment for the same key wins. An urgent key is
+   * handed out ahead of the ordinary queue once due.
+   */
+  addAfter(key: string, delayMs: number, urgent = false): void {
     if (this.shuttingDown) return;
-    if (delayMs <= 0) return this.add(key);
+    if (delayMs <= 0) return this.add(key, urgent);
     const at = this.now() + delayMs;
     const existing = this.waitingUntil.get(key);
     if (existing !== undefined && existing <= at) return;
+    if (urgent) this.urgentTimers.add(key);
+    else this.urgentTimers.delete(key);
     this.waitingUntil.set(key, at);
     this.timers.push(at, key);
     this.armTimer();
@@ -150,6 +160,12 @@ export class WorkQueue {
 
   /** Waits for the next key; undefined once the queue is shut down and drained. */
   get(): Promise<string | undefined> {
+    if (this.urgent.length > 0) {
+      const key = this.urgent.shift()!;
+      this.metrics?.depth(this.length);
+      this.handOut(key);
+      return Promise.resolve(key);
+    }
     if (this.length > 0) {
       const key = this.queue[this.head++]!;
       if (this.head > 1024 && this.head * 2 > this.queue.length) {
@@ -214,7 +230,8 @@ export class WorkQueue {
       this.timers.pop();
       if (this.waitingUntil.get(next.key) !== next.at) continue; // superseded by an earlier moment
       this.waitingUntil.delete(next.key);
-      this.add(next.key);
+      const urgent = this.urgentTimers.delete(next.key);
+      this.add(next.key, urgent);
     }
     this.armTimer();
   }

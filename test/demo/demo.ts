@@ -5,6 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { openSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
+import { randomBytes } from 'node:crypto';
 import { parse, stringify } from 'yaml';
 import { REPO, loadStackEnv } from '../stack/env.ts';
 
@@ -50,8 +51,13 @@ async function seedWarehouse(): Promise<void> {
     INSERT INTO raw.orders VALUES
       (100, 1, 2, 9.50, now()), (101, 2, 1, 120.00, now()), (102, 3, 5, 3.20, now())
       ON CONFLICT DO NOTHING;
+    -- Until the MaskedView controller builds it, the curated dataset is a plain view.
+    CREATE OR REPLACE VIEW curated.customer_sales AS
+      SELECT o.id AS order_id, c.country AS customer_region, o.quantity * o.unit_price AS gross_revenue, o.created_at
+        FROM raw.orders o JOIN raw.customers c ON c.id = o.customer_id;
     DO $$ BEGIN
       IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'analytics_reader') THEN CREATE ROLE analytics_reader NOLOGIN; END IF;
+      IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'alice') THEN CREATE ROLE alice LOGIN IN ROLE analytics_reader; END IF;
       IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pii_reader') THEN CREATE ROLE pii_reader NOLOGIN; END IF;
       IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'etl_service') THEN CREATE ROLE etl_service LOGIN; END IF;
     END $$;
@@ -78,6 +84,37 @@ function applyExamples(): void {
   for (const file of ['datasetaccess.yaml', 'datasetaccess-s3.yaml', 'maskedview.yaml', 'secretrotation.yaml', 'accessreview.yaml']) {
     kubectl(['apply', '-f', join(REPO, 'deploy/examples', file)]);
   }
+  // A request the policy refuses: the analytics namespace may read curated, not raw.
+  kubectl(['apply', '-f', join(REPO, 'test/demo/datasetaccess-denied.yaml')]);
+}
+
+/** Alice is a login in analytics_reader; what can she read? */
+async function asAlice(query: string): Promise<string> {
+  const password = randomBytes(18).toString('base64url');
+  await sql('postgres', `ALTER ROLE alice PASSWORD '${password}'`);
+  const client = new pg.Client({
+    host: env.PGHOST, port: Number(env.PGPORT), user: 'alice', password, database: 'analytics',
+    ssl: { ca: readFileSync(env.PGSSLROOTCERT!, 'utf8'), rejectUnauthorized: true },
+  });
+  await client.connect();
+  try {
+    const r = await client.query(query);
+    return `${r.rowCount} rows: ${JSON.stringify(r.rows[0] ?? {})}`;
+  } catch (e) {
+    return `ERROR: ${(e as Error).message}`;
+  } finally {
+    await client.end();
+  }
+}
+
+async function waitForReason(kind: string, ns: string, name: string, reason: string, timeoutMs = 30_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const r = quietKubectl(['get', kind, '-n', ns, name, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].reason}']);
+    if (r.stdout.trim() === reason) return true;
+    await new Promise((res) => setTimeout(res, 250));
+  }
+  return false;
 }
 
 function startSteward(): { pid: number; log: string } {
@@ -130,6 +167,20 @@ say('The audit trail (steward.audit_log in the analytics database, append-only):
 const audit = await sql('analytics', 'SELECT ts, request_id, actor, action, resource, outcome FROM steward.audit_log ORDER BY id DESC LIMIT 5').catch(() => ({ rows: [] as Record<string, unknown>[] }));
 for (const r of audit.rows) say(`  ${new Date(r.ts as string).toISOString()} ${r.request_id} ${r.actor} ${r.action} ${r.resource} ${r.outcome}`);
 say();
+const granted = await waitForReason('dsa', 'analytics', 'churn-analysis', 'Granted');
+await waitForReason('dsa', 'analytics', 'raw-peek', 'PolicyDenied');
+say('$ kubectl get dsa -n analytics -o wide   (one access granted, one denied by the Warehouse policy)');
+say(kubectl(['get', 'dsa', '-n', 'analytics', '-o', 'wide']).trimEnd());
+say();
+say('alice is a login in analytics_reader. What she can read, connecting over TLS:');
+say(`  SELECT * FROM curated.customer_sales  -> ${await asAlice('SELECT * FROM curated.customer_sales')}`);
+say(`  SELECT * FROM raw.customers           -> ${await asAlice('SELECT * FROM raw.customers')}`);
+say();
+say('$ bin/steward plan -f test/demo/datasetaccess-denied.yaml   (exits 1: gate pull requests with it)');
+const plan = spawnSync(join(REPO, 'bin/steward'), ['plan', '-f', join(REPO, 'test/demo/datasetaccess-denied.yaml')], { encoding: 'utf8' });
+say(plan.stdout.trimEnd().split('\n').map((l) => `  ${l}`).join('\n'));
+say(`  (exit ${plan.status})`);
+say();
 say('$ kubectl get steward -A   (every Steward object; kinds without a controller yet show no READY)');
 say(kubectl(['get', 'steward', '-A']).trimEnd());
 say();
@@ -140,5 +191,6 @@ say('  kubectl get events -n default --field-selector reason=Connected');
 say(`  tail -f ${steward.log}   # JSON logs, audit records included`);
 say('  curl -s 127.0.0.1:8080/metrics | grep controller_runtime_reconcile_total');
 say('  psql -d analytics -c "table steward.audit_log"');
+say('  kubectl describe dsa -n analytics churn-analysis');
 say('  make stack-down                       # stops Steward and the stack');
-process.exit(ready ? 0 : 1);
+process.exit(ready && granted ? 0 : 1);

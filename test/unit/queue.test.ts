@@ -86,6 +86,18 @@ describe('WorkQueue', () => {
     expect(q.waiting).toBe(0);
   });
 
+  it('hands out a due urgent key before a backlog of ordinary ones', async () => {
+    const q = new WorkQueue();
+    for (let i = 0; i < 100; i++) q.add(`backlog-${i}`);
+    q.addAfter('expiry', 10, true);
+    q.addAfter('resync', 5);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(await q.get()).toBe('expiry');
+    expect(await q.get()).toBe('backlog-0');
+    expect(q.length).toBe(100); // 99 backlog + the resync, in order
+    q.shutdown();
+  });
+
   it('resolves waiting getters with undefined on shutdown and accepts no more keys', async () => {
     const q = new WorkQueue();
     const pending = q.get();
