@@ -25,6 +25,8 @@ const { values: flags } = parseArgs({
     // Act as another user (Impersonate-User), as kubectl --as does: e.g. run locally with exactly the
     // permissions of the deployed ServiceAccount to check that its ClusterRole is enough.
     as: { type: 'string', default: process.env.STEWARD_IMPERSONATE },
+    'openlineage-url': { type: 'string', default: process.env.STEWARD_OPENLINEAGE_URL },
+    'openlineage-file': { type: 'string', default: process.env.STEWARD_OPENLINEAGE_FILE },
   },
 });
 
@@ -45,6 +47,7 @@ async function main(): Promise<void> {
     actor,
     resyncMs: parseDuration(flags.resync),
     concurrency: Number(flags.concurrency),
+    openLineage: flags['openlineage-url'] || flags['openlineage-file'] ? { url: flags['openlineage-url'], file: flags['openlineage-file'] } : undefined,
   });
 
   let shuttingDown = false;

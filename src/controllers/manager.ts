@@ -12,6 +12,8 @@ const NAMESPACE_TYPE: ResourceType = { group: '', version: 'v1', plural: 'namesp
 import { AuditTrail, LogSink } from '../audit/sink.ts';
 import type { Warehouse } from '../api/warehouse.ts';
 import type { DatasetAccess } from '../api/datasetaccess.ts';
+import type { MaskedView } from '../api/maskedview.ts';
+import { MASKED_VIEW_FINALIZER, MASKED_VIEW_TYPE, maskedViewCleanup, maskedViewReconciler, viewsOfWarehouse, type OpenLineageTarget } from './maskedview.ts';
 import {
   DATASET_ACCESS_FINALIZER, DATASET_ACCESS_TYPE, accessesInNamespace, accessesOfWarehouse, datasetAccessCleanup, datasetAccessReconciler, expiredFirst,
 } from './datasetaccess.ts';
@@ -26,6 +28,8 @@ export interface ManagerOptions {
   actor: string;
   resyncMs: number;
   concurrency: number;
+  /** Where MaskedView lineage is sent as OpenLineage RunEvents (HTTP endpoint and/or NDJSON file). */
+  openLineage?: OpenLineageTarget;
 }
 
 export class Manager {
@@ -82,6 +86,23 @@ export class Manager {
       concurrency: opts.concurrency,
     });
     this.controllers.push(accesses as unknown as Controller<KubeObject>);
+
+    const viewDeps = { client, connections: this.connections, audit, warehouse: accessDeps.warehouse, openLineage: opts.openLineage };
+    const views: Controller<MaskedView> = new Controller<MaskedView>({
+      name: 'maskedview',
+      type: MASKED_VIEW_TYPE,
+      client,
+      logger,
+      metrics,
+      events,
+      reconcile: maskedViewReconciler(viewDeps),
+      finalizer: MASKED_VIEW_FINALIZER,
+      cleanup: maskedViewCleanup(viewDeps),
+      watches: [{ informer: warehouses.informer as unknown as Informer<KubeObject>, map: viewsOfWarehouse(() => views.informer.list()) }],
+      resyncMs: opts.resyncMs,
+      concurrency: opts.concurrency,
+    });
+    this.controllers.push(views as unknown as Controller<KubeObject>);
   }
 
   get ready(): boolean {

@@ -1,0 +1,251 @@
+// MaskedView reconciler: parse and render the view, verify that no reader can read its sources
+// directly (fail closed: readers get nothing otherwise), replace the view in one transaction, and
+// publish its column-level lineage (status, a ConfigMap, an OpenLineage event).
+import { createHash, randomUUID } from 'node:crypto';
+import { appendFile } from 'node:fs/promises';
+import type pg from 'pg';
+import type { MaskedView } from '../api/maskedview.ts';
+import type { Warehouse } from '../api/warehouse.ts';
+import { GROUP, VERSION } from '../api/schema.ts';
+import { isNotFound, type KubeClient, type KubeObject, type ResourceType } from '../runtime/kube.ts';
+import type { Outcome, ReconcileContext } from '../runtime/controller.ts';
+import { findCondition, isTrue } from '../runtime/conditions.ts';
+import type { AuditTrail } from '../audit/sink.ts';
+import { ExpressionError, loadParser } from '../governance/expression.ts';
+import { planView, type ViewPlan } from '../governance/maskedview.ts';
+import { AuditTableSink } from '../drivers/postgres/audit-table.ts';
+import {
+  createViewStatements, ensureHashKey, ensureOwnerRole, hmacFunction, observeView, setReaders, sourceExposure, tablesMissing,
+} from '../drivers/postgres/maskedview.ts';
+import { quoteIdent, quoteQualified } from '../drivers/postgres/identifiers.ts';
+import { lockObjects } from '../drivers/postgres/grants.ts';
+import { WarehouseConnections } from './warehouse-connections.ts';
+
+export const MASKED_VIEW_TYPE: ResourceType = { group: GROUP, version: VERSION, plural: 'maskedviews', kind: 'MaskedView', namespaced: true };
+export const MASKED_VIEW_FINALIZER = 'steward.dev/drop-view';
+const CONFIGMAP_TYPE: ResourceType = { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true };
+
+export interface OpenLineageTarget {
+  url?: string;
+  file?: string;
+}
+
+export interface MaskedViewDeps {
+  client: KubeClient;
+  connections: WarehouseConnections;
+  audit: AuditTrail;
+  warehouse: (name: string) => Warehouse | undefined;
+  openLineage?: OpenLineageTarget;
+}
+
+export function ownerRoleName(namespace: string, name: string): string {
+  const hash = createHash('sha256').update(`${namespace}/${name}`).digest('hex').slice(0, 8);
+  return `stw_mv_${`${namespace}_${name}`.replace(/[^a-z0-9_]/g, '_').slice(0, 63 - 'stw_mv__'.length - 8)}_${hash}`;
+}
+
+const viewComment = (mv: MaskedView, sha: string) => `managed by steward: MaskedView ${mv.metadata.namespace}/${mv.metadata.name} sha=${sha}`;
+const ownerComment = (mv: MaskedView) => `managed by steward: owner of MaskedView ${mv.metadata.namespace}/${mv.metadata.name}`;
+
+/** The guide's lineage format, with inputs and masked added per column. */
+export function lineageDocument(mv: MaskedView, plan: ViewPlan, now: Date) {
+  return { dataset: plan.lineage.dataset, columns: plan.lineage.columns, owner: mv.spec.owner, last_updated: now.toISOString().slice(0, 10) };
+}
+
+/** An OpenLineage RunEvent with the columnLineage facet; masking is flagged per field. */
+export function openLineageEvent(mv: MaskedView, wh: Warehouse, plan: ViewPlan, now: Date) {
+  const ns = `postgres://${wh.spec.postgres.host}:${wh.spec.postgres.port ?? 5432}`;
+  const db = wh.spec.postgres.database;
+  const producer = 'https://github.com/steward-dev/steward';
+  return {
+    eventType: 'COMPLETE',
+    eventTime: now.toISOString(),
+    producer,
+    schemaURL: 'https://openlineage.io/spec/2-0-2/OpenLineage.json#/definitions/RunEvent',
+    run: { runId: randomUUID() },
+    job: { namespace: 'steward', name: `${mv.metadata.namespace}/${mv.metadata.name}` },
+    inputs: plan.sourceTables.map((t) => ({ namespace: ns, name: `${db}.${t}` })),
+    outputs: [{
+      namespace: ns,
+      name: `${db}.${plan.lineage.dataset}`,
+      facets: {
+        columnLineage: {
+          _producer: producer,
+          _schemaURL: 'https://openlineage.io/spec/facets/1-2-0/ColumnLineageDatasetFacet.json',
+          fields: Object.fromEntries(plan.lineage.columns.map((c) => [c.name, {
+            inputFields: c.inputs.map((i) => {
+              const [schema, table, field] = i.split('.');
+              return { namespace: ns, name: `${db}.${schema}.${table}`, field, transformations: [{ type: c.masked ? 'INDIRECT' : 'DIRECT', subtype: c.masked ? 'MASKING' : 'TRANSFORMATION', masking: c.masked }] };
+            }),
+            transformationDescription: c.source,
+            transformationType: c.masked ? 'MASKED' : 'IDENTITY',
+          }])),
+        },
+      },
+    }],
+  };
+}
+
+async function sendOpenLineage(target: OpenLineageTarget | undefined, event: unknown): Promise<void> {
+  if (!target) return;
+  if (target.file) await appendFile(target.file, `${JSON.stringify(event)}\n`);
+  if (target.url) {
+    const res = await fetch(target.url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(event) });
+    if (!res.ok) throw new Error(`OpenLineage endpoint answered ${res.status}`);
+  }
+}
+
+export function maskedViewReconciler(deps: MaskedViewDeps) {
+  return async function reconcileMaskedView(mv: MaskedView, ctx: ReconcileContext): Promise<Outcome> {
+    const spec = mv.spec;
+    const namespace = mv.metadata.namespace!;
+    const viewName = `${spec.view.schema}.${spec.view.name}`;
+    const shown = { view: viewName, readers: spec.readers.join(',') };
+    const wh = deps.warehouse(spec.warehouse);
+    if (!wh) return { state: 'Progressing', reason: 'WarehouseNotFound', message: `Warehouse ${spec.warehouse} does not exist`, status: shown };
+    if (!isTrue(wh.status?.conditions, 'Ready')) return { state: 'Progressing', reason: 'WarehouseNotReady', message: `waiting for Warehouse ${spec.warehouse}`, status: shown };
+    await loadParser();
+    const owner = ownerRoleName(namespace, mv.metadata.name);
+    const { pool } = await deps.connections.pool(wh);
+    const record = (db: pg.ClientBase | pg.Pool, action: string, outcome: 'success' | 'failure' | 'denied', details?: Record<string, unknown>, error?: string) =>
+      deps.audit.record({ request_id: ctx.requestId, kind: 'MaskedView', namespace, name: mv.metadata.name, action, resource: `${wh.metadata.name}/${viewName}`, outcome, details, error }, new AuditTableSink(db));
+
+    const client = await pool.connect();
+    let plan: ViewPlan;
+    let exposed: { role: string; table: string }[];
+    let changedView = false;
+    try {
+      await client.query('BEGIN');
+      // Validate expressions before touching anything (the hash key expression is fixed SQL).
+      try {
+        plan = planView(spec, { hmacFunction: '"public"."hmac"', keyLookup: 'NULL' });
+      } catch (e) {
+        if (!(e instanceof ExpressionError)) throw e;
+        await client.query('ROLLBACK');
+        await record(pool, 'view.validate', 'denied', undefined, e.message).catch(() => undefined);
+        return { state: 'Stalled', reason: 'InvalidExpression', message: `${e.message}; the view was not changed`, status: shown, events: [{ type: 'Warning', reason: 'InvalidExpression', note: e.message, action: 'Validate' }] };
+      }
+      const missing = await tablesMissing(client, plan.sourceTables);
+      if (missing.length) {
+        await client.query('ROLLBACK');
+        return { state: 'Progressing', reason: 'SourceNotFound', message: `source table ${missing.join(', ')} does not exist; retrying`, status: shown };
+      }
+      await lockObjects(client, [`view:${viewName}`]);
+      await ensureOwnerRole(client, owner, ownerComment(mv));
+      const ctxView = plan.usesHash
+        ? { hmacFunction: await hmacFunction(client), keyLookup: await ensureHashKey(client, viewName, owner) }
+        : { keyLookup: 'NULL' };
+      plan = planView(spec, ctxView);
+      const sha = createHash('sha256').update(plan.select).digest('hex').slice(0, 16);
+      const facts = await observeView(client, spec.view.schema, spec.view.name);
+      if (facts.exists && !facts.comment?.startsWith(`managed by steward: MaskedView ${namespace}/${mv.metadata.name} `)) {
+        await client.query('ROLLBACK');
+        return { state: 'Stalled', reason: 'ViewConflict', message: `${viewName} exists and is not this MaskedView's; rename or drop it`, status: shown };
+      }
+      if (!facts.exists || facts.comment !== viewComment(mv, sha)) {
+        // Replace in one transaction: readers wait on the lock, then see the new masked view.
+        for (const s of createViewStatements(spec.view.schema, spec.view.name, plan.select, viewComment(mv, sha), owner, plan.sourceTables, facts.exists)) await client.query(s);
+        changedView = true;
+      }
+      // SourcesLocked: nobody outside unmaskedRoles may read a source directly. Otherwise fail closed.
+      exposed = await sourceExposure(client, plan.sourceTables, spec.readers, spec.unmaskedRoles ?? [], owner);
+      const grants = await setReaders(client, spec.view.schema, spec.view.name, exposed.length ? [] : spec.readers, owner);
+      if (changedView || grants.length) await record(client, changedView ? 'view.replace' : 'view.grants', 'success', { sha, grants, maskedColumns: plan.maskedColumns });
+      if (exposed.length) await record(client, 'view.sources_exposed', 'denied', { exposed });
+      await client.query('COMMIT');
+    } catch (e) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      await record(pool, 'view.replace', 'failure', undefined, e instanceof Error ? e.message : String(e)).catch(() => undefined);
+      throw e;
+    } finally {
+      client.release();
+    }
+
+    // Lineage: status, ConfigMap, OpenLineage (when it changed).
+    const lineageChanged = JSON.stringify(mv.status?.lineage) !== JSON.stringify(plan.lineage);
+    await writeLineageConfigMap(deps.client, mv, lineageDocument(mv, plan, ctx.now));
+    if (lineageChanged) {
+      await sendOpenLineage(deps.openLineage, openLineageEvent(mv, wh, plan, ctx.now)).catch((e: unknown) => ctx.logger.warn({ err: String(e) }, 'could not send the OpenLineage event'));
+    }
+    const status = { ...shown, maskedColumns: plan.maskedColumns, lineage: plan.lineage };
+    if (exposed.length) {
+      const list = exposed.map((x) => `${x.role} can read ${x.table}`).join('; ');
+      return {
+        state: 'Stalled',
+        reason: 'SourcesExposed',
+        message: `${list} directly, bypassing the mask; readers were removed from the view until that is revoked`,
+        status: { ...status, readers: '' },
+        conditions: [{ type: 'SourcesLocked', status: 'False', reason: 'SourcesExposed', message: list }],
+        events: [{ type: 'Warning', reason: 'SourcesExposed', note: list, action: 'Verify' }],
+      };
+    }
+    const wasLocked = findCondition(mv.status?.conditions, 'SourcesLocked')?.status === 'True';
+    return {
+      state: 'Ready',
+      reason: 'ViewReady',
+      message: `${viewName} serves ${plan.maskedColumns} masked column(s) to ${spec.readers.join(', ')}`,
+      status,
+      conditions: [{ type: 'SourcesLocked', status: 'True', reason: 'SourcesLocked', message: `no reader and no role outside unmaskedRoles can read ${plan.sourceTables.join(', ')} directly` }],
+      events: changedView || !wasLocked ? [{ type: 'Normal', reason: 'ViewReady', note: `${viewName} built with ${plan.maskedColumns} masked column(s)`, action: 'Build' }] : [],
+    };
+  };
+}
+
+async function writeLineageConfigMap(client: KubeClient, mv: MaskedView, doc: ReturnType<typeof lineageDocument>): Promise<void> {
+  const name = `${mv.metadata.name}-lineage`;
+  const namespace = mv.metadata.namespace!;
+  const data = { 'lineage.json': `${JSON.stringify(doc, null, 2)}\n` };
+  try {
+    const cm = await client.get<KubeObject & { data?: Record<string, string> }>(CONFIGMAP_TYPE, name, namespace);
+    const same = (a?: string) => a && JSON.stringify({ ...JSON.parse(a), last_updated: '' }) === JSON.stringify({ ...doc, last_updated: '' });
+    if (same(cm.data?.['lineage.json'])) return;
+    await client.patch(CONFIGMAP_TYPE, name, namespace, { data }, 'merge');
+  } catch (e) {
+    if (!isNotFound(e)) throw e;
+    await client.create(CONFIGMAP_TYPE, {
+      apiVersion: 'v1', kind: 'ConfigMap',
+      metadata: {
+        name, namespace, labels: { 'app.kubernetes.io/managed-by': 'steward' },
+        // Deleted with its MaskedView (where a garbage collector runs).
+        ownerReferences: [{ apiVersion: 'steward.dev/v1alpha1', kind: 'MaskedView', name: mv.metadata.name, uid: mv.metadata.uid, controller: true }],
+      } as KubeObject['metadata'],
+      data,
+    } as KubeObject, namespace);
+  }
+}
+
+export function maskedViewCleanup(deps: MaskedViewDeps) {
+  return async function cleanupMaskedView(mv: MaskedView, ctx: ReconcileContext): Promise<Outcome> {
+    const spec = mv.spec;
+    const wh = deps.warehouse(spec.warehouse);
+    if (!wh) return { state: 'Progressing', reason: 'WarehouseNotFound', message: `cannot drop the view: Warehouse ${spec.warehouse} does not exist` };
+    const owner = ownerRoleName(mv.metadata.namespace!, mv.metadata.name);
+    try {
+      const { pool } = await deps.connections.pool(wh);
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        const facts = await observeView(client, spec.view.schema, spec.view.name);
+        if (facts.exists && facts.comment?.startsWith(`managed by steward: MaskedView ${mv.metadata.namespace}/${mv.metadata.name} `)) {
+          await client.query(`DROP VIEW ${quoteQualified(spec.view.schema, spec.view.name)}`);
+        }
+        const role = await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [owner]);
+        if (role.rowCount) await client.query(`DROP OWNED BY ${quoteIdent(owner)}; DROP ROLE ${quoteIdent(owner)}`);
+        await deps.audit.record({ request_id: ctx.requestId, kind: 'MaskedView', namespace: mv.metadata.namespace, name: mv.metadata.name, action: 'view.drop', resource: `${wh.metadata.name}/${spec.view.schema}.${spec.view.name}`, outcome: 'success' }, new AuditTableSink(client));
+        await client.query('COMMIT');
+      } catch (e) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw e;
+      } finally {
+        client.release();
+      }
+      await deps.client.delete(CONFIGMAP_TYPE, `${mv.metadata.name}-lineage`, mv.metadata.namespace).catch(() => undefined);
+    } catch (e) {
+      return { state: 'Progressing', reason: 'DropFailed', message: `cannot drop the view yet: ${e instanceof Error ? e.message : String(e)}; retrying` };
+    }
+    return { state: 'Ready', reason: 'Dropped', message: 'view dropped', events: [{ type: 'Normal', reason: 'Dropped', note: `dropped ${spec.view.schema}.${spec.view.name}`, action: 'Drop' }] };
+  };
+}
+
+export function viewsOfWarehouse(views: () => MaskedView[]) {
+  return (wh: KubeObject): string[] => views().filter((v) => v.spec.warehouse === wh.metadata.name).map((v) => `${v.metadata.namespace}/${v.metadata.name}`);
+}

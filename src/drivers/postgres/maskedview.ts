@@ -1,0 +1,123 @@
+// The PostgreSQL side of a MaskedView: the owner role that alone reads the sources, the hash key
+// table, the check that no reader can read a source directly (SourcesLocked), and the view itself,
+// replaced in one transaction so that no reader ever sees an unmasked moment.
+import type pg from 'pg';
+import { quoteIdent, quoteLiteral, quoteQualified } from './identifiers.ts';
+import { lockObjects } from './grants.ts';
+
+const KEYS_DDL = `
+CREATE SCHEMA IF NOT EXISTS steward;
+CREATE TABLE IF NOT EXISTS steward.mask_keys (view_name text PRIMARY KEY, key bytea NOT NULL);
+REVOKE ALL ON steward.mask_keys FROM PUBLIC;
+`;
+
+export interface ViewFacts {
+  exists: boolean;
+  comment: string | null;
+}
+
+export async function observeView(client: pg.ClientBase, schema: string, name: string): Promise<ViewFacts> {
+  const r = await client.query<{ comment: string | null; relkind: string }>(
+    `SELECT obj_description(c.oid, 'pg_class') AS comment, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = $1 AND c.relname = $2`, [schema, name]);
+  return { exists: (r.rowCount ?? 0) > 0, comment: r.rows[0]?.comment ?? null };
+}
+
+/** The owner role: NOLOGIN, the only role (besides the tables' owners) Steward lets read the sources. */
+export async function ensureOwnerRole(client: pg.ClientBase, role: string, comment: string): Promise<void> {
+  const r = await client.query<{ comment: string | null }>(`SELECT shobj_description(oid, 'pg_authid') AS comment FROM pg_roles WHERE rolname = $1`, [role]);
+  if (r.rowCount === 0) {
+    await client.query(`CREATE ROLE ${quoteIdent(role)} NOLOGIN NOINHERIT`);
+    await client.query(`COMMENT ON ROLE ${quoteIdent(role)} IS ${quoteLiteral(comment)}`);
+  } else if (r.rows[0]!.comment !== comment) {
+    throw new Error(`role ${role} exists but Steward did not create it`);
+  }
+}
+
+/** Where pgcrypto's hmac() lives, installing pgcrypto when it is missing. */
+export async function hmacFunction(client: pg.ClientBase): Promise<string> {
+  await client.query('CREATE EXTENSION IF NOT EXISTS pgcrypto');
+  const r = await client.query<{ nspname: string }>(`SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pgcrypto'`);
+  return `${quoteIdent(r.rows[0]!.nspname)}."hmac"`;
+}
+
+/** A random 32-byte key per view, created once and kept: the hash is stable across re-creates. */
+export async function ensureHashKey(client: pg.ClientBase, viewName: string, owner: string): Promise<string> {
+  await client.query(KEYS_DDL);
+  await client.query(`INSERT INTO steward.mask_keys (view_name, key) VALUES ($1, gen_random_bytes(32)) ON CONFLICT (view_name) DO NOTHING`, [viewName]);
+  await client.query(`GRANT USAGE ON SCHEMA steward TO ${quoteIdent(owner)}`);
+  await client.query(`GRANT SELECT ON steward.mask_keys TO ${quoteIdent(owner)}`);
+  return `(SELECT k.key FROM steward.mask_keys AS k WHERE k.view_name = ${quoteLiteral(viewName)})`;
+}
+
+export interface Exposure {
+  role: string;
+  table: string;
+}
+
+/**
+ * Who can read a source table directly, counting PUBLIC and role membership (has_table_privilege):
+ * every reader, and every other role except superusers, the table's owner, the owner roles of
+ * Steward's MaskedViews, Steward's own user, and members of the unmasked roles.
+ */
+export async function sourceExposure(client: pg.ClientBase, tables: string[], readers: string[], unmasked: string[], owner: string): Promise<Exposure[]> {
+  const r = await client.query<{ role: string; tbl: string }>(
+    `SELECT r.rolname AS role, t.tbl
+       FROM unnest($1::text[]) AS t(tbl)
+       CROSS JOIN pg_roles r
+      WHERE has_table_privilege(r.oid, t.tbl, 'SELECT')
+        AND (r.rolname = ANY($2) OR (
+              NOT r.rolsuper
+          AND r.rolname NOT LIKE 'pg\\_%'
+          AND r.rolname <> $4 AND r.rolname <> current_user
+          -- other MaskedViews' owner roles read sources only to serve their own masked views
+          AND coalesce(shobj_description(r.oid, 'pg_authid'), '') NOT LIKE 'managed by steward: owner of MaskedView %'
+          AND r.oid <> (SELECT relowner FROM pg_class WHERE oid = t.tbl::regclass)
+          AND NOT EXISTS (SELECT 1 FROM unnest($3::text[]) u(name) JOIN pg_roles ur ON ur.rolname = u.name WHERE pg_has_role(r.oid, ur.oid, 'MEMBER'))))
+      ORDER BY 2, 1`,
+    [tables, readers, unmasked, owner],
+  );
+  return r.rows.map((x) => ({ role: x.role, table: x.tbl }));
+}
+
+export async function tablesMissing(client: pg.ClientBase, tables: string[]): Promise<string[]> {
+  const r = await client.query<{ tbl: string }>(`SELECT t.tbl FROM unnest($1::text[]) AS t(tbl) WHERE to_regclass(t.tbl) IS NULL`, [tables]);
+  return r.rows.map((x) => x.tbl);
+}
+
+export function createViewStatements(schema: string, name: string, select: string, comment: string, owner: string, sources: string[], exists: boolean): string[] {
+  const view = quoteQualified(schema, name);
+  const o = quoteIdent(owner);
+  return [
+    ...(exists ? [`DROP VIEW ${view}`] : []),
+    `CREATE VIEW ${view} WITH (security_barrier = true) AS ${select}`,
+    `COMMENT ON VIEW ${view} IS ${quoteLiteral(comment)}`,
+    ...[...new Set(sources.map((t) => t.split('.')[0]!))].map((s) => `GRANT USAGE ON SCHEMA ${quoteIdent(s)} TO ${o}`),
+    ...sources.map((t) => `GRANT SELECT ON TABLE ${quoteQualified(t.split('.')[0]!, t.split('.')[1]!)} TO ${o}`),
+    `ALTER VIEW ${view} OWNER TO ${o}`,
+  ];
+}
+
+/** Readers' grants: exactly SELECT on the view for the readers, or nobody when sources are exposed. */
+export async function setReaders(client: pg.ClientBase, schema: string, name: string, readers: string[], owner: string): Promise<string[]> {
+  const view = quoteQualified(schema, name);
+  const current = await client.query<{ grantee: string }>(
+    `SELECT DISTINCT pg_get_userbyid(a.grantee) AS grantee FROM pg_class c, aclexplode(c.relacl) a
+      WHERE c.oid = $1::regclass AND a.grantee <> c.relowner AND a.grantee <> 0`, [`${quoteIdent(schema)}.${quoteIdent(name)}`]);
+  const statements: string[] = [];
+  for (const g of current.rows.map((x) => x.grantee)) {
+    if (!readers.includes(g) && g !== owner) statements.push(`REVOKE ALL ON ${view} FROM ${quoteIdent(g)}`);
+  }
+  const missing = readers.filter((r) => !current.rows.some((x) => x.grantee === r));
+  for (const r of missing) {
+    const usage = await client.query<{ ok: boolean }>('SELECT has_schema_privilege($1, $2, $3) AS ok', [r, schema, 'USAGE']);
+    if (!usage.rows[0]?.ok) {
+      // The schema's row is shared with every grant in it: serialize, as DatasetAccess does.
+      await lockObjects(client, [`schema:${schema}`]);
+      statements.push(`GRANT USAGE ON SCHEMA ${quoteIdent(schema)} TO ${quoteIdent(r)}`);
+    }
+    statements.push(`GRANT SELECT ON ${view} TO ${quoteIdent(r)}`);
+  }
+  for (const s of statements) await client.query(s);
+  return statements;
+}

@@ -1,0 +1,184 @@
+// Column expressions and join conditions of a MaskedView, parsed with PostgreSQL's own parser
+// (libpg-query, WASM) and rendered back to SQL from the parse tree. Nothing the user wrote is pasted
+// into SQL: only node kinds on an allow-list are accepted, identifiers are re-quoted, literals
+// re-escaped, and functions, operators and casts must be on their lists. Anything else is refused
+// with the parser's position (a 1-based character offset into the expression).
+import { loadModule, parseSync, scanSync } from 'libpg-query';
+
+let loaded: Promise<void> | undefined;
+/** The parser is WASM: load it once before parsing. */
+export function loadParser(): Promise<void> {
+  loaded ??= loadModule();
+  return loaded;
+}
+
+export const ALLOWED_FUNCTIONS = new Set([
+  'lower', 'upper', 'trim', 'btrim', 'ltrim', 'rtrim', 'length', 'char_length', 'substr', 'substring', 'left', 'right',
+  'concat', 'concat_ws', 'split_part', 'replace', 'nullif', 'abs', 'round', 'floor', 'ceil', 'ceiling', 'greatest', 'least',
+  'date_trunc', 'date_part', 'to_char', 'md5',
+]);
+export const ALLOWED_OPERATORS = new Set(['+', '-', '*', '/', '%', '||', '=', '<>', '!=', '<', '>', '<=', '>=']);
+export const ALLOWED_TYPES = new Set(['int2', 'int4', 'int8', 'integer', 'bigint', 'smallint', 'numeric', 'float4', 'float8', 'text', 'varchar', 'date', 'timestamp', 'timestamptz', 'bool', 'boolean']);
+
+export class ExpressionError extends Error {
+  readonly position: number;
+  constructor(message: string, position: number) {
+    super(`${message} (at position ${position})`);
+    this.position = position;
+  }
+}
+
+export interface ColumnInput {
+  alias: string;
+  column: string;
+}
+
+export interface ParsedExpression {
+  /** SQL rendered from the parse tree, with aliases replaced by `render(alias)`. */
+  sql: (aliasSql: (alias: string) => string) => string;
+  /** Every alias.column the expression reads, in order of appearance, without repeats. */
+  inputs: ColumnInput[];
+}
+
+type Node = Record<string, any>;
+const PREFIX = 'SELECT ';
+
+function quote(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+function literal(value: string): string {
+  return `'${value.replace(/'/g, "''")}'`;
+}
+
+/**
+ * Parses one expression over the given aliases. Throws ExpressionError with the position of the
+ * first thing that is not allowed.
+ */
+export function parseExpression(text: string, aliases: readonly string[]): ParsedExpression {
+  if (!loaded) throw new Error('call loadParser() first');
+  // Comments are legal SQL but have no place in a one-line expression: a sign of injection.
+  try {
+    const comment = scanSync(PREFIX + text).tokens.find((t) => t.tokenName === 'SQL_COMMENT' || t.tokenName === 'C_COMMENT');
+    if (comment) throw new ExpressionError('comments are not allowed', comment.start - PREFIX.length + 1);
+  } catch (e) {
+    if (e instanceof ExpressionError) throw e;
+    // A scan error surfaces again, with its position, from the parser below.
+  }
+  let tree: Node;
+  try {
+    tree = parseSync(PREFIX + text) as Node;
+  } catch (e) {
+    const details = (e as { sqlDetails?: { cursorPosition?: number } }).sqlDetails;
+    const pos = Math.max(1, (details?.cursorPosition ?? PREFIX.length) - PREFIX.length + 1);
+    throw new ExpressionError(`not a valid SQL expression: ${(e as Error).message}`, pos);
+  }
+  const stmts = tree.stmts as Node[];
+  if (stmts.length !== 1) {
+    const second = (stmts[1]?.stmt_location as number | undefined) ?? text.indexOf(';') + PREFIX.length;
+    throw new ExpressionError('only a single expression is allowed, not several statements', Math.max(1, second - PREFIX.length + 1));
+  }
+  const select = stmts[0]!.stmt.SelectStmt as Node | undefined;
+  const targets = select?.targetList as Node[] | undefined;
+  const extra = select && Object.keys(select).filter((k) => !['targetList', 'limitOption', 'op'].includes(k));
+  if (!select || !targets || targets.length !== 1 || extra!.length) {
+    throw new ExpressionError('only a single expression is allowed', 1);
+  }
+  const target = targets[0]!.ResTarget as Node;
+  if (target.name) throw new ExpressionError('an alias (AS ...) is not allowed here; name the column with `name`', 1);
+  const inputs: ColumnInput[] = [];
+  const render = build(target.val as Node, aliases, inputs);
+  const unique = inputs.filter((c, i) => inputs.findIndex((d) => d.alias === c.alias && d.column === c.column) === i);
+  return { sql: render, inputs: unique };
+}
+
+type Renderer = (aliasSql: (alias: string) => string) => string;
+
+function pos(node: Node): number {
+  const loc = Object.values(node)[0]?.location;
+  return typeof loc === 'number' && loc >= 0 ? loc - PREFIX.length + 1 : 1;
+}
+
+function names(list: Node[] | undefined): string[] {
+  return (list ?? []).map((n) => (n.String?.sval as string | undefined) ?? '');
+}
+
+function build(node: Node, aliases: readonly string[], inputs: ColumnInput[]): Renderer {
+  const [kind, body] = Object.entries(node)[0] as [string, Node];
+  const sub = (n: Node) => build(n, aliases, inputs);
+  switch (kind) {
+    case 'ColumnRef': {
+      const fields = body.fields as Node[];
+      if (fields.some((f) => f.A_Star)) throw new ExpressionError('* is not allowed; name the column', pos(node));
+      const parts = names(fields);
+      if (parts.length !== 2) throw new ExpressionError(`write columns as alias.column (one of ${aliases.join(', ')})`, pos(node));
+      const [alias, column] = parts as [string, string];
+      if (!aliases.includes(alias)) throw new ExpressionError(`unknown alias ${alias}: use ${aliases.join(', ')}`, pos(node));
+      inputs.push({ alias, column });
+      return (a) => `${a(alias)}.${quote(column)}`;
+    }
+    case 'A_Const': {
+      if (body.isnull) return () => 'NULL';
+      if (body.ival) return () => String(Number(body.ival.ival ?? 0));
+      if (body.fval) {
+        const v = String(body.fval.fval);
+        if (!/^[0-9.eE+-]+$/.test(v)) throw new ExpressionError('invalid number', pos(node));
+        return () => v;
+      }
+      if (body.sval) return () => literal(String(body.sval.sval ?? ''));
+      if (body.boolval) return () => (body.boolval.boolval ? 'TRUE' : 'FALSE');
+      throw new ExpressionError('unsupported constant', pos(node));
+    }
+    case 'A_Expr': {
+      const op = names(body.name).join('.');
+      if (body.kind !== 'AEXPR_OP' || !ALLOWED_OPERATORS.has(op)) throw new ExpressionError(`operator ${op || body.kind} is not allowed`, pos(node));
+      const l = body.lexpr ? sub(body.lexpr) : undefined;
+      const r = sub(body.rexpr);
+      return (a) => (l ? `(${l(a)} ${op} ${r(a)})` : `(${op} ${r(a)})`);
+    }
+    case 'BoolExpr': {
+      const args = (body.args as Node[]).map(sub);
+      if (body.boolop === 'NOT_EXPR') return (a) => `(NOT ${args[0]!(a)})`;
+      const joiner = body.boolop === 'AND_EXPR' ? ' AND ' : ' OR ';
+      return (a) => `(${args.map((x) => x(a)).join(joiner)})`;
+    }
+    case 'NullTest': {
+      const arg = sub(body.arg);
+      return (a) => `(${arg(a)} IS ${body.nulltesttype === 'IS_NOT_NULL' ? 'NOT ' : ''}NULL)`;
+    }
+    case 'CoalesceExpr': {
+      const args = (body.args as Node[]).map(sub);
+      return (a) => `COALESCE(${args.map((x) => x(a)).join(', ')})`;
+    }
+    case 'CaseExpr': {
+      if (body.arg) throw new ExpressionError('write CASE WHEN condition THEN ... (simple CASE x WHEN is not supported)', pos(node));
+      const whens = (body.args as Node[]).map((w) => ({ cond: sub(w.CaseWhen.expr), result: sub(w.CaseWhen.result) }));
+      const otherwise = body.defresult ? sub(body.defresult) : undefined;
+      return (a) => `(CASE ${whens.map((w) => `WHEN ${w.cond(a)} THEN ${w.result(a)}`).join(' ')}${otherwise ? ` ELSE ${otherwise(a)}` : ''} END)`;
+    }
+    case 'FuncCall': {
+      const fn = names(body.funcname);
+      const name = fn[fn.length - 1]!;
+      const schemaOk = fn.length === 1 || (fn.length === 2 && fn[0] === 'pg_catalog');
+      if (!schemaOk || !ALLOWED_FUNCTIONS.has(name)) throw new ExpressionError(`function ${fn.join('.')} is not allowed`, pos(node));
+      if (body.agg_star || body.agg_distinct || body.over || body.agg_order || body.agg_filter || body.func_variadic) {
+        throw new ExpressionError(`aggregates, window functions and special call forms are not allowed in ${name}()`, pos(node));
+      }
+      const args = ((body.args as Node[] | undefined) ?? []).map(sub);
+      return (a) => `pg_catalog.${quote(name)}(${args.map((x) => x(a)).join(', ')})`;
+    }
+    case 'TypeCast': {
+      const tn = names(body.typeName.names).filter((n) => n !== 'pg_catalog');
+      const type = tn.join('.');
+      if (tn.length !== 1 || !ALLOWED_TYPES.has(type) || body.typeName.typmods || body.typeName.arrayBounds) {
+        throw new ExpressionError(`cast to ${type || 'this type'} is not allowed`, pos(node));
+      }
+      const arg = sub(body.arg);
+      return (a) => `CAST(${arg(a)} AS pg_catalog.${quote(type === 'integer' ? 'int4' : type === 'bigint' ? 'int8' : type === 'boolean' ? 'bool' : type)})`;
+    }
+    case 'SubLink':
+      throw new ExpressionError('subqueries are not allowed', pos(node));
+    default:
+      throw new ExpressionError(`${kind} is not allowed in an expression`, pos(node));
+  }
+}

@@ -1,0 +1,150 @@
+// A MaskedView's SQL and lineage, built from parse trees. Pure: no I/O. The only text that reaches
+// SQL is rendered by expression.ts (allow-listed nodes) or generated here from validated identifiers
+// and integers, each quoted.
+import type { MaskedViewSpec } from '../api/maskedview.ts';
+import { joinCondition } from '../api/maskedview.ts';
+import { parseExpression, type ParsedExpression } from './expression.ts';
+
+const q = (name: string) => `"${name.replace(/"/g, '""')}"`;
+const lit = (value: string) => `'${value.replace(/'/g, "''")}'`;
+const qualified = (table: string) => table.split('.').map(q).join('.');
+
+export interface LineageColumn {
+  name: string;
+  source: string;
+  inputs: string[];
+  masked: boolean;
+  mask?: string;
+}
+
+export interface ViewPlan {
+  /** The SELECT that defines the view (no CREATE). */
+  select: string;
+  sourceTables: string[];
+  lineage: { dataset: string; columns: LineageColumn[] };
+  maskedColumns: number;
+  usesHash: boolean;
+}
+
+export interface ViewContext {
+  /** Schema-qualified name of pgcrypto's hmac(), e.g. "public"."hmac". */
+  hmacFunction?: string;
+  /** Where the hash key of this view lives (a table only the view's owner can read). */
+  keyLookup: string;
+}
+
+type Column = MaskedViewSpec['columns'][number];
+
+/** The masked form of `x` (already-rendered SQL of the raw value). */
+export function maskSql(column: Column, x: string, ctx: ViewContext): string {
+  const text = `CAST(${x} AS pg_catalog.text)`;
+  switch (column.mask) {
+    case 'email':
+      // ab***@example.com
+      return `(pg_catalog.left(${text}, 2) || '***@' || pg_catalog.split_part(${text}, '@', 2))`;
+    case 'phone':
+      // (***)***-1234: the last four digits
+      return `('(***)***-' || pg_catalog.right(pg_catalog.regexp_replace(${text}, '[^0-9]', '', 'g'), 4))`;
+    case 'last4':
+      return `('****' || pg_catalog.right(${text}, 4))`;
+    case 'partial': {
+      const s = Math.trunc(column.partial?.keepStart ?? 0);
+      const e = Math.trunc(column.partial?.keepEnd ?? 0);
+      // Too short to keep both ends without showing everything: mask it all.
+      return `(CASE WHEN pg_catalog.length(${text}) <= ${s + e} THEN pg_catalog.repeat('*', pg_catalog.length(${text}))` +
+        ` ELSE pg_catalog.left(${text}, ${s}) || pg_catalog.repeat('*', pg_catalog.length(${text}) - ${s + e}) || pg_catalog.right(${text}, ${e}) END)`;
+    }
+    case 'redact':
+      return `CASE WHEN ${x} IS NULL THEN NULL ELSE '[REDACTED]' END`;
+    case 'null':
+    case 'nullify':
+      return 'NULL';
+    case 'hash':
+      if (!ctx.hmacFunction) throw new Error('mask hash needs the pgcrypto extension');
+      return `pg_catalog.encode(${ctx.hmacFunction}(pg_catalog.convert_to(${text}, 'UTF8'), ${ctx.keyLookup}, 'sha256'), 'hex')`;
+    case 'truncate': {
+      const unit = column.truncate?.unit ?? 'day';
+      if (!['year', 'month', 'day'].includes(unit)) throw new Error(`bad truncate unit ${unit}`);
+      return `pg_catalog.date_trunc(${lit(unit)}, ${x})`;
+    }
+    default:
+      return x;
+  }
+}
+
+/** Builds the view's SELECT. Throws ExpressionError (with a position) for a refused expression. */
+export function planView(spec: MaskedViewSpec, ctx: ViewContext): ViewPlan {
+  const aliases = [spec.from.alias, ...(spec.joins ?? []).map((j) => j.alias)];
+  const tableOf = new Map([[spec.from.alias, spec.from.table], ...(spec.joins ?? []).map((j) => [j.alias, j.table] as const)]);
+  const aliasSql = (a: string) => q(a);
+  const parsed: { column: Column; expr: ParsedExpression; inner: string }[] = spec.columns.map((column, i) => {
+    const expr = withField(`spec.columns[${i}].expr`, () => parseExpression(column.expr, aliases));
+    return { column, expr, inner: `__c${i}` };
+  });
+  const joins = (spec.joins ?? []).map((j, i) => {
+    const on = withField(`spec.joins[${i}].on`, () => parseExpression(joinCondition(j), aliases));
+    const type = { inner: 'INNER', left: 'LEFT', right: 'RIGHT', full: 'FULL' }[j.type ?? 'inner'];
+    return ` ${type} JOIN ${qualified(j.table)} AS ${q(j.alias)} ON ${on.sql(aliasSql)}`;
+  });
+  const k = spec.kAnonymity;
+  const quasi = new Set(k?.quasiIdentifiers ?? []);
+  const quasiInner = parsed.filter((p) => quasi.has(p.column.name)).map((p) => p.expr.sql(aliasSql));
+  const innerColumns = [
+    ...parsed.map((p) => `${p.expr.sql(aliasSql)} AS ${q(p.inner)}`),
+    ...(k ? [`pg_catalog.count(*) OVER (PARTITION BY ${quasiInner.join(', ')}) AS "__k"`] : []),
+  ];
+  const unmasked = (spec.unmaskedRoles ?? []).length
+    ? `(${(spec.unmaskedRoles ?? []).map((r) => `pg_catalog.pg_has_role(CURRENT_USER, ${lit(r)}, 'MEMBER')`).join(' OR ')})`
+    : 'FALSE';
+  const outer = parsed.map((p) => {
+    const raw = `"s".${q(p.inner)}`;
+    let value = p.column.mask ? `CASE WHEN ${unmasked} THEN ${raw} ELSE ${maskSql(p.column, raw, ctx)} END` : raw;
+    if (k && quasi.has(p.column.name)) {
+      // Small-population guard: a combination seen fewer than k times reads NULL for the unprivileged.
+      value = `CASE WHEN ${unmasked} THEN ${raw} WHEN "s"."__k" < ${Math.trunc(k.k)} THEN NULL ELSE ${value} END`;
+    }
+    return `${value} AS ${q(p.column.name)}`;
+  });
+  const select =
+    `SELECT ${outer.join(', ')} FROM (SELECT ${innerColumns.join(', ')} FROM ${qualified(spec.from.table)} AS ${q(spec.from.alias)}${joins.join('')}) AS "s"`;
+
+  const display = (a: string) => tableOf.get(a) ?? a;
+  const columns: LineageColumn[] = parsed.map((p) => ({
+    name: p.column.name,
+    source: plain(p.expr.sql(display)),
+    inputs: p.expr.inputs.map((c) => `${tableOf.get(c.alias)}.${c.column}`),
+    masked: Boolean(p.column.mask) || quasi.has(p.column.name),
+    ...(p.column.mask ? { mask: p.column.mask } : quasi.has(p.column.name) ? { mask: `kAnonymity(k=${k!.k})` } : {}),
+  }));
+  return {
+    select,
+    sourceTables: [...new Set([spec.from.table, ...(spec.joins ?? []).map((j) => j.table)])],
+    lineage: { dataset: `${spec.view.schema}.${spec.view.name}`, columns },
+    maskedColumns: columns.filter((c) => c.masked).length,
+    usesHash: spec.columns.some((c) => c.mask === 'hash'),
+  };
+}
+
+/** Rendered SQL as people read it in a lineage report: no quotes, no outer parentheses. */
+function plain(sql: string): string {
+  const s = sql.replace(/"/g, '');
+  return s.startsWith('(') && s.endsWith(')') && balanced(s.slice(1, -1)) ? s.slice(1, -1) : s;
+}
+
+function balanced(s: string): boolean {
+  let depth = 0;
+  for (const ch of s) {
+    if (ch === '(') depth++;
+    else if (ch === ')' && --depth < 0) return false;
+  }
+  return depth === 0;
+}
+
+function withField<T>(field: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof Error) e.message = `${field}: ${e.message}`;
+    throw e;
+  }
+}

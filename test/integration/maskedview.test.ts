@@ -1,0 +1,253 @@
+// MaskedView on the real stack, with the guide's mini project (raw.customers, raw.orders) and the
+// roles analytics_reader and pii_reader: proven by connecting as members of each.
+import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { createHmac } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { MASKED_VIEW_TYPE } from '../../src/controllers/maskedview.ts';
+import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
+import {
+  Steward, apply, condition, ensureNamespace, kube, kubectl, putSecret, randomPassword, stackCa, unique, waitFor, waitForCondition, withPg, type Conditioned,
+} from './harness.ts';
+
+const id = unique('x').slice(2).replace(/-/g, '');
+const DB = `mv_${id}`;
+const NS = `mv-${id}`;
+const WH = `wh-mv-${id}`;
+const READER = `analytics_reader_${id}`;
+const PII = `pii_reader_${id}`;
+const ANA = `ana_${id}`;
+const PIA = `pia_${id}`;
+const PW = randomPassword();
+const lineageFile = join(mkdtempSync(join(tmpdir(), 'openlineage-')), 'events.ndjson');
+let steward: Steward;
+
+const asSuperuser = <T>(fn: (c: pg.Client) => Promise<T>) => withPg(fn, { database: DB });
+async function query(user: string, sql: string): Promise<Record<string, any>[] | string> {
+  return withPg(async (c) => c.query(sql).then((r) => r.rows, (e: Error) => e.message), { database: DB, user, password: PW });
+}
+
+function view(name: string, body: string): string {
+  return `
+apiVersion: steward.dev/v1alpha1
+kind: MaskedView
+metadata: {name: ${name}, namespace: ${NS}}
+spec:
+  warehouse: ${WH}
+${body}
+  unmaskedRoles: [${PII}]
+  readers: [${READER}]
+  owner: data-eng
+`;
+}
+
+const CUSTOMER_SALES = view('customer-sales', `  view: {schema: curated, name: customer_sales}
+  from: {table: raw.orders, alias: o}
+  joins:
+    - {table: raw.customers, alias: c, on: c.id = o.customer_id, type: inner}
+  columns:
+    - {name: order_id, expr: o.id}
+    - {name: email, expr: c.email, mask: email}
+    - {name: phone, expr: c.phone, mask: phone}
+    - {name: customer_region, expr: c.country}
+    - {name: gross_revenue, expr: o.quantity * o.unit_price}
+    - {name: created_at, expr: o.created_at}`);
+
+const ALL_MASKS = view('all-masks', `  view: {schema: curated, name: all_masks}
+  from: {table: raw.customers, alias: c}
+  columns:
+    - {name: id, expr: c.id}
+    - {name: email_hash, expr: c.email, mask: hash}
+    - {name: phone_last4, expr: c.phone, mask: last4}
+    - {name: email_partial, expr: c.email, mask: partial, partial: {keepStart: 1, keepEnd: 4}}
+    - {name: phone_redacted, expr: c.phone, mask: redact}
+    - {name: email_null, expr: c.email, mask: nullify}
+    - {name: signup_month, expr: c.signed_up, mask: truncate, truncate: {unit: month}}
+    - {name: country, expr: c.country}
+  kAnonymity: {quasiIdentifiers: [country], k: 2}`);
+
+beforeAll(async () => {
+  await withPg((c) => c.query(`CREATE DATABASE ${DB}`));
+  await asSuperuser((c) => c.query(`
+    CREATE SCHEMA raw; CREATE SCHEMA curated;
+    CREATE TABLE raw.customers (id int PRIMARY KEY, email text, phone text, country text, signed_up date);
+    CREATE TABLE raw.orders (id int PRIMARY KEY, customer_id int REFERENCES raw.customers, quantity int, unit_price numeric(10,2), created_at timestamptz);
+    INSERT INTO raw.customers VALUES
+      (1, 'alice@example.com', '555-010-1234', 'US', '2026-03-14'), (2, 'bob@example.org', '555-010-5678', 'US', '2026-04-02'),
+      (3, 'carol@example.net', '555-010-9012', 'US', '2026-04-20'), (4, 'dave@example.de', '555-010-3456', 'DE', '2026-05-05'),
+      (5, 'erin@example.fr', '555-010-7890', 'FR', '2026-06-30');
+    INSERT INTO raw.orders VALUES (100, 1, 2, 9.50, now()), (101, 2, 1, 120.00, now()), (102, 4, 5, 3.20, now());
+    CREATE ROLE ${READER} NOLOGIN; CREATE ROLE ${PII} NOLOGIN;
+    CREATE ROLE ${ANA} LOGIN PASSWORD '${PW}' IN ROLE ${READER};
+    CREATE ROLE ${PIA} LOGIN PASSWORD '${PW}' IN ROLE ${READER}, ${PII};
+  `));
+  await ensureNamespace(NS);
+  await putSecret('steward-system', `${WH}-ca`, { 'ca.crt': stackCa() });
+  await putSecret('steward-system', `${WH}-creds`, { username: process.env.PGUSER!, password: process.env.PGPASSWORD! });
+  apply(`
+apiVersion: steward.dev/v1alpha1
+kind: Warehouse
+metadata: {name: ${WH}}
+spec:
+  postgres:
+    host: localhost
+    port: ${process.env.PGPORT}
+    database: ${DB}
+    caSecretRef: {namespace: steward-system, name: ${WH}-ca}
+    credentialsSecretRef: {namespace: steward-system, name: ${WH}-creds}
+`);
+  steward = Steward.start({ args: ['--resync', '2s', '--openlineage-file', lineageFile] });
+  await waitForCondition(WAREHOUSE_TYPE, WH, undefined, 'Ready', 'True');
+  apply(CUSTOMER_SALES);
+  apply(ALL_MASKS);
+  await waitForCondition(MASKED_VIEW_TYPE, 'customer-sales', NS, 'Ready', 'True');
+  await waitForCondition(MASKED_VIEW_TYPE, 'all-masks', NS, 'Ready', 'True');
+});
+
+afterAll(async () => {
+  // Views first (their finalizers need the Warehouse), then the Warehouse.
+  const views = await kube.list<Conditioned>(MASKED_VIEW_TYPE, { namespace: NS }).catch(() => ({ items: [] as Conditioned[] }));
+  for (const v of views.items) await kube.delete(MASKED_VIEW_TYPE, v.metadata.name, NS).catch(() => undefined);
+  await waitFor('views to be dropped', async () => (await kube.list(MASKED_VIEW_TYPE, { namespace: NS })).items.length === 0, 30_000).catch(() => undefined);
+  await steward?.stop();
+  await kube.delete(WAREHOUSE_TYPE, WH).catch(() => undefined);
+});
+
+describe('MaskedView', () => {
+  it('analytics_reader sees email and phone masked, and is denied the raw tables', async () => {
+    const rows = (await query(ANA, 'SELECT * FROM curated.customer_sales ORDER BY order_id')) as Record<string, any>[];
+    expect(rows).toHaveLength(3);
+    expect(rows[0]).toMatchObject({ order_id: 100, email: 'al***@example.com', phone: '(***)***-1234', customer_region: 'US', gross_revenue: '19.00' });
+    expect(rows.every((r) => !String(r.email).startsWith('alice@'))).toBe(true);
+    expect(await query(ANA, 'SELECT * FROM raw.customers')).toMatch(/permission denied/);
+    expect(await query(ANA, 'SELECT * FROM raw.orders')).toMatch(/permission denied/);
+    const obj = await kube.get<Conditioned>(MASKED_VIEW_TYPE, 'customer-sales', NS);
+    expect(condition(obj, 'SourcesLocked')?.status).toBe('True');
+    expect(kubectl(['get', 'mv', '-n', NS, 'customer-sales']).stdout).toMatch(new RegExp(`customer-sales\\s+curated.customer_sales\\s+2\\s+${READER}\\s+True`));
+  });
+
+  it('a member of pii_reader sees the raw email and phone in the same view', async () => {
+    const rows = (await query(PIA, 'SELECT email, phone FROM curated.customer_sales ORDER BY order_id')) as Record<string, any>[];
+    expect(rows[0]).toEqual({ email: 'alice@example.com', phone: '555-010-1234' });
+    expect(await query(PIA, 'SELECT * FROM raw.customers')).toMatch(/permission denied/);
+  });
+
+  it('the view is a security_barrier view owned by a Steward role that alone can read the sources', async () => {
+    const v = await asSuperuser(async (c) => (await c.query(`SELECT pg_get_userbyid(c.relowner) AS owner, c.reloptions FROM pg_class c WHERE c.oid = 'curated.customer_sales'::regclass`)).rows[0]);
+    expect(v.owner).toMatch(/^stw_mv_/);
+    expect(v.reloptions).toContain('security_barrier=true');
+  });
+
+  it('every mask gives the documented output; the hash is keyed, stable, and not in the view definition', async () => {
+    const rows = (await query(ANA, 'SELECT * FROM curated.all_masks ORDER BY id')) as Record<string, any>[];
+    const alice = rows[0]!;
+    expect(alice).toMatchObject({ phone_last4: '****1234', email_partial: 'a************.com', phone_redacted: '[REDACTED]', email_null: null, country: 'US' });
+    expect(new Date(alice.signup_month).toISOString().slice(0, 10)).toBe('2026-03-01');
+    expect(alice.email_hash).toMatch(/^[0-9a-f]{64}$/);
+    const key = await asSuperuser(async (c) => (await c.query(`SELECT key FROM steward.mask_keys WHERE view_name = 'curated.all_masks'`)).rows[0].key as Buffer);
+    expect(alice.email_hash).toBe(createHmac('sha256', key).update('alice@example.com').digest('hex'));
+    const again = (await query(ANA, 'SELECT email_hash FROM curated.all_masks WHERE id = 1')) as Record<string, any>[];
+    expect(again[0]!.email_hash).toBe(alice.email_hash);
+    const def = await asSuperuser(async (c) => (await c.query(`SELECT pg_get_viewdef('curated.all_masks'::regclass) AS d`)).rows[0].d as string);
+    expect(def).not.toContain(key.toString('hex'));
+    expect(def).toContain('mask_keys');
+    expect(await query(ANA, 'SELECT * FROM steward.mask_keys')).toMatch(/permission denied/);
+  });
+
+  it('the k-anonymity guard sets to NULL exactly the quasi-identifiers of groups smaller than k', async () => {
+    const rows = (await query(ANA, 'SELECT id, country FROM curated.all_masks ORDER BY id')) as Record<string, any>[];
+    expect(rows).toEqual([
+      { id: 1, country: 'US' }, { id: 2, country: 'US' }, { id: 3, country: 'US' }, { id: 4, country: null }, { id: 5, country: null },
+    ]);
+    const privileged = (await query(PIA, 'SELECT id, country FROM curated.all_masks ORDER BY id')) as Record<string, any>[];
+    expect(privileged.map((r) => r.country)).toEqual(['US', 'US', 'US', 'DE', 'FR']);
+  });
+
+  it('an out-of-band GRANT on a source turns SourcesLocked False, removes readers, and recovers once revoked', async () => {
+    await asSuperuser((c) => c.query(`GRANT USAGE ON SCHEMA raw TO ${READER}; GRANT SELECT ON raw.customers TO ${READER}`));
+    const obj = await waitForCondition(MASKED_VIEW_TYPE, 'customer-sales', NS, 'SourcesLocked', 'False', undefined, 20_000);
+    expect(condition(obj, 'Ready')).toMatchObject({ status: 'False', reason: 'SourcesExposed' });
+    expect(condition(obj, 'SourcesLocked')?.message).toContain(`${READER} can read raw.customers`);
+    expect(await query(ANA, 'SELECT * FROM curated.customer_sales')).toMatch(/permission denied/);
+    await asSuperuser((c) => c.query(`REVOKE SELECT ON raw.customers FROM ${READER}; REVOKE USAGE ON SCHEMA raw FROM ${READER}`));
+    await waitForCondition(MASKED_VIEW_TYPE, 'customer-sales', NS, 'SourcesLocked', 'True', undefined, 20_000);
+    await waitFor('the reader to read again', async () => Array.isArray(await query(ANA, 'SELECT 1 FROM curated.customer_sales')));
+  });
+
+  it.each([
+    ['a subquery in expr', (y: string) => y.replace('expr: o.id}', 'expr: "(SELECT max(id) FROM raw.customers)"}'), /subqueries are not allowed \(at position \d+\)/],
+    ['a semicolon in expr', (y: string) => y.replace('expr: o.id}', 'expr: "o.id; DROP TABLE raw.orders"}'), /single expression .*\(at position \d+\)/],
+    ['a comment in expr', (y: string) => y.replace('expr: o.id}', 'expr: "o.id -- hidden"}'), /comments are not allowed \(at position 6\)/],
+    ['a function that is not allowed in expr', (y: string) => y.replace('expr: o.id}', 'expr: "pg_read_file(\'/etc/passwd\')"}'), /function pg_read_file is not allowed \(at position 1\)/],
+    ['a subquery in on', (y: string) => y.replace('on: c.id = o.customer_id', 'on: "c.id = (SELECT 1)"'), /joins\[0\]\.on: subqueries are not allowed \(at position \d+\)/],
+    ['a comment in on', (y: string) => y.replace('on: c.id = o.customer_id', 'on: "c.id = o.customer_id /* x */"'), /comments are not allowed \(at position \d+\)/],
+    ['a function in on', (y: string) => y.replace('on: c.id = o.customer_id', 'on: "pg_sleep(1) IS NULL"'), /function pg_sleep is not allowed/],
+  ])('refuses %s with a position, and leaves the view unchanged', async (_what, mutate, message) => {
+    const name = unique('bad');
+    apply(mutate(CUSTOMER_SALES).replace('name: customer-sales', `name: ${name}`).replace('name: customer_sales}', `name: ${name.replace(/-/g, '_')}}`));
+    const obj = await waitForCondition(MASKED_VIEW_TYPE, name, NS, 'Ready', 'False', 'InvalidExpression');
+    expect(condition(obj, 'Ready')?.message).toMatch(message);
+    const exists = await asSuperuser(async (c) => (await c.query('SELECT to_regclass($1) AS r', [`curated.${name.replace(/-/g, '_')}`])).rows[0].r);
+    expect(exists).toBeNull();
+    await kube.delete(MASKED_VIEW_TYPE, name, NS);
+  });
+
+  it('refuses a join on something other than schema.table at admission', () => {
+    const r = kubectl(['apply', '--dry-run=server', '-f', '-'], CUSTOMER_SALES.replace('table: raw.customers', 'table: "(SELECT * FROM raw.customers)"'));
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/spec.joins\[0\].table in body should match/);
+  });
+
+  it('publishes column lineage in status, a ConfigMap and an OpenLineage event that agree', async () => {
+    const obj = await kube.get<Conditioned>(MASKED_VIEW_TYPE, 'customer-sales', NS);
+    const lineage = obj.status?.lineage as { dataset: string; columns: { name: string; source: string; inputs: string[]; masked: boolean }[] };
+    expect(lineage.dataset).toBe('curated.customer_sales');
+    expect(lineage.columns.map((c) => c.name)).toEqual(['order_id', 'email', 'phone', 'customer_region', 'gross_revenue', 'created_at']);
+    expect(lineage.columns.find((c) => c.name === 'gross_revenue')).toEqual({
+      name: 'gross_revenue', source: 'raw.orders.quantity * raw.orders.unit_price', inputs: ['raw.orders.quantity', 'raw.orders.unit_price'], masked: false,
+    });
+    expect(lineage.columns.find((c) => c.name === 'email')).toMatchObject({ inputs: ['raw.customers.email'], masked: true, mask: 'email' });
+    const cm = await kube.get<{ data: Record<string, string> } & Conditioned>({ group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true }, 'customer-sales-lineage', NS);
+    const doc = JSON.parse(cm.data['lineage.json']!);
+    expect(doc).toMatchObject({ dataset: 'curated.customer_sales', owner: 'data-eng', last_updated: expect.stringMatching(/^\d{4}-\d{2}-\d{2}$/) });
+    expect(doc.columns).toEqual(lineage.columns);
+    expect(existsSync(lineageFile)).toBe(true);
+    const events = readFileSync(lineageFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const event = events.reverse().find((e) => e.job.name === `${NS}/customer-sales`);
+    expect(event.eventType).toBe('COMPLETE');
+    const fields = event.outputs[0].facets.columnLineage.fields;
+    expect(Object.keys(fields)).toEqual(lineage.columns.map((c) => c.name));
+    for (const c of lineage.columns) {
+      expect(fields[c.name].inputFields.map((f: { name: string; field: string }) => `${f.name.split('.').slice(1).join('.')}.${f.field}`)).toEqual(c.inputs);
+      expect(fields[c.name].inputFields.every((f: { transformations: { masking: boolean }[] }) => f.transformations[0]!.masking === c.masked)).toBe(true);
+    }
+  });
+
+  it('a changed spec replaces the view in one transaction and readers keep seeing masked data', async () => {
+    const seen: string[] = [];
+    let stop = false;
+    const poll = (async () => {
+      while (!stop) {
+        const r = await query(ANA, 'SELECT email FROM curated.customer_sales');
+        if (Array.isArray(r)) seen.push(...r.map((x) => String(x.email)));
+      }
+    })();
+    apply(CUSTOMER_SALES.replace('    - {name: created_at, expr: o.created_at}', '    - {name: created_at, expr: o.created_at}\n    - {name: quantity, expr: o.quantity}'));
+    await waitFor('the new column', async () => {
+      const r = await query(ANA, 'SELECT quantity FROM curated.customer_sales LIMIT 1');
+      return Array.isArray(r);
+    }, 20_000);
+    stop = true;
+    await poll;
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.filter((e) => !e.includes('***@'))).toEqual([]);
+  });
+
+  it('deletion drops the view and its owner role', async () => {
+    await kube.delete(MASKED_VIEW_TYPE, 'all-masks', NS);
+    await waitFor('the view to be dropped', async () => (await asSuperuser(async (c) => (await c.query(`SELECT to_regclass('curated.all_masks') AS r`)).rows[0].r)) === null);
+    await waitFor('the object to be gone', async () => kube.get(MASKED_VIEW_TYPE, 'all-masks', NS).then(() => false, () => true));
+  });
+});
