@@ -1,15 +1,21 @@
 // The `steward` command: read-only tools for people and CI around the operator.
 //   steward plan -f FILE...   the SQL each DatasetAccess would run; exits 1 on a policy denial
+//   steward lineage [-o text]  the column-level lineage of every MaskedView, as one report
 import { runPlan } from './plan.ts';
+import { runLineage } from './lineage.ts';
 
 const USAGE = `usage: steward <command>
   plan -f FILE [-f FILE ...] [-n NAMESPACE]   print the SQL each DatasetAccess would run (read-only);
-                                             exit 1 on a policy denial, 3 when the policy cannot be checked`;
+                                             exit 1 on a policy denial, 3 when the policy cannot be checked
+  lineage [-o json|text]                     the column-level lineage of every MaskedView, as one report`;
 
 const [command, ...args] = process.argv.slice(2);
 switch (command) {
   case 'plan':
     process.exitCode = await runPlan(args, process.stdout, process.stderr);
+    break;
+  case 'lineage':
+    process.exitCode = await runLineage(args, process.stdout, process.stderr);
     break;
   default:
     process.stderr.write(`${USAGE}\n`);

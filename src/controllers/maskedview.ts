@@ -15,7 +15,7 @@ import { ExpressionError, loadParser } from '../governance/expression.ts';
 import { planView, type ViewPlan } from '../governance/maskedview.ts';
 import { AuditTableSink } from '../drivers/postgres/audit-table.ts';
 import {
-  createViewStatements, ensureHashKey, ensureOwnerRole, hmacFunction, observeView, setReaders, sourceExposure, tablesMissing,
+  createViewStatements, ensureHashKey, ensureOwnerRole, hmacFunction, observeView, regrantStatements, setReaders, sourceExposure, tablesMissing, viewGrants,
 } from '../drivers/postgres/maskedview.ts';
 import { quoteIdent, quoteQualified } from '../drivers/postgres/identifiers.ts';
 import { lockObjects } from '../drivers/postgres/grants.ts';
@@ -142,13 +142,17 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
         return { state: 'Stalled', reason: 'ViewConflict', message: `${viewName} exists and is not this MaskedView's; rename or drop it`, status: shown };
       }
       if (!facts.exists || facts.comment !== viewComment(mv, sha)) {
-        // Replace in one transaction: readers wait on the lock, then see the new masked view.
+        // Replace in one transaction: readers wait on the lock, then see the new masked view. Grants
+        // others made on the view (a DatasetAccess) are carried over to the new one.
+        const kept = facts.exists ? await viewGrants(client, spec.view.schema, spec.view.name) : [];
         for (const s of createViewStatements(spec.view.schema, spec.view.name, plan.select, viewComment(mv, sha), owner, plan.sourceTables, facts.exists)) await client.query(s);
+        for (const s of regrantStatements(spec.view.schema, spec.view.name, kept, owner)) await client.query(s);
         changedView = true;
       }
       // SourcesLocked: nobody outside unmaskedRoles may read a source directly. Otherwise fail closed.
       exposed = await sourceExposure(client, plan.sourceTables, spec.readers, spec.unmaskedRoles ?? [], owner);
-      const grants = await setReaders(client, spec.view.schema, spec.view.name, exposed.length ? [] : spec.readers, owner);
+      const formerReaders = [...new Set([...spec.readers, ...(mv.status?.readers ?? '').split(',').filter(Boolean)])];
+      const grants = await setReaders(client, spec.view.schema, spec.view.name, exposed.length ? [] : spec.readers, formerReaders);
       if (changedView || grants.length) await record(client, changedView ? 'view.replace' : 'view.grants', 'success', { sha, grants, maskedColumns: plan.maskedColumns });
       if (exposed.length) await record(client, 'view.sources_exposed', 'denied', { exposed });
       await client.query('COMMIT');

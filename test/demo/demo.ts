@@ -51,13 +51,15 @@ async function seedWarehouse(): Promise<void> {
     INSERT INTO raw.orders VALUES
       (100, 1, 2, 9.50, now()), (101, 2, 1, 120.00, now()), (102, 3, 5, 3.20, now())
       ON CONFLICT DO NOTHING;
-    -- Until the MaskedView controller builds it, the curated dataset is a plain view.
-    CREATE OR REPLACE VIEW curated.customer_sales AS
-      SELECT o.id AS order_id, c.country AS customer_region, o.quantity * o.unit_price AS gross_revenue, o.created_at
-        FROM raw.orders o JOIN raw.customers c ON c.id = o.customer_id;
     DO $$ BEGIN
+      -- curated.customer_sales is built by the MaskedView example; an older demo made a plain view.
+      IF to_regclass('curated.customer_sales') IS NOT NULL
+         AND coalesce(obj_description('curated.customer_sales'::regclass, 'pg_class'), '') NOT LIKE 'managed by steward:%' THEN
+        DROP VIEW curated.customer_sales;
+      END IF;
       IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'analytics_reader') THEN CREATE ROLE analytics_reader NOLOGIN; END IF;
       IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'alice') THEN CREATE ROLE alice LOGIN IN ROLE analytics_reader; END IF;
+      IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'priya') THEN CREATE ROLE priya LOGIN IN ROLE analytics_reader, pii_reader; END IF;
       IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pii_reader') THEN CREATE ROLE pii_reader NOLOGIN; END IF;
       IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'etl_service') THEN CREATE ROLE etl_service LOGIN; END IF;
     END $$;
@@ -88,18 +90,18 @@ function applyExamples(): void {
   kubectl(['apply', '-f', join(REPO, 'test/demo/datasetaccess-denied.yaml')]);
 }
 
-/** Alice is a login in analytics_reader; what can she read? */
-async function asAlice(query: string): Promise<string> {
+/** What a demo login (alice: analytics_reader; priya: also pii_reader) reads. */
+async function as(user: 'alice' | 'priya', query: string): Promise<string> {
   const password = randomBytes(18).toString('base64url');
-  await sql('postgres', `ALTER ROLE alice PASSWORD '${password}'`);
+  await sql('postgres', `ALTER ROLE ${user} PASSWORD '${password}'`);
   const client = new pg.Client({
-    host: env.PGHOST, port: Number(env.PGPORT), user: 'alice', password, database: 'analytics',
+    host: env.PGHOST, port: Number(env.PGPORT), user, password, database: 'analytics',
     ssl: { ca: readFileSync(env.PGSSLROOTCERT!, 'utf8'), rejectUnauthorized: true },
   });
   await client.connect();
   try {
     const r = await client.query(query);
-    return `${r.rowCount} rows: ${JSON.stringify(r.rows[0] ?? {})}`;
+    return `${r.rowCount} rows, first: ${JSON.stringify(r.rows[0] ?? {})}`;
   } catch (e) {
     return `ERROR: ${(e as Error).message}`;
   } finally {
@@ -167,14 +169,23 @@ say('The audit trail (steward.audit_log in the analytics database, append-only):
 const audit = await sql('analytics', 'SELECT ts, request_id, actor, action, resource, outcome FROM steward.audit_log ORDER BY id DESC LIMIT 5').catch(() => ({ rows: [] as Record<string, unknown>[] }));
 for (const r of audit.rows) say(`  ${new Date(r.ts as string).toISOString()} ${r.request_id} ${r.actor} ${r.action} ${r.resource} ${r.outcome}`);
 say();
-const granted = await waitForReason('dsa', 'analytics', 'churn-analysis', 'Granted');
+const viewReady = await waitForReason('mv', 'data-eng', 'customer-sales', 'ViewReady');
+const granted = await waitForReason('dsa', 'analytics', 'churn-analysis', 'Granted', 60_000);
 await waitForReason('dsa', 'analytics', 'raw-peek', 'PolicyDenied');
 say('$ kubectl get dsa -n analytics -o wide   (one access granted, one denied by the Warehouse policy)');
 say(kubectl(['get', 'dsa', '-n', 'analytics', '-o', 'wide']).trimEnd());
 say();
-say('alice is a login in analytics_reader. What she can read, connecting over TLS:');
-say(`  SELECT * FROM curated.customer_sales  -> ${await asAlice('SELECT * FROM curated.customer_sales')}`);
-say(`  SELECT * FROM raw.customers           -> ${await asAlice('SELECT * FROM raw.customers')}`);
+say('$ kubectl get mv -n data-eng   (the masked view, built from the MaskedView example)');
+say(kubectl(['get', 'mv', '-n', 'data-eng']).trimEnd());
+say();
+say('alice is a login in analytics_reader. What she reads, connecting over TLS:');
+say(`  SELECT order_id, email, phone, gross_revenue FROM curated.customer_sales  -> ${await as('alice', 'SELECT order_id, email, phone, gross_revenue FROM curated.customer_sales ORDER BY order_id')}`);
+say(`  SELECT * FROM raw.customers  -> ${await as('alice', 'SELECT * FROM raw.customers')}`);
+say('priya is also in pii_reader. The same view shows her the raw values:');
+say(`  SELECT order_id, email, phone, gross_revenue FROM curated.customer_sales  -> ${await as('priya', 'SELECT order_id, email, phone, gross_revenue FROM curated.customer_sales ORDER BY order_id')}`);
+say();
+say('$ bin/steward lineage -o text');
+say(spawnSync(join(REPO, 'bin/steward'), ['lineage', '-o', 'text'], { encoding: 'utf8' }).stdout.trimEnd().split('\n').map((l) => `  ${l}`).join('\n'));
 say();
 say('$ bin/steward plan -f test/demo/datasetaccess-denied.yaml   (exits 1: gate pull requests with it)');
 const plan = spawnSync(join(REPO, 'bin/steward'), ['plan', '-f', join(REPO, 'test/demo/datasetaccess-denied.yaml')], { encoding: 'utf8' });
@@ -192,5 +203,6 @@ say(`  tail -f ${steward.log}   # JSON logs, audit records included`);
 say('  curl -s 127.0.0.1:8080/metrics | grep controller_runtime_reconcile_total');
 say('  psql -d analytics -c "table steward.audit_log"');
 say('  kubectl describe dsa -n analytics churn-analysis');
+say('  kubectl get configmap -n data-eng customer-sales-lineage -o jsonpath={.data.lineage\\.json}');
 say('  make stack-down                       # stops Steward and the stack');
-process.exit(ready && granted ? 0 : 1);
+process.exit(ready && granted && viewReady ? 0 : 1);

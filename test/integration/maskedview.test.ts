@@ -4,12 +4,13 @@ import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { createHmac } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { MASKED_VIEW_TYPE } from '../../src/controllers/maskedview.ts';
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
 import {
-  Steward, apply, condition, ensureNamespace, kube, kubectl, putSecret, randomPassword, stackCa, unique, waitFor, waitForCondition, withPg, type Conditioned,
+  REPO, Steward, apply, condition, ensureNamespace, kube, kubectl, putSecret, randomPassword, stackCa, unique, waitFor, waitForCondition, withPg, type Conditioned,
 } from './harness.ts';
 
 const id = unique('x').slice(2).replace(/-/g, '');
@@ -223,6 +224,17 @@ describe('MaskedView', () => {
       expect(fields[c.name].inputFields.map((f: { name: string; field: string }) => `${f.name.split('.').slice(1).join('.')}.${f.field}`)).toEqual(c.inputs);
       expect(fields[c.name].inputFields.every((f: { transformations: { masking: boolean }[] }) => f.transformations[0]!.masking === c.masked)).toBe(true);
     }
+  });
+
+  it('steward lineage prints every view\'s lineage as one report', () => {
+    const r = spawnSync(join(REPO, 'bin/steward'), ['lineage'], { encoding: 'utf8', env: process.env });
+    expect(r.status, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout);
+    const mine = report.views.find((v: { namespace: string; name: string }) => v.namespace === NS && v.name === 'customer-sales');
+    expect(mine).toMatchObject({ warehouse: WH, dataset: 'curated.customer_sales', owner: 'data-eng' });
+    expect(mine.columns.find((c: { name: string }) => c.name === 'gross_revenue').inputs).toEqual(['raw.orders.quantity', 'raw.orders.unit_price']);
+    const text = spawnSync(join(REPO, 'bin/steward'), ['lineage', '-o', 'text'], { encoding: 'utf8', env: process.env }).stdout;
+    expect(text).toContain('gross_revenue        <- raw.orders.quantity * raw.orders.unit_price');
   });
 
   it('a changed spec replaces the view in one transaction and readers keep seeing masked data', async () => {

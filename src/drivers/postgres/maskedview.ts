@@ -98,15 +98,35 @@ export function createViewStatements(schema: string, name: string, select: strin
   ];
 }
 
-/** Readers' grants: exactly SELECT on the view for the readers, or nobody when sources are exposed. */
-export async function setReaders(client: pg.ClientBase, schema: string, name: string, readers: string[], owner: string): Promise<string[]> {
+/** The view's grants to others than its owner (e.g. a DatasetAccess on it), to carry across a re-create. */
+export async function viewGrants(client: pg.ClientBase, schema: string, name: string): Promise<{ grantee: string; privilege: string }[]> {
+  const r = await client.query<{ grantee: string; privilege: string }>(
+    `SELECT pg_get_userbyid(a.grantee) AS grantee, a.privilege_type AS privilege FROM pg_class c, aclexplode(c.relacl) a
+      WHERE c.oid = $1::regclass AND a.grantee <> c.relowner AND a.grantee <> 0`, [`${quoteIdent(schema)}.${quoteIdent(name)}`]);
+  return r.rows;
+}
+
+const PRIVILEGES = new Set(['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']);
+
+export function regrantStatements(schema: string, name: string, grants: { grantee: string; privilege: string }[], owner: string): string[] {
+  return grants
+    .filter((g) => g.grantee !== owner && PRIVILEGES.has(g.privilege))
+    .map((g) => `GRANT ${g.privilege} ON ${quoteQualified(schema, name)} TO ${quoteIdent(g.grantee)}`);
+}
+
+/**
+ * Readers' grants: SELECT on the view for `readers`; revoked from `formerReaders` that are no longer
+ * readers (or from all of them when sources are exposed). Grants made by others — a DatasetAccess on
+ * the view — are not Steward's MaskedView's to take.
+ */
+export async function setReaders(client: pg.ClientBase, schema: string, name: string, readers: string[], formerReaders: string[]): Promise<string[]> {
   const view = quoteQualified(schema, name);
   const current = await client.query<{ grantee: string }>(
     `SELECT DISTINCT pg_get_userbyid(a.grantee) AS grantee FROM pg_class c, aclexplode(c.relacl) a
-      WHERE c.oid = $1::regclass AND a.grantee <> c.relowner AND a.grantee <> 0`, [`${quoteIdent(schema)}.${quoteIdent(name)}`]);
+      WHERE c.oid = $1::regclass AND a.grantee <> c.relowner AND a.grantee <> 0 AND a.privilege_type = 'SELECT'`, [`${quoteIdent(schema)}.${quoteIdent(name)}`]);
   const statements: string[] = [];
   for (const g of current.rows.map((x) => x.grantee)) {
-    if (!readers.includes(g) && g !== owner) statements.push(`REVOKE ALL ON ${view} FROM ${quoteIdent(g)}`);
+    if (!readers.includes(g) && formerReaders.includes(g)) statements.push(`REVOKE SELECT ON ${view} FROM ${quoteIdent(g)}`);
   }
   const missing = readers.filter((r) => !current.rows.some((x) => x.grantee === r));
   for (const r of missing) {
