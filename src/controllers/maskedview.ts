@@ -129,7 +129,10 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
         await client.query('ROLLBACK');
         return { state: 'Progressing', reason: 'SourceNotFound', message: `source table ${missing.join(', ')} does not exist; retrying`, status: shown };
       }
-      await lockObjects(client, [`view:${viewName}`]);
+      // The same locks, in the same order, as DatasetAccess: tables (the view is one too) first, then
+      // schemas. GRANTs on one table or schema from two sessions would fail with "tuple concurrently updated".
+      await lockObjects(client, [viewName, ...plan.sourceTables].map((t) => `table:${t}`));
+      await lockObjects(client, [...new Set([spec.view.schema, ...plan.sourceTables.map((t) => t.split('.')[0]!)])].map((s) => `schema:${s}`));
       await ensureOwnerRole(client, owner, ownerComment(mv));
       const ctxView = plan.usesHash
         ? { hmacFunction: await hmacFunction(client), keyLookup: await ensureHashKey(client, viewName, owner) }

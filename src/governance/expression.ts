@@ -75,8 +75,9 @@ export function parseExpression(text: string, aliases: readonly string[]): Parse
   }
   const stmts = tree.stmts as Node[];
   if (stmts.length !== 1) {
-    const second = (stmts[1]?.stmt_location as number | undefined) ?? text.indexOf(';') + PREFIX.length;
-    throw new ExpressionError('only a single expression is allowed, not several statements', Math.max(1, second - PREFIX.length + 1));
+    // Point at the semicolon itself (a real token: one inside a string literal would not split).
+    const semicolon = scanSync(PREFIX + text).tokens.find((t) => t.text === ';');
+    throw new ExpressionError('only a single expression is allowed, not several statements', Math.max(1, (semicolon?.start ?? PREFIX.length) - PREFIX.length + 1));
   }
   const select = stmts[0]!.stmt.SelectStmt as Node | undefined;
   const targets = select?.targetList as Node[] | undefined;

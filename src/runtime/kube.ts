@@ -241,9 +241,12 @@ function apiError(status: number, text: string, method: string, path: string): K
   let reason = 'Unknown';
   let message = text.slice(0, 2000);
   try {
-    const body = JSON.parse(text) as { reason?: string; message?: string };
+    const body = JSON.parse(text) as { reason?: string; message?: string; details?: { causes?: { field?: string; message?: string }[] } };
     reason = body.reason ?? reason;
     message = body.message ?? message;
+    // A 422 says only "invalid" at the top; the causes name the fields.
+    const causes = body.details?.causes?.map((c) => `${c.field ?? ''}: ${c.message ?? ''}`).join('; ');
+    if (causes) message = `${message} (${causes})`;
   } catch {
     // not JSON: keep the raw text
   }

@@ -1,0 +1,129 @@
+// MaskedView scan cost: a full scan of the masked view Steward builds over N orders, read as an
+// unprivileged reader (so every mask is computed), against the floor: the same columns from the raw
+// join, in the same run.
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
+import { KubeClient, type KubeObject } from '../src/runtime/kube.ts';
+import { Metrics } from '../src/runtime/metrics.ts';
+import { createLogger } from '../src/runtime/logger.ts';
+import { Manager } from '../src/controllers/manager.ts';
+import { MASKED_VIEW_TYPE } from '../src/controllers/maskedview.ts';
+import { WAREHOUSE_TYPE } from '../src/controllers/warehouse.ts';
+import { SECRET_TYPE } from '../src/runtime/secrets.ts';
+
+const logger = createLogger({ level: 'warn' });
+const NAMESPACE_TYPE = { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false };
+
+function config(database: string): pg.ClientConfig {
+  const env = process.env;
+  return { host: env.PGHOST, port: Number(env.PGPORT), user: env.PGUSER, password: env.PGPASSWORD, database, ssl: { ca: readFileSync(env.PGSSLROOTCERT!, 'utf8'), rejectUnauthorized: true } };
+}
+
+async function sql(database: string, text: string): Promise<pg.QueryResult> {
+  const c = new pg.Client(config(database));
+  c.on('error', () => undefined);
+  await c.connect();
+  try {
+    return await c.query(text);
+  } finally {
+    await c.end();
+  }
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+export async function maskedViewBench(orders: number, rounds: number): Promise<{ floorMs: number; maskedMs: number; kAnonMs: number }> {
+  const id = randomBytes(3).toString('hex');
+  const db = `mvbench_${id}`;
+  const ns = `mvbench-${id}`;
+  const reader = `mvbench_reader_${id}`;
+  const client = KubeClient.fromDefault();
+  await sql('postgres', `CREATE DATABASE ${db}`);
+  const manager = new Manager({ client, logger, metrics: new Metrics({ processMetrics: false }), identity: 'bench', actor: 'steward-bench', resyncMs: 600_000, concurrency: 4 });
+  try {
+    const customers = Math.max(1000, Math.floor(orders / 10));
+    await sql(db, `
+      CREATE SCHEMA raw; CREATE SCHEMA curated;
+      CREATE TABLE raw.customers AS SELECT g AS id, 'user' || g || '@example.com' AS email, '555-' || lpad((g % 10000000)::text, 7, '0') AS phone,
+        (ARRAY['US','DE','FR','GB','NL','SE','NO','DK','FI','IS'])[1 + g % 10] || CASE WHEN g % 997 = 0 THEN '-rare' || g ELSE '' END AS country
+        FROM generate_series(1, ${customers}) g;
+      ALTER TABLE raw.customers ADD PRIMARY KEY (id);
+      CREATE TABLE raw.orders AS SELECT g AS id, 1 + g % ${customers} AS customer_id, 1 + g % 7 AS quantity, (g % 1000) / 10.0 AS unit_price,
+        now() - (g % 365) * interval '1 day' AS created_at FROM generate_series(1, ${orders}) g;
+      ALTER TABLE raw.orders ADD PRIMARY KEY (id);
+      ANALYZE;
+      CREATE ROLE ${reader} NOLOGIN;`);
+    await client.create(NAMESPACE_TYPE, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
+    const secret = (name: string, data: Record<string, string>) => client.create(SECRET_TYPE, {
+      apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: 'steward-system' },
+      data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
+    } as KubeObject);
+    await secret(`${ns}-ca`, { 'ca.crt': readFileSync(process.env.PGSSLROOTCERT!, 'utf8') });
+    await secret(`${ns}-creds`, { username: process.env.PGUSER!, password: process.env.PGPASSWORD! });
+    await client.create(WAREHOUSE_TYPE, {
+      apiVersion: 'steward.dev/v1alpha1', kind: 'Warehouse', metadata: { name: ns },
+      spec: { postgres: { host: 'localhost', port: Number(process.env.PGPORT), database: db, caSecretRef: { namespace: 'steward-system', name: `${ns}-ca` }, credentialsSecretRef: { namespace: 'steward-system', name: `${ns}-creds` } } },
+    } as KubeObject);
+    const view = (name: string, kAnon: boolean) => ({
+      apiVersion: 'steward.dev/v1alpha1', kind: 'MaskedView', metadata: { name: name.replace(/_/g, '-'), namespace: ns },
+      spec: {
+        warehouse: ns, view: { schema: 'curated', name }, from: { table: 'raw.orders', alias: 'o' },
+        joins: [{ table: 'raw.customers', alias: 'c', on: 'c.id = o.customer_id', type: 'inner' }],
+        columns: [
+          { name: 'order_id', expr: 'o.id' }, { name: 'email', expr: 'c.email', mask: 'email' }, { name: 'phone', expr: 'c.phone', mask: 'phone' },
+          { name: 'customer_region', expr: 'c.country' }, { name: 'gross_revenue', expr: 'o.quantity * o.unit_price' }, { name: 'created_at', expr: 'o.created_at' },
+        ],
+        ...(kAnon ? { kAnonymity: { quasiIdentifiers: ['customer_region'], k: 5 } } : {}),
+        unmaskedRoles: [], readers: [reader], owner: 'bench',
+      },
+    } as KubeObject);
+    await manager.start();
+    await client.create(MASKED_VIEW_TYPE, view('sales_masked', false));
+    await client.create(MASKED_VIEW_TYPE, view('sales_kanon', true));
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const r = await sql(db, `SELECT count(*)::int AS n FROM pg_class WHERE relname IN ('sales_masked', 'sales_kanon') AND has_table_privilege('${reader}', oid, 'SELECT')`);
+      if (r.rows[0].n === 2) break;
+      if (Date.now() > deadline) throw new Error('the masked views were not built within 2 minutes');
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    // Every value is produced and read (length() of each text, sums of the numbers): what a client
+    // reading the view would make PostgreSQL compute, without measuring the network.
+    const touchAll = (from: string) => `SELECT count(*), sum(order_id), sum(length(email)), sum(length(phone)), sum(length(customer_region)), sum(gross_revenue), max(created_at) FROM ${from}`;
+    const rawJoin = `(SELECT o.id AS order_id, c.email, c.phone, c.country AS customer_region, o.quantity * o.unit_price AS gross_revenue, o.created_at
+                       FROM raw.orders o JOIN raw.customers c ON c.id = o.customer_id) AS s`;
+    const timed = async (text: string, asReader: boolean): Promise<number> => {
+      const c = new pg.Client(config(db));
+      await c.connect();
+      try {
+        if (asReader) await c.query(`SET ROLE ${reader}`);
+        await c.query(text); // warm the cache and the plan
+        const t = performance.now();
+        await c.query(text);
+        return performance.now() - t;
+      } finally {
+        await c.end();
+      }
+    };
+    const floor: number[] = [];
+    const masked: number[] = [];
+    const kanon: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      floor.push(await timed(touchAll(rawJoin), false));
+      masked.push(await timed(touchAll('curated.sales_masked'), true));
+      kanon.push(await timed(touchAll('curated.sales_kanon'), true));
+    }
+    return { floorMs: median(floor), maskedMs: median(masked), kAnonMs: median(kanon) };
+  } finally {
+    await manager.stop();
+    const views = await client.list<KubeObject>(MASKED_VIEW_TYPE, { namespace: ns }).catch(() => ({ items: [] as KubeObject[] }));
+    for (const v of views.items) await client.patch(MASKED_VIEW_TYPE, v.metadata.name, ns, { metadata: { finalizers: null } }, 'merge').catch(() => undefined);
+    await client.request('DELETE', KubeClient.path(MASKED_VIEW_TYPE, ns)).catch(() => undefined);
+    await client.delete(WAREHOUSE_TYPE, ns).catch(() => undefined);
+    await sql('postgres', `DROP DATABASE ${db} WITH (FORCE)`);
+    const roles = await sql('postgres', `SELECT rolname FROM pg_roles WHERE rolname = '${reader}' OR rolname LIKE 'stw\\_mv\\_mvbench\\_${id}%'`);
+    for (const r of roles.rows) await sql('postgres', `DROP ROLE "${r.rolname}"`);
+    client.close();
+  }
+}

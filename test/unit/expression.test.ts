@@ -1,0 +1,64 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ExpressionError, loadParser, parseExpression } from '../../src/governance/expression.ts';
+import { planView } from '../../src/governance/maskedview.ts';
+import type { MaskedViewSpec } from '../../src/api/maskedview.ts';
+
+beforeAll(loadParser);
+const q = (a: string) => `"${a}"`;
+
+describe('parseExpression (the real PostgreSQL parser)', () => {
+  it.each([
+    ['o.quantity * o.unit_price', '("o"."quantity" * "o"."unit_price")', ['o.quantity', 'o.unit_price']],
+    ["lower(c.email) || '@x'", `(pg_catalog."lower"("c"."email") || '@x')`, ['c.email']],
+    ["coalesce(c.country, 'n/a')", `COALESCE("c"."country", 'n/a')`, ['c.country']],
+    ['o.created_at::date', 'CAST("o"."created_at" AS pg_catalog."date")', ['o.created_at']],
+    ["c.note = 'it''s'", `("c"."note" = 'it''s')`, ['c.note']],
+  ])('renders %s from the parse tree', (text, sql, inputs) => {
+    const p = parseExpression(text, ['o', 'c']);
+    expect(p.sql(q)).toBe(sql);
+    expect(p.inputs.map((i) => `${i.alias}.${i.column}`)).toEqual(inputs);
+  });
+
+  it.each([
+    ['(SELECT 1)', /subqueries are not allowed \(at position 1\)/],
+    ['o.id IN (SELECT id FROM raw.customers)', /subqueries are not allowed \(at position 6\)/],
+    ['o.id; DROP TABLE raw.orders', /single expression, not several statements \(at position 5\)/],
+    ['o.id -- comment', /comments are not allowed \(at position 6\)/],
+    ['o.id /* c */ + 1', /comments are not allowed \(at position 6\)/],
+    ["pg_read_file('/etc/passwd')", /function pg_read_file is not allowed \(at position 1\)/],
+    ['pg_catalog.pg_sleep(1)', /function pg_catalog.pg_sleep is not allowed/],
+    ['x.id', /unknown alias x/],
+    ['id', /write columns as alias.column/],
+    ['o.id +', /not a valid SQL expression: syntax error at end of input \(at position 7\)/],
+    ['count(o.id)', /function count is not allowed/],
+    ['o.id::regclass', /cast to regclass is not allowed/],
+  ])('refuses %s with a position', (text, message) => {
+    expect(() => parseExpression(text, ['o', 'c'])).toThrow(ExpressionError);
+    expect(() => parseExpression(text, ['o', 'c'])).toThrow(message);
+  });
+});
+
+describe('planView', () => {
+  const spec = {
+    warehouse: 'w', view: { schema: 'curated', name: 'v' }, from: { table: 'raw.orders', alias: 'o' },
+    joins: [{ table: 'raw.customers', alias: 'c', on: 'c.id = o.customer_id', type: 'inner' }],
+    columns: [{ name: 'email', expr: 'c.email', mask: 'email' }, { name: 'gross_revenue', expr: 'o.quantity * o.unit_price' }],
+    unmaskedRoles: ['pii_reader'], readers: ['r'], owner: 'o',
+  } as unknown as MaskedViewSpec;
+
+  it('checks membership once per query (an InitPlan), quotes everything, and records lineage', () => {
+    const plan = planView(spec, { keyLookup: 'NULL' });
+    expect(plan.select).toContain(`(SELECT pg_catalog.pg_has_role(CURRENT_USER, 'pii_reader', 'MEMBER'))`);
+    expect(plan.select).toContain('FROM "raw"."orders" AS "o" INNER JOIN "raw"."customers" AS "c" ON ("c"."id" = "o"."customer_id")');
+    expect(plan.lineage.columns).toEqual([
+      { name: 'email', source: 'raw.customers.email', inputs: ['raw.customers.email'], masked: true, mask: 'email' },
+      { name: 'gross_revenue', source: 'raw.orders.quantity * raw.orders.unit_price', inputs: ['raw.orders.quantity', 'raw.orders.unit_price'], masked: false },
+    ]);
+    expect(plan.sourceTables).toEqual(['raw.orders', 'raw.customers']);
+  });
+
+  it('names the field of a refused expression', () => {
+    const bad = { ...spec, joins: [{ ...spec.joins![0]!, on: 'c.id = (SELECT 1)' }] } as MaskedViewSpec;
+    expect(() => planView(bad, { keyLookup: 'NULL' })).toThrow(/^spec\.joins\[0\]\.on: subqueries are not allowed/);
+  });
+});
