@@ -16,6 +16,7 @@ import { EMPTY_STATE, diffGrants, groupRoleName, lockKeys, ownershipComment, usa
 import { dropRoleStatements, isSchemaLock, lockObjects, observe, type Observation, type Statement } from '../drivers/postgres/grants.ts';
 import { planAccess, type AccessPlan } from './datasetaccess-plan.ts';
 import { AuditTableSink } from '../drivers/postgres/audit-table.ts';
+import { inTransaction } from '../drivers/postgres/transaction.ts';
 import { WarehouseConnections, WarehouseSecretError, scrub } from './warehouse-connections.ts';
 
 export const DATASET_ACCESS_TYPE: ResourceType = { group: GROUP, version: VERSION, plural: 'datasetaccesses', kind: 'DatasetAccess', namespaced: true };
@@ -244,9 +245,7 @@ export function datasetAccessCleanup(deps: DatasetAccessDeps) {
     try {
       pool = (await deps.connections.pool(wh)).pool;
       const comment = ownershipComment(namespace, dsa.metadata.name);
-      const client = await pool.connect();
-      try {
-        await client.query('BEGIN');
+      await inTransaction(pool, async (client) => {
         const o = await observe(client, groupRole, target.schema, undefined, usageRoleName(wh.spec.postgres.database, target.schema));
         const ours = o.role.exists && o.role.comment === comment;
         const statements = ours && !orphan ? dropRoleStatements(groupRole) : [];
@@ -260,16 +259,8 @@ export function datasetAccessCleanup(deps: DatasetAccessDeps) {
         if (orphan) {
           await deps.audit.record({ ...base, action: 'access.orphan', resource: `${target.name}/role:${groupRole}`, outcome: 'success', details: { note: 'deletionPolicy Orphan: grants left in place' } }, sink);
         }
-        for (const s of statements) {
-          await deps.audit.record({ ...base, action: s.action, resource: `${target.name}/${s.object}`, outcome: 'success', details: { statement: s.sql } }, sink);
-        }
-        await client.query('COMMIT');
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw err;
-      } finally {
-        client.release();
-      }
+        await deps.audit.recordMany(statements.map((s) => ({ ...base, action: s.action, resource: `${target.name}/${s.object}`, outcome: 'success' as const, details: { statement: s.sql } })), sink);
+      });
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       await deps.audit.record({ request_id: ctx.requestId, kind: 'DatasetAccess', namespace, name: dsa.metadata.name, action: 'role.drop', resource: `${target.name}/role:${groupRole}`, outcome: 'failure', error: message });

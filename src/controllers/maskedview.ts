@@ -19,6 +19,7 @@ import {
 } from '../drivers/postgres/maskedview.ts';
 import { quoteIdent, quoteQualified } from '../drivers/postgres/identifiers.ts';
 import { lockObjects } from '../drivers/postgres/grants.ts';
+import { inTransaction } from '../drivers/postgres/transaction.ts';
 import { WarehouseConnections } from './warehouse-connections.ts';
 
 export const MASKED_VIEW_TYPE: ResourceType = { group: GROUP, version: VERSION, plural: 'maskedviews', kind: 'MaskedView', namespaced: true };
@@ -228,9 +229,7 @@ export function maskedViewCleanup(deps: MaskedViewDeps) {
     const owner = ownerRoleName(mv.metadata.namespace!, mv.metadata.name);
     try {
       const { pool } = await deps.connections.pool(wh);
-      const client = await pool.connect();
-      try {
-        await client.query('BEGIN');
+      await inTransaction(pool, async (client) => {
         const facts = await observeView(client, spec.view.schema, spec.view.name);
         if (facts.exists && facts.comment?.startsWith(`managed by steward: MaskedView ${mv.metadata.namespace}/${mv.metadata.name} `)) {
           await client.query(`DROP VIEW ${quoteQualified(spec.view.schema, spec.view.name)}`);
@@ -238,13 +237,7 @@ export function maskedViewCleanup(deps: MaskedViewDeps) {
         const role = await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [owner]);
         if (role.rowCount) await client.query(`DROP OWNED BY ${quoteIdent(owner)}; DROP ROLE ${quoteIdent(owner)}`);
         await deps.audit.record({ request_id: ctx.requestId, kind: 'MaskedView', namespace: mv.metadata.namespace, name: mv.metadata.name, action: 'view.drop', resource: `${wh.metadata.name}/${spec.view.schema}.${spec.view.name}`, outcome: 'success' }, new AuditTableSink(client));
-        await client.query('COMMIT');
-      } catch (e) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw e;
-      } finally {
-        client.release();
-      }
+      });
       await deps.client.delete(CONFIGMAP_TYPE, `${mv.metadata.name}-lineage`, mv.metadata.namespace).catch(() => undefined);
     } catch (e) {
       return { state: 'Progressing', reason: 'DropFailed', message: `cannot drop the view yet: ${e instanceof Error ? e.message : String(e)}; retrying` };

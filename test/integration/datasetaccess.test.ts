@@ -11,7 +11,7 @@ import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
 import { groupRoleName } from '../../src/governance/grants.ts';
 import {
   REPO, Steward, allEventsText, apply, condition, ensureNamespace, eventsAbout, kube, kubectl, kstatus, pgConfig, putSecret, randomPassword, stackCa, unique,
-  waitFor, waitForCondition, withPg, type Conditioned,
+  waitFor, waitForCondition, warehouseYaml, withPg, type Conditioned,
 } from './harness.ts';
 
 const id = unique('x').slice(2).replace(/-/g, '');
@@ -54,20 +54,7 @@ spec:
 }
 
 function warehouse(policy: string): string {
-  return `
-apiVersion: steward.dev/v1alpha1
-kind: Warehouse
-metadata: {name: ${WH}}
-spec:
-  postgres:
-    host: localhost
-    port: ${process.env.PGPORT}
-    database: ${DB}
-    caSecretRef: {namespace: steward-system, name: ${WH}-ca}
-    credentialsSecretRef: {namespace: steward-system, name: ${WH}-creds}
-  accessPolicy:
-${policy}
-`;
+  return warehouseYaml({ name: WH, database: DB, caSecret: `${WH}-ca`, credsSecret: `${WH}-creds`, policy });
 }
 
 const POLICY = `    - namespaces: {matchNames: [${NS}]}

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
-import { REPO, Steward, apply, ensureNamespace, kube, kubectl, putSecret, stackCa, unique, waitForCondition } from './harness.ts';
+import { REPO, Steward, apply, ensureNamespace, kube, kubectl, putSecret, stackCa, unique, waitForCondition, warehouseYaml } from './harness.ts';
 
 const SA = 'system:serviceaccount:steward-system:steward';
 let steward: Steward | undefined;
@@ -63,18 +63,7 @@ describe('RBAC', () => {
     steward = Steward.start({ args: ['--as', SA] });
     await steward.waitForLog('controllers running as the ServiceAccount', (l) => l.msg === 'controllers running');
     warehouse = unique('wh-rbac');
-    apply(`
-apiVersion: steward.dev/v1alpha1
-kind: Warehouse
-metadata: {name: ${warehouse}}
-spec:
-  postgres:
-    host: localhost
-    port: ${process.env.PGPORT}
-    database: ${process.env.PGDATABASE}
-    caSecretRef: {namespace: steward-system, name: rbac-test-ca}
-    credentialsSecretRef: {namespace: steward-system, name: rbac-test-creds}
-`);
+    apply(warehouseYaml({ name: warehouse, caSecret: 'rbac-test-ca', credsSecret: 'rbac-test-creds' }));
     await waitForCondition(WAREHOUSE_TYPE, warehouse, undefined, 'Ready', 'True');
     const forbidden = steward.logs().match(/.*(: 403 |Forbidden).*/g) ?? [];
     expect(forbidden).toEqual([]);

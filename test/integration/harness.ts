@@ -194,6 +194,23 @@ export class Steward {
   }
 }
 
+/** A Warehouse on the stack's PostgreSQL, its Secrets in steward-system. `policy` is YAML list items. */
+export function warehouseYaml(o: { name: string; credsSecret: string; caSecret?: string; database?: string; port?: number | string; sslMode?: string; policy?: string }): string {
+  return `
+apiVersion: steward.dev/v1alpha1
+kind: Warehouse
+metadata: {name: ${o.name}}
+spec:
+  postgres:
+    host: localhost
+    port: ${o.port ?? process.env.PGPORT}
+    database: ${o.database ?? process.env.PGDATABASE}
+    sslMode: ${o.sslMode ?? 'verify-full'}
+    ${o.caSecret ? `caSecretRef: {namespace: steward-system, name: ${o.caSecret}}` : ''}
+    credentialsSecretRef: {namespace: steward-system, name: ${o.credsSecret}}
+${o.policy ? `  accessPolicy:\n${o.policy}\n` : ''}`;
+}
+
 /** What kstatus (sigs.k8s.io/cli-utils, as used by Flux, Argo CD, kpt) makes of an object. */
 export function kstatus(obj: unknown): { status: string; message: string } {
   const bin = spawnSync('bash', [join(REPO, 'test/stack/build-kstatus.sh')], { encoding: 'utf8' });

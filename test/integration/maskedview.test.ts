@@ -5,12 +5,13 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { createHmac } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
+import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { MASKED_VIEW_TYPE } from '../../src/controllers/maskedview.ts';
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
 import {
-  REPO, Steward, apply, condition, ensureNamespace, kube, kubectl, putSecret, randomPassword, stackCa, unique, waitFor, waitForCondition, withPg, type Conditioned,
+  REPO, Steward, apply, condition, ensureNamespace, kube, kubectl, putSecret, randomPassword, stackCa, unique, waitFor, waitForCondition, warehouseYaml, withPg, type Conditioned,
 } from './harness.ts';
 
 const id = unique('x').slice(2).replace(/-/g, '');
@@ -24,6 +25,16 @@ const PIA = `pia_${id}`;
 const PW = randomPassword();
 const lineageFile = join(mkdtempSync(join(tmpdir(), 'openlineage-')), 'events.ndjson');
 let steward: Steward;
+// An OpenLineage endpoint on loopback, collecting what Steward POSTs.
+const received: any[] = [];
+const endpoint = http.createServer((req, res) => {
+  let body = '';
+  req.on('data', (c) => (body += c));
+  req.on('end', () => {
+    received.push({ path: req.url, contentType: req.headers['content-type'], event: JSON.parse(body) });
+    res.writeHead(201).end();
+  });
+});
 
 const asSuperuser = <T>(fn: (c: pg.Client) => Promise<T>) => withPg(fn, { database: DB });
 async function query(user: string, sql: string): Promise<Record<string, any>[] | string> {
@@ -87,19 +98,10 @@ beforeAll(async () => {
   await ensureNamespace(NS);
   await putSecret('steward-system', `${WH}-ca`, { 'ca.crt': stackCa() });
   await putSecret('steward-system', `${WH}-creds`, { username: process.env.PGUSER!, password: process.env.PGPASSWORD! });
-  apply(`
-apiVersion: steward.dev/v1alpha1
-kind: Warehouse
-metadata: {name: ${WH}}
-spec:
-  postgres:
-    host: localhost
-    port: ${process.env.PGPORT}
-    database: ${DB}
-    caSecretRef: {namespace: steward-system, name: ${WH}-ca}
-    credentialsSecretRef: {namespace: steward-system, name: ${WH}-creds}
-`);
-  steward = Steward.start({ args: ['--resync', '2s', '--openlineage-file', lineageFile] });
+  apply(warehouseYaml({ name: WH, database: DB, caSecret: `${WH}-ca`, credsSecret: `${WH}-creds` }));
+  await new Promise<void>((r) => endpoint.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(endpoint.address() as { port: number }).port}/api/v1/lineage`;
+  steward = Steward.start({ args: ['--resync', '2s', '--openlineage-file', lineageFile, '--openlineage-url', url] });
   await waitForCondition(WAREHOUSE_TYPE, WH, undefined, 'Ready', 'True');
   apply(CUSTOMER_SALES);
   apply(ALL_MASKS);
@@ -113,6 +115,7 @@ afterAll(async () => {
   for (const v of views.items) await kube.delete(MASKED_VIEW_TYPE, v.metadata.name, NS).catch(() => undefined);
   await waitFor('views to be dropped', async () => (await kube.list(MASKED_VIEW_TYPE, { namespace: NS })).items.length === 0, 30_000).catch(() => undefined);
   await steward?.stop();
+  endpoint.close();
   await kube.delete(WAREHOUSE_TYPE, WH).catch(() => undefined);
 });
 
@@ -224,6 +227,10 @@ describe('MaskedView', () => {
       expect(fields[c.name].inputFields.map((f: { name: string; field: string }) => `${f.name.split('.').slice(1).join('.')}.${f.field}`)).toEqual(c.inputs);
       expect(fields[c.name].inputFields.every((f: { transformations: { masking: boolean }[] }) => f.transformations[0]!.masking === c.masked)).toBe(true);
     }
+    // The same event reached the HTTP endpoint.
+    const posted = received.filter((r) => r.event.job.name === `${NS}/customer-sales`).map((r) => r.event);
+    expect(received[0]).toMatchObject({ path: '/api/v1/lineage', contentType: 'application/json' });
+    expect(posted.some((e) => JSON.stringify(e.outputs[0].facets.columnLineage.fields) === JSON.stringify(fields))).toBe(true);
   });
 
   it('steward lineage prints every view\'s lineage as one report', () => {

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
 import { LEASE_TYPE } from '../../src/runtime/leader.ts';
-import { REPO, Steward, apply, ensureNamespace, kube, putSecret, stackCa, unique, waitFor, waitForCondition } from './harness.ts';
+import { REPO, Steward, apply, ensureNamespace, kube, putSecret, stackCa, unique, waitFor, waitForCondition, warehouseYaml } from './harness.ts';
 
 const NS = 'steward-system';
 const stewards: Steward[] = [];
@@ -14,18 +14,7 @@ const warehouses: string[] = [];
 async function newWarehouse(): Promise<string> {
   const name = unique('wh-rt');
   warehouses.push(name);
-  apply(`
-apiVersion: steward.dev/v1alpha1
-kind: Warehouse
-metadata: {name: ${name}}
-spec:
-  postgres:
-    host: localhost
-    port: ${process.env.PGPORT}
-    database: ${process.env.PGDATABASE}
-    caSecretRef: {namespace: ${NS}, name: runtime-test-ca}
-    credentialsSecretRef: {namespace: ${NS}, name: runtime-test-creds}
-`);
+  apply(warehouseYaml({ name, caSecret: 'runtime-test-ca', credsSecret: 'runtime-test-creds' }));
   return name;
 }
 

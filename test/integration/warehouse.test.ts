@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
 import {
   Steward, allEventsText, apply, kstatus, condition, ensureNamespace, eventsAbout, kube, makeUnrelatedCa, putSecret, randomPassword,
-  stackCa, unique, waitFor, waitForCondition, withPg, type Conditioned,
+  stackCa, unique, waitFor, waitForCondition, warehouseYaml, withPg, type Conditioned,
 } from './harness.ts';
 
 const NS = 'steward-system';
@@ -13,28 +13,12 @@ let steward: Steward;
 const created: string[] = [];
 const secretsSeen: string[] = [process.env.PGPASSWORD!];
 
-function warehouseYaml(name: string, opts: { port?: number; sslMode?: string; caSecret?: string; credsSecret: string }): string {
-  return `
-apiVersion: steward.dev/v1alpha1
-kind: Warehouse
-metadata: {name: ${name}}
-spec:
-  postgres:
-    host: localhost
-    port: ${opts.port ?? process.env.PGPORT}
-    database: ${process.env.PGDATABASE}
-    sslMode: ${opts.sslMode ?? 'verify-full'}
-    ${opts.caSecret ? `caSecretRef: {namespace: ${NS}, name: ${opts.caSecret}}` : ''}
-    credentialsSecretRef: {namespace: ${NS}, name: ${opts.credsSecret}}
-`;
-}
-
 async function makeWarehouse(opts: { password?: string; ca?: string; port?: number; sslMode?: string } = {}): Promise<string> {
   const name = unique('wh');
   created.push(name);
   await putSecret(NS, `${name}-creds`, { username: process.env.PGUSER!, password: opts.password ?? process.env.PGPASSWORD! });
   if (opts.ca !== undefined) await putSecret(NS, `${name}-ca`, { 'ca.crt': opts.ca });
-  apply(warehouseYaml(name, { port: opts.port, sslMode: opts.sslMode, caSecret: opts.ca !== undefined ? `${name}-ca` : undefined, credsSecret: `${name}-creds` }));
+  apply(warehouseYaml({ name, port: opts.port, sslMode: opts.sslMode, caSecret: opts.ca !== undefined ? `${name}-ca` : undefined, credsSecret: `${name}-creds` }));
   return name;
 }
 
@@ -123,7 +107,7 @@ describe('Warehouse', () => {
   it('whose credentials Secret does not exist says which Secret to create', async () => {
     const name = unique('wh');
     created.push(name);
-    apply(warehouseYaml(name, { credsSecret: 'does-not-exist', caSecret: undefined, sslMode: 'require' }));
+    apply(warehouseYaml({ name, credsSecret: 'does-not-exist', sslMode: 'require' }));
     const wh = await waitForCondition(WAREHOUSE_TYPE, name, undefined, 'Ready', 'False', 'CredentialsSecretNotFound');
     expect(condition(wh, 'Ready')?.message).toContain(`${NS}/does-not-exist`);
     expect(kstatus(wh)).toMatchObject({ status: 'Failed', message: expect.stringContaining('does-not-exist') });

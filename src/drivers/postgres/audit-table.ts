@@ -2,6 +2,7 @@
 // revokes UPDATE, DELETE and TRUNCATE on it (from PUBLIC and from itself), and a trigger refuses those
 // statements for everyone, superusers included, so a record once written stays.
 import type pg from 'pg';
+import { inTransaction } from './transaction.ts';
 import type { AuditRecord } from '../../audit/record.ts';
 import type { AuditSink } from '../../audit/sink.ts';
 
@@ -42,9 +43,7 @@ REVOKE UPDATE, DELETE, TRUNCATE ON steward.audit_log FROM CURRENT_USER;
 
 /** Creates steward.audit_log unless it exists; then checks that Steward can append to it. */
 export async function ensureAuditTable(pool: pg.Pool): Promise<void> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  await inTransaction(pool, async (client) => {
     // Two Steward processes, or two Warehouses on one database, must not race on the DDL.
     await client.query("SELECT pg_advisory_xact_lock(hashtext('steward.audit_log'))");
     const exists = await client.query<{ exists: boolean }>("SELECT to_regclass('steward.audit_log') IS NOT NULL AS exists");
@@ -55,13 +54,7 @@ export async function ensureAuditTable(pool: pg.Pool): Promise<void> {
     if (!canInsert.rows[0]?.ok) {
       throw new Error(`steward.audit_log exists but ${canInsert.rows[0]?.usr} cannot insert into it: GRANT USAGE ON SCHEMA steward and INSERT ON steward.audit_log to it`);
     }
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+  });
 }
 
 /** Writes records with bind parameters; pass a transaction's client to commit with the action. */
