@@ -82,16 +82,35 @@ export function planView(spec: MaskedViewSpec, ctx: ViewContext): ViewPlan {
     const expr = withField(`spec.columns[${i}].expr`, () => parseExpression(column.expr, aliases));
     return { column, expr, inner: `__c${i}` };
   });
+  // A mask that reads one table only is computed in that table's own scan, before the join: PII sits
+  // on dimension tables (customers), so it is masked once per customer, not once per joined order.
+  // OFFSET 0 keeps the planner from pulling the expression back up above the join.
+  const premasked = new Map<string, { name: string; sql: string }[]>();
+  const maskedIn = new Map<number, string>();
+  parsed.forEach((p, i) => {
+    const sources = new Set(p.expr.inputs.map((c) => c.alias));
+    if (!p.column.mask || sources.size !== 1) return;
+    const alias = [...sources][0]!;
+    const name = `__steward_mask_${i}`;
+    premasked.set(alias, [...(premasked.get(alias) ?? []), { name, sql: maskSql(p.column, p.expr.sql(aliasSql), ctx) }]);
+    maskedIn.set(i, `${q(alias)}.${q(name)}`);
+  });
+  const source = (table: string, alias: string) => {
+    const extra = premasked.get(alias);
+    if (!extra) return `${qualified(table)} AS ${q(alias)}`;
+    return `(SELECT ${q(alias)}.*, ${extra.map((e) => `${e.sql} AS ${q(e.name)}`).join(', ')} FROM ${qualified(table)} AS ${q(alias)} OFFSET 0) AS ${q(alias)}`;
+  };
   const joins = (spec.joins ?? []).map((j, i) => {
     const on = withField(`spec.joins[${i}].on`, () => parseExpression(joinCondition(j), aliases));
     const type = { inner: 'INNER', left: 'LEFT', right: 'RIGHT', full: 'FULL' }[j.type ?? 'inner'];
-    return ` ${type} JOIN ${qualified(j.table)} AS ${q(j.alias)} ON ${on.sql(aliasSql)}`;
+    return ` ${type} JOIN ${source(j.table, j.alias)} ON ${on.sql(aliasSql)}`;
   });
   const k = spec.kAnonymity;
   const quasi = new Set(k?.quasiIdentifiers ?? []);
   const quasiInner = parsed.filter((p) => quasi.has(p.column.name)).map((p) => p.expr.sql(aliasSql));
   const innerColumns = [
     ...parsed.map((p) => `${p.expr.sql(aliasSql)} AS ${q(p.inner)}`),
+    ...[...maskedIn.entries()].map(([i, sql]) => `${sql} AS ${q(`__m${i}`)}`),
     ...(k ? [`pg_catalog.count(*) OVER (PARTITION BY ${quasiInner.join(', ')}) AS "__k"`] : []),
   ];
   // An uncorrelated scalar subquery is an InitPlan: membership is checked once per query, not once
@@ -99,9 +118,10 @@ export function planView(spec: MaskedViewSpec, ctx: ViewContext): ViewPlan {
   const unmasked = (spec.unmaskedRoles ?? []).length
     ? `(SELECT ${(spec.unmaskedRoles ?? []).map((r) => `pg_catalog.pg_has_role(CURRENT_USER, ${lit(r)}, 'MEMBER')`).join(' OR ')})`
     : 'FALSE';
-  const outer = parsed.map((p) => {
+  const outer = parsed.map((p, i) => {
     const raw = `"s".${q(p.inner)}`;
-    let value = p.column.mask ? `CASE WHEN ${unmasked} THEN ${raw} ELSE ${maskSql(p.column, raw, ctx)} END` : raw;
+    const masked = maskedIn.has(i) ? `"s".${q(`__m${i}`)}` : maskSql(p.column, raw, ctx);
+    let value = p.column.mask ? `CASE WHEN ${unmasked} THEN ${raw} ELSE ${masked} END` : raw;
     if (k && quasi.has(p.column.name)) {
       // Small-population guard: a combination seen fewer than k times reads NULL for the unprivileged.
       value = `CASE WHEN ${unmasked} THEN ${raw} WHEN "s"."__k" < ${Math.trunc(k.k)} THEN NULL ELSE ${value} END`;
@@ -109,7 +129,7 @@ export function planView(spec: MaskedViewSpec, ctx: ViewContext): ViewPlan {
     return `${value} AS ${q(p.column.name)}`;
   });
   const select =
-    `SELECT ${outer.join(', ')} FROM (SELECT ${innerColumns.join(', ')} FROM ${qualified(spec.from.table)} AS ${q(spec.from.alias)}${joins.join('')}) AS "s"`;
+    `SELECT ${outer.join(', ')} FROM (SELECT ${innerColumns.join(', ')} FROM ${source(spec.from.table, spec.from.alias)}${joins.join('')}) AS "s"`;
 
   const display = (a: string) => tableOf.get(a) ?? a;
   const columns: LineageColumn[] = parsed.map((p) => ({

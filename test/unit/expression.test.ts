@@ -49,7 +49,9 @@ describe('planView', () => {
   it('checks membership once per query (an InitPlan), quotes everything, and records lineage', () => {
     const plan = planView(spec, { keyLookup: 'NULL' });
     expect(plan.select).toContain(`(SELECT pg_catalog.pg_has_role(CURRENT_USER, 'pii_reader', 'MEMBER'))`);
-    expect(plan.select).toContain('FROM "raw"."orders" AS "o" INNER JOIN "raw"."customers" AS "c" ON ("c"."id" = "o"."customer_id")');
+    // The email mask reads one table: it is computed in that table's scan, before the join.
+    expect(plan.select).toContain('FROM "raw"."orders" AS "o" INNER JOIN (SELECT "c".*, (pg_catalog.left(CAST("c"."email" AS pg_catalog.text), 2)');
+    expect(plan.select).toContain('FROM "raw"."customers" AS "c" OFFSET 0) AS "c" ON ("c"."id" = "o"."customer_id")');
     expect(plan.lineage.columns).toEqual([
       { name: 'email', source: 'raw.customers.email', inputs: ['raw.customers.email'], masked: true, mask: 'email' },
       { name: 'gross_revenue', source: 'raw.orders.quantity * raw.orders.unit_price', inputs: ['raw.orders.quantity', 'raw.orders.unit_price'], masked: false },
