@@ -6,7 +6,7 @@ import type { DatasetAccess } from '../api/datasetaccess.ts';
 import type { Warehouse } from '../api/warehouse.ts';
 import { GROUP, VERSION } from '../api/schema.ts';
 import type { KubeObject, ResourceType } from '../runtime/kube.ts';
-import type { Outcome, ReconcileContext } from '../runtime/controller.ts';
+import { StaleObservation, type Outcome, type ReconcileContext } from '../runtime/controller.ts';
 import { findCondition, isTrue } from '../runtime/conditions.ts';
 import type { AuditTrail } from '../audit/sink.ts';
 import type { AuditOutcome } from '../audit/record.ts';
@@ -17,6 +17,7 @@ import { dropRoleStatements, isSchemaLock, lockObjects, observe, type Observatio
 import { planAccess, type AccessPlan } from './datasetaccess-plan.ts';
 import { AuditTableSink } from '../drivers/postgres/audit-table.ts';
 import { inTransaction } from '../drivers/postgres/transaction.ts';
+import type { ConnectionSettings } from '../drivers/postgres/connection.ts';
 import { WarehouseConnections, WarehouseSecretError, scrub } from './warehouse-connections.ts';
 
 export const DATASET_ACCESS_TYPE: ResourceType = { group: GROUP, version: VERSION, plural: 'datasetaccesses', kind: 'DatasetAccess', namespaced: true };
@@ -35,8 +36,6 @@ function display(dsa: DatasetAccess) {
   if (!t) return { principal: dsa.spec.principal.iamRole ?? '', dataset: `s3://${dsa.spec.s3?.bucket}/${dsa.spec.s3?.prefix ?? ''}`, privileges: dsa.spec.s3?.access ?? 'read' };
   return { principal: dsa.spec.principal.role ?? '', dataset: `${t.name}/${t.schema}.${t.tables.join(',')}`, privileges: (t.privileges ?? ['SELECT']).join(',') };
 }
-
-class Conflict extends Error {}
 
 export function datasetAccessReconciler(deps: DatasetAccessDeps) {
   /** Runs `plan(observation)` under locks in one transaction, with an audit record per statement. */
@@ -65,7 +64,7 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
       const observation = expected.locks.length ? await observe(client, groupRole, schema, principal, usageRole) : first;
       const actual = expected.locks.length ? plan(observation) : expected;
       const unlocked = actual.locks.filter((k) => !expected.locks.includes(k));
-      if (unlocked.length) throw new Conflict(`objects changed while locking (${unlocked.join(', ')}); retrying`);
+      if (unlocked.length) throw new StaleObservation(`objects changed while locking (${unlocked.join(', ')}); retrying`);
       let schemasLocked = false;
       for (const s of actual.statements) {
         if (!schemasLocked && s.object.startsWith('schema:')) {
@@ -119,8 +118,9 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
     const audit = (action: string, outcome: AuditOutcome, resource: string, extra: { error?: string; details?: Record<string, unknown> } = {}) => ({ action, outcome, resource: `${target.name}/${resource}`, ...extra });
 
     let pool: pg.Pool;
+    let settings: ConnectionSettings;
     try {
-      pool = (await deps.connections.pool(wh)).pool;
+      ({ pool, settings } = await deps.connections.pool(wh));
     } catch (err) {
       if (err instanceof WarehouseSecretError) return { state: 'Progressing', reason: 'WarehouseNotReady', message: err.message, status };
       throw err;
@@ -220,8 +220,8 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
         requeueAfterMs: expiry.at ? Math.max(1, expiry.at.getTime() - Date.now()) : undefined,
       };
     } catch (err) {
-      if (err instanceof Conflict) throw err;
-      const message = scrub(err instanceof Error ? err.message : String(err), undefined);
+      if (err instanceof StaleObservation) throw err;
+      const message = scrub(err instanceof Error ? err.message : String(err), settings);
       await deps.audit.record({ request_id: ctx.requestId, kind: 'DatasetAccess', namespace, name: dsa.metadata.name, action: 'reconcile', resource: `${target.name}/role:${groupRole}`, outcome: 'failure', error: message }, new AuditTableSink(pool))
         .catch(() => undefined);
       throw err;

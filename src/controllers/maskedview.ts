@@ -15,7 +15,7 @@ import { ExpressionError, loadParser } from '../governance/expression.ts';
 import { planView, type ViewPlan } from '../governance/maskedview.ts';
 import { AuditTableSink } from '../drivers/postgres/audit-table.ts';
 import {
-  createViewStatements, ensureHashKey, ensureOwnerRole, hmacFunction, observeView, regrantStatements, setReaders, sourceExposure, tablesMissing, viewGrants,
+  createViewStatements, ensureHashKey, ensureOwnerRole, findHmacFunction, hashKeyLookup, observeView, regrantStatements, setReaders, sourceExposure, tablesMissing, viewGrants,
 } from '../drivers/postgres/maskedview.ts';
 import { quoteIdent, quoteQualified } from '../drivers/postgres/identifiers.ts';
 import { lockObjects } from '../drivers/postgres/grants.ts';
@@ -130,22 +130,28 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
         await client.query('ROLLBACK');
         return { state: 'Progressing', reason: 'SourceNotFound', message: `source table ${missing.join(', ')} does not exist; retrying`, status: shown };
       }
-      // The same locks, in the same order, as DatasetAccess: tables (the view is one too) first, then
-      // schemas. GRANTs on one table or schema from two sessions would fail with "tuple concurrently updated".
-      await lockObjects(client, [viewName, ...plan.sourceTables].map((t) => `table:${t}`));
-      await lockObjects(client, [...new Set([spec.view.schema, ...plan.sourceTables.map((t) => t.split('.')[0]!)])].map((s) => `schema:${s}`));
-      await ensureOwnerRole(client, owner, ownerComment(mv));
-      const ctxView = plan.usesHash
-        ? { hmacFunction: await hmacFunction(client), keyLookup: await ensureHashKey(client, viewName, owner) }
-        : { keyLookup: 'NULL' };
-      plan = planView(spec, ctxView);
-      const sha = createHash('sha256').update(plan.select).digest('hex').slice(0, 16);
+      // Plan with what is there, read-only: an idle resync changes nothing and takes no lock.
+      const keyLookup = hashKeyLookup(viewName);
+      let hmac = plan.usesHash ? await findHmacFunction(client) : undefined;
+      plan = planView(spec, { hmacFunction: hmac ?? '"public"."hmac"', keyLookup });
+      let sha = createHash('sha256').update(plan.select).digest('hex').slice(0, 16);
       const facts = await observeView(client, spec.view.schema, spec.view.name);
       if (facts.exists && !facts.comment?.startsWith(`managed by steward: MaskedView ${namespace}/${mv.metadata.name} `)) {
         await client.query('ROLLBACK');
         return { state: 'Stalled', reason: 'ViewConflict', message: `${viewName} exists and is not this MaskedView's; rename or drop it`, status: shown };
       }
       if (!facts.exists || facts.comment !== viewComment(mv, sha)) {
+        // The same locks, in the same order, as DatasetAccess: tables (the view is one too) first,
+        // then schemas. GRANTs on one table or schema from two sessions would fail with "tuple
+        // concurrently updated".
+        await lockObjects(client, [viewName, ...plan.sourceTables].map((t) => `table:${t}`));
+        await lockObjects(client, [...new Set([spec.view.schema, ...plan.sourceTables.map((t) => t.split('.')[0]!)])].map((x) => `schema:${x}`));
+        await ensureOwnerRole(client, owner, ownerComment(mv));
+        if (plan.usesHash) {
+          hmac = await ensureHashKey(client, viewName, owner);
+          plan = planView(spec, { hmacFunction: hmac, keyLookup });
+          sha = createHash('sha256').update(plan.select).digest('hex').slice(0, 16);
+        }
         // Replace in one transaction: readers wait on the lock, then see the new masked view. Grants
         // others made on the view (a DatasetAccess) are carried over to the new one.
         const kept = facts.exists ? await viewGrants(client, spec.view.schema, spec.view.name) : [];
@@ -158,7 +164,9 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
       const formerReaders = [...new Set([...spec.readers, ...(mv.status?.readers ?? '').split(',').filter(Boolean)])];
       const grants = await setReaders(client, spec.view.schema, spec.view.name, exposed.length ? [] : spec.readers, formerReaders);
       if (changedView || grants.length) await record(client, changedView ? 'view.replace' : 'view.grants', 'success', { sha, grants, maskedColumns: plan.maskedColumns });
-      if (exposed.length) await record(client, 'view.sources_exposed', 'denied', { exposed });
+      // Audited when it is found, not on every resync while it lasts.
+      const alreadyExposed = findCondition(mv.status?.conditions, 'SourcesLocked')?.status === 'False';
+      if (exposed.length && !alreadyExposed) await record(client, 'view.sources_exposed', 'denied', { exposed });
       await client.query('COMMIT');
     } catch (e) {
       await client.query('ROLLBACK').catch(() => undefined);
@@ -169,8 +177,11 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
     }
 
     // Lineage: status, ConfigMap, OpenLineage (when it changed).
+    // Only when something changed: an idle resync makes no API call.
     const lineageChanged = JSON.stringify(mv.status?.lineage) !== JSON.stringify(plan.lineage);
-    await writeLineageConfigMap(deps.client, mv, lineageDocument(mv, plan, ctx.now));
+    if (lineageChanged || mv.status?.observedGeneration !== mv.metadata.generation) {
+      await writeLineageConfigMap(deps.client, mv, lineageDocument(mv, plan, ctx.now));
+    }
     if (lineageChanged) {
       await sendOpenLineage(deps.openLineage, openLineageEvent(mv, wh, plan, ctx.now)).catch((e: unknown) => ctx.logger.warn({ err: String(e) }, 'could not send the OpenLineage event'));
     }

@@ -47,7 +47,7 @@ export function warehouseReconciler(deps: WarehouseDeps) {
       }
       if (!facts.ssl) {
         // Cannot happen with the TLS settings Steward uses; if it does, trust nothing.
-        return failedOutcome(wh, 'Stalled', 'NotEncrypted', `the server reports this session as unencrypted (pg_stat_ssl.ssl = false); Steward will not use it`, tlsUnknown('NotEncrypted', 'session not encrypted'));
+        return failedOutcome('Stalled', 'NotEncrypted', `the server reports this session as unencrypted (pg_stat_ssl.ssl = false); Steward will not use it`, tlsUnknown('NotEncrypted', 'session not encrypted'));
       }
       if (!auditTableReady.has(pool)) {
         try {
@@ -56,14 +56,14 @@ export function warehouseReconciler(deps: WarehouseDeps) {
         } catch (err) {
           const message = scrub(errMessage(err), settings);
           await audit('failure', 'audit_table.ensure', message);
-          return failedOutcome(wh, 'Stalled', 'AuditTableUnavailable', `cannot create the append-only audit table steward.audit_log: ${message}. Grant the Warehouse's user CREATE on the database.`);
+          return failedOutcome('Stalled', 'AuditTableUnavailable', `cannot create the append-only audit table steward.audit_log: ${message}. Grant the Warehouse's user CREATE on the database.`);
         }
         await audit('success', 'audit_table.ensure', undefined, { table: 'steward.audit_log' }).then((r) => new AuditTableSink(pool).write(r));
       }
 
       const sslMode = settings.sslMode;
       const tlsMessage = `${facts.tlsVersion} ${facts.cipher}: ${TLS_WHAT[sslMode]}`;
-      const wasReady = findCondition(statusConditions(wh), 'Ready')?.status === 'True';
+      const wasReady = findCondition(wh.status?.conditions, 'Ready')?.status === 'True';
       if (!wasReady) {
         const record = await audit('success', 'warehouse.connect', undefined, { tls: facts.tlsVersion, cipher: facts.cipher, sslMode, serverVersion: facts.serverVersion });
         await new AuditTableSink(pool).write(record);
@@ -80,14 +80,14 @@ export function warehouseReconciler(deps: WarehouseDeps) {
     } catch (err) {
       if (err instanceof WarehouseSecretError) {
         await auditOnChange(wh, err.reason, () => audit('failure', 'warehouse.connect', err.message));
-        return failedOutcome(wh, 'Stalled', err.reason, err.message, tlsUnknown(err.reason, 'not connected'));
+        return failedOutcome('Stalled', err.reason, err.message, tlsUnknown(err.reason, 'not connected'));
       }
       const failure = classifyConnectionError(err);
       // Node appends advice about its own trust store to TLS errors; it does not apply to a Warehouse.
       const detail = scrub(errMessage(err), settings).replace(/; if the root CA is installed locally.*$/, '');
       await auditOnChange(wh, failure, () => audit('failure', 'warehouse.connect', detail));
       const [state, message, tls] = describeFailure(failure, wh, detail);
-      return failedOutcome(wh, state, failure, message, tls);
+      return failedOutcome(state, failure, message, tls);
     }
   };
 }
@@ -117,7 +117,7 @@ function describeFailure(failure: ReturnType<typeof classifyConnectionError>, wh
   }
 }
 
-function failedOutcome(_wh: Warehouse, state: Outcome['state'], reason: string, message: string, tls?: ConditionInput): Outcome {
+function failedOutcome(state: Outcome['state'], reason: string, message: string, tls?: ConditionInput): Outcome {
   return {
     state,
     reason,
@@ -131,13 +131,9 @@ function tlsUnknown(reason: string, message: string): ConditionInput {
   return { type: 'TLSVerified', status: 'Unknown', reason, message };
 }
 
-function statusConditions(wh: Warehouse) {
-  return wh.status?.conditions;
-}
-
 /** Repeated identical failures (backoff retries) are audited once, when the reason first appears. */
 async function auditOnChange(wh: Warehouse, reason: string, write: () => Promise<unknown>): Promise<void> {
-  const ready = findCondition(statusConditions(wh), 'Ready');
+  const ready = findCondition(wh.status?.conditions, 'Ready');
   if (ready?.status === 'False' && ready.reason === reason) return;
   await write();
 }

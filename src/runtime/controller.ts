@@ -38,6 +38,12 @@ export interface Outcome {
   requeueAfterMs?: number;
 }
 
+/**
+ * Thrown by a reconciler whose view of an external system went stale mid-way (another writer got
+ * there first). Like an API conflict, it is retried soon and quietly: it is not an error to report.
+ */
+export class StaleObservation extends Error {}
+
 export interface ReconcileContext {
   requestId: string;
   logger: Logger;
@@ -145,7 +151,7 @@ export class Controller<T extends KubeObject> {
   }
 
   private async process(key: string): Promise<void> {
-    const { name: controller, metrics } = { name: this.opts.name, metrics: this.opts.metrics };
+    const { name: controller, metrics } = this.opts;
     const obj = this.informer.get(key);
     if (!obj) {
       this.queue.forget(key);
@@ -183,7 +189,7 @@ export class Controller<T extends KubeObject> {
       metrics.reconcileTotal.inc({ controller, result: 'error' });
       const message = err instanceof Error ? err.message : String(err);
       // A conflict means our view was stale: the watch brings the new version; retry soon, quietly.
-      if (isConflict(err) || isNotFound(err)) {
+      if (isConflict(err) || isNotFound(err) || err instanceof StaleObservation) {
         ctx.logger.debug({ err: message }, 'stale object; retrying');
       } else {
         ctx.logger.error({ err: message }, 'reconcile failed');

@@ -114,7 +114,7 @@ export class LeaderElector {
     try {
       let lease: Lease;
       try {
-        lease = await this.client.get<Lease>(LEASE_TYPE, this.options.name, this.options.namespace, );
+        lease = await this.client.get<Lease>(LEASE_TYPE, this.options.name, this.options.namespace);
       } catch (err) {
         if (!isNotFound(err)) throw err;
         await this.client.create(LEASE_TYPE, {

@@ -267,12 +267,18 @@ describe('DatasetAccess expiry', () => {
     expect(await steward.stop('SIGTERM')).toBe(0);
     await new Promise((r) => setTimeout(r, Math.max(0, deadline.getTime() - Date.now() + 500)));
     expect(await can('SELECT * FROM curated.customer_sales')).toBe(true); // nobody revoked it yet
-    steward = Steward.start({ args: ['--resync', '3s'] });
+    // Other work waiting too, listed first (the API lists by name): without the priority it would
+    // be done first. One worker, so the order is the queue's order.
+    apply(dsa('aaa-pending', { tables: ['other'] }));
+    steward = Steward.start({ args: ['--resync', '3s', '--concurrency', '1'] });
     await waitForCondition(DATASET_ACCESS_TYPE, 'while-down', NS, 'Expired', 'True');
     expect(await can('SELECT * FROM curated.customer_sales')).toMatch(/permission denied/);
-    const firstGrantWork = steward.logLines().find((l) => (l.audit as { kind?: string } | undefined)?.kind === 'DatasetAccess');
-    expect((firstGrantWork?.audit as { name: string }).name).toBe('while-down');
+    await waitReady('aaa-pending');
+    const work = steward.logLines().map((l) => l.audit as { kind?: string; name?: string } | undefined).filter((a) => a?.kind === 'DatasetAccess');
+    expect(work[0]?.name).toBe('while-down');
+    expect(work.some((a) => a?.name === 'aaa-pending')).toBe(true);
     await deleteAccess('while-down');
+    await deleteAccess('aaa-pending');
   });
 });
 

@@ -34,20 +34,28 @@ export async function ensureOwnerRole(client: pg.ClientBase, role: string, comme
   }
 }
 
-/** Where pgcrypto's hmac() lives, installing pgcrypto when it is missing. */
-export async function hmacFunction(client: pg.ClientBase): Promise<string> {
-  await client.query('CREATE EXTENSION IF NOT EXISTS pgcrypto');
+/** Where pgcrypto's hmac() lives, if pgcrypto is installed. Read-only. */
+export async function findHmacFunction(client: pg.ClientBase): Promise<string | undefined> {
   const r = await client.query<{ nspname: string }>(`SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pgcrypto'`);
-  return `${quoteIdent(r.rows[0]!.nspname)}."hmac"`;
+  return r.rows[0] ? `${quoteIdent(r.rows[0].nspname)}."hmac"` : undefined;
 }
 
-/** A random 32-byte key per view, created once and kept: the hash is stable across re-creates. */
+/** The SQL the view uses to read its hash key: names the key's row, never the key. */
+export function hashKeyLookup(viewName: string): string {
+  return `(SELECT k.key FROM steward.mask_keys AS k WHERE k.view_name = ${quoteLiteral(viewName)})`;
+}
+
+/**
+ * Installs pgcrypto if needed and a random 32-byte key for the view, created once and kept (the hash
+ * is stable across re-creates), readable by the view's owner only. Returns where hmac() lives.
+ */
 export async function ensureHashKey(client: pg.ClientBase, viewName: string, owner: string): Promise<string> {
+  await client.query('CREATE EXTENSION IF NOT EXISTS pgcrypto');
   await client.query(KEYS_DDL);
   await client.query(`INSERT INTO steward.mask_keys (view_name, key) VALUES ($1, gen_random_bytes(32)) ON CONFLICT (view_name) DO NOTHING`, [viewName]);
   await client.query(`GRANT USAGE ON SCHEMA steward TO ${quoteIdent(owner)}`);
   await client.query(`GRANT SELECT ON steward.mask_keys TO ${quoteIdent(owner)}`);
-  return `(SELECT k.key FROM steward.mask_keys AS k WHERE k.view_name = ${quoteLiteral(viewName)})`;
+  return (await findHmacFunction(client))!;
 }
 
 export interface Exposure {
@@ -129,15 +137,17 @@ export async function setReaders(client: pg.ClientBase, schema: string, name: st
     if (!readers.includes(g) && formerReaders.includes(g)) statements.push(`REVOKE SELECT ON ${view} FROM ${quoteIdent(g)}`);
   }
   const missing = readers.filter((r) => !current.rows.some((x) => x.grantee === r));
+  const schemaGrants: string[] = [];
   for (const r of missing) {
     const usage = await client.query<{ ok: boolean }>('SELECT has_schema_privilege($1, $2, $3) AS ok', [r, schema, 'USAGE']);
-    if (!usage.rows[0]?.ok) {
-      // The schema's row is shared with every grant in it: serialize, as DatasetAccess does.
-      await lockObjects(client, [`schema:${schema}`]);
-      statements.push(`GRANT USAGE ON SCHEMA ${quoteIdent(schema)} TO ${quoteIdent(r)}`);
-    }
+    if (!usage.rows[0]?.ok) schemaGrants.push(`GRANT USAGE ON SCHEMA ${quoteIdent(schema)} TO ${quoteIdent(r)}`);
     statements.push(`GRANT SELECT ON ${view} TO ${quoteIdent(r)}`);
   }
-  for (const s of statements) await client.query(s);
-  return statements;
+  if (statements.length === 0) return [];
+  // Nothing to change costs no lock. Otherwise the same order as DatasetAccess: the view (a table)
+  // first, then its schema, whose catalog row every grant in it shares.
+  await lockObjects(client, [`table:${schema}.${name}`]);
+  if (schemaGrants.length) await lockObjects(client, [`schema:${schema}`]);
+  for (const s of [...statements, ...schemaGrants]) await client.query(s);
+  return [...statements, ...schemaGrants];
 }
