@@ -80,6 +80,16 @@ const ALL_MASKS = view('all-masks', `  view: {schema: curated, name: all_masks}
     - {name: country, expr: c.country}
   kAnonymity: {quasiIdentifiers: [country], k: 2}`);
 
+// Two quasi-identifiers, NULLs among them, and phone numbers written every usual way.
+const GUARD = view('guard', `  view: {schema: curated, name: guard}
+  from: {table: raw.people, alias: p}
+  columns:
+    - {name: id, expr: p.id}
+    - {name: phone, expr: p.phone, mask: phone}
+    - {name: country, expr: p.country}
+    - {name: city, expr: p.city}
+  kAnonymity: {quasiIdentifiers: [country, city], k: 2}`);
+
 beforeAll(async () => {
   await withPg((c) => c.query(`CREATE DATABASE ${DB}`));
   await asSuperuser((c) => c.query(`
@@ -91,6 +101,9 @@ beforeAll(async () => {
       (3, 'carol@example.net', '555-010-9012', 'US', '2026-04-20'), (4, 'dave@example.de', '555-010-3456', 'DE', '2026-05-05'),
       (5, 'erin@example.fr', '555-010-7890', 'FR', '2026-06-30');
     INSERT INTO raw.orders VALUES (100, 1, 2, 9.50, now()), (101, 2, 1, 120.00, now()), (102, 4, 5, 3.20, now());
+    CREATE TABLE raw.people (id int PRIMARY KEY, phone text, country text, city text);
+    INSERT INTO raw.people VALUES (1, '+1 (555) 010-1234', 'US', 'Austin'), (2, '555.010.5678', 'US', 'Austin'),
+      (3, '555/010 9012', 'US', 'Boston'), (4, '5550103456', NULL, 'Paris'), (5, '+33 1 23 45 67 89', NULL, 'Paris'), (6, NULL, 'DE', NULL);
     CREATE ROLE ${READER} NOLOGIN; CREATE ROLE ${PII} NOLOGIN;
     CREATE ROLE ${ANA} LOGIN PASSWORD '${PW}' IN ROLE ${READER};
     CREATE ROLE ${PIA} LOGIN PASSWORD '${PW}' IN ROLE ${READER}, ${PII};
@@ -105,8 +118,10 @@ beforeAll(async () => {
   await waitForCondition(WAREHOUSE_TYPE, WH, undefined, 'Ready', 'True');
   apply(CUSTOMER_SALES);
   apply(ALL_MASKS);
+  apply(GUARD);
   await waitForCondition(MASKED_VIEW_TYPE, 'customer-sales', NS, 'Ready', 'True');
   await waitForCondition(MASKED_VIEW_TYPE, 'all-masks', NS, 'Ready', 'True');
+  await waitForCondition(MASKED_VIEW_TYPE, 'guard', NS, 'Ready', 'True');
 });
 
 afterAll(async () => {
@@ -167,6 +182,26 @@ describe('MaskedView', () => {
     ]);
     const privileged = (await query(PIA, 'SELECT id, country FROM curated.all_masks ORDER BY id')) as Record<string, any>[];
     expect(privileged.map((r) => r.country)).toEqual(['US', 'US', 'US', 'DE', 'FR']);
+  });
+
+  it('the guard counts combinations of several quasi-identifiers over the whole view, and hides combinations holding a NULL', async () => {
+    const rows = (await query(ANA, 'SELECT id, country, city FROM curated.guard ORDER BY id')) as Record<string, any>[];
+    expect(rows).toEqual([
+      { id: 1, country: 'US', city: 'Austin' }, { id: 2, country: 'US', city: 'Austin' },
+      { id: 3, country: null, city: null }, // (US, Boston) occurs once
+      { id: 4, country: null, city: null }, { id: 5, country: null, city: null }, // (NULL, Paris) matches no count: hidden
+      { id: 6, country: null, city: null }, // (DE, NULL) occurs once
+    ]);
+    // A reader's WHERE does not shrink the population the guard counts.
+    expect(await query(ANA, 'SELECT country, city FROM curated.guard WHERE id = 1')).toEqual([{ country: 'US', city: 'Austin' }]);
+    expect(await query(ANA, `SELECT id FROM curated.guard WHERE city = 'Boston'`)).toEqual([]);
+    const privileged = (await query(PIA, 'SELECT country, city FROM curated.guard ORDER BY id')) as Record<string, any>[];
+    expect(privileged.map((r) => `${r.country}/${r.city}`)).toEqual(['US/Austin', 'US/Austin', 'US/Boston', 'null/Paris', 'null/Paris', 'DE/null']);
+  });
+
+  it('the phone mask keeps the last four digits whatever the separators', async () => {
+    const rows = (await query(ANA, 'SELECT phone FROM curated.guard ORDER BY id')) as Record<string, any>[];
+    expect(rows.map((r) => r.phone)).toEqual(['(***)***-1234', '(***)***-5678', '(***)***-9012', '(***)***-3456', '(***)***-6789', null]);
   });
 
   it('an out-of-band GRANT on a source turns SourcesLocked False, removes readers, and recovers once revoked', async () => {

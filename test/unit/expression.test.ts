@@ -51,7 +51,7 @@ describe('planView', () => {
     expect(plan.select).toContain(`(SELECT pg_catalog.pg_has_role(CURRENT_USER, 'pii_reader', 'MEMBER'))`);
     // The email mask reads one table: it is computed in that table's scan, before the join.
     expect(plan.select).toContain('FROM "raw"."orders" AS "o" INNER JOIN (SELECT "c".*, (pg_catalog.left(CAST("c"."email" AS pg_catalog.text), 2)');
-    expect(plan.select).toContain('FROM "raw"."customers" AS "c" OFFSET 0) AS "c" ON ("c"."id" = "o"."customer_id")');
+    expect(plan.select).toContain('FROM "raw"."customers" AS "c" OFFSET NULL) AS "c" ON ("c"."id" = "o"."customer_id")');
     expect(plan.lineage.columns).toEqual([
       { name: 'email', source: 'raw.customers.email', inputs: ['raw.customers.email'], masked: true, mask: 'email' },
       { name: 'gross_revenue', source: 'raw.orders.quantity * raw.orders.unit_price', inputs: ['raw.orders.quantity', 'raw.orders.unit_price'], masked: false },
