@@ -37,8 +37,8 @@ export interface ScanTimes { floorMs: number; maskedMs: number; kAnonMs: number 
 
 /**
  * Two measurements: `serial`, with parallel query off for both sides (the same plan shape: what the
- * masks cost), and `planned`, as PostgreSQL plans them (the raw join may run in parallel; a
- * security_barrier view cannot, on PostgreSQL 15).
+ * masks and the guard cost), and `planned`, as PostgreSQL plans them with its default settings
+ * (parallel workers on either side, as the planner sees fit).
  */
 export async function maskedViewBench(orders: number, rounds: number): Promise<{ serial: ScanTimes; planned: ScanTimes }> {
   const id = randomBytes(3).toString('hex');
