@@ -36,6 +36,8 @@ export interface ViewContext {
 type Column = MaskedViewSpec['columns'][number];
 
 const PHONE_SEPARATORS = [' ', '(', ')', '-', '+', '.', '/'];
+/** Masks whose output is text whatever the input's type. */
+const TEXT_MASKS = new Set(['email', 'phone', 'last4', 'partial', 'redact', 'hash']);
 
 /** The masked form of `x` (already-rendered SQL of the raw value). */
 export function maskSql(column: Column, x: string, ctx: ViewContext): string {
@@ -132,8 +134,11 @@ export function planView(spec: MaskedViewSpec, ctx: ViewContext): ViewPlan {
     ? `(SELECT ${(spec.unmaskedRoles ?? []).map((r) => `pg_catalog.pg_has_role(CURRENT_USER, ${lit(r)}, 'MEMBER')`).join(' OR ')})`
     : 'FALSE';
   const outer = parsed.map((p, i) => {
-    const raw = `"s".${q(p.inner)}`;
-    const masked = maskedIn.has(i) ? `"s".${q(`__m${i}`)}` : maskSql(p.column, raw, ctx);
+    const inner = `"s".${q(p.inner)}`;
+    // A mask that yields text makes the column text for everyone, privileged readers included: one
+    // column has one type (a redacted integer is '[REDACTED]', so the raw one is '42').
+    const raw = p.column.mask && TEXT_MASKS.has(p.column.mask) ? `CAST(${inner} AS pg_catalog.text)` : inner;
+    const masked = maskedIn.has(i) ? `"s".${q(`__m${i}`)}` : maskSql(p.column, inner, ctx);
     let value = p.column.mask ? `CASE WHEN ${unmasked} THEN ${raw} ELSE ${masked} END` : raw;
     if (k && quasi.has(p.column.name)) {
       // A combination seen fewer than k times reads NULL for the unprivileged.
