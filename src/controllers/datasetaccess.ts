@@ -16,6 +16,7 @@ import { EMPTY_STATE, diffGrants, groupRoleName, lockKeys, ownershipComment, usa
 import { dropRoleStatements, isSchemaLock, lockObjects, observe, type Observation, type Statement } from '../drivers/postgres/grants.ts';
 import { planAccess, type AccessPlan } from './datasetaccess-plan.ts';
 import { AuditTableSink } from '../drivers/postgres/audit-table.ts';
+import { InsufficientPrivilege, runChecked } from '../drivers/postgres/checked.ts';
 import { inTransaction } from '../drivers/postgres/transaction.ts';
 import type { ConnectionSettings } from '../drivers/postgres/connection.ts';
 import { WarehouseConnections, WarehouseSecretError, scrub } from './warehouse-connections.ts';
@@ -71,7 +72,7 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
           await lockObjects(client, actual.locks.filter(isSchemaLock));
           schemasLocked = true;
         }
-        await client.query(s.sql);
+        await runChecked(client, s.sql, s.object);
       }
       // One record per statement, written in the same transaction: committed together or not at all.
       await deps.audit.recordMany(
@@ -133,7 +134,7 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
       if (!decision.allowed) {
         const wasDenied = findCondition(dsa.status?.conditions, 'Ready')?.reason === 'PolicyDenied';
         const { statements } = await applyInTransaction(pool, ctx, dsa, groupRole, target.schema, usageRoleName(wh.spec.postgres.database, target.schema), undefined, (o) => {
-          const drop = o.role.exists && o.role.comment === comment ? dropRoleStatements(groupRole) : [];
+          const drop = o.role.exists && o.role.comment === comment ? dropRoleStatements(groupRole, o.state) : [];
           return {
             statements: drop,
             locks: drop.length ? lockKeys(groupRole, diffGrants(EMPTY_STATE, o.state)) : [],
@@ -224,6 +225,11 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
       const message = scrub(err instanceof Error ? err.message : String(err), settings);
       await deps.audit.record({ request_id: ctx.requestId, kind: 'DatasetAccess', namespace, name: dsa.metadata.name, action: 'reconcile', resource: `${target.name}/role:${groupRole}`, outcome: 'failure', error: message }, new AuditTableSink(pool))
         .catch(() => undefined);
+      if (err instanceof InsufficientPrivilege) {
+        // A human has to grant Steward's login more; resyncs retry, so it recovers once they have.
+        const advice = `${message}. Nothing was changed. Grant the login what docs/warehouse.md lists (CREATEROLE; the privileges it grants, WITH GRANT OPTION)`;
+        return { state: 'Stalled', reason: 'InsufficientPrivilege', message: advice, status: shown, events: [{ type: 'Warning', reason: 'InsufficientPrivilege', note: advice, action: 'Grant' }] };
+      }
       throw err;
     }
   };
@@ -248,12 +254,12 @@ export function datasetAccessCleanup(deps: DatasetAccessDeps) {
       await inTransaction(pool, async (client) => {
         const o = await observe(client, groupRole, target.schema, undefined, usageRoleName(wh.spec.postgres.database, target.schema));
         const ours = o.role.exists && o.role.comment === comment;
-        const statements = ours && !orphan ? dropRoleStatements(groupRole) : [];
+        const statements = ours && !orphan ? dropRoleStatements(groupRole, o.state) : [];
         // The same lock order as granting: roles and tables first, schemas last (no deadlocks).
         const keys = ours ? lockKeys(groupRole, diffGrants(EMPTY_STATE, o.state)) : [];
         await lockObjects(client, keys.filter((k) => !isSchemaLock(k)));
         await lockObjects(client, keys.filter(isSchemaLock));
-        for (const s of statements) await client.query(s.sql);
+        for (const s of statements) await runChecked(client, s.sql, s.object);
         const sink = new AuditTableSink(client);
         const base = { request_id: ctx.requestId, kind: 'DatasetAccess', namespace, name: dsa.metadata.name };
         if (orphan) {

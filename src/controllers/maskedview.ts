@@ -15,11 +15,12 @@ import { ExpressionError, loadParser } from '../governance/expression.ts';
 import { planView, type ViewPlan } from '../governance/maskedview.ts';
 import { AuditTableSink } from '../drivers/postgres/audit-table.ts';
 import {
-  createViewStatements, ensureHashKey, ensureOwnerRole, findHmacFunction, hashKeyLookup, observeView, regrantStatements, setReaders, sourceExposure, tablesMissing, viewGrants,
+  createViewStatements, dropOwnerRole, ensureHashKey, ensureOwnerRole, findHmacFunction, hashKeyLookup, observeView, regrantStatements, setReaders, sourceExposure, tablesMissing, viewGrants,
 } from '../drivers/postgres/maskedview.ts';
-import { quoteIdent, quoteQualified } from '../drivers/postgres/identifiers.ts';
+import { quoteQualified } from '../drivers/postgres/identifiers.ts';
 import { lockObjects } from '../drivers/postgres/grants.ts';
 import { inTransaction } from '../drivers/postgres/transaction.ts';
+import { InsufficientPrivilege, runChecked } from '../drivers/postgres/checked.ts';
 import { WarehouseConnections } from './warehouse-connections.ts';
 
 export const MASKED_VIEW_TYPE: ResourceType = { group: GROUP, version: VERSION, plural: 'maskedviews', kind: 'MaskedView', namespaced: true };
@@ -155,8 +156,8 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
         // Replace in one transaction: readers wait on the lock, then see the new masked view. Grants
         // others made on the view (a DatasetAccess) are carried over to the new one.
         const kept = facts.exists ? await viewGrants(client, spec.view.schema, spec.view.name) : [];
-        for (const s of createViewStatements(spec.view.schema, spec.view.name, plan.select, viewComment(mv, sha), owner, plan.sourceTables, facts.exists)) await client.query(s);
-        for (const s of regrantStatements(spec.view.schema, spec.view.name, kept, owner)) await client.query(s);
+        for (const s of createViewStatements(spec.view.schema, spec.view.name, plan.select, viewComment(mv, sha), owner, plan.sourceTables, facts.exists)) await runChecked(client, s.sql, s.object);
+        for (const s of regrantStatements(spec.view.schema, spec.view.name, kept, owner)) await runChecked(client, s, viewName);
         changedView = true;
       }
       // SourcesLocked: nobody outside unmaskedRoles may read a source directly. Otherwise fail closed.
@@ -171,6 +172,18 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
     } catch (e) {
       await client.query('ROLLBACK').catch(() => undefined);
       await record(pool, 'view.replace', 'failure', undefined, e instanceof Error ? e.message : String(e)).catch(() => undefined);
+      const code = (e as { code?: string }).code;
+      if (code?.startsWith('42') && !(e instanceof InsufficientPrivilege)) {
+        // PostgreSQL's own verdict on the SQL (a column that does not exist, types that do not
+        // match): the spec must change, so say so instead of retrying with backoff.
+        const why = `PostgreSQL refused the view: ${e instanceof Error ? e.message : String(e)}; the view was not changed`;
+        return { state: 'Stalled', reason: 'InvalidExpression', message: why, status: shown, events: [{ type: 'Warning', reason: 'InvalidExpression', note: why, action: 'Build' }] };
+      }
+      if (e instanceof InsufficientPrivilege) {
+        // Rolled back: the view and its readers are as they were. Resyncs retry once the login is granted more.
+        const advice = `${e.message}. Nothing was changed. Grant the login what docs/warehouse.md lists`;
+        return { state: 'Stalled', reason: 'InsufficientPrivilege', message: advice, status: shown, events: [{ type: 'Warning', reason: 'InsufficientPrivilege', note: advice, action: 'Build' }] };
+      }
       throw e;
     } finally {
       client.release();
@@ -246,7 +259,7 @@ export function maskedViewCleanup(deps: MaskedViewDeps) {
           await client.query(`DROP VIEW ${quoteQualified(spec.view.schema, spec.view.name)}`);
         }
         const role = await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [owner]);
-        if (role.rowCount) await client.query(`DROP OWNED BY ${quoteIdent(owner)}; DROP ROLE ${quoteIdent(owner)}`);
+        if (role.rowCount) await dropOwnerRole(client, owner);
         await deps.audit.record({ request_id: ctx.requestId, kind: 'MaskedView', namespace: mv.metadata.namespace, name: mv.metadata.name, action: 'view.drop', resource: `${wh.metadata.name}/${spec.view.schema}.${spec.view.name}`, outcome: 'success' }, new AuditTableSink(client));
       });
       await deps.client.delete(CONFIGMAP_TYPE, `${mv.metadata.name}-lineage`, mv.metadata.namespace).catch(() => undefined);

@@ -420,8 +420,9 @@ describe('DatasetAccess failures', () => {
     apply(warehouse(POLICY).replace(`name: ${WH}}`, `name: ${lim}}`).replace(`name: ${WH}-creds`, `name: ${lim}-creds`));
     await waitForCondition(WAREHOUSE_TYPE, lim, undefined, 'Ready', 'True');
     apply(dsa('refused', {}).replace(`name: ${WH}\n`, `name: ${lim}\n`));
-    const obj = await waitForCondition(DATASET_ACCESS_TYPE, 'refused', NS, 'Ready', 'False', 'ReconcileError');
-    expect(condition(obj, 'Ready')?.message).toMatch(/permission denied to create role/);
+    const obj = await waitForCondition(DATASET_ACCESS_TYPE, 'refused', NS, 'Ready', 'False', 'InsufficientPrivilege');
+    expect(condition(obj, 'Ready')?.message).toMatch(/may not change role:stw_dsa_.*: permission denied to create role\. Nothing was changed/);
+    expect((await eventsAbout('refused')).some((e) => e.type === 'Warning' && e.reason === 'InsufficientPrivilege')).toBe(true);
     const failures = (await auditRows('refused')).filter((r) => r.outcome === 'failure');
     expect(failures.length).toBeGreaterThanOrEqual(1);
     expect(failures[0]).toMatchObject({ action: 'reconcile', error: expect.stringMatching(/permission denied to create role/), request_id: expect.any(String) });

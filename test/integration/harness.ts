@@ -82,12 +82,17 @@ export function condition(obj: Conditioned | undefined, type: string) {
 
 /** Waits until the object's condition has the status (and reason, when given) for its current generation. */
 export async function waitForCondition(type: ResourceType, name: string, namespace: string | undefined, cond: string, status: string, reason?: string, timeoutMs = 30_000): Promise<Conditioned> {
+  let last = 'not read yet';
   return waitFor(`${type.kind} ${name}: ${cond}=${status}${reason ? ` (${reason})` : ''}`, async () => {
     const obj = await kube.get<Conditioned>(type, name, namespace);
     const c = condition(obj, cond);
+    // On a timeout the error shows where the object stood, which is what one needs to debug it.
+    last = c ? `${c.status} (${c.reason}): ${c.message}` : 'no such condition';
     const current = obj.status?.observedGeneration === obj.metadata.generation;
     return current && c?.status === status && (!reason || c.reason === reason) ? obj : undefined;
-  }, timeoutMs);
+  }, timeoutMs).catch((e: Error) => {
+    throw new Error(`${e.message}; last seen ${cond}=${last}`);
+  });
 }
 
 export async function eventsAbout(name: string): Promise<{ reason: string; note: string; type: string; series?: { count: number } }[]> {

@@ -78,6 +78,7 @@ const ALL_MASKS = view('all-masks', `  view: {schema: curated, name: all_masks}
     - {name: email_null, expr: c.email, mask: nullify}
     - {name: signup_month, expr: c.signed_up, mask: truncate, truncate: {unit: month}}
     - {name: country, expr: c.country}
+    - {name: id_redacted, expr: c.id, mask: redact}
   kAnonymity: {quasiIdentifiers: [country], k: 2}`);
 
 // Two quasi-identifiers, NULLs among them, and phone numbers written every usual way.
@@ -162,7 +163,9 @@ describe('MaskedView', () => {
   it('every mask gives the documented output; the hash is keyed, stable, and not in the view definition', async () => {
     const rows = (await query(ANA, 'SELECT * FROM curated.all_masks ORDER BY id')) as Record<string, any>[];
     const alice = rows[0]!;
-    expect(alice).toMatchObject({ phone_last4: '****1234', email_partial: 'a************.com', phone_redacted: '[REDACTED]', email_null: null, country: 'US' });
+    expect(alice).toMatchObject({ phone_last4: '****1234', email_partial: 'a************.com', phone_redacted: '[REDACTED]', email_null: null, country: 'US', id_redacted: '[REDACTED]' });
+    // A text mask over an integer makes the column text for everyone: privileged readers get '1'.
+    expect(await query(PIA, 'SELECT id_redacted FROM curated.all_masks WHERE id = 1')).toEqual([{ id_redacted: '1' }]);
     expect(new Date(alice.signup_month).toISOString().slice(0, 10)).toBe('2026-03-01');
     expect(alice.email_hash).toMatch(/^[0-9a-f]{64}$/);
     const key = await asSuperuser(async (c) => (await c.query(`SELECT key FROM steward.mask_keys WHERE view_name = 'curated.all_masks'`)).rows[0].key as Buffer);
@@ -223,6 +226,8 @@ describe('MaskedView', () => {
     ['a subquery in on', (y: string) => y.replace('on: c.id = o.customer_id', 'on: "c.id = (SELECT 1)"'), /joins\[0\]\.on: subqueries are not allowed \(at position \d+\)/],
     ['a comment in on', (y: string) => y.replace('on: c.id = o.customer_id', 'on: "c.id = o.customer_id /* x */"'), /comments are not allowed \(at position \d+\)/],
     ['a function in on', (y: string) => y.replace('on: c.id = o.customer_id', 'on: "pg_sleep(1) IS NULL"'), /function pg_sleep is not allowed/],
+    ['a column that does not exist (PostgreSQL\'s verdict)', (y: string) => y.replace('expr: o.id}', 'expr: o.idd}'), /PostgreSQL refused the view: column o.idd does not exist/],
+    ['types that do not match (PostgreSQL\'s verdict)', (y: string) => y.replace('expr: o.id}', 'expr: "o.id + c.email"}'), /PostgreSQL refused the view: operator does not exist: integer \+ text/],
   ])('refuses %s with a position, and leaves the view unchanged', async (_what, mutate, message) => {
     const name = unique('bad');
     apply(mutate(CUSTOMER_SALES).replace('name: customer-sales', `name: ${name}`).replace('name: customer_sales}', `name: ${name.replace(/-/g, '_')}}`));

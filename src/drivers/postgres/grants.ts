@@ -3,7 +3,7 @@
 // in one transaction under advisory locks on exactly the objects it touches.
 import type pg from 'pg';
 import type { GrantDiff, GrantState } from '../../governance/grants.ts';
-import { lockKeys } from '../../governance/grants.ts';
+import { EMPTY_STATE, diffGrants, lockKeys } from '../../governance/grants.ts';
 import { quoteIdent, quoteLiteral, quoteQualified } from './identifiers.ts';
 
 export interface RoleFacts {
@@ -181,12 +181,17 @@ function byTable(ps: GrantDiff['grantTable']): Map<{ sql: string; name: string }
   return new Map([...grouped.values()].map((e) => [e.key, e.privileges.sort()]));
 }
 
-export function dropRoleStatements(groupRole: string): Statement[] {
-  const g = quoteIdent(groupRole);
+/**
+ * Revokes everything the role was observed to hold, then drops it. Explicit REVOKEs rather than
+ * DROP OWNED BY: DROP OWNED needs membership in the role (Steward's login is not a superuser on a
+ * managed database) and scans every dependency of the database under the table locks. Anything else
+ * granted to the role out of band makes DROP ROLE fail with PostgreSQL's list of what is left, which
+ * the caller reports.
+ */
+export function dropRoleStatements(groupRole: string, held: GrantState): Statement[] {
   return [
-    // Revokes every privilege and default privilege the role holds in this database.
-    { sql: `DROP OWNED BY ${g}`, action: 'revoke.all', object: `role:${groupRole}` },
-    { sql: `DROP ROLE ${g}`, action: 'role.drop', object: `role:${groupRole}` },
+    ...diffStatements(groupRole, diffGrants(EMPTY_STATE, held)),
+    { sql: `DROP ROLE ${quoteIdent(groupRole)}`, action: 'role.drop', object: `role:${groupRole}` },
   ];
 }
 

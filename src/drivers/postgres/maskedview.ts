@@ -2,6 +2,7 @@
 // table, the check that no reader can read a source directly (SourcesLocked), and the view itself,
 // replaced in one transaction so that no reader ever sees an unmasked moment.
 import type pg from 'pg';
+import { runChecked } from './checked.ts';
 import { quoteIdent, quoteLiteral, quoteQualified } from './identifiers.ts';
 import { lockObjects } from './grants.ts';
 
@@ -32,6 +33,29 @@ export async function ensureOwnerRole(client: pg.ClientBase, role: string, comme
   } else if (r.rows[0]!.comment !== comment) {
     throw new Error(`role ${role} exists but Steward did not create it`);
   }
+  // Handing the view to the role (ALTER VIEW ... OWNER) needs membership in it, unless Steward's
+  // login is a superuser (which it should not be; see docs/warehouse.md).
+  const member = await client.query<{ ok: boolean }>(`SELECT pg_has_role(current_user, $1, 'MEMBER') AS ok`, [role]);
+  if (!member.rows[0]!.ok) await client.query(`GRANT ${quoteIdent(role)} TO CURRENT_USER`);
+}
+
+/**
+ * Revokes what the owner role was granted (on tables and schemas, as the catalog says) and drops it.
+ * Explicit REVOKEs rather than DROP OWNED BY, which needs more than a CREATEROLE login has. If
+ * something else was granted to the role out of band, DROP ROLE fails and says what is left.
+ */
+export async function dropOwnerRole(client: pg.ClientBase, role: string): Promise<void> {
+  const held = await client.query<{ kind: string; schema: string; name: string }>(
+    `SELECT 'table' AS kind, n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) a
+      WHERE a.grantee = (SELECT oid FROM pg_roles WHERE rolname = $1)
+     UNION
+     SELECT 'schema', n.nspname, n.nspname FROM pg_namespace n, aclexplode(n.nspacl) a
+      WHERE a.grantee = (SELECT oid FROM pg_roles WHERE rolname = $1)`, [role]);
+  for (const h of held.rows) {
+    const on = h.kind === 'table' ? `TABLE ${quoteQualified(h.schema, h.name)}` : `SCHEMA ${quoteIdent(h.name)}`;
+    await runChecked(client, `REVOKE ALL ON ${on} FROM ${quoteIdent(role)}`, h.kind === 'table' ? `${h.schema}.${h.name}` : `schema ${h.name}`);
+  }
+  await client.query(`DROP ROLE ${quoteIdent(role)}`);
 }
 
 /** Where pgcrypto's hmac() lives, if pgcrypto is installed. Read-only. */
@@ -93,16 +117,25 @@ export async function tablesMissing(client: pg.ClientBase, tables: string[]): Pr
   return r.rows.map((x) => x.tbl);
 }
 
-export function createViewStatements(schema: string, name: string, select: string, comment: string, owner: string, sources: string[], exists: boolean): string[] {
+/** A statement and the object it changes (named in the error if Steward may not change it). */
+export interface ViewStatement {
+  sql: string;
+  object: string;
+}
+
+export function createViewStatements(schema: string, name: string, select: string, comment: string, owner: string, sources: string[], exists: boolean): ViewStatement[] {
   const view = quoteQualified(schema, name);
   const o = quoteIdent(owner);
+  const viewName = `${schema}.${name}`;
   return [
-    ...(exists ? [`DROP VIEW ${view}`] : []),
-    `CREATE VIEW ${view} WITH (security_barrier = true) AS ${select}`,
-    `COMMENT ON VIEW ${view} IS ${quoteLiteral(comment)}`,
-    ...[...new Set(sources.map((t) => t.split('.')[0]!))].map((s) => `GRANT USAGE ON SCHEMA ${quoteIdent(s)} TO ${o}`),
-    ...sources.map((t) => `GRANT SELECT ON TABLE ${quoteQualified(t.split('.')[0]!, t.split('.')[1]!)} TO ${o}`),
-    `ALTER VIEW ${view} OWNER TO ${o}`,
+    ...(exists ? [{ sql: `DROP VIEW ${view}`, object: viewName }] : []),
+    { sql: `CREATE VIEW ${view} WITH (security_barrier = true) AS ${select}`, object: `schema ${schema}` },
+    { sql: `COMMENT ON VIEW ${view} IS ${quoteLiteral(comment)}`, object: viewName },
+    ...[...new Set(sources.map((t) => t.split('.')[0]!))].map((s) => ({ sql: `GRANT USAGE ON SCHEMA ${quoteIdent(s)} TO ${o}`, object: `schema ${s}` })),
+    ...sources.map((t) => ({ sql: `GRANT SELECT ON TABLE ${quoteQualified(t.split('.')[0]!, t.split('.')[1]!)} TO ${o}`, object: t })),
+    // A view's new owner must be allowed to create in its schema.
+    { sql: `GRANT CREATE ON SCHEMA ${quoteIdent(schema)} TO ${o}`, object: `schema ${schema}` },
+    { sql: `ALTER VIEW ${view} OWNER TO ${o}`, object: viewName },
   ];
 }
 
@@ -148,6 +181,6 @@ export async function setReaders(client: pg.ClientBase, schema: string, name: st
   // first, then its schema, whose catalog row every grant in it shares.
   await lockObjects(client, [`table:${schema}.${name}`]);
   if (schemaGrants.length) await lockObjects(client, [`schema:${schema}`]);
-  for (const s of [...statements, ...schemaGrants]) await client.query(s);
+  for (const s of [...statements, ...schemaGrants]) await runChecked(client, s, s.includes(' ON SCHEMA ') ? `schema ${schema}` : `${schema}.${name}`);
   return [...statements, ...schemaGrants];
 }

@@ -1,0 +1,172 @@
+// Steward as it runs in production: a login that is not a superuser (as on RDS or Cloud SQL), holding
+// only what docs/warehouse.md lists. DatasetAccess and MaskedView must work end to end with it, and
+// what it was not given must end in a condition that says so, not in a grant.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { DATASET_ACCESS_TYPE } from '../../src/controllers/datasetaccess.ts';
+import { MASKED_VIEW_TYPE } from '../../src/controllers/maskedview.ts';
+import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
+import {
+  Steward, apply, condition, ensureNamespace, kube, putSecret, randomPassword, stackCa, unique, waitFor, waitForCondition, warehouseYaml, withPg, type Conditioned,
+} from './harness.ts';
+
+const id = unique('x').slice(2).replace(/-/g, '');
+const DB = `lp_${id}`;
+const NS = `lp-${id}`;
+const WH = `wh-lp-${id}`;
+const STEWARD = `steward_${id}`;
+const OWNER = `data_owner_${id}`;
+const READER = `analytics_reader_${id}`;
+const ALICE = `alice_${id}`;
+const PW = randomPassword();
+let steward: Steward;
+
+const asSuperuser = <T>(fn: (c: pg.Client) => Promise<T>) => withPg(fn, { database: DB });
+async function asAlice(sql: string): Promise<Record<string, any>[] | string> {
+  return withPg(async (c) => c.query(sql).then((r) => r.rows, (e: Error) => e.message), { database: DB, user: ALICE, password: PW });
+}
+
+beforeAll(async () => {
+  await withPg((c) => c.query(`CREATE DATABASE ${DB}`));
+  await asSuperuser((c) => c.query(`
+    CREATE ROLE ${OWNER} NOLOGIN;
+    CREATE SCHEMA raw AUTHORIZATION ${OWNER}; CREATE SCHEMA curated AUTHORIZATION ${OWNER};
+    SET ROLE ${OWNER};
+    CREATE TABLE raw.customers (id int PRIMARY KEY, email text, phone text, country text);
+    CREATE TABLE raw.orders (id int PRIMARY KEY, customer_id int, quantity int, unit_price numeric(10,2));
+    CREATE TABLE raw.payroll (id int PRIMARY KEY, salary int);
+    CREATE TABLE raw.refunds (id int PRIMARY KEY, amount int);
+    INSERT INTO raw.customers VALUES (1, 'alice@example.com', '555-010-1234', 'US'), (2, 'bob@example.org', '555-010-5678', 'US');
+    INSERT INTO raw.orders VALUES (100, 1, 2, 9.50), (101, 2, 1, 120.00);
+    RESET ROLE;
+    -- The recipe in docs/warehouse.md, word for word.
+    CREATE ROLE ${STEWARD} LOGIN PASSWORD '${PW}' CREATEROLE;
+    GRANT CREATE ON DATABASE ${DB} TO ${STEWARD};
+    GRANT USAGE ON SCHEMA raw TO ${STEWARD} WITH GRANT OPTION;
+    GRANT SELECT, INSERT ON raw.customers, raw.orders TO ${STEWARD} WITH GRANT OPTION;
+    GRANT USAGE, CREATE ON SCHEMA curated TO ${STEWARD} WITH GRANT OPTION;
+    -- Beyond the recipe: SELECT on refunds may be passed on, INSERT may not.
+    GRANT SELECT ON raw.refunds TO ${STEWARD} WITH GRANT OPTION;
+    GRANT INSERT ON raw.refunds TO ${STEWARD};
+    -- People.
+    CREATE ROLE ${READER} NOLOGIN;
+    CREATE ROLE ${ALICE} LOGIN PASSWORD '${PW}';
+  `));
+  await ensureNamespace(NS);
+  await putSecret('steward-system', `${WH}-ca`, { 'ca.crt': stackCa() });
+  await putSecret('steward-system', `${WH}-creds`, { username: STEWARD, password: PW });
+  apply(warehouseYaml({
+    name: WH, database: DB, caSecret: `${WH}-ca`, credsSecret: `${WH}-creds`,
+    policy: `    - namespaces: {matchNames: [${NS}]}\n      schemas: [raw, curated]\n      privileges: [SELECT, INSERT]`,
+  }));
+  steward = Steward.start({ args: ['--resync', '2s'] });
+  await waitForCondition(WAREHOUSE_TYPE, WH, undefined, 'Ready', 'True');
+});
+
+afterAll(async () => {
+  for (const type of [DATASET_ACCESS_TYPE, MASKED_VIEW_TYPE]) {
+    const items = await kube.list<Conditioned>(type, { namespace: NS }).catch(() => ({ items: [] as Conditioned[] }));
+    for (const o of items.items) await kube.delete(type, o.metadata.name, NS).catch(() => undefined);
+    await waitFor('objects to be gone', async () => (await kube.list(type, { namespace: NS })).items.length === 0, 30_000).catch(() => undefined);
+  }
+  await steward?.stop();
+  await kube.delete(WAREHOUSE_TYPE, WH).catch(() => undefined);
+});
+
+const access = (name: string, tables: string[], privileges = ['SELECT']) => `
+apiVersion: steward.dev/v1alpha1
+kind: DatasetAccess
+metadata: {name: ${name}, namespace: ${NS}}
+spec:
+  principal: {role: ${READER}}
+  warehouse: {name: ${WH}, schema: raw, tables: ${JSON.stringify(tables)}, privileges: ${JSON.stringify(privileges)}}
+  justification: least-privilege test
+`;
+
+describe('Steward as a login without superuser', () => {
+  it('runs the Warehouse: TLS verified and the audit table created by that login', async () => {
+    const owner = await asSuperuser(async (c) => (await c.query(`SELECT pg_get_userbyid(relowner) AS o FROM pg_class WHERE oid = 'steward.audit_log'::regclass`)).rows[0].o);
+    expect(owner).toBe(STEWARD);
+    const superuser = await asSuperuser(async (c) => (await c.query('SELECT rolsuper FROM pg_roles WHERE rolname = $1', [STEWARD])).rows[0].rolsuper);
+    expect(superuser).toBe(false);
+  });
+
+  it('grants and revokes a DatasetAccess: the principal reads the table, then cannot', async () => {
+    await asSuperuser((c) => c.query(`GRANT ${READER} TO ${ALICE}`));
+    apply(access('orders', ['orders']));
+    await waitForCondition(DATASET_ACCESS_TYPE, 'orders', NS, 'Ready', 'True', 'Granted');
+    expect(await asAlice('SELECT id FROM raw.orders ORDER BY id')).toEqual([{ id: 100 }, { id: 101 }]);
+    expect(await asAlice('SELECT * FROM raw.customers')).toMatch(/permission denied/);
+    await kube.delete(DATASET_ACCESS_TYPE, 'orders', NS);
+    await waitFor('the access to be gone', async () => kube.get(DATASET_ACCESS_TYPE, 'orders', NS).then(() => false, () => true));
+    expect(await asAlice('SELECT id FROM raw.orders')).toMatch(/permission denied/);
+  });
+
+  it('refuses, with a condition naming the table, a grant it was not given the right to make', async () => {
+    apply(access('payroll', ['payroll']));
+    const obj = await waitForCondition(DATASET_ACCESS_TYPE, 'payroll', NS, 'Ready', 'False', 'InsufficientPrivilege');
+    expect(condition(obj, 'Ready')?.message).toContain('raw.payroll');
+    expect(await asAlice('SELECT * FROM raw.payroll')).toMatch(/permission denied/);
+    await kube.delete(DATASET_ACCESS_TYPE, 'payroll', NS);
+    await waitFor('the access to be gone', async () => kube.get(DATASET_ACCESS_TYPE, 'payroll', NS).then(() => false, () => true));
+  });
+
+  it('does not report a grant PostgreSQL carried out only in part (a warning, not an error)', async () => {
+    await asSuperuser((c) => c.query(`GRANT ${READER} TO ${ALICE}`));
+    apply(access('refunds', ['refunds'], ['SELECT', 'INSERT']));
+    const obj = await waitForCondition(DATASET_ACCESS_TYPE, 'refunds', NS, 'Ready', 'False', 'InsufficientPrivilege');
+    expect(condition(obj, 'Ready')?.message).toMatch(/raw\.refunds: not all privileges were granted/);
+    // Rolled back whole: not even the SELECT PostgreSQL would have granted.
+    expect(await asAlice('SELECT * FROM raw.refunds')).toMatch(/permission denied/);
+    await kube.delete(DATASET_ACCESS_TYPE, 'refunds', NS);
+    await waitFor('the access to be gone', async () => kube.get(DATASET_ACCESS_TYPE, 'refunds', NS).then(() => false, () => true));
+  });
+
+  it('refuses a MaskedView over a table it may not pass on, and changes nothing', async () => {
+    apply(`
+apiVersion: steward.dev/v1alpha1
+kind: MaskedView
+metadata: {name: pay, namespace: ${NS}}
+spec:
+  warehouse: ${WH}
+  view: {schema: curated, name: pay}
+  from: {table: raw.payroll, alias: p}
+  columns: [{name: id, expr: p.id}, {name: salary, expr: p.salary, mask: redact}]
+  readers: [${READER}]
+  owner: data-eng
+`);
+    const obj = await waitForCondition(MASKED_VIEW_TYPE, 'pay', NS, 'Ready', 'False', 'InsufficientPrivilege');
+    expect(condition(obj, 'Ready')?.message).toContain('raw.payroll');
+    expect(await asSuperuser(async (c) => (await c.query(`SELECT to_regclass('curated.pay') AS v`)).rows[0].v)).toBeNull();
+    await kube.delete(MASKED_VIEW_TYPE, 'pay', NS);
+    await waitFor('the view object to be gone', async () => kube.get(MASKED_VIEW_TYPE, 'pay', NS).then(() => false, () => true));
+  });
+
+  it('builds a MaskedView: readers see masked values, the raw tables stay closed, and deletion drops it', async () => {
+    apply(`
+apiVersion: steward.dev/v1alpha1
+kind: MaskedView
+metadata: {name: sales, namespace: ${NS}}
+spec:
+  warehouse: ${WH}
+  view: {schema: curated, name: sales}
+  from: {table: raw.orders, alias: o}
+  joins: [{table: raw.customers, alias: c, on: c.id = o.customer_id, type: inner}]
+  columns:
+    - {name: order_id, expr: o.id}
+    - {name: email, expr: c.email, mask: email}
+    - {name: email_hash, expr: c.email, mask: hash}
+  readers: [${READER}]
+  owner: data-eng
+`);
+    await waitForCondition(MASKED_VIEW_TYPE, 'sales', NS, 'Ready', 'True', 'ViewReady');
+    const rows = (await asAlice('SELECT order_id, email, email_hash FROM curated.sales ORDER BY order_id')) as Record<string, any>[];
+    expect(rows[0]).toMatchObject({ order_id: 100, email: 'al***@example.com' });
+    expect(rows[0]!.email_hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(await asAlice('SELECT * FROM raw.customers')).toMatch(/permission denied/);
+    await kube.delete(MASKED_VIEW_TYPE, 'sales', NS);
+    await waitFor('the view to be dropped', async () => kube.get(MASKED_VIEW_TYPE, 'sales', NS).then(() => false, () => true));
+    const left = await asSuperuser(async (c) => (await c.query(`SELECT to_regclass('curated.sales') AS v, (SELECT count(*)::int FROM pg_roles WHERE rolname LIKE 'stw\\_mv\\_%' AND shobj_description(oid, 'pg_authid') LIKE $1) AS roles`, [`%${NS}%`])).rows[0]);
+    expect(left).toEqual({ v: null, roles: 0 });
+  });
+});
