@@ -53,14 +53,15 @@ async function seedWarehouse(): Promise<void> {
       ON CONFLICT DO NOTHING;
     DO $$ BEGIN
       -- curated.customer_sales is built by the MaskedView example; an older demo made a plain view.
+      -- (to_regclass, not ::regclass: a cast is evaluated even when the first test is false.)
       IF to_regclass('curated.customer_sales') IS NOT NULL
-         AND coalesce(obj_description('curated.customer_sales'::regclass, 'pg_class'), '') NOT LIKE 'managed by steward:%' THEN
+         AND coalesce(obj_description(to_regclass('curated.customer_sales'), 'pg_class'), '') NOT LIKE 'managed by steward:%' THEN
         DROP VIEW curated.customer_sales;
       END IF;
       IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'analytics_reader') THEN CREATE ROLE analytics_reader NOLOGIN; END IF;
       IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'alice') THEN CREATE ROLE alice LOGIN IN ROLE analytics_reader; END IF;
-      IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'priya') THEN CREATE ROLE priya LOGIN IN ROLE analytics_reader, pii_reader; END IF;
       IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pii_reader') THEN CREATE ROLE pii_reader NOLOGIN; END IF;
+      IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'priya') THEN CREATE ROLE priya LOGIN IN ROLE analytics_reader, pii_reader; END IF;
       IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'etl_service') THEN CREATE ROLE etl_service LOGIN; END IF;
     END $$;
   `);
