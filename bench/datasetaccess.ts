@@ -2,6 +2,8 @@
 // - convergence: N accesses created -> Ready with privileges effective, through Steward; the floor is
 //   the same API writes (create + status patch) plus the same SQL run directly, as fast as PostgreSQL
 //   allows (one session per table, since GRANTs on one table cannot run concurrently).
+// - deletion: the same N accesses deleted -> every group role revoked and dropped, against the same
+//   API deletes plus the same REVOKEs and DROP ROLEs run directly.
 // - expiry lag: N accesses expiring within the same minute; lag = when the REVOKE ran (its audit
 //   record, written in the revoking transaction) minus expiresAt. The floor is a bare timer per
 //   deadline that runs the same REVOKE directly.
@@ -16,7 +18,7 @@ import { Manager } from '../src/controllers/manager.ts';
 import { DATASET_ACCESS_TYPE } from '../src/controllers/datasetaccess.ts';
 import { WAREHOUSE_TYPE } from '../src/controllers/warehouse.ts';
 import { SECRET_TYPE } from '../src/runtime/secrets.ts';
-import { createRoleStatements, diffStatements, usageRoleStatements } from '../src/drivers/postgres/grants.ts';
+import { createRoleStatements, diffStatements, dropRoleStatements, usageRoleStatements } from '../src/drivers/postgres/grants.ts';
 import { EMPTY_STATE, desiredState, diffGrants, groupRoleName, ownershipComment, usageRoleComment, usageRoleName } from '../src/governance/grants.ts';
 import { setConditions } from '../src/runtime/conditions.ts';
 import { summaryConditions } from '../src/runtime/controller.ts';
@@ -110,8 +112,8 @@ function startSteward(client: KubeClient): Manager {
   return new Manager({ client, logger, metrics: new Metrics({ processMetrics: false }), identity: 'bench', actor: 'steward-bench', resyncMs: 10 * 60_000, concurrency: 8 });
 }
 
-/** Floor: the same API writes and the same SQL, directly. */
-async function convergenceFloor(n: number): Promise<number> {
+/** Floor: the same API writes and the same SQL, directly; then the same deletions. */
+async function convergenceFloor(n: number): Promise<Timings> {
   const f = new Fixture();
   await f.setUp();
   try {
@@ -146,11 +148,40 @@ async function convergenceFloor(n: number): Promise<number> {
         await c.end();
       }),
     ]);
-    return performance.now() - start;
+    const createMs = performance.now() - start;
+    const deleteStart = performance.now();
+    await Promise.all([
+      pool(names, CONCURRENCY, (name) => f.client.delete(DATASET_ACCESS_TYPE, name, f.ns)),
+      pool([...byTable.entries()], CONCURRENCY, async ([table, accesses]) => {
+        const c = new pg.Client(pgConfig(f.db));
+        c.on('error', () => undefined);
+        await c.connect();
+        for (const name of accesses) {
+          const held = desiredState({ schema: 'curated', tables: [table], existingTables: [], privileges: ['SELECT'], member: f.principal, usageRole });
+          // Concurrent DROP ROLEs can collide on a shared catalog row ("tuple concurrently
+          // updated"); Steward's advisory locks prevent that, the floor simply tries again.
+          for (let attempt = 0; ; attempt++) {
+            try {
+              await c.query('BEGIN');
+              for (const s of dropRoleStatements(groupRoleName(f.ns, name), held)) await c.query(s.sql);
+              await c.query('COMMIT');
+              break;
+            } catch (e) {
+              await c.query('ROLLBACK');
+              if (attempt >= 5 || !String(e).includes('concurrently')) throw e;
+            }
+          }
+        }
+        await c.end();
+      }),
+    ]);
+    return { createMs, deleteMs: performance.now() - deleteStart };
   } finally {
     await f.tearDown();
   }
 }
+
+interface Timings { createMs: number; deleteMs: number }
 
 async function waitForAll(f: Fixture, n: number, predicate: (o: Conditioned) => boolean): Promise<void> {
   const informer = new Informer<Conditioned>(f.client, DATASET_ACCESS_TYPE, { namespace: f.ns, logger });
@@ -175,7 +206,7 @@ async function waitForAll(f: Fixture, n: number, predicate: (o: Conditioned) => 
 
 const isReady = (o: Conditioned) => o.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
 
-async function convergenceSteward(n: number): Promise<number> {
+async function convergenceSteward(n: number): Promise<Timings> {
   const f = new Fixture();
   await f.setUp();
   const manager = startSteward(f.client);
@@ -191,17 +222,29 @@ async function convergenceSteward(n: number): Promise<number> {
     const members = await sql(f.db, `SELECT count(*)::int AS n FROM pg_auth_members WHERE member = $1::regrole`, [f.principal]);
     const acl = await sql(f.db, `SELECT count(*)::int AS n FROM pg_class c, aclexplode(c.relacl) a WHERE c.relnamespace = 'curated'::regnamespace AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner`);
     if (members.rows[0].n !== n || acl.rows[0].n !== n) throw new Error(`not effective: ${members.rows[0].n} memberships, ${acl.rows[0].n} ACL entries for ${n} accesses`);
-    return elapsed;
+    // Deletion: every object gone (the finalizer waits for the revoke) and no group role left.
+    const deleteStart = performance.now();
+    await pool(names, CONCURRENCY, (name) => f.client.delete(DATASET_ACCESS_TYPE, name, f.ns));
+    const deadline = Date.now() + 600_000;
+    while ((await f.client.list<KubeObject>(DATASET_ACCESS_TYPE, { namespace: f.ns })).items.length > 0) {
+      if (Date.now() > deadline) throw new Error('the accesses were not all deleted within 10 minutes');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const deleteMs = performance.now() - deleteStart;
+    const left = await sql(f.db, `SELECT count(*)::int AS n FROM pg_roles WHERE shobj_description(oid, 'pg_authid') = ANY($1)`, [names.map((name) => ownershipComment(f.ns, name))]);
+    const memberships = await sql(f.db, `SELECT count(*)::int AS n FROM pg_auth_members WHERE member = $1::regrole`, [f.principal]);
+    if (memberships.rows[0].n !== 0 || left.rows[0].n !== 0) throw new Error(`deleted, but ${memberships.rows[0].n} memberships and ${left.rows[0].n} group roles are left`);
+    return { createMs: elapsed, deleteMs };
   } finally {
     await manager.stop();
     await f.tearDown();
   }
 }
 
-export async function convergenceBench(n: number): Promise<{ floorMs: number; stewardMs: number; ratio: number }> {
-  const floorMs = await convergenceFloor(n);
-  const stewardMs = await convergenceSteward(n);
-  return { floorMs, stewardMs, ratio: stewardMs / floorMs };
+export async function convergenceBench(n: number): Promise<{ floor: Timings; steward: Timings }> {
+  const floor = await convergenceFloor(n);
+  const steward = await convergenceSteward(n);
+  return { floor, steward };
 }
 
 /** Deadlines spread over `windowMs`, starting after everything had time to be granted. */
