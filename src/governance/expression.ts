@@ -16,9 +16,16 @@ export const ALLOWED_FUNCTIONS = new Set([
   'lower', 'upper', 'trim', 'btrim', 'ltrim', 'rtrim', 'length', 'char_length', 'substr', 'substring', 'left', 'right',
   'concat', 'concat_ws', 'split_part', 'replace', 'nullif', 'abs', 'round', 'floor', 'ceil', 'ceiling', 'greatest', 'least',
   'date_trunc', 'date_part', 'to_char', 'md5',
+  // What EXTRACT(field FROM x) and x AT TIME ZONE z parse into.
+  'extract', 'timezone',
+  'trunc', 'mod', 'sign', 'power', 'initcap', 'lpad', 'rpad', 'reverse', 'strpos', 'to_date', 'to_number', 'make_date',
 ]);
 export const ALLOWED_OPERATORS = new Set(['+', '-', '*', '/', '%', '||', '=', '<>', '!=', '<', '>', '<=', '>=']);
-export const ALLOWED_TYPES = new Set(['int2', 'int4', 'int8', 'integer', 'bigint', 'smallint', 'numeric', 'float4', 'float8', 'text', 'varchar', 'date', 'timestamp', 'timestamptz', 'bool', 'boolean']);
+export const ALLOWED_TYPES = new Set(['int2', 'int4', 'int8', 'integer', 'bigint', 'smallint', 'numeric', 'float4', 'float8', 'text', 'varchar', 'bpchar', 'date', 'time', 'timestamp', 'timestamptz', 'interval', 'bool', 'boolean']);
+
+/** LIKE and friends, as the parser names them. */
+const LIKE_OPERATORS: Record<string, string> = { '~~': 'LIKE', '!~~': 'NOT LIKE', '~~*': 'ILIKE', '!~~*': 'NOT ILIKE' };
+const BETWEEN_KINDS: Record<string, string> = { AEXPR_BETWEEN: 'BETWEEN', AEXPR_NOT_BETWEEN: 'NOT BETWEEN', AEXPR_BETWEEN_SYM: 'BETWEEN SYMMETRIC', AEXPR_NOT_BETWEEN_SYM: 'NOT BETWEEN SYMMETRIC' };
 
 export class ExpressionError extends Error {
   readonly position: number;
@@ -132,10 +139,55 @@ function build(node: Node, aliases: readonly string[], inputs: ColumnInput[]): R
     }
     case 'A_Expr': {
       const op = names(body.name).join('.');
-      if (body.kind !== 'AEXPR_OP' || !ALLOWED_OPERATORS.has(op)) throw new ExpressionError(`operator ${op || body.kind} is not allowed`, pos(node));
-      const l = body.lexpr ? sub(body.lexpr) : undefined;
-      const r = sub(body.rexpr);
-      return (a) => (l ? `(${l(a)} ${op} ${r(a)})` : `(${op} ${r(a)})`);
+      switch (body.kind) {
+        case 'AEXPR_OP': {
+          if (!ALLOWED_OPERATORS.has(op)) throw new ExpressionError(`operator ${op} is not allowed`, pos(node));
+          const l = body.lexpr ? sub(body.lexpr) : undefined;
+          const r = sub(body.rexpr);
+          return (a) => (l ? `(${l(a)} ${op} ${r(a)})` : `(${op} ${r(a)})`);
+        }
+        case 'AEXPR_DISTINCT':
+        case 'AEXPR_NOT_DISTINCT': {
+          const l = sub(body.lexpr);
+          const r = sub(body.rexpr);
+          const not = body.kind === 'AEXPR_NOT_DISTINCT' ? 'NOT ' : '';
+          return (a) => `(${l(a)} IS ${not}DISTINCT FROM ${r(a)})`;
+        }
+        case 'AEXPR_NULLIF': {
+          const l = sub(body.lexpr);
+          const r = sub(body.rexpr);
+          return (a) => `NULLIF(${l(a)}, ${r(a)})`;
+        }
+        case 'AEXPR_IN': {
+          // x IN (a, b) parses with "=", x NOT IN (a, b) with "<>"; the right side is a plain list.
+          if (op !== '=' && op !== '<>') throw new ExpressionError(`operator ${op} is not allowed with IN`, pos(node));
+          const l = sub(body.lexpr);
+          const items = ((body.rexpr?.List?.items ?? []) as Node[]).map(sub);
+          if (items.length === 0) throw new ExpressionError('IN needs a list of values', pos(node));
+          return (a) => `(${l(a)} ${op === '=' ? 'IN' : 'NOT IN'} (${items.map((x) => x(a)).join(', ')}))`;
+        }
+        case 'AEXPR_LIKE':
+        case 'AEXPR_ILIKE': {
+          const word = LIKE_OPERATORS[op];
+          if (!word) throw new ExpressionError(`operator ${op} is not allowed`, pos(node));
+          const l = sub(body.lexpr);
+          const r = sub(body.rexpr);
+          return (a) => `(${l(a)} ${word} ${r(a)})`;
+        }
+        case 'AEXPR_BETWEEN':
+        case 'AEXPR_NOT_BETWEEN':
+        case 'AEXPR_BETWEEN_SYM':
+        case 'AEXPR_NOT_BETWEEN_SYM': {
+          const l = sub(body.lexpr);
+          const [lo, hi] = ((body.rexpr?.List?.items ?? []) as Node[]).map(sub);
+          if (!lo || !hi) throw new ExpressionError('BETWEEN needs two bounds', pos(node));
+          const word = BETWEEN_KINDS[body.kind as string]!;
+          return (a) => `(${l(a)} ${word} ${lo(a)} AND ${hi(a)})`;
+        }
+        default:
+          // ANY/ALL over arrays, SIMILAR TO (a regular expression), OF, ...
+          throw new ExpressionError(`${String(body.kind).replace(/^AEXPR_/, '').toLowerCase()} expressions are not allowed`, pos(node));
+      }
     }
     case 'BoolExpr': {
       const args = (body.args as Node[]).map(sub);
@@ -171,11 +223,19 @@ function build(node: Node, aliases: readonly string[], inputs: ColumnInput[]): R
     case 'TypeCast': {
       const tn = names(body.typeName.names).filter((n) => n !== 'pg_catalog');
       const type = tn.join('.');
-      if (tn.length !== 1 || !ALLOWED_TYPES.has(type) || body.typeName.typmods || body.typeName.arrayBounds) {
-        throw new ExpressionError(`cast to ${type || 'this type'} is not allowed`, pos(node));
-      }
+      if (body.typeName.arrayBounds) throw new ExpressionError('casts to arrays are not allowed', pos(node));
+      if (tn.length !== 1 || !ALLOWED_TYPES.has(type)) throw new ExpressionError(`cast to ${type || 'this type'} is not allowed`, pos(node));
+      // Type modifiers (numeric(10,2), varchar(20), interval fields) are whole numbers, re-rendered as such.
+      const typmods = ((body.typeName.typmods ?? []) as Node[]).map((m) => {
+        // (A zero integer constant parses as {ival: {}}.)
+        if (!m.A_Const || !('ival' in m.A_Const)) throw new ExpressionError(`type modifiers of ${type} must be whole numbers`, pos(node));
+        return String(Math.trunc(Number(m.A_Const.ival.ival ?? 0)));
+      });
+      // interval '1' day carries its field list as a modifier, which interval(n) would read as a precision.
+      if (type === 'interval' && typmods.length) throw new ExpressionError(`write interval '1 day' (fields and precision are not supported)`, pos(node));
       const arg = sub(body.arg);
-      return (a) => `CAST(${arg(a)} AS pg_catalog.${quote(type === 'integer' ? 'int4' : type === 'bigint' ? 'int8' : type === 'boolean' ? 'bool' : type)})`;
+      const typeSql = `pg_catalog.${quote(type === 'integer' ? 'int4' : type === 'bigint' ? 'int8' : type === 'boolean' ? 'bool' : type)}${typmods.length ? `(${typmods.join(', ')})` : ''}`;
+      return (a) => `CAST(${arg(a)} AS ${typeSql})`;
     }
     case 'SubLink':
       throw new ExpressionError('subqueries are not allowed', pos(node));

@@ -91,6 +91,27 @@ const GUARD = view('guard', `  view: {schema: curated, name: guard}
     - {name: city, expr: p.city}
   kAnonymity: {quasiIdentifiers: [country, city], k: 2}`);
 
+// Everyday analytics SQL: each expression must mean in the view exactly what it means typed into psql.
+const EVERYDAY_EXPRESSIONS: [string, string][] = [
+  ['region', "CASE WHEN p.country IN ('US', 'CA') THEN 'NA' WHEN p.country NOT IN ('DE') THEN 'other' END"],
+  ['austin', "p.city ILIKE 'aus%'"],
+  ['not_b', "p.city NOT LIKE 'B%'"],
+  ['middle', 'p.id BETWEEN 2 AND 4'],
+  ['not_paris', "NULLIF(p.city, 'Paris')"],
+  ['same', 'p.country IS NOT DISTINCT FROM p.city'],
+  ['id_dec', 'p.id::numeric(10,2) / 3'],
+  ['month_start', 'make_date(2026, p.id, 1)'],
+  ['year', 'extract(year from make_date(2026, p.id, 1))'],
+  ['next_day', "make_date(2026, p.id, 1) + interval '1 day'"],
+  ['utc', "(make_date(2026, p.id, 1) + interval '12 hours') AT TIME ZONE 'UTC'"],
+  ['code', "lpad(p.id::text, 3, '0') || '-' || upper(coalesce(p.country, 'xx'))"],
+];
+const EVERYDAY = view('everyday', `  view: {schema: curated, name: everyday}
+  from: {table: raw.people, alias: p}
+  columns:
+    - {name: id, expr: p.id}
+${EVERYDAY_EXPRESSIONS.map(([name, expr]) => `    - {name: ${name}, expr: ${JSON.stringify(expr)}}`).join('\n')}`);
+
 beforeAll(async () => {
   await withPg((c) => c.query(`CREATE DATABASE ${DB}`));
   await asSuperuser((c) => c.query(`
@@ -120,9 +141,11 @@ beforeAll(async () => {
   apply(CUSTOMER_SALES);
   apply(ALL_MASKS);
   apply(GUARD);
+  apply(EVERYDAY);
   await waitForCondition(MASKED_VIEW_TYPE, 'customer-sales', NS, 'Ready', 'True');
   await waitForCondition(MASKED_VIEW_TYPE, 'all-masks', NS, 'Ready', 'True');
   await waitForCondition(MASKED_VIEW_TYPE, 'guard', NS, 'Ready', 'True');
+  await waitForCondition(MASKED_VIEW_TYPE, 'everyday', NS, 'Ready', 'True');
 });
 
 afterAll(async () => {
@@ -200,6 +223,13 @@ describe('MaskedView', () => {
     expect(await query(ANA, `SELECT id FROM curated.guard WHERE city = 'Boston'`)).toEqual([]);
     const privileged = (await query(PIA, 'SELECT country, city FROM curated.guard ORDER BY id')) as Record<string, any>[];
     expect(privileged.map((r) => `${r.country}/${r.city}`)).toEqual(['US/Austin', 'US/Austin', 'US/Boston', 'null/Paris', 'null/Paris', 'DE/null']);
+  });
+
+  it('everyday SQL (IN, LIKE, BETWEEN, NULLIF, IS DISTINCT FROM, typmods, EXTRACT, intervals, AT TIME ZONE) means what it means in psql', async () => {
+    const direct = await asSuperuser(async (c) => (await c.query(`SELECT p.id, ${EVERYDAY_EXPRESSIONS.map(([name, expr]) => `${expr} AS ${name}`).join(', ')} FROM raw.people p ORDER BY p.id`)).rows);
+    const viaView = await query(ANA, 'SELECT * FROM curated.everyday ORDER BY id');
+    expect(direct).toHaveLength(6);
+    expect(viaView).toEqual(direct);
   });
 
   it('the phone mask keeps the last four digits whatever the separators', async () => {

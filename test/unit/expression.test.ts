@@ -13,6 +13,14 @@ describe('parseExpression (the real PostgreSQL parser)', () => {
     ["coalesce(c.country, 'n/a')", `COALESCE("c"."country", 'n/a')`, ['c.country']],
     ['o.created_at::date', 'CAST("o"."created_at" AS pg_catalog."date")', ['o.created_at']],
     ["c.note = 'it''s'", `("c"."note" = 'it''s')`, ['c.note']],
+    ["c.country NOT IN ('US', 'CA')", `("c"."country" NOT IN ('US', 'CA'))`, ['c.country']],
+    ["c.email ILIKE '%@example.com'", `("c"."email" ILIKE '%@example.com')`, ['c.email']],
+    ['o.quantity NOT BETWEEN 1 AND o.id', '("o"."quantity" NOT BETWEEN 1 AND "o"."id")', ['o.quantity', 'o.id']],
+    ['c.a IS DISTINCT FROM c.b', '("c"."a" IS DISTINCT FROM "c"."b")', ['c.a', 'c.b']],
+    ["NULLIF(c.country, '')", `NULLIF("c"."country", '')`, ['c.country']],
+    ['o.unit_price::numeric(10,2)', 'CAST("o"."unit_price" AS pg_catalog."numeric"(10, 2))', ['o.unit_price']],
+    ['extract(year from o.created_at)', `pg_catalog."extract"('year', "o"."created_at")`, ['o.created_at']],
+    ["o.created_at AT TIME ZONE 'UTC'", `pg_catalog."timezone"('UTC', "o"."created_at")`, ['o.created_at']],
   ])('renders %s from the parse tree', (text, sql, inputs) => {
     const p = parseExpression(text, ['o', 'c']);
     expect(p.sql(q)).toBe(sql);
@@ -28,6 +36,11 @@ describe('parseExpression (the real PostgreSQL parser)', () => {
     ["pg_read_file('/etc/passwd')", /function pg_read_file is not allowed \(at position 1\)/],
     ['pg_catalog.pg_sleep(1)', /function pg_catalog.pg_sleep is not allowed/],
     ['x.id', /unknown alias x/],
+    ["c.email SIMILAR TO '%x%'", /similar expressions are not allowed \(at position 9\)/],
+    ['o.id = ANY(ARRAY[1, 2])', /op_any expressions are not allowed/],
+    ["o.id::numeric(10, 'x')", /type modifiers of numeric must be whole numbers/],
+    ["interval '1' day", /write interval '1 day'/],
+    ['o.id::text[]', /casts to arrays are not allowed/],
     ['id', /write columns as alias.column/],
     ['o.id +', /not a valid SQL expression: syntax error at end of input \(at position 7\)/],
     ['count(o.id)', /function count is not allowed/],
