@@ -37,6 +37,11 @@ async function sql(database: string, text: string): Promise<pg.QueryResult> {
   }
 }
 
+// Steward's own login, as docs/warehouse.md tells an operator to make it: no superuser. A new
+// password every run (nothing to remember), handed to Steward through the credentials Secret.
+const STEWARD_LOGIN = 'steward';
+const stewardPassword = randomBytes(18).toString('base64url');
+
 async function seedWarehouse(): Promise<void> {
   const exists = await sql('postgres', "SELECT 1 FROM pg_database WHERE datname = 'analytics'");
   if (exists.rowCount === 0) await sql('postgres', 'CREATE DATABASE analytics');
@@ -63,7 +68,20 @@ async function seedWarehouse(): Promise<void> {
       IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'pii_reader') THEN CREATE ROLE pii_reader NOLOGIN; END IF;
       IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'priya') THEN CREATE ROLE priya LOGIN IN ROLE analytics_reader, pii_reader; END IF;
       IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'etl_service') THEN CREATE ROLE etl_service LOGIN; END IF;
+      IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '${STEWARD_LOGIN}') THEN CREATE ROLE ${STEWARD_LOGIN} LOGIN CREATEROLE; END IF;
+      -- A stack an older demo ran as the superuser: hand Steward's own schema to its login.
+      IF to_regnamespace('steward') IS NOT NULL THEN
+        ALTER SCHEMA steward OWNER TO ${STEWARD_LOGIN};
+        IF to_regclass('steward.audit_log') IS NOT NULL THEN ALTER TABLE steward.audit_log OWNER TO ${STEWARD_LOGIN}; END IF;
+        IF to_regclass('steward.mask_keys') IS NOT NULL THEN ALTER TABLE steward.mask_keys OWNER TO ${STEWARD_LOGIN}; END IF;
+      END IF;
     END $$;
+    ALTER ROLE ${STEWARD_LOGIN} PASSWORD '${stewardPassword}';
+    -- The recipe of docs/warehouse.md.
+    GRANT CREATE ON DATABASE analytics TO ${STEWARD_LOGIN};
+    GRANT USAGE ON SCHEMA raw TO ${STEWARD_LOGIN} WITH GRANT OPTION;
+    GRANT SELECT, INSERT ON raw.customers, raw.orders TO ${STEWARD_LOGIN} WITH GRANT OPTION;
+    GRANT USAGE, CREATE ON SCHEMA curated TO ${STEWARD_LOGIN} WITH GRANT OPTION;
   `);
 }
 
@@ -77,7 +95,7 @@ function applyExamples(): void {
   const secret = (name: string, data: Record<string, string>) =>
     kubectl(['apply', '-f', '-'], stringify({ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: 'steward-system' }, stringData: data }));
   secret('analytics-db-ca', { 'ca.crt': readFileSync(env.PGSSLROOTCERT!, 'utf8') });
-  secret('analytics-db-admin', { username: env.PGUSER!, password: env.PGPASSWORD! });
+  secret('analytics-db-admin', { username: STEWARD_LOGIN, password: stewardPassword });
 
   // The example Warehouse as written, pointed at the local server instead of analytics-db.data.svc.
   const wh = parse(readFileSync(join(REPO, 'deploy/examples/warehouse.yaml'), 'utf8'));
