@@ -204,7 +204,7 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
       return {
         state: 'Stalled',
         reason: 'SourcesExposed',
-        message: `${list} directly, bypassing the mask; readers were removed from the view until that is revoked`,
+        message: `${list} directly, bypassing the mask; readers were removed from the view until that is revoked (or, if that role may see raw data, list it in unmaskedRoles)`,
         status: { ...status, readers: '' },
         conditions: [{ type: 'SourcesLocked', status: 'False', reason: 'SourcesExposed', message: list }],
         events: [{ type: 'Warning', reason: 'SourcesExposed', note: list, action: 'Verify' }],
