@@ -216,6 +216,20 @@ spec:
 ${o.policy ? `  accessPolicy:\n${o.policy}\n` : ''}`;
 }
 
+/** A MaskedView manifest: `body` holds the view, from, joins, columns (indented two spaces). */
+export function maskedViewYaml(o: { name: string; namespace: string; warehouse: string; body: string; readers: string[]; unmaskedRoles?: string[] }): string {
+  return `
+apiVersion: steward.dev/v1alpha1
+kind: MaskedView
+metadata: {name: ${o.name}, namespace: ${o.namespace}}
+spec:
+  warehouse: ${o.warehouse}
+${o.body}
+${o.unmaskedRoles ? `  unmaskedRoles: [${o.unmaskedRoles.join(', ')}]\n` : ''}  readers: [${o.readers.join(', ')}]
+  owner: data-eng
+`;
+}
+
 /** What kstatus (sigs.k8s.io/cli-utils, as used by Flux, Argo CD, kpt) makes of an object. */
 export function kstatus(obj: unknown): { status: string; message: string } {
   const bin = spawnSync('bash', [join(REPO, 'test/stack/build-kstatus.sh')], { encoding: 'utf8' });

@@ -7,7 +7,7 @@ import { DATASET_ACCESS_TYPE } from '../../src/controllers/datasetaccess.ts';
 import { MASKED_VIEW_TYPE } from '../../src/controllers/maskedview.ts';
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
 import {
-  Steward, apply, condition, ensureNamespace, kube, putSecret, randomPassword, stackCa, unique, waitFor, waitForCondition, warehouseYaml, withPg, type Conditioned,
+  Steward, apply, condition, ensureNamespace, kube, maskedViewYaml, putSecret, randomPassword, stackCa, unique, waitFor, waitForCondition, warehouseYaml, withPg, type Conditioned,
 } from './harness.ts';
 
 const id = unique('x').slice(2).replace(/-/g, '');
@@ -83,6 +83,12 @@ spec:
   justification: least-privilege test
 `;
 
+const maskedView = (name: string, body: string) => maskedViewYaml({ name, namespace: NS, warehouse: WH, body, readers: [READER] });
+async function deleteAndWait(type: typeof DATASET_ACCESS_TYPE, name: string): Promise<void> {
+  await kube.delete(type, name, NS);
+  await waitFor(`${type.kind} ${name} to be gone`, async () => kube.get(type, name, NS).then(() => false, () => true));
+}
+
 describe('Steward as a login without superuser', () => {
   it('runs the Warehouse: TLS verified and the audit table created by that login', async () => {
     const owner = await asSuperuser(async (c) => (await c.query(`SELECT pg_get_userbyid(relowner) AS o FROM pg_class WHERE oid = 'steward.audit_log'::regclass`)).rows[0].o);
@@ -97,8 +103,7 @@ describe('Steward as a login without superuser', () => {
     await waitForCondition(DATASET_ACCESS_TYPE, 'orders', NS, 'Ready', 'True', 'Granted');
     expect(await asAlice('SELECT id FROM raw.orders ORDER BY id')).toEqual([{ id: 100 }, { id: 101 }]);
     expect(await asAlice('SELECT * FROM raw.customers')).toMatch(/permission denied/);
-    await kube.delete(DATASET_ACCESS_TYPE, 'orders', NS);
-    await waitFor('the access to be gone', async () => kube.get(DATASET_ACCESS_TYPE, 'orders', NS).then(() => false, () => true));
+    await deleteAndWait(DATASET_ACCESS_TYPE, 'orders');
     expect(await asAlice('SELECT id FROM raw.orders')).toMatch(/permission denied/);
   });
 
@@ -107,8 +112,7 @@ describe('Steward as a login without superuser', () => {
     const obj = await waitForCondition(DATASET_ACCESS_TYPE, 'payroll', NS, 'Ready', 'False', 'InsufficientPrivilege');
     expect(condition(obj, 'Ready')?.message).toContain('raw.payroll');
     expect(await asAlice('SELECT * FROM raw.payroll')).toMatch(/permission denied/);
-    await kube.delete(DATASET_ACCESS_TYPE, 'payroll', NS);
-    await waitFor('the access to be gone', async () => kube.get(DATASET_ACCESS_TYPE, 'payroll', NS).then(() => false, () => true));
+    await deleteAndWait(DATASET_ACCESS_TYPE, 'payroll');
   });
 
   it('does not report a grant PostgreSQL carried out only in part (a warning, not an error)', async () => {
@@ -118,54 +122,33 @@ describe('Steward as a login without superuser', () => {
     expect(condition(obj, 'Ready')?.message).toMatch(/raw\.refunds: not all privileges were granted/);
     // Rolled back whole: not even the SELECT PostgreSQL would have granted.
     expect(await asAlice('SELECT * FROM raw.refunds')).toMatch(/permission denied/);
-    await kube.delete(DATASET_ACCESS_TYPE, 'refunds', NS);
-    await waitFor('the access to be gone', async () => kube.get(DATASET_ACCESS_TYPE, 'refunds', NS).then(() => false, () => true));
+    await deleteAndWait(DATASET_ACCESS_TYPE, 'refunds');
   });
 
   it('refuses a MaskedView over a table it may not pass on, and changes nothing', async () => {
-    apply(`
-apiVersion: steward.dev/v1alpha1
-kind: MaskedView
-metadata: {name: pay, namespace: ${NS}}
-spec:
-  warehouse: ${WH}
-  view: {schema: curated, name: pay}
+    apply(maskedView('pay', `  view: {schema: curated, name: pay}
   from: {table: raw.payroll, alias: p}
-  columns: [{name: id, expr: p.id}, {name: salary, expr: p.salary, mask: redact}]
-  readers: [${READER}]
-  owner: data-eng
-`);
+  columns: [{name: id, expr: p.id}, {name: salary, expr: p.salary, mask: redact}]`));
     const obj = await waitForCondition(MASKED_VIEW_TYPE, 'pay', NS, 'Ready', 'False', 'InsufficientPrivilege');
     expect(condition(obj, 'Ready')?.message).toContain('raw.payroll');
     expect(await asSuperuser(async (c) => (await c.query(`SELECT to_regclass('curated.pay') AS v`)).rows[0].v)).toBeNull();
-    await kube.delete(MASKED_VIEW_TYPE, 'pay', NS);
-    await waitFor('the view object to be gone', async () => kube.get(MASKED_VIEW_TYPE, 'pay', NS).then(() => false, () => true));
+    await deleteAndWait(MASKED_VIEW_TYPE, 'pay');
   });
 
   it('builds a MaskedView: readers see masked values, the raw tables stay closed, and deletion drops it', async () => {
-    apply(`
-apiVersion: steward.dev/v1alpha1
-kind: MaskedView
-metadata: {name: sales, namespace: ${NS}}
-spec:
-  warehouse: ${WH}
-  view: {schema: curated, name: sales}
+    apply(maskedView('sales', `  view: {schema: curated, name: sales}
   from: {table: raw.orders, alias: o}
   joins: [{table: raw.customers, alias: c, on: c.id = o.customer_id, type: inner}]
   columns:
     - {name: order_id, expr: o.id}
     - {name: email, expr: c.email, mask: email}
-    - {name: email_hash, expr: c.email, mask: hash}
-  readers: [${READER}]
-  owner: data-eng
-`);
+    - {name: email_hash, expr: c.email, mask: hash}`));
     await waitForCondition(MASKED_VIEW_TYPE, 'sales', NS, 'Ready', 'True', 'ViewReady');
     const rows = (await asAlice('SELECT order_id, email, email_hash FROM curated.sales ORDER BY order_id')) as Record<string, any>[];
     expect(rows[0]).toMatchObject({ order_id: 100, email: 'al***@example.com' });
     expect(rows[0]!.email_hash).toMatch(/^[0-9a-f]{64}$/);
     expect(await asAlice('SELECT * FROM raw.customers')).toMatch(/permission denied/);
-    await kube.delete(MASKED_VIEW_TYPE, 'sales', NS);
-    await waitFor('the view to be dropped', async () => kube.get(MASKED_VIEW_TYPE, 'sales', NS).then(() => false, () => true));
+    await deleteAndWait(MASKED_VIEW_TYPE, 'sales');
     const left = await asSuperuser(async (c) => (await c.query(`SELECT to_regclass('curated.sales') AS v, (SELECT count(*)::int FROM pg_roles WHERE rolname LIKE 'stw\\_mv\\_%' AND shobj_description(oid, 'pg_authid') LIKE $1) AS roles`, [`%${NS}%`])).rows[0]);
     expect(left).toEqual({ v: null, roles: 0 });
   });

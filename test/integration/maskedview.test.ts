@@ -11,7 +11,7 @@ import pg from 'pg';
 import { MASKED_VIEW_TYPE } from '../../src/controllers/maskedview.ts';
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
 import {
-  REPO, Steward, apply, condition, ensureNamespace, kube, kubectl, putSecret, randomPassword, stackCa, unique, waitFor, waitForCondition, warehouseYaml, withPg, type Conditioned,
+  REPO, Steward, apply, condition, ensureNamespace, kube, kubectl, maskedViewYaml, putSecret, randomPassword, stackCa, unique, waitFor, waitForCondition, warehouseYaml, withPg, type Conditioned,
 } from './harness.ts';
 
 const id = unique('x').slice(2).replace(/-/g, '');
@@ -42,19 +42,8 @@ async function query(user: string, sql: string): Promise<Record<string, any>[] |
 }
 
 function view(name: string, body: string): string {
-  return `
-apiVersion: steward.dev/v1alpha1
-kind: MaskedView
-metadata: {name: ${name}, namespace: ${NS}}
-spec:
-  warehouse: ${WH}
-${body}
-  unmaskedRoles: [${PII}]
-  readers: [${READER}]
-  owner: data-eng
-`;
+  return maskedViewYaml({ name, namespace: NS, warehouse: WH, body, readers: [READER], unmaskedRoles: [PII] });
 }
-
 const CUSTOMER_SALES = view('customer-sales', `  view: {schema: curated, name: customer_sales}
   from: {table: raw.orders, alias: o}
   joins:
