@@ -125,6 +125,23 @@ describe('Steward as a login without superuser', () => {
     await deleteAndWait(DATASET_ACCESS_TYPE, 'refunds');
   });
 
+  it('grants tables: ["*"] (future tables too) only once the login is a member of the tables\' owner', async () => {
+    await asSuperuser((c) => c.query(`GRANT ${READER} TO ${ALICE}`));
+    apply(access('everything', ['*']));
+    const refused = await waitForCondition(DATASET_ACCESS_TYPE, 'everything', NS, 'Ready', 'False', 'InsufficientPrivilege');
+    // Every table includes payroll, which the login may not pass on.
+    expect(condition(refused, 'Ready')?.message).toMatch(/may not change raw\.(payroll|refunds)|default privileges/);
+    expect(await asAlice('SELECT id FROM raw.orders')).toMatch(/permission denied/);
+    // What docs/warehouse.md says to do; the next resync grants it.
+    await asSuperuser((c) => c.query(`GRANT ${OWNER} TO ${STEWARD}`));
+    await waitForCondition(DATASET_ACCESS_TYPE, 'everything', NS, 'Ready', 'True', 'Granted');
+    await asSuperuser((c) => c.query(`SET ROLE ${OWNER}; CREATE TABLE raw.later (id int); INSERT INTO raw.later VALUES (7)`));
+    expect(await asAlice('SELECT id FROM raw.later')).toEqual([{ id: 7 }]);
+    await deleteAndWait(DATASET_ACCESS_TYPE, 'everything');
+    expect(await asAlice('SELECT id FROM raw.later')).toMatch(/permission denied/);
+    await asSuperuser((c) => c.query(`REVOKE ${OWNER} FROM ${STEWARD}`));
+  });
+
   it('refuses a MaskedView over a table it may not pass on, and changes nothing', async () => {
     apply(maskedView('pay', `  view: {schema: curated, name: pay}
   from: {table: raw.payroll, alias: p}
