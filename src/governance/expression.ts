@@ -23,6 +23,8 @@ export const ALLOWED_FUNCTIONS = new Set([
 export const ALLOWED_OPERATORS = new Set(['+', '-', '*', '/', '%', '||', '=', '<>', '!=', '<', '>', '<=', '>=']);
 export const ALLOWED_TYPES = new Set(['int2', 'int4', 'int8', 'integer', 'bigint', 'smallint', 'numeric', 'float4', 'float8', 'text', 'varchar', 'bpchar', 'date', 'time', 'timestamp', 'timestamptz', 'interval', 'bool', 'boolean']);
 
+const MAX_PAD = 1000;
+
 /** LIKE and friends, as the parser names them. */
 const LIKE_OPERATORS: Record<string, string> = { '~~': 'LIKE', '!~~': 'NOT LIKE', '~~*': 'ILIKE', '!~~*': 'NOT ILIKE' };
 const BETWEEN_KINDS: Record<string, string> = { AEXPR_BETWEEN: 'BETWEEN', AEXPR_NOT_BETWEEN: 'NOT BETWEEN', AEXPR_BETWEEN_SYM: 'BETWEEN SYMMETRIC', AEXPR_NOT_BETWEEN_SYM: 'NOT BETWEEN SYMMETRIC' };
@@ -216,6 +218,13 @@ function build(node: Node, aliases: readonly string[], inputs: ColumnInput[]): R
       if (!schemaOk || !ALLOWED_FUNCTIONS.has(name)) throw new ExpressionError(`function ${fn.join('.')} is not allowed`, pos(node));
       if (body.agg_star || body.agg_distinct || body.over || body.agg_order || body.agg_filter || body.func_variadic) {
         throw new ExpressionError(`aggregates, window functions and special call forms are not allowed in ${name}()`, pos(node));
+      }
+      if (name === 'lpad' || name === 'rpad') {
+        // The only functions that make a value longer than their inputs: a length from the data, or a
+        // huge one, would let a view's author make every reader's query allocate up to 1 GB a row.
+        const len = (body.args as Node[] | undefined)?.[1]?.A_Const;
+        const n = len && 'ival' in len ? Number(len.ival.ival ?? 0) : NaN;
+        if (!(n >= 0 && n <= MAX_PAD)) throw new ExpressionError(`${name}() needs a constant length from 0 to ${MAX_PAD}`, pos(node));
       }
       const args = ((body.args as Node[] | undefined) ?? []).map(sub);
       return (a) => `pg_catalog.${quote(name)}(${args.map((x) => x(a)).join(', ')})`;

@@ -19,6 +19,7 @@ describe('parseExpression (the real PostgreSQL parser)', () => {
     ['c.a IS DISTINCT FROM c.b', '("c"."a" IS DISTINCT FROM "c"."b")', ['c.a', 'c.b']],
     ["NULLIF(c.country, '')", `NULLIF("c"."country", '')`, ['c.country']],
     ['o.unit_price::numeric(10,2)', 'CAST("o"."unit_price" AS pg_catalog."numeric"(10, 2))', ['o.unit_price']],
+    ["lpad(c.code, 6, '0')", `pg_catalog."lpad"("c"."code", 6, '0')`, ['c.code']],
     ['extract(year from o.created_at)', `pg_catalog."extract"('year', "o"."created_at")`, ['o.created_at']],
     ["o.created_at AT TIME ZONE 'UTC'", `pg_catalog."timezone"('UTC', "o"."created_at")`, ['o.created_at']],
   ])('renders %s from the parse tree', (text, sql, inputs) => {
@@ -41,6 +42,8 @@ describe('parseExpression (the real PostgreSQL parser)', () => {
     ["o.id::numeric(10, 'x')", /type modifiers of numeric must be whole numbers/],
     ["interval '1' day", /write interval '1 day'/],
     ['o.id::text[]', /casts to arrays are not allowed/],
+    ["lpad(c.code, 1000000000, 'x')", /lpad\(\) needs a constant length from 0 to 1000/],
+    ["rpad(c.code, o.quantity, 'x')", /rpad\(\) needs a constant length from 0 to 1000/],
     ['id', /write columns as alias.column/],
     ['o.id +', /not a valid SQL expression: syntax error at end of input \(at position 7\)/],
     ['count(o.id)', /function count is not allowed/],
