@@ -29,7 +29,8 @@ crds: deps
 # stopped afterwards when this target started it.
 test: deps typecheck
 	@started=0; if ! bash $(STACK) status 2>/dev/null | grep -q 'kube-apiserver: running'; then bash $(STACK) up && started=1; fi; \
-	bash $(STACK) stop-demo; $(WITH_STACK) vitest run; status=$$?; \
+	bash $(STACK) stop-demo; $(WITH_STACK) vitest run --project unit --project integration; status=$$?; \
+	$(WITH_STACK) vitest run --project demo || status=1; \
 	if [ $$started = 1 ]; then bash $(STACK) down; fi; exit $$status
 
 test-unit: deps

@@ -19,6 +19,10 @@ export default defineConfig({
           hookTimeout: 120_000,
         },
       },
+      {
+        // `make demo`, end to end. Run on its own, after the integration tests (see the Makefile).
+        test: { name: 'demo', include: ['test/demo/**/*.test.ts'], environment: 'node', testTimeout: 600_000, hookTimeout: 60_000 },
+      },
     ],
   },
 });
