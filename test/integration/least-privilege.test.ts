@@ -18,13 +18,16 @@ const STEWARD = `steward_${id}`;
 const OWNER = `data_owner_${id}`;
 const READER = `analytics_reader_${id}`;
 const ALICE = `alice_${id}`;
+const BI = `bi_tool_${id}`;
+const BOB = `bob_${id}`;
 const PW = randomPassword();
 let steward: Steward;
 
 const asSuperuser = <T>(fn: (c: pg.Client) => Promise<T>) => withPg(fn, { database: DB });
-async function asAlice(sql: string): Promise<Record<string, any>[] | string> {
-  return withPg(async (c) => c.query(sql).then((r) => r.rows, (e: Error) => e.message), { database: DB, user: ALICE, password: PW });
+async function as(user: string, sql: string): Promise<Record<string, any>[] | string> {
+  return withPg(async (c) => c.query(sql).then((r) => r.rows, (e: Error) => e.message), { database: DB, user, password: PW });
 }
+const asAlice = (sql: string) => as(ALICE, sql);
 
 beforeAll(async () => {
   await withPg((c) => c.query(`CREATE DATABASE ${DB}`));
@@ -51,6 +54,8 @@ beforeAll(async () => {
     -- People.
     CREATE ROLE ${READER} NOLOGIN;
     CREATE ROLE ${ALICE} LOGIN PASSWORD '${PW}';
+    CREATE ROLE ${BI} NOLOGIN;
+    CREATE ROLE ${BOB} LOGIN PASSWORD '${PW}' IN ROLE ${BI};
   `));
   await ensureNamespace(NS);
   await putSecret('steward-system', `${WH}-ca`, { 'ca.crt': stackCa() });
@@ -73,13 +78,13 @@ afterAll(async () => {
   await kube.delete(WAREHOUSE_TYPE, WH).catch(() => undefined);
 });
 
-const access = (name: string, tables: string[], privileges = ['SELECT']) => `
+const access = (name: string, tables: string[], privileges = ['SELECT'], schema = 'raw', role = READER) => `
 apiVersion: steward.dev/v1alpha1
 kind: DatasetAccess
 metadata: {name: ${name}, namespace: ${NS}}
 spec:
-  principal: {role: ${READER}}
-  warehouse: {name: ${WH}, schema: raw, tables: ${JSON.stringify(tables)}, privileges: ${JSON.stringify(privileges)}}
+  principal: {role: ${role}}
+  warehouse: {name: ${WH}, schema: ${schema}, tables: ${JSON.stringify(tables)}, privileges: ${JSON.stringify(privileges)}}
   justification: least-privilege test
 `;
 
@@ -165,6 +170,25 @@ describe('Steward as a login without superuser', () => {
     expect(rows[0]).toMatchObject({ order_id: 100, email: 'al***@example.com' });
     expect(rows[0]!.email_hash).toMatch(/^[0-9a-f]{64}$/);
     expect(await asAlice('SELECT * FROM raw.customers')).toMatch(/permission denied/);
+
+    // A DatasetAccess on the view (granted by a login that does not own it), kept across a change
+    // that re-creates the view, and revoked on deletion.
+    apply(access('bi-sales', ['sales'], ['SELECT'], 'curated', BI));
+    await waitForCondition(DATASET_ACCESS_TYPE, 'bi-sales', NS, 'Ready', 'True', 'Granted');
+    expect(await as(BOB, 'SELECT email FROM curated.sales ORDER BY order_id LIMIT 1')).toEqual([{ email: 'al***@example.com' }]);
+    apply(maskedView('sales', `  view: {schema: curated, name: sales}
+  from: {table: raw.orders, alias: o}
+  joins: [{table: raw.customers, alias: c, on: c.id = o.customer_id, type: inner}]
+  columns:
+    - {name: order_id, expr: o.id}
+    - {name: email, expr: c.email, mask: email}
+    - {name: email_hash, expr: c.email, mask: hash}
+    - {name: quantity, expr: o.quantity}`));
+    await waitFor('the view to have its new column', async () => Array.isArray(await as(BOB, 'SELECT quantity FROM curated.sales')));
+    await deleteAndWait(DATASET_ACCESS_TYPE, 'bi-sales');
+    expect(await as(BOB, 'SELECT 1 FROM curated.sales')).toMatch(/permission denied/);
+    expect(await asAlice('SELECT quantity FROM curated.sales ORDER BY order_id LIMIT 1')).toEqual([{ quantity: 2 }]);
+
     await deleteAndWait(MASKED_VIEW_TYPE, 'sales');
     const left = await asSuperuser(async (c) => (await c.query(`SELECT to_regclass('curated.sales') AS v, (SELECT count(*)::int FROM pg_roles WHERE rolname LIKE 'stw\\_mv\\_%' AND shobj_description(oid, 'pg_authid') LIKE $1) AS roles`, [`%${NS}%`])).rows[0]);
     expect(left).toEqual({ v: null, roles: 0 });
