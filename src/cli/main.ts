@@ -1,13 +1,17 @@
 // The `steward` command: read-only tools for people and CI around the operator.
 //   steward plan -f FILE...   the SQL each DatasetAccess would run; exits 1 on a policy denial
 //   steward lineage [-o text]  the column-level lineage of every MaskedView, as one report
+//   steward audit-table        the SQL of the audit table, for an administrator to create it
 import { runPlan } from './plan.ts';
 import { runLineage } from './lineage.ts';
+import { runAuditTable } from './audit-table.ts';
 
 const USAGE = `usage: steward <command>
   plan -f FILE [-f FILE ...] [-n NAMESPACE]   print the SQL each DatasetAccess would run (read-only);
                                              exit 1 on a policy denial, 3 when the policy cannot be checked
-  lineage [-o json|text]                     the column-level lineage of every MaskedView, as one report`;
+  lineage [-o json|text]                     the column-level lineage of every MaskedView, as one report
+  audit-table [--writer LOGIN]               the SQL of steward.audit_log, to create it as another role than
+                                             Steward's login (and the grants LOGIN needs to append to it)`;
 
 const [command, ...args] = process.argv.slice(2);
 switch (command) {
@@ -16,6 +20,9 @@ switch (command) {
     break;
   case 'lineage':
     process.exitCode = await runLineage(args, process.stdout, process.stderr);
+    break;
+  case 'audit-table':
+    process.exitCode = runAuditTable(args, process.stdout, process.stderr);
     break;
   default:
     process.stderr.write(`${USAGE}\n`);

@@ -56,7 +56,7 @@ export function warehouseReconciler(deps: WarehouseDeps) {
         } catch (err) {
           const message = scrub(errMessage(err), settings);
           await audit('failure', 'audit_table.ensure', message);
-          return failedOutcome('Stalled', 'AuditTableUnavailable', `cannot create the append-only audit table steward.audit_log: ${message}. Grant the Warehouse's user CREATE on the database.`);
+          return failedOutcome('Stalled', 'AuditTableUnavailable', `cannot use the append-only audit table steward.audit_log: ${message}`);
         }
         await audit('success', 'audit_table.ensure', undefined, { table: 'steward.audit_log' }).then((r) => new AuditTableSink(pool).write(r));
       }

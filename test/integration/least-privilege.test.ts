@@ -1,17 +1,22 @@
 // Steward as it runs in production: a login that is not a superuser (as on RDS or Cloud SQL), holding
 // only what docs/warehouse.md lists. DatasetAccess and MaskedView must work end to end with it, and
 // what it was not given must end in a condition that says so, not in a grant.
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { DATASET_ACCESS_TYPE } from '../../src/controllers/datasetaccess.ts';
 import { MASKED_VIEW_TYPE } from '../../src/controllers/maskedview.ts';
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
 import {
-  Steward, apply, condition, ensureNamespace, kube, maskedViewYaml, putSecret, randomPassword, stackCa, unique, waitFor, waitForCondition, warehouseYaml, withPg, type Conditioned,
+  REPO, Steward, apply, condition, ensureNamespace, kube, maskedViewYaml, putSecret, randomPassword, stackCa, unique, waitFor, waitForCondition, warehouseYaml, withPg, type Conditioned,
 } from './harness.ts';
 
 const id = unique('x').slice(2).replace(/-/g, '');
 const DB = `lp_${id}`;
+const AUDITED_DB = `lp_audited_${id}`;
+const AUDITED_WH = `wh-lp-audited-${id}`;
+const AUDITOR = `auditor_${id}`;
 const NS = `lp-${id}`;
 const WH = `wh-lp-${id}`;
 const STEWARD = `steward_${id}`;
@@ -74,6 +79,7 @@ afterAll(async () => {
     for (const o of items.items) await kube.delete(type, o.metadata.name, NS).catch(() => undefined);
     await waitFor('objects to be gone', async () => (await kube.list(type, { namespace: NS })).items.length === 0, 30_000).catch(() => undefined);
   }
+  await kube.delete(WAREHOUSE_TYPE, AUDITED_WH).catch(() => undefined);
   await steward?.stop();
   await kube.delete(WAREHOUSE_TYPE, WH).catch(() => undefined);
 });
@@ -192,5 +198,32 @@ describe('Steward as a login without superuser', () => {
     await deleteAndWait(MASKED_VIEW_TYPE, 'sales');
     const left = await asSuperuser(async (c) => (await c.query(`SELECT to_regclass('curated.sales') AS v, (SELECT count(*)::int FROM pg_roles WHERE rolname LIKE 'stw\\_mv\\_%' AND shobj_description(oid, 'pg_authid') LIKE $1) AS roles`, [`%${NS}%`])).rows[0]);
     expect(left).toEqual({ v: null, roles: 0 });
+  });
+});
+
+describe('an audit trail Steward\'s login cannot rewrite', () => {
+  const asAuditor = (sql: string) => withPg((c) => c.query(`SET ROLE ${AUDITOR}; ${sql}`), { database: AUDITED_DB });
+  const asSteward = (sql: string) => withPg(async (c) => c.query(sql).then(() => 'ok', (e: Error) => e.message), { database: AUDITED_DB, user: STEWARD, password: PW });
+
+  it('is created by another role from `steward audit-table`; Steward appends to it and can do nothing else', async () => {
+    await withPg((c) => c.query(`CREATE DATABASE ${AUDITED_DB}`));
+    await withPg((c) => c.query(`CREATE ROLE ${AUDITOR} NOLOGIN; GRANT CREATE ON DATABASE ${AUDITED_DB} TO ${AUDITOR}`), { database: AUDITED_DB });
+    const printed = spawnSync(join(REPO, 'bin/steward'), ['audit-table', '--writer', STEWARD], { encoding: 'utf8', env: process.env });
+    expect(printed.status, printed.stderr).toBe(0);
+    const [ddl, grants] = printed.stdout.split("-- Steward's login appends");
+    await asAuditor(ddl!);
+
+    // Without the grants Steward says which ones it needs, and does not take the Warehouse into use.
+    apply(warehouseYaml({ name: AUDITED_WH, database: AUDITED_DB, caSecret: `${WH}-ca`, credsSecret: `${WH}-creds` }));
+    const refused = await waitForCondition(WAREHOUSE_TYPE, AUDITED_WH, undefined, 'Ready', 'False', 'AuditTableUnavailable');
+    expect(condition(refused, 'Ready')?.message).toContain(`GRANT USAGE ON SEQUENCE steward.audit_log_id_seq TO "${STEWARD}";`);
+
+    await asAuditor(grants!.slice(grants!.indexOf('\n') + 1));
+    await waitForCondition(WAREHOUSE_TYPE, AUDITED_WH, undefined, 'Ready', 'True', 'Connected');
+    const written = await withPg(async (c) => (await c.query(`SELECT action FROM steward.audit_log WHERE name = $1`, [AUDITED_WH])).rows.map((r) => r.action), { database: AUDITED_DB });
+    expect(written).toContain('warehouse.connect');
+    expect(await asSteward('DELETE FROM steward.audit_log')).toMatch(/permission denied/);
+    expect(await asSteward('ALTER TABLE steward.audit_log DISABLE TRIGGER ALL')).toMatch(/must be owner/);
+    expect(await asSteward('DROP TABLE steward.audit_log')).toMatch(/must be owner/);
   });
 });

@@ -3,6 +3,7 @@
 // statements for everyone, superusers included, so a record once written stays.
 import type pg from 'pg';
 import { inTransaction } from './transaction.ts';
+import { quoteIdent } from './identifiers.ts';
 import type { AuditRecord } from '../../audit/record.ts';
 import type { AuditSink } from '../../audit/sink.ts';
 
@@ -11,7 +12,7 @@ export const AUDIT_TABLE = 'audit_log';
 
 // Fixed DDL: no user text is pasted into it. It runs only when the table does not exist yet, so a
 // second Warehouse on the same database (or a Steward whose user does not own the table) reuses it.
-const DDL = `
+export const AUDIT_TABLE_DDL = `
 CREATE SCHEMA IF NOT EXISTS steward;
 CREATE TABLE steward.audit_log (
   id         bigserial PRIMARY KEY,
@@ -46,15 +47,40 @@ export async function ensureAuditTable(pool: pg.Pool): Promise<void> {
   await inTransaction(pool, async (client) => {
     // Two Steward processes, or two Warehouses on one database, must not race on the DDL.
     await client.query("SELECT pg_advisory_xact_lock(hashtext('steward.audit_log'))");
-    const exists = await client.query<{ exists: boolean }>("SELECT to_regclass('steward.audit_log') IS NOT NULL AS exists");
-    if (!exists.rows[0]?.exists) await client.query(DDL);
+    // From the catalog, by OID: naming steward.audit_log would need USAGE on the schema first.
+    const found = await client.query<{ tbl: number; seq: number | null }>(
+      `SELECT c.oid AS tbl, s.oid AS seq FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = 'audit_log'
+         LEFT JOIN pg_class s ON s.relnamespace = n.oid AND s.relname = 'audit_log_id_seq' WHERE n.nspname = 'steward'`,
+    );
+    if (found.rowCount === 0) {
+      try {
+        await client.query(AUDIT_TABLE_DDL);
+      } catch (e) {
+        throw new Error(`cannot create it: ${(e as Error).message}. Grant the login CREATE on the database, or have another role create it (steward audit-table prints the SQL)`);
+      }
+      return;
+    }
+    // All three, or every audited action fails later: the id comes from the table's sequence.
+    const { tbl, seq } = found.rows[0]!;
     const canInsert = await client.query<{ ok: boolean; usr: string }>(
-      "SELECT has_table_privilege(current_user, 'steward.audit_log', 'INSERT') AND has_schema_privilege(current_user, 'steward', 'USAGE') AS ok, current_user::text AS usr",
+      `SELECT has_schema_privilege(current_user, 'steward', 'USAGE') AND has_table_privilege(current_user, $1::oid, 'INSERT')
+          AND coalesce(has_sequence_privilege(current_user, $2::oid, 'USAGE'), false) AS ok, current_user::text AS usr`,
+      [tbl, seq],
     );
     if (!canInsert.rows[0]?.ok) {
-      throw new Error(`steward.audit_log exists but ${canInsert.rows[0]?.usr} cannot insert into it: GRANT USAGE ON SCHEMA steward and INSERT ON steward.audit_log to it`);
+      throw new Error(`it exists but ${canInsert.rows[0]?.usr} cannot append to it: ${auditWriterGrants(canInsert.rows[0]!.usr).join(' ')}`);
     }
   });
+}
+
+/** What a login needs to append to an audit table another role owns (see `steward audit-table`). */
+export function auditWriterGrants(login: string): string[] {
+  const who = quoteIdent(login);
+  return [
+    `GRANT USAGE ON SCHEMA steward TO ${who};`,
+    `GRANT INSERT ON steward.audit_log TO ${who};`,
+    `GRANT USAGE ON SEQUENCE steward.audit_log_id_seq TO ${who};`,
+  ];
 }
 
 /** Writes records with bind parameters; pass a transaction's client to commit with the action. */
