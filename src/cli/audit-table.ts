@@ -4,6 +4,7 @@
 import { parseArgs } from 'node:util';
 import type { Writable } from 'node:stream';
 import { AUDIT_TABLE_DDL, auditWriterGrants } from '../drivers/postgres/audit-table.ts';
+import { quoteIdent } from '../drivers/postgres/identifiers.ts';
 
 export function runAuditTable(argv: string[], out: Writable, err: Writable): number {
   let writer: string | undefined;
@@ -17,6 +18,7 @@ export function runAuditTable(argv: string[], out: Writable, err: Writable): num
   out.write(`${AUDIT_TABLE_DDL.trim()}\n`);
   if (writer) {
     out.write(`-- Steward's login appends, and can do nothing else to the table.\n${auditWriterGrants(writer).join('\n')}\n`);
+    out.write(`-- MaskedView hash keys live beside it, in a table Steward creates (steward.mask_keys) and lets\n-- each view's owner role read.\nGRANT USAGE, CREATE ON SCHEMA steward TO ${quoteIdent(writer)} WITH GRANT OPTION;\n`);
   }
   return 0;
 }

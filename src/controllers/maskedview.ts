@@ -173,6 +173,8 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
       await client.query('ROLLBACK').catch(() => undefined);
       await record(pool, 'view.replace', 'failure', undefined, e instanceof Error ? e.message : String(e)).catch(() => undefined);
       const code = (e as { code?: string }).code;
+      // Refused for want of a privilege outside the checked GRANTs (CREATE in a schema, say).
+      if (code === '42501') e = new InsufficientPrivilege("the view's prerequisites", (e as Error).message);
       if (code?.startsWith('42') && !(e instanceof InsufficientPrivilege)) {
         // PostgreSQL's own verdict on the SQL (a column that does not exist, types that do not
         // match): the spec must change, so say so instead of retrying with backoff.

@@ -215,8 +215,8 @@ describe('an audit trail Steward\'s login cannot rewrite', () => {
 
     // Without the grants Steward says which ones it needs, and does not take the Warehouse into use.
     apply(warehouseYaml({ name: AUDITED_WH, database: AUDITED_DB, caSecret: `${WH}-ca`, credsSecret: `${WH}-creds` }));
-    const refused = await waitForCondition(WAREHOUSE_TYPE, AUDITED_WH, undefined, 'Ready', 'False', 'AuditTableUnavailable');
-    expect(condition(refused, 'Ready')?.message).toContain(`GRANT USAGE ON SEQUENCE steward.audit_log_id_seq TO "${STEWARD}";`);
+    const unusable = await waitForCondition(WAREHOUSE_TYPE, AUDITED_WH, undefined, 'Ready', 'False', 'AuditTableUnavailable');
+    expect(condition(unusable, 'Ready')?.message).toContain(`GRANT USAGE ON SEQUENCE steward.audit_log_id_seq TO "${STEWARD}";`);
 
     await asAuditor(grants!.slice(grants!.indexOf('\n') + 1));
     await waitForCondition(WAREHOUSE_TYPE, AUDITED_WH, undefined, 'Ready', 'True', 'Connected');
@@ -225,5 +225,20 @@ describe('an audit trail Steward\'s login cannot rewrite', () => {
     expect(await asSteward('DELETE FROM steward.audit_log')).toMatch(/permission denied/);
     expect(await asSteward('ALTER TABLE steward.audit_log DISABLE TRIGGER ALL')).toMatch(/must be owner/);
     expect(await asSteward('DROP TABLE steward.audit_log')).toMatch(/must be owner/);
+
+    // MaskedView hash keys still find a home in the auditor's schema (the last printed grant).
+    await withPg((c) => c.query(`CREATE SCHEMA raw; CREATE SCHEMA curated; CREATE TABLE raw.people (id int, email text);
+      INSERT INTO raw.people VALUES (1, 'alice@example.com');
+      GRANT USAGE ON SCHEMA raw TO ${STEWARD} WITH GRANT OPTION; GRANT SELECT ON raw.people TO ${STEWARD} WITH GRANT OPTION;
+      GRANT USAGE, CREATE ON SCHEMA curated TO ${STEWARD} WITH GRANT OPTION`), { database: AUDITED_DB });
+    // Without CREATE on this database Steward cannot install pgcrypto, and says so.
+    apply(maskedViewYaml({ name: 'hashed', namespace: NS, warehouse: AUDITED_WH, readers: [READER], body: `  view: {schema: curated, name: hashed}
+  from: {table: raw.people, alias: p}
+  columns: [{name: id, expr: p.id}, {name: email, expr: p.email, mask: hash}]` }));
+    const refused = await waitForCondition(MASKED_VIEW_TYPE, 'hashed', NS, 'Ready', 'False', 'InsufficientPrivilege');
+    expect(condition(refused, 'Ready')?.message).toContain('permission denied to create extension "pgcrypto"');
+    await withPg((c) => c.query('CREATE EXTENSION pgcrypto'), { database: AUDITED_DB });
+    await waitForCondition(MASKED_VIEW_TYPE, 'hashed', NS, 'Ready', 'True', 'ViewReady');
+    await deleteAndWait(MASKED_VIEW_TYPE, 'hashed');
   });
 });

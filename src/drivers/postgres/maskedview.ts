@@ -7,7 +7,6 @@ import { quoteIdent, quoteLiteral, quoteQualified } from './identifiers.ts';
 import { lockObjects } from './grants.ts';
 
 const KEYS_DDL = `
-CREATE SCHEMA IF NOT EXISTS steward;
 CREATE TABLE IF NOT EXISTS steward.mask_keys (view_name text PRIMARY KEY, key bytea NOT NULL);
 REVOKE ALL ON steward.mask_keys FROM PUBLIC;
 `;
@@ -74,7 +73,12 @@ export function hashKeyLookup(viewName: string): string {
  * is stable across re-creates), readable by the view's owner only. Returns where hmac() lives.
  */
 export async function ensureHashKey(client: pg.ClientBase, viewName: string, owner: string): Promise<string> {
-  await client.query('CREATE EXTENSION IF NOT EXISTS pgcrypto');
+  // Look before creating: CREATE ... IF NOT EXISTS checks the privilege to create first, and an
+  // administrator may have made the schema (steward audit-table) or installed pgcrypto already.
+  const has = await client.query<{ schema: boolean; pgcrypto: boolean }>(
+    "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'steward') AS schema, EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pgcrypto') AS pgcrypto");
+  if (!has.rows[0]!.pgcrypto) await client.query('CREATE EXTENSION IF NOT EXISTS pgcrypto');
+  if (!has.rows[0]!.schema) await client.query('CREATE SCHEMA IF NOT EXISTS steward');
   await client.query(KEYS_DDL);
   await client.query(`INSERT INTO steward.mask_keys (view_name, key) VALUES ($1, gen_random_bytes(32)) ON CONFLICT (view_name) DO NOTHING`, [viewName]);
   await client.query(`GRANT USAGE ON SCHEMA steward TO ${quoteIdent(owner)}`);
