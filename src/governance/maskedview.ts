@@ -121,12 +121,14 @@ export function planView(spec: MaskedViewSpec, ctx: ViewContext): ViewPlan {
   // Small-population guard: the size of each quasi-identifier combination over the whole view,
   // counted by a narrow GROUP BY over the same join and matched back on equality. A hash aggregate
   // and a hash join cost a fraction of a window function, which sorts every row with every column.
-  // A row whose combination holds a NULL matches no count and so reads as a group of 0: the guard
-  // hides its quasi-identifiers (errs towards hiding; see docs/maskedview.md).
+  // Each quasi-identifier is keyed as (is it NULL, its text): equality on the raw value would never
+  // match a NULL, and would leave a NULL-holding combination without its count. Text is never looser
+  // than the type's own equality (1.0 and 1.00 become two groups: more hiding, never less).
+  const keys = (sql: string): [string, string] => [`(${sql} IS NULL)`, `COALESCE(CAST(${sql} AS pg_catalog.text), '')`];
   const groupSizes = k
-    ? ` LEFT JOIN (SELECT ${quasiParsed.map((p, j) => `${p.expr.sql(aliasSql)} AS ${q(`__q${j}`)}`).join(', ')}, pg_catalog.count(*) AS "__n"` +
-      ` FROM ${from(false)} GROUP BY ${quasiParsed.map((_, j) => j + 1).join(', ')}) AS "__k"` +
-      ` ON ${quasiParsed.map((p, j) => `"__k".${q(`__q${j}`)} = "s".${q(p.inner)}`).join(' AND ')}`
+    ? ` LEFT JOIN (SELECT ${quasiParsed.map((p, j) => keys(p.expr.sql(aliasSql)).map((e, m) => `${e} AS ${q(`__q${j}_${m}`)}`).join(', ')).join(', ')}, pg_catalog.count(*) AS "__n"` +
+      ` FROM ${from(false)} GROUP BY ${quasiParsed.flatMap((_, j) => [2 * j + 1, 2 * j + 2]).join(', ')}) AS "__k"` +
+      ` ON ${quasiParsed.map((p, j) => keys(`"s".${q(p.inner)}`).map((e, m) => `"__k".${q(`__q${j}_${m}`)} = ${e}`).join(' AND ')).join(' AND ')}`
     : '';
   // An uncorrelated scalar subquery is an InitPlan: membership is checked once per query, not once
   // per row and column (which costs more than the masks themselves).

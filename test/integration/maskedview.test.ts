@@ -199,12 +199,12 @@ describe('MaskedView', () => {
     expect(privileged.map((r) => r.country)).toEqual(['US', 'US', 'US', 'DE', 'FR']);
   });
 
-  it('the guard counts combinations of several quasi-identifiers over the whole view, and hides combinations holding a NULL', async () => {
+  it('the guard counts combinations of several quasi-identifiers over the whole view, NULL being a value like any other', async () => {
     const rows = (await query(ANA, 'SELECT id, country, city FROM curated.guard ORDER BY id')) as Record<string, any>[];
     expect(rows).toEqual([
       { id: 1, country: 'US', city: 'Austin' }, { id: 2, country: 'US', city: 'Austin' },
       { id: 3, country: null, city: null }, // (US, Boston) occurs once
-      { id: 4, country: null, city: null }, { id: 5, country: null, city: null }, // (NULL, Paris) matches no count: hidden
+      { id: 4, country: null, city: 'Paris' }, { id: 5, country: null, city: 'Paris' }, // (NULL, Paris) occurs twice
       { id: 6, country: null, city: null }, // (DE, NULL) occurs once
     ]);
     // A reader's WHERE does not shrink the population the guard counts.
