@@ -206,12 +206,22 @@ async function waitForAll(f: Fixture, n: number, predicate: (o: Conditioned) => 
 
 const isReady = (o: Conditioned) => o.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
 
-async function convergenceSteward(n: number): Promise<Timings> {
+/** A fresh fixture with Steward running on it, torn down after `fn`, whatever happens. */
+async function withSteward<T>(fn: (f: Fixture) => Promise<T>): Promise<T> {
   const f = new Fixture();
   await f.setUp();
   const manager = startSteward(f.client);
   await manager.start();
   try {
+    return await fn(f);
+  } finally {
+    await manager.stop();
+    await f.tearDown();
+  }
+}
+
+async function convergenceSteward(n: number): Promise<Timings> {
+  return withSteward(async (f) => {
     const names = Array.from({ length: n }, (_, i) => `acc-${i}`);
     const start = performance.now();
     const ready = waitForAll(f, n, isReady);
@@ -235,10 +245,7 @@ async function convergenceSteward(n: number): Promise<Timings> {
     const memberships = await sql(f.db, `SELECT count(*)::int AS n FROM pg_auth_members WHERE member = $1::regrole`, [f.principal]);
     if (memberships.rows[0].n !== 0 || left.rows[0].n !== 0) throw new Error(`deleted, but ${memberships.rows[0].n} memberships and ${left.rows[0].n} group roles are left`);
     return { createMs: elapsed, deleteMs };
-  } finally {
-    await manager.stop();
-    await f.tearDown();
-  }
+  });
 }
 
 export async function convergenceBench(n: number): Promise<{ floor: Timings; steward: Timings }> {
@@ -275,11 +282,7 @@ export async function expiryBench(n: number, windowMs: number): Promise<{ stewar
     }
   }
 
-  const f = new Fixture();
-  await f.setUp();
-  const manager = startSteward(f.client);
-  await manager.start();
-  try {
+  return withSteward(async (f) => {
     const names = Array.from({ length: n }, (_, i) => `exp-${i}`);
     const at = deadlines(n, Date.now() + 45_000, windowMs);
     const ready = waitForAll(f, n, isReady);
@@ -298,8 +301,5 @@ export async function expiryBench(n: number, windowMs: number): Promise<{ stewar
       steward: { p50: percentile(lags, 50), p99: percentile(lags, 99), max: Math.max(...lags) },
       floor: { p50: percentile(floorLags, 50), p99: percentile(floorLags, 99) },
     };
-  } finally {
-    await manager.stop();
-    await f.tearDown();
-  }
+  });
 }

@@ -163,14 +163,16 @@ describe('Steward as a login without superuser', () => {
     await deleteAndWait(MASKED_VIEW_TYPE, 'pay');
   });
 
-  it('builds a MaskedView: readers see masked values, the raw tables stay closed, and deletion drops it', async () => {
-    apply(maskedView('sales', `  view: {schema: curated, name: sales}
+  const SALES = `  view: {schema: curated, name: sales}
   from: {table: raw.orders, alias: o}
   joins: [{table: raw.customers, alias: c, on: c.id = o.customer_id, type: inner}]
   columns:
     - {name: order_id, expr: o.id}
     - {name: email, expr: c.email, mask: email}
-    - {name: email_hash, expr: c.email, mask: hash}`));
+    - {name: email_hash, expr: c.email, mask: hash}`;
+
+  it('builds a MaskedView: readers see masked values, the raw tables stay closed, and deletion drops it', async () => {
+    apply(maskedView('sales', SALES));
     await waitForCondition(MASKED_VIEW_TYPE, 'sales', NS, 'Ready', 'True', 'ViewReady');
     const rows = (await asAlice('SELECT order_id, email, email_hash FROM curated.sales ORDER BY order_id')) as Record<string, any>[];
     expect(rows[0]).toMatchObject({ order_id: 100, email: 'al***@example.com' });
@@ -182,13 +184,7 @@ describe('Steward as a login without superuser', () => {
     apply(access('bi-sales', ['sales'], ['SELECT'], 'curated', BI));
     await waitForCondition(DATASET_ACCESS_TYPE, 'bi-sales', NS, 'Ready', 'True', 'Granted');
     expect(await as(BOB, 'SELECT email FROM curated.sales ORDER BY order_id LIMIT 1')).toEqual([{ email: 'al***@example.com' }]);
-    apply(maskedView('sales', `  view: {schema: curated, name: sales}
-  from: {table: raw.orders, alias: o}
-  joins: [{table: raw.customers, alias: c, on: c.id = o.customer_id, type: inner}]
-  columns:
-    - {name: order_id, expr: o.id}
-    - {name: email, expr: c.email, mask: email}
-    - {name: email_hash, expr: c.email, mask: hash}
+    apply(maskedView('sales', `${SALES}
     - {name: quantity, expr: o.quantity}`));
     await waitFor('the view to have its new column', async () => Array.isArray(await as(BOB, 'SELECT quantity FROM curated.sales')));
     await deleteAndWait(DATASET_ACCESS_TYPE, 'bi-sales');
