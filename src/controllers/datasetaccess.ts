@@ -49,6 +49,8 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
     usageRole: string,
     principal: string | undefined,
     plan: (o: Observation) => { statements: Statement[]; locks: string[]; records: { action: string; resource: string; outcome: AuditOutcome; details?: Record<string, unknown>; error?: string }[] },
+    /** What would still be left to do, planned afresh from an observation (to check the work took). */
+    remaining?: (o: Observation) => Statement[],
   ): Promise<{ observation: Observation; statements: Statement[] }> {
     const client = await pool.connect();
     try {
@@ -73,6 +75,12 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
           schemasLocked = true;
         }
         await runChecked(client, s.sql, s.object);
+      }
+      // Read the catalog again before saying it is done: a REVOKE of a grant another role made, say,
+      // does nothing and PostgreSQL does not even warn.
+      if (remaining && actual.statements.length) {
+        const left = remaining(await observe(client, groupRole, schema, principal, usageRole));
+        if (left.length) throw new InsufficientPrivilege(left[0]!.object, `PostgreSQL left it unchanged (${left.map((x) => x.sql).join('; ')}); was it granted by another role?`);
       }
       // One record per statement, written in the same transaction: committed together or not at all.
       await deps.audit.recordMany(
@@ -161,8 +169,9 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
 
       // 3. Observe, diff, apply.
       let plan: AccessPlan | undefined;
+      const input = { database: wh.spec.postgres.database, groupRole, comment, schema: target.schema, tables: target.tables, privileges, principal, expired, convergedBefore };
       const { statements } = await applyInTransaction(pool, ctx, dsa, groupRole, target.schema, usageRoleName(wh.spec.postgres.database, target.schema), principal, (o) => {
-        plan = planAccess(o, { database: wh.spec.postgres.database, groupRole, comment, schema: target.schema, tables: target.tables, privileges, principal, expired, convergedBefore });
+        plan = planAccess(o, input);
         const p = plan;
         return {
           statements: [...p.expiryStatements, ...p.statements],
@@ -173,6 +182,9 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
             ...statementRecords(p.statements, target.name, p.drift),
           ],
         };
+      }, (o) => {
+        const after = planAccess(o, input);
+        return [...after.expiryStatements, ...after.statements];
       });
       const { blocked, principalMissing, drift } = plan!;
       if (blocked?.reason === 'RoleConflict') return { state: 'Stalled', reason: blocked.reason, message: `${blocked.message}; nothing granted`, status };

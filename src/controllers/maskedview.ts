@@ -173,9 +173,9 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
       await client.query('ROLLBACK').catch(() => undefined);
       await record(pool, 'view.replace', 'failure', undefined, e instanceof Error ? e.message : String(e)).catch(() => undefined);
       const code = (e as { code?: string }).code;
-      // Refused for want of a privilege outside the checked GRANTs (CREATE in a schema, say).
-      if (code === '42501') e = new InsufficientPrivilege("the view's prerequisites", (e as Error).message);
-      if (code?.startsWith('42') && !(e instanceof InsufficientPrivilege)) {
+      // Privilege errors arrive as InsufficientPrivilege (every statement that needs one runs through
+      // runChecked); any other class-42 error is PostgreSQL's verdict on the SQL.
+      if (code?.startsWith('42') && code !== '42501' && !(e instanceof InsufficientPrivilege)) {
         // PostgreSQL's own verdict on the SQL (a column that does not exist, types that do not
         // match): the spec must change, so say so instead of retrying with backoff.
         const why = `PostgreSQL refused the view: ${e instanceof Error ? e.message : String(e)}; the view was not changed`;

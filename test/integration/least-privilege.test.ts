@@ -8,6 +8,7 @@ import pg from 'pg';
 import { DATASET_ACCESS_TYPE } from '../../src/controllers/datasetaccess.ts';
 import { MASKED_VIEW_TYPE } from '../../src/controllers/maskedview.ts';
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
+import { groupRoleName } from '../../src/governance/grants.ts';
 import {
   REPO, Steward, apply, condition, ensureNamespace, kube, maskedViewYaml, putSecret, randomPassword, stackCa, unique, waitFor, waitForCondition, warehouseYaml, withPg, type Conditioned,
 } from './harness.ts';
@@ -116,6 +117,23 @@ describe('Steward as a login without superuser', () => {
     expect(await asAlice('SELECT * FROM raw.customers')).toMatch(/permission denied/);
     await deleteAndWait(DATASET_ACCESS_TYPE, 'orders');
     expect(await asAlice('SELECT id FROM raw.orders')).toMatch(/permission denied/);
+  });
+
+  it('does not report drift corrected when PostgreSQL would not let it revoke (a warning, not an error)', async () => {
+    await asSuperuser((c) => c.query(`GRANT ${READER} TO ${ALICE}`));
+    apply(access('drift', ['orders']));
+    await waitForCondition(DATASET_ACCESS_TYPE, 'drift', NS, 'Ready', 'True', 'Granted');
+    // Out of band, by the superuser: Steward's login is not the grantor, so its REVOKE revokes nothing.
+    const group = groupRoleName(NS, 'drift');
+    await asSuperuser((c) => c.query(`GRANT SELECT ON raw.customers TO "${group}"`));
+    const stuck = await waitForCondition(DATASET_ACCESS_TYPE, 'drift', NS, 'Ready', 'False', 'InsufficientPrivilege');
+    expect(condition(stuck, 'Ready')?.message).toMatch(/may not change raw\.customers: PostgreSQL left it unchanged \(REVOKE SELECT ON TABLE "raw"\."customers"/);
+    // What the status says is what the catalog says: the grant is still there.
+    expect(await asAlice('SELECT count(*)::int AS n FROM raw.customers')).toEqual([{ n: 2 }]);
+    await asSuperuser((c) => c.query(`REVOKE SELECT ON raw.customers FROM "${group}"`));
+    await waitForCondition(DATASET_ACCESS_TYPE, 'drift', NS, 'Ready', 'True', 'Granted');
+    expect(await asAlice('SELECT * FROM raw.customers')).toMatch(/permission denied/);
+    await deleteAndWait(DATASET_ACCESS_TYPE, 'drift');
   });
 
   it('refuses, with a condition naming the table, a grant it was not given the right to make', async () => {

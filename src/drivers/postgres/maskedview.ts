@@ -4,7 +4,7 @@
 import type pg from 'pg';
 import { runChecked } from './checked.ts';
 import { quoteIdent, quoteLiteral, quoteQualified } from './identifiers.ts';
-import { lockObjects } from './grants.ts';
+import { lockObjects, type Statement } from './grants.ts';
 
 const KEYS_DDL = `
 CREATE TABLE IF NOT EXISTS steward.mask_keys (view_name text PRIMARY KEY, key bytea NOT NULL);
@@ -27,15 +27,15 @@ export async function observeView(client: pg.ClientBase, schema: string, name: s
 export async function ensureOwnerRole(client: pg.ClientBase, role: string, comment: string): Promise<void> {
   const r = await client.query<{ comment: string | null }>(`SELECT shobj_description(oid, 'pg_authid') AS comment FROM pg_roles WHERE rolname = $1`, [role]);
   if (r.rowCount === 0) {
-    await client.query(`CREATE ROLE ${quoteIdent(role)} NOLOGIN NOINHERIT`);
-    await client.query(`COMMENT ON ROLE ${quoteIdent(role)} IS ${quoteLiteral(comment)}`);
+    await runChecked(client, `CREATE ROLE ${quoteIdent(role)} NOLOGIN NOINHERIT`, `role ${role}`);
+    await runChecked(client, `COMMENT ON ROLE ${quoteIdent(role)} IS ${quoteLiteral(comment)}`, `role ${role}`);
   } else if (r.rows[0]!.comment !== comment) {
     throw new Error(`role ${role} exists but Steward did not create it`);
   }
   // Handing the view to the role (ALTER VIEW ... OWNER) needs membership in it, unless Steward's
   // login is a superuser (which it should not be; see docs/warehouse.md).
   const member = await client.query<{ ok: boolean }>(`SELECT pg_has_role(current_user, $1, 'MEMBER') AS ok`, [role]);
-  if (!member.rows[0]!.ok) await client.query(`GRANT ${quoteIdent(role)} TO CURRENT_USER`);
+  if (!member.rows[0]!.ok) await runChecked(client, `GRANT ${quoteIdent(role)} TO CURRENT_USER`, `role ${role}`);
 }
 
 /**
@@ -77,12 +77,12 @@ export async function ensureHashKey(client: pg.ClientBase, viewName: string, own
   // administrator may have made the schema (steward audit-table) or installed pgcrypto already.
   const has = await client.query<{ schema: boolean; pgcrypto: boolean }>(
     "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'steward') AS schema, EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pgcrypto') AS pgcrypto");
-  if (!has.rows[0]!.pgcrypto) await client.query('CREATE EXTENSION IF NOT EXISTS pgcrypto');
-  if (!has.rows[0]!.schema) await client.query('CREATE SCHEMA IF NOT EXISTS steward');
-  await client.query(KEYS_DDL);
+  if (!has.rows[0]!.pgcrypto) await runChecked(client, 'CREATE EXTENSION IF NOT EXISTS pgcrypto', 'extension pgcrypto');
+  if (!has.rows[0]!.schema) await runChecked(client, 'CREATE SCHEMA IF NOT EXISTS steward', 'schema steward');
+  await runChecked(client, KEYS_DDL, 'steward.mask_keys');
   await client.query(`INSERT INTO steward.mask_keys (view_name, key) VALUES ($1, gen_random_bytes(32)) ON CONFLICT (view_name) DO NOTHING`, [viewName]);
-  await client.query(`GRANT USAGE ON SCHEMA steward TO ${quoteIdent(owner)}`);
-  await client.query(`GRANT SELECT ON steward.mask_keys TO ${quoteIdent(owner)}`);
+  await runChecked(client, `GRANT USAGE ON SCHEMA steward TO ${quoteIdent(owner)}`, 'schema steward');
+  await runChecked(client, `GRANT SELECT ON steward.mask_keys TO ${quoteIdent(owner)}`, 'steward.mask_keys');
   return (await findHmacFunction(client))!;
 }
 
@@ -122,10 +122,7 @@ export async function tablesMissing(client: pg.ClientBase, tables: string[]): Pr
 }
 
 /** A statement and the object it changes (named in the error if Steward may not change it). */
-export interface ViewStatement {
-  sql: string;
-  object: string;
-}
+export type ViewStatement = Pick<Statement, 'sql' | 'object'>;
 
 export function createViewStatements(schema: string, name: string, select: string, comment: string, owner: string, sources: string[], exists: boolean): ViewStatement[] {
   const view = quoteQualified(schema, name);
