@@ -15,7 +15,7 @@ import { ExpressionError, loadParser } from '../governance/expression.ts';
 import { planView, type ViewPlan } from '../governance/maskedview.ts';
 import { AuditTableSink } from '../drivers/postgres/audit-table.ts';
 import {
-  createViewStatements, dropOwnerRole, ensureHashKey, ensureOwnerRole, findHmacFunction, hashKeyLookup, observeView, regrantStatements, setReaders, sourceExposure, tablesMissing, viewGrants,
+  createViewStatements, dropOwnerRole, ensureHashKey, ensureOwnerRole, findHmacFunction, hashKeyQuery, observeView, regrantStatements, roleOids, setReaders, sourceExposure, tablesMissing, viewGrants,
 } from '../drivers/postgres/maskedview.ts';
 import { quoteQualified } from '../drivers/postgres/identifiers.ts';
 import { lockObjects } from '../drivers/postgres/grants.ts';
@@ -119,7 +119,7 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
       await client.query('BEGIN');
       // Validate expressions before touching anything (the hash key expression is fixed SQL).
       try {
-        plan = planView(spec, { hmacFunction: '"public"."hmac"', keyLookup: 'NULL' });
+        plan = planView(spec, { hmacFunction: '"public"."hmac"', keyQuery: 'SELECT NULL::bytea AS key' });
       } catch (e) {
         if (!(e instanceof ExpressionError)) throw e;
         await client.query('ROLLBACK');
@@ -131,10 +131,22 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
         await client.query('ROLLBACK');
         return { state: 'Progressing', reason: 'SourceNotFound', message: `source table ${missing.join(', ')} does not exist; retrying`, status: shown };
       }
+      // Steward never creates the roles a view names: a missing one is for its owner to create.
+      const oids = await roleOids(client, [...spec.readers, ...(spec.unmaskedRoles ?? [])]);
+      const absent = [...spec.readers.map((r) => ['readers', r]), ...(spec.unmaskedRoles ?? []).map((r) => ['unmaskedRoles', r])].filter(([, r]) => !oids.has(r!));
+      if (absent.length) {
+        await client.query('ROLLBACK');
+        const list = absent.map(([field, r]) => `${r} (${field})`).join(', ');
+        const why = `role ${list} does not exist in Warehouse ${spec.warehouse}; Steward never creates these roles. Create it, and the next resync builds the view; the view was not changed`;
+        return { state: 'Stalled', reason: 'RoleNotFound', message: why, status: shown, events: [{ type: 'Warning', reason: 'RoleNotFound', note: why, action: 'Validate' }] };
+      }
+      // Membership is checked by OID: a role dropped and re-created under its name is a new role,
+      // and the view is rebuilt for it (the OIDs are part of the SQL, so of its hash).
+      const unmaskedRoleOids = (spec.unmaskedRoles ?? []).map((r) => oids.get(r)!);
       // Plan with what is there, read-only: an idle resync changes nothing and takes no lock.
-      const keyLookup = hashKeyLookup(viewName);
+      const keyQuery = hashKeyQuery(viewName);
       let hmac = plan.usesHash ? await findHmacFunction(client) : undefined;
-      plan = planView(spec, { hmacFunction: hmac ?? '"public"."hmac"', keyLookup });
+      plan = planView(spec, { hmacFunction: hmac ?? '"public"."hmac"', keyQuery, unmaskedRoleOids });
       let sha = createHash('sha256').update(plan.select).digest('hex').slice(0, 16);
       const facts = await observeView(client, spec.view.schema, spec.view.name);
       if (facts.exists && !facts.comment?.startsWith(`managed by steward: MaskedView ${namespace}/${mv.metadata.name} `)) {
@@ -150,7 +162,7 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
         await ensureOwnerRole(client, owner, ownerComment(mv));
         if (plan.usesHash) {
           hmac = await ensureHashKey(client, viewName, owner);
-          plan = planView(spec, { hmacFunction: hmac, keyLookup });
+          plan = planView(spec, { hmacFunction: hmac, keyQuery, unmaskedRoleOids });
           sha = createHash('sha256').update(plan.select).digest('hex').slice(0, 16);
         }
         // Replace in one transaction: readers wait on the lock, then see the new masked view. Grants

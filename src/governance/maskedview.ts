@@ -29,8 +29,13 @@ export interface ViewPlan {
 export interface ViewContext {
   /** Schema-qualified name of pgcrypto's hmac(), e.g. "public"."hmac". */
   hmacFunction?: string;
-  /** Where the hash key of this view lives (a table only the view's owner can read). */
-  keyLookup: string;
+  /**
+   * A SELECT of one row with one column, `key`: this view's hash key, read from a table only the
+   * view's owner can read (so the definition names the key's row, never the key).
+   */
+  keyQuery: string;
+  /** The OIDs of spec.unmaskedRoles, in order (zeros, which match no role, when only validating). */
+  unmaskedRoleOids?: readonly number[];
 }
 
 type Column = MaskedViewSpec['columns'][number];
@@ -39,8 +44,11 @@ const PHONE_SEPARATORS = [' ', '(', ')', '-', '+', '.', '/'];
 /** Masks whose output is text whatever the input's type. */
 const TEXT_MASKS = new Set(['email', 'phone', 'last4', 'partial', 'redact', 'hash']);
 
-/** The masked form of `x` (already-rendered SQL of the raw value). */
-export function maskSql(column: Column, x: string, ctx: ViewContext): string {
+/**
+ * The masked form of `x` (already-rendered SQL of the raw value). `key` is the SQL of the hash key
+ * (only read by the hash mask).
+ */
+export function maskSql(column: Column, x: string, ctx: ViewContext, key = `(${ctx.keyQuery})`): string {
   const text = `CAST(${x} AS pg_catalog.text)`;
   switch (column.mask) {
     case 'email':
@@ -66,7 +74,7 @@ export function maskSql(column: Column, x: string, ctx: ViewContext): string {
       return 'NULL';
     case 'hash':
       if (!ctx.hmacFunction) throw new Error('mask hash needs the pgcrypto extension');
-      return `pg_catalog.encode(${ctx.hmacFunction}(pg_catalog.convert_to(${text}, 'UTF8'), ${ctx.keyLookup}, 'sha256'), 'hex')`;
+      return `pg_catalog.encode(${ctx.hmacFunction}(pg_catalog.convert_to(${text}, 'UTF8'), ${key}, 'sha256'), 'hex')`;
     case 'truncate': {
       const unit = column.truncate?.unit ?? 'day';
       if (!['year', 'month', 'day'].includes(unit)) throw new Error(`bad truncate unit ${unit}`);
@@ -86,25 +94,52 @@ export function planView(spec: MaskedViewSpec, ctx: ViewContext): ViewPlan {
     const expr = withField(`spec.columns[${i}].expr`, () => parseExpression(column.expr, aliases));
     return { column, expr, inner: `__c${i}` };
   });
+  // Who sees raw values: members of unmaskedRoles, checked for the current user (what CURRENT_USER
+  // names) by role OID. By OID, the check costs about as much as reading a column, so it is made per
+  // row where the mask is computed and any number of workers can share the work. By name it costs
+  // four times as much; once per query (a scalar subquery, an InitPlan) it would keep PostgreSQL 15
+  // from computing a reader's aggregate in parallel workers. A role dropped after the view was built
+  // has no members: masked for everyone.
+  const roles = spec.unmaskedRoles ?? [];
+  const oids = ctx.unmaskedRoleOids ?? roles.map(() => 0);
+  if (oids.length !== roles.length) throw new Error('planView: one OID per unmasked role');
+  const membership = roles.length
+    ? `(${oids.map((oid) => `pg_catalog.pg_has_role(CAST(${lit(String(Math.trunc(oid)))} AS pg_catalog.oid), 'MEMBER')`).join(' OR ')})`
+    : 'FALSE';
+  // Raw for members, masked for everyone else. A mask that yields text makes the column text for
+  // everyone, members included: one column has one type (a redacted integer is '[REDACTED]', so the
+  // raw one is '42'). With no unmaskedRoles this is CASE WHEN FALSE, which the planner folds away.
+  const guarded = (column: Column, x: string, masked: string) =>
+    `CASE WHEN ${membership} THEN ${column.mask && TEXT_MASKS.has(column.mask) ? `CAST(${x} AS pg_catalog.text)` : x} ELSE ${masked} END`;
+
   // A mask that reads one table only is computed in that table's own scan, before the join: PII sits
   // on dimension tables (customers), so it is masked once per customer, not once per joined order.
   // An OFFSET keeps the planner from pulling the expression back up above the join. It is OFFSET NULL
   // (no offset at all) rather than OFFSET 0 because PostgreSQL sees a literal 0 as a cast to bigint,
   // takes it for a real limit and then plans the whole view without parallel workers.
-  const premasked = new Map<string, { name: string; sql: string }[]>();
+  const premasked = new Map<string, { name: string; column: Column; raw: string }[]>();
   const maskedIn = new Map<number, string>();
   parsed.forEach((p, i) => {
     const sources = new Set(p.expr.inputs.map((c) => c.alias));
     if (!p.column.mask || sources.size !== 1) return;
     const alias = [...sources][0]!;
     const name = `__steward_mask_${i}`;
-    premasked.set(alias, [...(premasked.get(alias) ?? []), { name, sql: maskSql(p.column, p.expr.sql(aliasSql), ctx) }]);
+    premasked.set(alias, [...(premasked.get(alias) ?? []), { name, column: p.column, raw: p.expr.sql(aliasSql) }]);
     maskedIn.set(i, `${q(alias)}.${q(name)}`);
   });
+  // The hash key, for a joined table's hash masks, comes from its one-row table joined into that
+  // table's scan: read once per scan, and no InitPlan (see above). For the first table (orders) it
+  // is read once per query, as an InitPlan: joining anything into the scan that parallel workers
+  // divide stops them dividing it, and PostgreSQL 15 planned a hash mask there serially either way
+  // (measured: the same time; the HMAC, about 2 µs a row, is the cost).
   const source = (table: string, alias: string, withMasks: boolean) => {
     const extra = withMasks ? premasked.get(alias) : undefined;
     if (!extra) return `${qualified(table)} AS ${q(alias)}`;
-    return `(SELECT ${q(alias)}.*, ${extra.map((e) => `${e.sql} AS ${q(e.name)}`).join(', ')} FROM ${qualified(table)} AS ${q(alias)} OFFSET NULL) AS ${q(alias)}`;
+    const joinKey = alias !== spec.from.alias && extra.some((e) => e.column.mask === 'hash');
+    const key = joinKey ? '"__steward_key"."key"' : undefined;
+    const masks = extra.map((e) => `${guarded(e.column, e.raw, maskSql(e.column, e.raw, ctx, key))} AS ${q(e.name)}`);
+    const keyScan = joinKey ? `(${ctx.keyQuery} OFFSET NULL) AS "__steward_key" CROSS JOIN ` : '';
+    return `(SELECT ${q(alias)}.*, ${masks.join(', ')} FROM ${keyScan}${qualified(table)} AS ${q(alias)} OFFSET NULL) AS ${q(alias)}`;
   };
   const joinConditions = (spec.joins ?? []).map((j, i) => withField(`spec.joins[${i}].on`, () => parseExpression(joinCondition(j), aliases)));
   const from = (withMasks: boolean) => source(spec.from.table, spec.from.alias, withMasks) + (spec.joins ?? []).map((j, i) => {
@@ -125,27 +160,20 @@ export function planView(spec: MaskedViewSpec, ctx: ViewContext): ViewPlan {
   // match a NULL, and would leave a NULL-holding combination without its count. Text is never looser
   // than the type's own equality (1.0 and 1.00 become two groups: more hiding, never less).
   const keys = (sql: string): [string, string] => [`(${sql} IS NULL)`, `COALESCE(CAST(${sql} AS pg_catalog.text), '')`];
+  // The guard's verdict per combination: shown if it occurs at least k times, or to members of
+  // unmaskedRoles (checked once per combination, not per row).
   const groupSizes = k
-    ? ` LEFT JOIN (SELECT ${quasiParsed.map((p, j) => keys(p.expr.sql(aliasSql)).map((e, m) => `${e} AS ${q(`__q${j}_${m}`)}`).join(', ')).join(', ')}, pg_catalog.count(*) AS "__n"` +
+    ? ` LEFT JOIN (SELECT ${quasiParsed.map((p, j) => keys(p.expr.sql(aliasSql)).map((e, m) => `${e} AS ${q(`__q${j}_${m}`)}`).join(', ')).join(', ')}, ` +
+      `(pg_catalog.count(*) >= ${Math.trunc(k.k)} OR ${membership}) AS "__show"` +
       ` FROM ${from(false)} GROUP BY ${quasiParsed.flatMap((_, j) => [2 * j + 1, 2 * j + 2]).join(', ')}) AS "__k"` +
       ` ON ${quasiParsed.map((p, j) => keys(`"s".${q(p.inner)}`).map((e, m) => `"__k".${q(`__q${j}_${m}`)} = ${e}`).join(' AND ')).join(' AND ')}`
     : '';
-  // An uncorrelated scalar subquery is an InitPlan: membership is checked once per query, not once
-  // per row and column (which costs more than the masks themselves).
-  const unmasked = (spec.unmaskedRoles ?? []).length
-    ? `(SELECT ${(spec.unmaskedRoles ?? []).map((r) => `pg_catalog.pg_has_role(CURRENT_USER, ${lit(r)}, 'MEMBER')`).join(' OR ')})`
-    : 'FALSE';
   const outer = parsed.map((p, i) => {
     const inner = `"s".${q(p.inner)}`;
-    // A mask that yields text makes the column text for everyone, privileged readers included: one
-    // column has one type (a redacted integer is '[REDACTED]', so the raw one is '42').
-    const raw = p.column.mask && TEXT_MASKS.has(p.column.mask) ? `CAST(${inner} AS pg_catalog.text)` : inner;
-    const masked = maskedIn.has(i) ? `"s".${q(`__m${i}`)}` : maskSql(p.column, inner, ctx);
-    let value = p.column.mask ? `CASE WHEN ${unmasked} THEN ${raw} ELSE ${masked} END` : raw;
-    if (k && quasi.has(p.column.name)) {
-      // A combination seen fewer than k times reads NULL for the unprivileged.
-      value = `CASE WHEN ${unmasked} THEN ${raw} WHEN COALESCE("__k"."__n", 0) < ${Math.trunc(k.k)} THEN NULL ELSE ${value} END`;
-    }
+    let value = maskedIn.has(i) ? `"s".${q(`__m${i}`)}` : p.column.mask ? guarded(p.column, inner, maskSql(p.column, inner, ctx)) : inner;
+    // A combination seen fewer than k times reads NULL for the unprivileged; so does a row the
+    // count did not match (it cannot happen: both read the same join in the same snapshot).
+    if (k && quasi.has(p.column.name)) value = `CASE WHEN "__k"."__show" THEN ${value} END`;
     return `${value} AS ${q(p.column.name)}`;
   });
   const select =

@@ -80,6 +80,19 @@ const GUARD = view('guard', `  view: {schema: curated, name: guard}
     - {name: city, expr: p.city}
   kAnonymity: {quasiIdentifiers: [country, city], k: 2}`);
 
+// Masks on a joined table, a hash among them, and the guard: the shape that must still run in
+// parallel workers.
+const PARALLEL = view('parallel', `  view: {schema: curated, name: parallel}
+  from: {table: raw.orders, alias: o}
+  joins:
+    - {table: raw.customers, alias: c, on: c.id = o.customer_id, type: inner}
+  columns:
+    - {name: order_id, expr: o.id}
+    - {name: email, expr: c.email, mask: email}
+    - {name: email_hash, expr: c.email, mask: hash}
+    - {name: country, expr: c.country}
+  kAnonymity: {quasiIdentifiers: [country], k: 2}`);
+
 // Everyday analytics SQL: each expression must mean in the view exactly what it means typed into psql.
 const EVERYDAY_EXPRESSIONS: [string, string][] = [
   ['region', "CASE WHEN p.country IN ('US', 'CA') THEN 'NA' WHEN p.country NOT IN ('DE') THEN 'other' END"],
@@ -131,10 +144,12 @@ beforeAll(async () => {
   apply(ALL_MASKS);
   apply(GUARD);
   apply(EVERYDAY);
+  apply(PARALLEL);
   await waitForCondition(MASKED_VIEW_TYPE, 'customer-sales', NS, 'Ready', 'True');
   await waitForCondition(MASKED_VIEW_TYPE, 'all-masks', NS, 'Ready', 'True');
   await waitForCondition(MASKED_VIEW_TYPE, 'guard', NS, 'Ready', 'True');
   await waitForCondition(MASKED_VIEW_TYPE, 'everyday', NS, 'Ready', 'True');
+  await waitForCondition(MASKED_VIEW_TYPE, 'parallel', NS, 'Ready', 'True');
 });
 
 afterAll(async () => {
@@ -212,6 +227,38 @@ describe('MaskedView', () => {
     expect(await query(ANA, `SELECT id FROM curated.guard WHERE city = 'Boston'`)).toEqual([]);
     const privileged = (await query(PIA, 'SELECT country, city FROM curated.guard ORDER BY id')) as Record<string, any>[];
     expect(privileged.map((r) => `${r.country}/${r.city}`)).toEqual(['US/Austin', 'US/Austin', 'US/Boston', 'null/Paris', 'null/Paris', 'DE/null']);
+  });
+
+  it("runs a reader's aggregate in parallel workers, which mask, hash and guard exactly as a serial scan does", async () => {
+    // With an InitPlan inside (a scalar subquery: a membership check once per query, say),
+    // PostgreSQL 15 can still gather the view's rows from workers but cannot compute a reader's
+    // aggregate in them: every row goes through the leader first. The view must hold none.
+    // Parallel plans are made free here so that three-row tables get one, and forced to run.
+    const parallel = (user: string, sql: string) => withPg(async (c) => {
+      await c.query('SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0; SET force_parallel_mode = on');
+      return (await c.query(sql)).rows;
+    }, { database: DB, user, password: PW });
+    const plan = JSON.stringify((await parallel(ANA, 'EXPLAIN (FORMAT JSON) SELECT count(*), max(email), max(email_hash) FROM curated.parallel'))[0]['QUERY PLAN']);
+    expect(plan).toMatch(/"Node Type":"Gather( Merge)?"/);
+    expect(plan).toContain('"Partial Mode":"Partial"');
+    expect(plan).not.toContain('InitPlan');
+    const key = await asSuperuser(async (c) => (await c.query(`SELECT key FROM steward.mask_keys WHERE view_name = 'curated.parallel'`)).rows[0].key as Buffer);
+    const hmac = (v: string) => createHmac('sha256', key).update(v).digest('hex');
+    const read = 'SELECT order_id, email, email_hash, country FROM curated.parallel ORDER BY order_id';
+    const masked = [
+      { order_id: 100, email: 'al***@example.com', email_hash: hmac('alice@example.com'), country: 'US' },
+      { order_id: 101, email: 'bo***@example.org', email_hash: hmac('bob@example.org'), country: 'US' },
+      { order_id: 102, email: 'da***@example.de', email_hash: hmac('dave@example.de'), country: null }, // DE: one order
+    ];
+    expect(await parallel(ANA, read)).toEqual(masked);
+    expect(await query(ANA, read)).toEqual(masked);
+    const raw = [
+      { order_id: 100, email: 'alice@example.com', email_hash: 'alice@example.com', country: 'US' },
+      { order_id: 101, email: 'bob@example.org', email_hash: 'bob@example.org', country: 'US' },
+      { order_id: 102, email: 'dave@example.de', email_hash: 'dave@example.de', country: 'DE' },
+    ];
+    expect(await parallel(PIA, read)).toEqual(raw);
+    expect(await query(PIA, read)).toEqual(raw);
   });
 
   it('everyday SQL (IN, LIKE, BETWEEN, NULLIF, IS DISTINCT FROM, typmods, EXTRACT, intervals, AT TIME ZONE) means what it means in psql', async () => {
@@ -342,6 +389,36 @@ describe('MaskedView', () => {
     await poll;
     expect(seen.length).toBeGreaterThan(0);
     expect(seen.filter((e) => !e.includes('***@'))).toEqual([]);
+  });
+
+  it('waits for a role it names that does not exist, and follows a role dropped and re-created under its name', async () => {
+    const LATE = `late_${id}`;
+    const LATE_LOGIN = `latelogin_${id}`;
+    apply(maskedViewYaml({ name: 'late-role', namespace: NS, warehouse: WH, readers: [READER], unmaskedRoles: [LATE], body: `  view: {schema: curated, name: late_role}
+  from: {table: raw.customers, alias: c}
+  columns:
+    - {name: id, expr: c.id}
+    - {name: email, expr: c.email, mask: email}` }));
+    const stalled = await waitForCondition(MASKED_VIEW_TYPE, 'late-role', NS, 'Ready', 'False', 'RoleNotFound');
+    expect(condition(stalled, 'Ready')?.message).toContain(`role ${LATE} (unmaskedRoles) does not exist`);
+    expect(await asSuperuser(async (c) => (await c.query(`SELECT to_regclass('curated.late_role') AS r`)).rows[0].r)).toBeNull();
+
+    const email = (user: string) => query(user, 'SELECT email FROM curated.late_role WHERE id = 1');
+    await asSuperuser((c) => c.query(`CREATE ROLE ${LATE} NOLOGIN; CREATE ROLE ${LATE_LOGIN} LOGIN PASSWORD '${PW}' IN ROLE ${READER}, ${LATE}`));
+    await waitForCondition(MASKED_VIEW_TYPE, 'late-role', NS, 'Ready', 'True');
+    expect(await email(LATE_LOGIN)).toEqual([{ email: 'alice@example.com' }]);
+    expect(await email(ANA)).toEqual([{ email: 'al***@example.com' }]);
+
+    // The view checks membership by OID: once the role is dropped its members see masked values,
+    // and the role re-created under the same name (a new OID) gets raw values again after a resync.
+    await asSuperuser((c) => c.query(`DROP ROLE ${LATE}`));
+    expect(await email(LATE_LOGIN)).toEqual([{ email: 'al***@example.com' }]);
+    await asSuperuser((c) => c.query(`CREATE ROLE ${LATE} NOLOGIN; GRANT ${LATE} TO ${LATE_LOGIN}`));
+    await waitFor('the view rebuilt for the new role', async () => JSON.stringify(await email(LATE_LOGIN)) === JSON.stringify([{ email: 'alice@example.com' }]), 20_000);
+    expect(await email(ANA)).toEqual([{ email: 'al***@example.com' }]);
+    await kube.delete(MASKED_VIEW_TYPE, 'late-role', NS);
+    await waitFor('the view to be dropped', async () => (await asSuperuser(async (c) => (await c.query(`SELECT to_regclass('curated.late_role') AS r`)).rows[0].r)) === null);
+    await asSuperuser((c) => c.query(`DROP ROLE ${LATE_LOGIN}; DROP ROLE ${LATE}`));
   });
 
   it('deletion drops the view and its owner role', async () => {

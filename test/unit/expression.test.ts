@@ -62,12 +62,14 @@ describe('planView', () => {
     unmaskedRoles: ['pii_reader'], readers: ['r'], owner: 'o',
   } as unknown as MaskedViewSpec;
 
-  it('checks membership once per query (an InitPlan), quotes everything, and records lineage', () => {
-    const plan = planView(spec, { keyLookup: 'NULL' });
-    expect(plan.select).toContain(`(SELECT pg_catalog.pg_has_role(CURRENT_USER, 'pii_reader', 'MEMBER'))`);
-    // The email mask reads one table: it is computed in that table's scan, before the join.
-    expect(plan.select).toContain('FROM "raw"."orders" AS "o" INNER JOIN (SELECT "c".*, (pg_catalog.left(CAST("c"."email" AS pg_catalog.text), 2)');
+  it('masks a joined table in its own scan, checks membership by OID where it masks, and quotes everything', () => {
+    const plan = planView(spec, { keyQuery: 'SELECT NULL::bytea AS key', unmaskedRoleOids: [16384] });
+    // The email mask reads one table: it is computed in that table's scan, before the join. The
+    // membership check is per row and by OID: no InitPlan (see planView).
+    expect(plan.select).toContain(`FROM "raw"."orders" AS "o" INNER JOIN (SELECT "c".*, CASE WHEN (pg_catalog.pg_has_role(CAST('16384' AS pg_catalog.oid), 'MEMBER')) THEN CAST("c"."email" AS pg_catalog.text) ELSE (pg_catalog.left(`);
     expect(plan.select).toContain('FROM "raw"."customers" AS "c" OFFSET NULL) AS "c" ON ("c"."id" = "o"."customer_id")');
+    expect(plan.select).not.toMatch(/\(SELECT pg_catalog\.pg_has_role/);
+    expect(() => planView(spec, { keyQuery: 'SELECT NULL::bytea AS key', unmaskedRoleOids: [] })).toThrow(/one OID per unmasked role/);
     expect(plan.lineage.columns).toEqual([
       { name: 'email', source: 'raw.customers.email', inputs: ['raw.customers.email'], masked: true, mask: 'email' },
       { name: 'gross_revenue', source: 'raw.orders.quantity * raw.orders.unit_price', inputs: ['raw.orders.quantity', 'raw.orders.unit_price'], masked: false },
@@ -77,6 +79,6 @@ describe('planView', () => {
 
   it('names the field of a refused expression', () => {
     const bad = { ...spec, joins: [{ ...spec.joins![0]!, on: 'c.id = (SELECT 1)' }] } as MaskedViewSpec;
-    expect(() => planView(bad, { keyLookup: 'NULL' })).toThrow(/^spec\.joins\[0\]\.on: subqueries are not allowed/);
+    expect(() => planView(bad, { keyQuery: 'SELECT NULL::bytea AS key' })).toThrow(/^spec\.joins\[0\]\.on: subqueries are not allowed/);
   });
 });

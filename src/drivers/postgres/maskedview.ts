@@ -57,15 +57,21 @@ export async function dropOwnerRole(client: pg.ClientBase, role: string): Promis
   await client.query(`DROP ROLE ${quoteIdent(role)}`);
 }
 
+/** The OIDs of the roles that exist, by name. Read-only. */
+export async function roleOids(client: pg.ClientBase, names: string[]): Promise<Map<string, number>> {
+  const r = await client.query<{ rolname: string; oid: number }>('SELECT rolname, oid::int8 AS oid FROM pg_roles WHERE rolname = ANY($1::text[])', [names]);
+  return new Map(r.rows.map((row) => [row.rolname, Number(row.oid)]));
+}
+
 /** Where pgcrypto's hmac() lives, if pgcrypto is installed. Read-only. */
 export async function findHmacFunction(client: pg.ClientBase): Promise<string | undefined> {
   const r = await client.query<{ nspname: string }>(`SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pgcrypto'`);
   return r.rows[0] ? `${quoteIdent(r.rows[0].nspname)}."hmac"` : undefined;
 }
 
-/** The SQL the view uses to read its hash key: names the key's row, never the key. */
-export function hashKeyLookup(viewName: string): string {
-  return `(SELECT k.key FROM steward.mask_keys AS k WHERE k.view_name = ${quoteLiteral(viewName)})`;
+/** The SELECT the view reads its hash key with (one row, column `key`): names the key's row, never the key. */
+export function hashKeyQuery(viewName: string): string {
+  return `SELECT "k"."key" FROM "steward"."mask_keys" AS "k" WHERE "k"."view_name" = ${quoteLiteral(viewName)}`;
 }
 
 /**
