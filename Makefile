@@ -6,7 +6,7 @@ export PATH := $(NPM_BIN):$(PATH)
 STACK := test/stack/stack.sh
 WITH_STACK := set -a; . .stack/env.sh; set +a;
 
-.PHONY: deps stack stack-down test test-unit test-integration typecheck crds check-crds demo run install bench lint clean
+.PHONY: deps stack stack-down test test-unit test-integration typecheck crds demo run install bench clean
 
 deps: node_modules/.installed
 node_modules/.installed: package.json package-lock.json

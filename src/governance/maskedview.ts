@@ -129,10 +129,10 @@ export function planView(spec: MaskedViewSpec, ctx: ViewContext): ViewPlan {
   });
   // The hash key, for a joined table's hash masks, comes from its one-row table joined into that
   // table's scan: read once per scan, and no InitPlan (see above). Its row is written in the
-  // transaction that creates the view; the view owner may only read it. For the first table (orders) it
-  // is read once per query, as an InitPlan: joining anything into the scan that parallel workers
-  // divide stops them dividing it, and PostgreSQL 15 planned a hash mask there serially either way
-  // (measured: the same time; the HMAC, about 2 µs a row, is the cost).
+  // transaction that creates the view; the view's owner may only read it. For the first table
+  // (orders) it is read once per query, as an InitPlan: joining anything into the scan that parallel
+  // workers divide stops them dividing it, and PostgreSQL 15 planned a hash mask there serially
+  // either way (measured: the same time; the HMAC, about 2 µs a row, is the cost).
   const source = (table: string, alias: string, withMasks: boolean) => {
     const extra = withMasks ? premasked.get(alias) : undefined;
     if (!extra) return `${qualified(table)} AS ${q(alias)}`;
