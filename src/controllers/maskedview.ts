@@ -137,7 +137,8 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
       if (absent.length) {
         await client.query('ROLLBACK');
         const list = absent.map(([field, r]) => `${r} (${field})`).join(', ');
-        const why = `role ${list} does not exist in Warehouse ${spec.warehouse}; Steward never creates these roles. Create it, and the next resync builds the view; the view was not changed`;
+        const what = absent.length === 1 ? `role ${list} does not exist` : `roles ${list} do not exist`;
+        const why = `${what} in Warehouse ${spec.warehouse}; Steward never creates the roles a view names. Once they exist, the next resync builds the view; the view was not changed`;
         return { state: 'Stalled', reason: 'RoleNotFound', message: why, status: shown, events: [{ type: 'Warning', reason: 'RoleNotFound', note: why, action: 'Validate' }] };
       }
       // Membership is checked by OID: a role dropped and re-created under its name is a new role,
