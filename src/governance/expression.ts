@@ -47,6 +47,11 @@ export interface ParsedExpression {
   sql: (aliasSql: (alias: string) => string) => string;
   /** Every alias.column the expression reads, in order of appearance, without repeats. */
   inputs: ColumnInput[];
+  /**
+   * When the expression is nothing but `a.x = b.y` comparisons of two columns joined by AND (the
+   * usual join condition), those pairs; otherwise undefined.
+   */
+  equalities?: [ColumnInput, ColumnInput][];
 }
 
 type Node = Record<string, any>;
@@ -99,7 +104,24 @@ export function parseExpression(text: string, aliases: readonly string[]): Parse
   const inputs: ColumnInput[] = [];
   const render = build(target.val as Node, aliases, inputs);
   const unique = inputs.filter((c, i) => inputs.findIndex((d) => d.alias === c.alias && d.column === c.column) === i);
-  return { sql: render, inputs: unique };
+  return { sql: render, inputs: unique, equalities: columnEqualities(target.val as Node) };
+}
+
+/** The column pairs of an AND of `alias.column = alias.column` comparisons; undefined for anything else. */
+function columnEqualities(node: Node): [ColumnInput, ColumnInput][] | undefined {
+  const [kind, body] = Object.entries(node)[0] as [string, Node];
+  if (kind === 'BoolExpr' && body.boolop === 'AND_EXPR') {
+    const parts = (body.args as Node[]).map(columnEqualities);
+    return parts.every((p) => p) ? parts.flatMap((p) => p!) : undefined;
+  }
+  if (kind !== 'A_Expr' || body.kind !== 'AEXPR_OP' || names(body.name).join('.') !== '=' || !body.lexpr) return undefined;
+  const column = (n: Node): ColumnInput | undefined => {
+    const parts = n.ColumnRef ? names(n.ColumnRef.fields as Node[]) : [];
+    return parts.length === 2 ? { alias: parts[0]!, column: parts[1]! } : undefined;
+  };
+  const l = column(body.lexpr as Node);
+  const r = column(body.rexpr as Node);
+  return l && r ? [[l, r]] : undefined;
 }
 
 type Renderer = (aliasSql: (alias: string) => string) => string;

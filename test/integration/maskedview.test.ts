@@ -261,6 +261,43 @@ describe('MaskedView', () => {
     expect(await query(PIA, read)).toEqual(raw);
   });
 
+  it('the guard counts every join type exactly, also when it counts the first table per join key', async () => {
+    // Visits with no person (NULL or unknown person_id), people with no visit: each join type keeps
+    // or drops different rows, and the guard must count what the view holds. RIGHT and FULL joins
+    // add unmatched people, which the per-key count of visits has no row for.
+    await asSuperuser((c) => c.query(`
+      CREATE TABLE raw.visits (id int PRIMARY KEY, person_id int);
+      INSERT INTO raw.visits VALUES (1, 1), (2, 1), (3, 2), (4, 3), (5, 4), (6, NULL), (7, NULL), (8, 99);`));
+    const types = ['inner', 'left', 'right', 'full'];
+    for (const type of types) {
+      apply(view(`visits-${type}`, `  view: {schema: curated, name: visits_${type}}
+  from: {table: raw.visits, alias: v}
+  joins:
+    - {table: raw.people, alias: p, on: p.id = v.person_id, type: ${type}}
+  columns:
+    - {name: visit_id, expr: v.id}
+    - {name: person_id, expr: p.id}
+    - {name: city, expr: p.city}
+  kAnonymity: {quasiIdentifiers: [city], k: 2}`));
+    }
+    for (const type of types) await waitForCondition(MASKED_VIEW_TYPE, `visits-${type}`, NS, 'Ready', 'True');
+    for (const type of types) {
+      const def = await asSuperuser(async (c) => (await c.query(`SELECT pg_get_viewdef('curated.visits_${type}'::regclass) AS d`)).rows[0].d as string);
+      expect(def, 'visits are counted per join key').toContain('__steward_rows');
+      // The reference: a window count over the same join, typed into psql.
+      const expected = await asSuperuser(async (c) => (await c.query(`
+        SELECT v.id AS visit_id, p.id AS person_id, CASE WHEN count(*) OVER (PARTITION BY p.city) >= 2 THEN p.city END AS city
+          FROM raw.visits v ${type.toUpperCase()} JOIN raw.people p ON p.id = v.person_id ORDER BY 1 NULLS LAST, 2 NULLS LAST`)).rows);
+      const seen = await query(ANA, `SELECT * FROM curated.visits_${type} ORDER BY 1 NULLS LAST, 2 NULLS LAST`);
+      expect(seen, type).toEqual(expected);
+    }
+    // Spot checks of the reference itself: Paris has one visit, and one more row from an unmatched
+    // person in RIGHT and FULL joins only.
+    const paris = async (type: string) => ((await query(ANA, `SELECT count(*)::int AS n FROM curated.visits_${type} WHERE city = 'Paris'`)) as { n: number }[])[0]!.n;
+    expect([await paris('inner'), await paris('left'), await paris('right'), await paris('full')]).toEqual([0, 0, 2, 2]);
+    for (const type of types) await kube.delete(MASKED_VIEW_TYPE, `visits-${type}`, NS);
+  });
+
   it('everyday SQL (IN, LIKE, BETWEEN, NULLIF, IS DISTINCT FROM, typmods, EXTRACT, intervals, AT TIME ZONE) means what it means in psql', async () => {
     const direct = await asSuperuser(async (c) => (await c.query(`SELECT p.id, ${EVERYDAY_EXPRESSIONS.map(([name, expr]) => `${expr} AS ${name}`).join(', ')} FROM raw.people p ORDER BY p.id`)).rows);
     const viaView = await query(ANA, 'SELECT * FROM curated.everyday ORDER BY id');

@@ -54,6 +54,17 @@ describe('parseExpression (the real PostgreSQL parser)', () => {
   });
 });
 
+describe('equalities (which join conditions are column equalities)', () => {
+  const eq = (text: string) => parseExpression(text, ['o', 'c']).equalities;
+  it('lists the column pairs of an AND of column equalities, and nothing for anything else', () => {
+    expect(eq('c.id = o.customer_id')).toEqual([[{ alias: 'c', column: 'id' }, { alias: 'o', column: 'customer_id' }]]);
+    expect(eq('(c.id = o.customer_id) AND c.shop = o.shop_id')).toHaveLength(2);
+    for (const other of ['c.id = o.customer_id + 1', 'c.id = 5', 'c.id = o.customer_id OR c.id = o.id', 'c.id <> o.customer_id', 'NOT c.id = o.customer_id', 'c.id = o.a AND c.x > 1']) {
+      expect(eq(other), other).toBeUndefined();
+    }
+  });
+});
+
 describe('planView', () => {
   const spec = {
     warehouse: 'w', view: { schema: 'curated', name: 'v' }, from: { table: 'raw.orders', alias: 'o' },
@@ -75,6 +86,24 @@ describe('planView', () => {
       { name: 'gross_revenue', source: 'raw.orders.quantity * raw.orders.unit_price', inputs: ['raw.orders.quantity', 'raw.orders.unit_price'], masked: false },
     ]);
     expect(plan.sourceTables).toEqual(['raw.orders', 'raw.customers']);
+  });
+
+  it('counts the first table per join key for the guard only when that count is the same', () => {
+    const ctx = { keyQuery: 'SELECT NULL::bytea AS key', unmaskedRoleOids: [1] };
+    const guarded = (on: string, quasi: string) => planView({
+      ...spec, joins: [{ ...spec.joins![0]!, on }],
+      columns: [...spec.columns, { name: 'region', expr: 'c.country' }, { name: 'day', expr: 'o.created_at' }],
+      kAnonymity: { quasiIdentifiers: [quasi], k: 5 },
+    } as MaskedViewSpec, ctx).select;
+    const eager = guarded('c.id = o.customer_id AND c.shop = o.shop_id', 'region');
+    expect(eager).toContain('FROM (SELECT "o"."customer_id", "o"."shop_id", pg_catalog.count(*) AS "__steward_rows" FROM "raw"."orders" AS "o" GROUP BY 1, 2) AS "o"');
+    expect(eager).toContain('pg_catalog.sum(COALESCE("o"."__steward_rows", 1)) >= 5');
+    // The first table read by a quasi-identifier, or joined through anything but column equalities:
+    // rows of one key may differ, so every joined row is counted.
+    for (const plain of [guarded('c.id = o.customer_id', 'day'), guarded('c.id = o.customer_id + 0', 'region'), guarded('c.id = o.customer_id OR c.id = o.id', 'region')]) {
+      expect(plain).not.toContain('__steward_rows');
+      expect(plain).toContain('(pg_catalog.count(*) >= 5 OR');
+    }
   });
 
   it('names the field of a refused expression', () => {
