@@ -132,11 +132,12 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
         return { state: 'Progressing', reason: 'SourceNotFound', message: `source table ${missing.join(', ')} does not exist; retrying`, status: shown };
       }
       // Steward never creates the roles a view names: a missing one is for its owner to create.
-      const oids = await roleOids(client, [...spec.readers, ...(spec.unmaskedRoles ?? [])]);
-      const absent = [...spec.readers.map((r) => ['readers', r]), ...(spec.unmaskedRoles ?? []).map((r) => ['unmaskedRoles', r])].filter(([, r]) => !oids.has(r!));
+      const named = [...spec.readers.map((role) => ({ role, field: 'readers' })), ...(spec.unmaskedRoles ?? []).map((role) => ({ role, field: 'unmaskedRoles' }))];
+      const oids = await roleOids(client, named.map((n) => n.role));
+      const absent = named.filter((n) => !oids.has(n.role));
       if (absent.length) {
         await client.query('ROLLBACK');
-        const list = absent.map(([field, r]) => `${r} (${field})`).join(', ');
+        const list = absent.map((n) => `${n.role} (${n.field})`).join(', ');
         const what = absent.length === 1 ? `role ${list} does not exist` : `roles ${list} do not exist`;
         const why = `${what} in Warehouse ${spec.warehouse}; Steward never creates the roles a view names. Once they exist, the next resync builds the view; the view was not changed`;
         return { state: 'Stalled', reason: 'RoleNotFound', message: why, status: shown, events: [{ type: 'Warning', reason: 'RoleNotFound', note: why, action: 'Validate' }] };

@@ -430,17 +430,25 @@ describe('MaskedView', () => {
 
   it('waits for a role it names that does not exist, and follows a role dropped and re-created under its name', async () => {
     const LATE = `late_${id}`;
+    const LATE_READER = `latereader_${id}`;
     const LATE_LOGIN = `latelogin_${id}`;
-    apply(maskedViewYaml({ name: 'late-role', namespace: NS, warehouse: WH, readers: [READER], unmaskedRoles: [LATE], body: `  view: {schema: curated, name: late_role}
+    apply(maskedViewYaml({ name: 'late-role', namespace: NS, warehouse: WH, readers: [READER, LATE_READER], unmaskedRoles: [LATE], body: `  view: {schema: curated, name: late_role}
   from: {table: raw.customers, alias: c}
   columns:
     - {name: id, expr: c.id}
     - {name: email, expr: c.email, mask: email}` }));
     const stalled = await waitForCondition(MASKED_VIEW_TYPE, 'late-role', NS, 'Ready', 'False', 'RoleNotFound');
-    expect(condition(stalled, 'Ready')?.message).toContain(`role ${LATE} (unmaskedRoles) does not exist`);
+    expect(condition(stalled, 'Ready')?.message).toContain(`roles ${LATE_READER} (readers), ${LATE} (unmaskedRoles) do not exist`);
     expect(await asSuperuser(async (c) => (await c.query(`SELECT to_regclass('curated.late_role') AS r`)).rows[0].r)).toBeNull();
 
     const email = (user: string) => query(user, 'SELECT email FROM curated.late_role WHERE id = 1');
+    // One of the two created: still waiting, and the message names the one left.
+    await asSuperuser((c) => c.query(`CREATE ROLE ${LATE_READER} NOLOGIN`));
+    await waitFor('the message to name the role left', async () => {
+      const mv = await kube.get<Conditioned>(MASKED_VIEW_TYPE, 'late-role', NS);
+      return condition(mv, 'Ready')?.message?.startsWith(`role ${LATE} (unmaskedRoles) does not exist`) ?? false;
+    });
+    expect(await asSuperuser(async (c) => (await c.query(`SELECT to_regclass('curated.late_role') AS r`)).rows[0].r)).toBeNull();
     await asSuperuser((c) => c.query(`CREATE ROLE ${LATE} NOLOGIN; CREATE ROLE ${LATE_LOGIN} LOGIN PASSWORD '${PW}' IN ROLE ${READER}, ${LATE}`));
     await waitForCondition(MASKED_VIEW_TYPE, 'late-role', NS, 'Ready', 'True');
     expect(await email(LATE_LOGIN)).toEqual([{ email: 'alice@example.com' }]);
@@ -455,7 +463,9 @@ describe('MaskedView', () => {
     expect(await email(ANA)).toEqual([{ email: 'al***@example.com' }]);
     await kube.delete(MASKED_VIEW_TYPE, 'late-role', NS);
     await waitFor('the view to be dropped', async () => (await asSuperuser(async (c) => (await c.query(`SELECT to_regclass('curated.late_role') AS r`)).rows[0].r)) === null);
-    await asSuperuser((c) => c.query(`DROP ROLE ${LATE_LOGIN}; DROP ROLE ${LATE}`));
+    expect(await query(LATE_LOGIN, 'SELECT 1 FROM raw.customers')).toMatch(/permission denied/);
+    // The USAGE on the schema Steward gave the reader outlives the view (docs/maskedview.md, Limits).
+    await asSuperuser((c) => c.query(`REVOKE USAGE ON SCHEMA curated FROM ${LATE_READER}; DROP ROLE ${LATE_LOGIN}; DROP ROLE ${LATE}; DROP ROLE ${LATE_READER}`));
   });
 
   it('deletion drops the view and its owner role', async () => {
