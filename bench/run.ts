@@ -3,12 +3,14 @@
 // shared, so only the ratios are meant to be compared between runs.
 //   npm run bench                 all of them
 //   npm run bench -- runtime      only those whose name contains "runtime"
-import { loadStackEnv } from '../test/stack/env.ts';
+import installCrdsAndNamespace from '../test/integration/global-setup.ts';
 import { runtimeBench } from './runtime.ts';
 import { convergenceBench, expiryBench } from './datasetaccess.ts';
 import { maskedViewBench } from './maskedview.ts';
 
-loadStackEnv();
+// What the integration tests start from (the stack's env, the CRDs, steward-system for the
+// Warehouses' Secrets): a stack that only `make stack` started has none of it yet.
+installCrdsAndNamespace();
 const n = Number(process.env.BENCH_OBJECTS ?? 1000);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const only = process.argv[2] ?? '';
