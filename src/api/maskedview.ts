@@ -69,7 +69,7 @@ export const MaskedViewSpec = Type.Object(
       k: Type.Integer({ minimum: 2, maximum: 1000 }),
     }, { description: 'Small-population guard: where a combination of quasi-identifiers occurs fewer than k times, those columns read NULL.' })),
     unmaskedRoles: Type.Optional(Type.Array(Identifier('A role.'), { maxItems: 64, 'x-kubernetes-list-type': 'set', description: 'Members see raw values.' })),
-    readers: Type.Array(Identifier('A role.'), { minItems: 1, maxItems: 64, 'x-kubernetes-list-type': 'set', description: 'Roles granted SELECT on the view.' }),
+    readers: Type.Array(Identifier('A role.'), { minItems: 1, maxItems: 64, 'x-kubernetes-list-type': 'set', description: "Roles that may read the view: Steward makes them members of the view's reader role, which holds SELECT on it." }),
     owner: Type.String({ minLength: 1, maxLength: 128, description: 'The team that owns the view (recorded in lineage).' }),
   },
   {

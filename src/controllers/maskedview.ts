@@ -15,7 +15,7 @@ import { ExpressionError, loadParser } from '../governance/expression.ts';
 import { planView, type ViewPlan } from '../governance/maskedview.ts';
 import { AuditTableSink } from '../drivers/postgres/audit-table.ts';
 import {
-  createViewStatements, dropOwnerRole, ensureHashKey, ensureOwnerRole, findHmacFunction, hashKeyQuery, observeView, regrantStatements, roleOids, setReaders, sourceExposure, tablesMissing, viewGrants,
+  createViewStatements, dropManagedRole, ensureHashKey, ensureManagedRole, findHmacFunction, hashKeyQuery, observeView, regrantStatements, roleOids, setReaders, sourceExposure, tablesMissing, viewGrants,
 } from '../drivers/postgres/maskedview.ts';
 import { quoteQualified } from '../drivers/postgres/identifiers.ts';
 import { lockObjects } from '../drivers/postgres/grants.ts';
@@ -40,13 +40,20 @@ export interface MaskedViewDeps {
   openLineage?: OpenLineageTarget;
 }
 
-export function ownerRoleName(namespace: string, name: string): string {
+/** A role name for a MaskedView, unique to it (the hash) and readable (its namespace and name). */
+function viewRoleName(prefix: string, namespace: string, name: string): string {
   const hash = createHash('sha256').update(`${namespace}/${name}`).digest('hex').slice(0, 8);
-  return `stw_mv_${`${namespace}_${name}`.replace(/[^a-z0-9_]/g, '_').slice(0, 63 - 'stw_mv__'.length - 8)}_${hash}`;
+  return `${prefix}${`${namespace}_${name}`.replace(/[^a-z0-9_]/g, '_').slice(0, 63 - prefix.length - 1 - 8)}_${hash}`;
 }
+
+/** The role that owns the view and alone reads its sources. */
+export const ownerRoleName = (namespace: string, name: string): string => viewRoleName('stw_mv_', namespace, name);
+/** The role that holds SELECT on the view (and USAGE on its schema); the readers are its members. */
+export const readerRoleName = (namespace: string, name: string): string => viewRoleName('stw_mvr_', namespace, name);
 
 const viewComment = (mv: MaskedView, sha: string) => `managed by steward: MaskedView ${mv.metadata.namespace}/${mv.metadata.name} sha=${sha}`;
 const ownerComment = (mv: MaskedView) => `managed by steward: owner of MaskedView ${mv.metadata.namespace}/${mv.metadata.name}`;
+const readerComment = (mv: MaskedView) => `managed by steward: readers of MaskedView ${mv.metadata.namespace}/${mv.metadata.name}`;
 
 /** The guide's lineage format, with inputs and masked added per column. */
 export function lineageDocument(mv: MaskedView, plan: ViewPlan, now: Date) {
@@ -161,7 +168,7 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
         // concurrently updated".
         await lockObjects(client, [viewName, ...plan.sourceTables].map((t) => `table:${t}`));
         await lockObjects(client, [...new Set([spec.view.schema, ...plan.sourceTables.map((t) => t.split('.')[0]!)])].map((x) => `schema:${x}`));
-        await ensureOwnerRole(client, owner, ownerComment(mv));
+        await ensureManagedRole(client, owner, ownerComment(mv), true);
         if (plan.usesHash) {
           hmac = await ensureHashKey(client, viewName, owner);
           plan = planView(spec, { hmacFunction: hmac, keyQuery, unmaskedRoleOids });
@@ -177,7 +184,7 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
       // SourcesLocked: nobody outside unmaskedRoles may read a source directly. Otherwise fail closed.
       exposed = await sourceExposure(client, plan.sourceTables, spec.readers, spec.unmaskedRoles ?? [], owner);
       const formerReaders = [...new Set([...spec.readers, ...(mv.status?.readers ?? '').split(',').filter(Boolean)])];
-      const grants = await setReaders(client, spec.view.schema, spec.view.name, exposed.length ? [] : spec.readers, formerReaders);
+      const grants = await setReaders(client, spec.view.schema, spec.view.name, readerRoleName(namespace, mv.metadata.name), readerComment(mv), exposed.length ? [] : spec.readers, formerReaders);
       if (changedView || grants.length) await record(client, changedView ? 'view.replace' : 'view.grants', 'success', { sha, grants, maskedColumns: plan.maskedColumns });
       // Audited when it is found, not on every resync while it lasts.
       const alreadyExposed = findCondition(mv.status?.conditions, 'SourcesLocked')?.status === 'False';
@@ -274,8 +281,10 @@ export function maskedViewCleanup(deps: MaskedViewDeps) {
         if (facts.exists && facts.comment?.startsWith(`managed by steward: MaskedView ${mv.metadata.namespace}/${mv.metadata.name} `)) {
           await client.query(`DROP VIEW ${quoteQualified(spec.view.schema, spec.view.name)}`);
         }
-        const role = await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [owner]);
-        if (role.rowCount) await dropOwnerRole(client, owner);
+        // Steward's roles for the view, if it made them (a role of that name it did not make is not its to drop).
+        const roles = await client.query<{ rolname: string }>(`SELECT rolname FROM pg_roles WHERE (rolname, coalesce(shobj_description(oid, 'pg_authid'), '')) IN (($1, $2), ($3, $4))`,
+          [owner, ownerComment(mv), readerRoleName(mv.metadata.namespace!, mv.metadata.name), readerComment(mv)]);
+        for (const r of roles.rows) await dropManagedRole(client, r.rolname);
         await deps.audit.record({ request_id: ctx.requestId, kind: 'MaskedView', namespace: mv.metadata.namespace, name: mv.metadata.name, action: 'view.drop', resource: `${wh.metadata.name}/${spec.view.schema}.${spec.view.name}`, outcome: 'success' }, new AuditTableSink(client));
       });
       await deps.client.delete(CONFIGMAP_TYPE, `${mv.metadata.name}-lineage`, mv.metadata.namespace).catch(() => undefined);

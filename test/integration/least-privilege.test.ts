@@ -210,7 +210,7 @@ describe('Steward as a login without superuser', () => {
     expect(await asAlice('SELECT quantity FROM curated.sales ORDER BY order_id LIMIT 1')).toEqual([{ quantity: 2 }]);
 
     await deleteAndWait(MASKED_VIEW_TYPE, 'sales');
-    const left = await asSuperuser(async (c) => (await c.query(`SELECT to_regclass('curated.sales') AS v, (SELECT count(*)::int FROM pg_roles WHERE rolname LIKE 'stw\\_mv\\_%' AND shobj_description(oid, 'pg_authid') LIKE $1) AS roles`, [`%${NS}%`])).rows[0]);
+    const left = await asSuperuser(async (c) => (await c.query(`SELECT to_regclass('curated.sales') AS v, (SELECT count(*)::int FROM pg_roles WHERE rolname LIKE 'stw\\_mv%' AND shobj_description(oid, 'pg_authid') LIKE $1) AS roles`, [`%${NS}%`])).rows[0]);
     expect(left).toEqual({ v: null, roles: 0 });
   });
 });

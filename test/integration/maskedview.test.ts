@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { MASKED_VIEW_TYPE } from '../../src/controllers/maskedview.ts';
+import { MASKED_VIEW_TYPE, ownerRoleName, readerRoleName } from '../../src/controllers/maskedview.ts';
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
 import {
   REPO, Steward, apply, condition, ensureNamespace, kube, kubectl, maskedViewYaml, putSecret, randomPassword, stackCa, unique, waitFor, waitForCondition, warehouseYaml, withPg, type Conditioned,
@@ -321,6 +321,20 @@ describe('MaskedView', () => {
     await waitFor('the reader to read again', async () => Array.isArray(await query(ANA, 'SELECT 1 FROM curated.customer_sales')));
   });
 
+  it('readers reach the view through its reader role; a direct grant an earlier Steward made to a reader is replaced by it', async () => {
+    const role = readerRoleName(NS, 'customer-sales');
+    const grantees = () => asSuperuser(async (c) => (await c.query(
+      `SELECT ARRAY(SELECT DISTINCT pg_get_userbyid(a.grantee)::text FROM pg_class c, aclexplode(c.relacl) a
+         WHERE c.oid = 'curated.customer_sales'::regclass AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner ORDER BY 1) AS selects,
+              ARRAY(SELECT pg_get_userbyid(m.member)::text FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid WHERE r.rolname = $1) AS members`, [role])).rows[0]);
+    expect(await grantees()).toEqual({ selects: [role], members: [READER] });
+    // What Steward before the reader role did: SELECT on the view to the reader itself.
+    await asSuperuser((c) => c.query(`GRANT SELECT ON curated.customer_sales TO ${READER}`));
+    await waitFor('the direct grant to be revoked', async () => (await grantees()).selects.length === 1, 20_000);
+    expect(await grantees()).toEqual({ selects: [role], members: [READER] });
+    expect(await query(ANA, 'SELECT email FROM curated.customer_sales WHERE order_id = 100')).toEqual([{ email: 'al***@example.com' }]);
+  });
+
   it.each([
     ['a subquery in expr', (y: string) => y.replace('expr: o.id}', 'expr: "(SELECT max(id) FROM raw.customers)"}'), /subqueries are not allowed \(at position \d+\)/],
     ['a semicolon in expr', (y: string) => y.replace('expr: o.id}', 'expr: "o.id; DROP TABLE raw.orders"}'), /single expression .*\(at position \d+\)/],
@@ -461,16 +475,35 @@ describe('MaskedView', () => {
     await asSuperuser((c) => c.query(`CREATE ROLE ${LATE} NOLOGIN; GRANT ${LATE} TO ${LATE_LOGIN}`));
     await waitFor('the view rebuilt for the new role', async () => JSON.stringify(await email(LATE_LOGIN)) === JSON.stringify([{ email: 'alice@example.com' }]), 20_000);
     expect(await email(ANA)).toEqual([{ email: 'al***@example.com' }]);
+
+    // A reader reaches the view through the view's reader role. Taken out of readers, it loses the
+    // view and the schema's USAGE with it; the other reader keeps both.
+    const reach = (role: string) => asSuperuser(async (c) => (await c.query(
+      `SELECT has_table_privilege($1, 'curated.late_role', 'SELECT') AS view, has_schema_privilege($1, 'curated', 'USAGE') AS schema`, [role])).rows[0]);
+    expect(await reach(LATE_READER)).toEqual({ view: true, schema: true });
+    apply(maskedViewYaml({ name: 'late-role', namespace: NS, warehouse: WH, readers: [READER], unmaskedRoles: [LATE], body: `  view: {schema: curated, name: late_role}
+  from: {table: raw.customers, alias: c}
+  columns:
+    - {name: id, expr: c.id}
+    - {name: email, expr: c.email, mask: email}` }));
+    await waitFor('the reader taken out to lose the view', async () => !(await reach(LATE_READER)).view, 20_000);
+    expect(await reach(LATE_READER)).toEqual({ view: false, schema: false });
+    expect(await reach(READER)).toEqual({ view: true, schema: true });
+
     await kube.delete(MASKED_VIEW_TYPE, 'late-role', NS);
     await waitFor('the view to be dropped', async () => (await asSuperuser(async (c) => (await c.query(`SELECT to_regclass('curated.late_role') AS r`)).rows[0].r)) === null);
     expect(await query(LATE_LOGIN, 'SELECT 1 FROM raw.customers')).toMatch(/permission denied/);
-    // The USAGE on the schema Steward gave the reader outlives the view (docs/maskedview.md, Limits).
-    await asSuperuser((c) => c.query(`REVOKE USAGE ON SCHEMA curated FROM ${LATE_READER}; DROP ROLE ${LATE_LOGIN}; DROP ROLE ${LATE}; DROP ROLE ${LATE_READER}`));
+    await asSuperuser((c) => c.query(`DROP ROLE ${LATE_LOGIN}; DROP ROLE ${LATE}; DROP ROLE ${LATE_READER}`));
   });
 
-  it('deletion drops the view and its owner role', async () => {
+  it('deletion drops the view, its owner role and its reader role, and leaves the reader nothing it gave', async () => {
+    const roles = [ownerRoleName(NS, 'all-masks'), readerRoleName(NS, 'all-masks')];
+    const left = () => asSuperuser(async (c) => (await c.query(`SELECT to_regclass('curated.all_masks') AS view, ARRAY(SELECT rolname::text FROM pg_roles WHERE rolname = ANY($1) ORDER BY 1) AS roles`, [roles])).rows[0]);
+    expect(await left()).toMatchObject({ roles: [...roles].sort() });
     await kube.delete(MASKED_VIEW_TYPE, 'all-masks', NS);
-    await waitFor('the view to be dropped', async () => (await asSuperuser(async (c) => (await c.query(`SELECT to_regclass('curated.all_masks') AS r`)).rows[0].r)) === null);
     await waitFor('the object to be gone', async () => kube.get(MASKED_VIEW_TYPE, 'all-masks', NS).then(() => false, () => true));
+    expect(await left()).toEqual({ view: null, roles: [] });
+    // The reader still reads the views it is a reader of, through their own reader roles.
+    expect(await query(ANA, 'SELECT count(*)::int AS n FROM curated.customer_sales')).toEqual([{ n: 3 }]);
   });
 });

@@ -23,8 +23,13 @@ export async function observeView(client: pg.ClientBase, schema: string, name: s
   return { exists: (r.rowCount ?? 0) > 0, comment: r.rows[0]?.comment ?? null };
 }
 
-/** The owner role: NOLOGIN, the only role (besides the tables' owners) Steward lets read the sources. */
-export async function ensureOwnerRole(client: pg.ClientBase, role: string, comment: string): Promise<void> {
+/**
+ * A role Steward makes for a MaskedView (its owner role, its reader role): NOLOGIN, marked by its
+ * comment. A role of that name that Steward did not make is refused, never taken over. `join` makes
+ * Steward's login a member, which handing the view to the owner role (ALTER VIEW ... OWNER) needs
+ * unless the login is a superuser (which it should not be; see docs/warehouse.md).
+ */
+export async function ensureManagedRole(client: pg.ClientBase, role: string, comment: string, join: boolean): Promise<void> {
   const r = await client.query<{ comment: string | null }>(`SELECT shobj_description(oid, 'pg_authid') AS comment FROM pg_roles WHERE rolname = $1`, [role]);
   if (r.rowCount === 0) {
     await runChecked(client, `CREATE ROLE ${quoteIdent(role)} NOLOGIN NOINHERIT`, `role ${role}`);
@@ -32,18 +37,18 @@ export async function ensureOwnerRole(client: pg.ClientBase, role: string, comme
   } else if (r.rows[0]!.comment !== comment) {
     throw new Error(`role ${role} exists but Steward did not create it`);
   }
-  // Handing the view to the role (ALTER VIEW ... OWNER) needs membership in it, unless Steward's
-  // login is a superuser (which it should not be; see docs/warehouse.md).
+  if (!join) return;
   const member = await client.query<{ ok: boolean }>(`SELECT pg_has_role(current_user, $1, 'MEMBER') AS ok`, [role]);
   if (!member.rows[0]!.ok) await runChecked(client, `GRANT ${quoteIdent(role)} TO CURRENT_USER`, `role ${role}`);
 }
 
 /**
- * Revokes what the owner role was granted (on tables and schemas, as the catalog says) and drops it.
+ * Revokes what a MaskedView's role was granted (on tables and schemas, as the catalog says) and
+ * drops it; its members lose it with it.
  * Explicit REVOKEs rather than DROP OWNED BY, which needs more than a CREATEROLE login has. If
  * something else was granted to the role out of band, DROP ROLE fails and says what is left.
  */
-export async function dropOwnerRole(client: pg.ClientBase, role: string): Promise<void> {
+export async function dropManagedRole(client: pg.ClientBase, role: string): Promise<void> {
   const held = await client.query<{ kind: string; schema: string; name: string }>(
     `SELECT 'table' AS kind, n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) a
       WHERE a.grantee = (SELECT oid FROM pg_roles WHERE rolname = $1)
@@ -163,31 +168,44 @@ export function regrantStatements(schema: string, name: string, grants: { grante
 }
 
 /**
- * Readers' grants: SELECT on the view for `readers`; revoked from `formerReaders` that are no longer
- * readers (or from all of them when sources are exposed). Grants made by others — a DatasetAccess on
- * the view — are not Steward's MaskedView's to take.
+ * Readers reach the view through its reader role: the role holds SELECT on the view and USAGE on
+ * the view's schema, and `readers` are its members (none while the sources are exposed). Taking a
+ * reader out is one REVOKE of the membership, and nothing Steward granted outlives the view: the
+ * role goes with it. Members Steward did not add are drift and are removed. A direct SELECT on the
+ * view that an earlier Steward granted a reader (one of `formerReaders`) is revoked: the role
+ * stands in for it. Grants others made (a DatasetAccess on the view) are not the MaskedView's to
+ * take. Reads first; an idle resync changes nothing and takes no lock. Returns what it ran.
  */
-export async function setReaders(client: pg.ClientBase, schema: string, name: string, readers: string[], formerReaders: string[]): Promise<string[]> {
+export async function setReaders(client: pg.ClientBase, schema: string, name: string, role: string, comment: string, readers: string[], formerReaders: string[]): Promise<string[]> {
   const view = quoteQualified(schema, name);
-  const current = await client.query<{ grantee: string }>(
-    `SELECT DISTINCT pg_get_userbyid(a.grantee) AS grantee FROM pg_class c, aclexplode(c.relacl) a
-      WHERE c.oid = $1::regclass AND a.grantee <> c.relowner AND a.grantee <> 0 AND a.privilege_type = 'SELECT'`, [`${quoteIdent(schema)}.${quoteIdent(name)}`]);
-  const statements: string[] = [];
-  for (const g of current.rows.map((x) => x.grantee)) {
-    if (!readers.includes(g) && formerReaders.includes(g)) statements.push(`REVOKE SELECT ON ${view} FROM ${quoteIdent(g)}`);
-  }
-  const missing = readers.filter((r) => !current.rows.some((x) => x.grantee === r));
-  const schemaGrants: string[] = [];
-  for (const r of missing) {
-    const usage = await client.query<{ ok: boolean }>('SELECT has_schema_privilege($1, $2, $3) AS ok', [r, schema, 'USAGE']);
-    if (!usage.rows[0]?.ok) schemaGrants.push(`GRANT USAGE ON SCHEMA ${quoteIdent(schema)} TO ${quoteIdent(r)}`);
-    statements.push(`GRANT SELECT ON ${view} TO ${quoteIdent(r)}`);
-  }
-  if (statements.length === 0) return [];
-  // Nothing to change costs no lock. Otherwise the same order as DatasetAccess: the view (a table)
-  // first, then its schema, whose catalog row every grant in it shares.
+  const facts = (await client.query<{ exists: boolean; members: string[]; selects: boolean; usage: boolean; direct: string[] }>(
+    `WITH r AS (SELECT oid FROM pg_roles WHERE rolname = $1), v AS (SELECT $2::regclass AS oid)
+     SELECT EXISTS (SELECT 1 FROM r) AS exists,
+            ARRAY(SELECT pg_get_userbyid(m.member)::text FROM pg_auth_members m WHERE m.roleid = (SELECT oid FROM r) ORDER BY 1) AS members,
+            EXISTS (SELECT 1 FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = (SELECT oid FROM v) AND a.grantee = (SELECT oid FROM r) AND a.privilege_type = 'SELECT') AS selects,
+            EXISTS (SELECT 1 FROM pg_namespace n, aclexplode(n.nspacl) a WHERE n.nspname = $3 AND a.grantee = (SELECT oid FROM r) AND a.privilege_type = 'USAGE') AS usage,
+            ARRAY(SELECT DISTINCT pg_get_userbyid(a.grantee)::text FROM pg_class c, aclexplode(c.relacl) a
+                   WHERE c.oid = (SELECT oid FROM v) AND a.privilege_type = 'SELECT' AND pg_get_userbyid(a.grantee) = ANY($4::text[])) AS direct`,
+    [role, view, schema, formerReaders])).rows[0]!;
+  const r = quoteIdent(role);
+  const toRevoke = facts.members.filter((m) => !readers.includes(m));
+  const toGrant = readers.filter((m) => !facts.members.includes(m));
+  const onView = [
+    ...(facts.selects ? [] : [`GRANT SELECT ON ${view} TO ${r}`]),
+    ...facts.direct.map((g) => `REVOKE SELECT ON ${view} FROM ${quoteIdent(g)}`),
+  ];
+  const onSchema = facts.usage ? [] : [`GRANT USAGE ON SCHEMA ${quoteIdent(schema)} TO ${r}`];
+  if (facts.exists && !toRevoke.length && !toGrant.length && !onView.length && !onSchema.length) return [];
+  // The same lock order as DatasetAccess: the view (a table) first, then its schema, whose catalog
+  // row every grant in it shares. Memberships first out, then in.
   await lockObjects(client, [`table:${schema}.${name}`]);
-  if (schemaGrants.length) await lockObjects(client, [`schema:${schema}`]);
-  for (const s of [...statements, ...schemaGrants]) await runChecked(client, s, s.includes(' ON SCHEMA ') ? `schema ${schema}` : `${schema}.${name}`);
-  return [...statements, ...schemaGrants];
+  await ensureManagedRole(client, role, comment, false);
+  const ran: string[] = [];
+  const run = async (sql: string, object: string) => { await runChecked(client, sql, object); ran.push(sql); };
+  for (const m of toRevoke) await run(`REVOKE ${r} FROM ${quoteIdent(m)}`, `role ${role}`);
+  for (const sql of onView) await run(sql, `${schema}.${name}`);
+  if (onSchema.length) await lockObjects(client, [`schema:${schema}`]);
+  for (const sql of onSchema) await run(sql, `schema ${schema}`);
+  for (const m of toGrant) await run(`GRANT ${r} TO ${quoteIdent(m)}`, `role ${role}`);
+  return ran;
 }
