@@ -95,11 +95,11 @@ export function planView(spec: MaskedViewSpec, ctx: ViewContext): ViewPlan {
     return { column, expr, inner: `__c${i}` };
   });
   // Who sees raw values: members of unmaskedRoles, checked for the current user (what CURRENT_USER
-  // names) by role OID. By OID, the check costs about as much as reading a column, so it is made per
-  // row where the mask is computed and any number of workers can share the work. By name it costs
-  // four times as much; once per query (a scalar subquery, an InitPlan) it would keep PostgreSQL 15
-  // from computing a reader's aggregate in parallel workers. A role dropped after the view was built
-  // has no members: masked for everyone.
+  // names) by role OID (by name it costs four times as much). The check is made where the mask is
+  // computed, in every process that computes it: once per scan of a joined table (see source()),
+  // per row for the first table's masks and for masks over several tables. Once per query (a scalar
+  // subquery, an InitPlan) would keep PostgreSQL 15 from computing a reader's aggregate in parallel
+  // workers. A role dropped after the view was built has no members: masked for everyone.
   const roles = spec.unmaskedRoles ?? [];
   const oids = ctx.unmaskedRoleOids ?? roles.map(() => 0);
   if (oids.length !== roles.length) throw new Error('planView: one OID per unmasked role');
@@ -109,8 +109,8 @@ export function planView(spec: MaskedViewSpec, ctx: ViewContext): ViewPlan {
   // Raw for members, masked for everyone else. A mask that yields text makes the column text for
   // everyone, members included: one column has one type (a redacted integer is '[REDACTED]', so the
   // raw one is '42'). With no unmaskedRoles this is CASE WHEN FALSE, which the planner folds away.
-  const guarded = (column: Column, x: string, masked: string) =>
-    `CASE WHEN ${membership} THEN ${column.mask && TEXT_MASKS.has(column.mask) ? `CAST(${x} AS pg_catalog.text)` : x} ELSE ${masked} END`;
+  const guarded = (column: Column, x: string, masked: string, member = membership) =>
+    `CASE WHEN ${member} THEN ${column.mask && TEXT_MASKS.has(column.mask) ? `CAST(${x} AS pg_catalog.text)` : x} ELSE ${masked} END`;
 
   // A mask that reads one table only is computed in that table's own scan, before the join: PII sits
   // on dimension tables (customers), so it is masked once per customer, not once per joined order.
@@ -136,11 +136,20 @@ export function planView(spec: MaskedViewSpec, ctx: ViewContext): ViewPlan {
   const source = (table: string, alias: string, withMasks: boolean) => {
     const extra = withMasks ? premasked.get(alias) : undefined;
     if (!extra) return `${qualified(table)} AS ${q(alias)}`;
-    const joinKey = alias !== spec.from.alias && extra.some((e) => e.column.mask === 'hash');
+    const joined = alias !== spec.from.alias;
+    const joinKey = joined && extra.some((e) => e.column.mask === 'hash');
     const key = joinKey ? '"__steward_key"."key"' : undefined;
-    const masks = extra.map((e) => `${guarded(e.column, e.raw, maskSql(e.column, e.raw, ctx, key))} AS ${q(e.name)}`);
+    // The membership check, too, is made once per scan of a joined table and joined in, rather than
+    // once per masked column of each row: a pg_has_role() call costs about 600 instructions, as much
+    // as the email mask's left() and split_part() together. Its one row comes from a function
+    // (generate_series) because PostgreSQL 15 would not let parallel workers run a subquery without
+    // FROM.
+    const joinMember = joined && roles.length > 0;
+    const member = joinMember ? '"__steward_member"."member"' : membership;
+    const masks = extra.map((e) => `${guarded(e.column, e.raw, maskSql(e.column, e.raw, ctx, key), member)} AS ${q(e.name)}`);
     const keyScan = joinKey ? `(${ctx.keyQuery} OFFSET NULL) AS "__steward_key" CROSS JOIN ` : '';
-    return `(SELECT ${q(alias)}.*, ${masks.join(', ')} FROM ${keyScan}${qualified(table)} AS ${q(alias)} OFFSET NULL) AS ${q(alias)}`;
+    const memberScan = joinMember ? `(SELECT ${membership} AS "member" FROM pg_catalog.generate_series(1, 1) OFFSET NULL) AS "__steward_member" CROSS JOIN ` : '';
+    return `(SELECT ${q(alias)}.*, ${masks.join(', ')} FROM ${memberScan}${keyScan}${qualified(table)} AS ${q(alias)} OFFSET NULL) AS ${q(alias)}`;
   };
   const joinConditions = (spec.joins ?? []).map((j, i) => withField(`spec.joins[${i}].on`, () => parseExpression(joinCondition(j), aliases)));
   const joined = (withMasks: boolean) => (spec.joins ?? []).map((j, i) => {

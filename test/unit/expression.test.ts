@@ -73,13 +73,18 @@ describe('planView', () => {
     unmaskedRoles: ['pii_reader'], readers: ['r'], owner: 'o',
   } as unknown as MaskedViewSpec;
 
-  it('masks a joined table in its own scan, checks membership by OID where it masks, and quotes everything', () => {
+  it('masks a joined table in its own scan, checks membership by OID once per scan, and quotes everything', () => {
     const plan = planView(spec, { keyQuery: 'SELECT NULL::bytea AS key', unmaskedRoleOids: [16384] });
     // The email mask reads one table: it is computed in that table's scan, before the join. The
-    // membership check is per row and by OID: no InitPlan (see planView).
-    expect(plan.select).toContain(`FROM "raw"."orders" AS "o" INNER JOIN (SELECT "c".*, CASE WHEN (pg_catalog.pg_has_role(CAST('16384' AS pg_catalog.oid), 'MEMBER')) THEN CAST("c"."email" AS pg_catalog.text) ELSE (pg_catalog.left(`);
-    expect(plan.select).toContain('FROM "raw"."customers" AS "c" OFFSET NULL) AS "c" ON ("c"."id" = "o"."customer_id")');
+    // membership check is by OID and made once per scan, in a one-row subquery joined into it
+    // (with a FROM, so parallel workers may run it), never as an InitPlan (see planView).
+    expect(plan.select).toContain(`FROM "raw"."orders" AS "o" INNER JOIN (SELECT "c".*, CASE WHEN "__steward_member"."member" THEN CAST("c"."email" AS pg_catalog.text) ELSE (pg_catalog.left(`);
+    expect(plan.select).toContain(`FROM (SELECT (pg_catalog.pg_has_role(CAST('16384' AS pg_catalog.oid), 'MEMBER')) AS "member" FROM pg_catalog.generate_series(1, 1) OFFSET NULL) AS "__steward_member" CROSS JOIN "raw"."customers" AS "c" OFFSET NULL) AS "c" ON ("c"."id" = "o"."customer_id")`);
     expect(plan.select).not.toMatch(/\(SELECT pg_catalog\.pg_has_role/);
+    // The first table's masks check per row: a join into the scan that workers divide would stop them dividing it.
+    const first = planView({ ...spec, columns: [{ name: 'id', expr: 'o.id', mask: 'redact' }] } as MaskedViewSpec, { keyQuery: 'SELECT NULL::bytea AS key', unmaskedRoleOids: [16384] });
+    expect(first.select).toContain(`FROM (SELECT "o".*, CASE WHEN (pg_catalog.pg_has_role(CAST('16384' AS pg_catalog.oid), 'MEMBER')) THEN CAST("o"."id" AS pg_catalog.text)`);
+    expect(first.select).not.toContain('__steward_member');
     expect(() => planView(spec, { keyQuery: 'SELECT NULL::bytea AS key', unmaskedRoleOids: [] })).toThrow(/one OID per unmasked role/);
     expect(plan.lineage.columns).toEqual([
       { name: 'email', source: 'raw.customers.email', inputs: ['raw.customers.email'], masked: true, mask: 'email' },
