@@ -75,6 +75,8 @@ export const MaskedViewSpec = Type.Object(
   {
     ...cel(
       { rule: '!has(self.joins) || self.joins.all(j, j.alias != self.from.alias)', message: 'every alias must be unique' },
+      // The SQL Steward builds names its own subqueries __steward_...; an alias of that name would clash.
+      { rule: "!self.from.alias.startsWith('__') && (!has(self.joins) || self.joins.all(j, !j.alias.startsWith('__')))", message: 'aliases starting with __ are reserved for Steward' },
       { rule: '!has(self.kAnonymity) || self.kAnonymity.quasiIdentifiers.all(q, self.columns.exists(c, c.name == q))', message: 'kAnonymity.quasiIdentifiers must name view columns' },
     ),
   },

@@ -355,10 +355,14 @@ describe('MaskedView', () => {
     await kube.delete(MASKED_VIEW_TYPE, name, NS);
   });
 
-  it('refuses a join on something other than schema.table at admission', () => {
+  it('refuses a join on something other than schema.table, and an alias Steward reserves, at admission', () => {
     const r = kubectl(['apply', '--dry-run=server', '-f', '-'], CUSTOMER_SALES.replace('table: raw.customers', 'table: "(SELECT * FROM raw.customers)"'));
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/spec.joins\[0\].table in body should match/);
+    const reserved = kubectl(['apply', '--dry-run=server', '-f', '-'], CUSTOMER_SALES.replace('alias: c,', 'alias: __steward_member,'));
+    expect(reserved.code).not.toBe(0);
+    expect(reserved.stderr).toContain('aliases starting with __ are reserved for Steward');
+    expect(kubectl(['apply', '--dry-run=server', '-f', '-'], CUSTOMER_SALES.replace('alias: c,', 'alias: c_,')).code).toBe(0);
   });
 
   it('publishes column lineage in status, a ConfigMap and an OpenLineage event that agree', async () => {
