@@ -12,6 +12,7 @@ import { Manager } from '../src/controllers/manager.ts';
 import { MASKED_VIEW_TYPE } from '../src/controllers/maskedview.ts';
 import { WAREHOUSE_TYPE } from '../src/controllers/warehouse.ts';
 import { SECRET_TYPE } from '../src/runtime/secrets.ts';
+import type { MaskedViewSpec } from '../src/api/maskedview.ts';
 
 const logger = createLogger({ level: 'warn' });
 const NAMESPACE_TYPE = { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false };
@@ -31,6 +32,42 @@ async function sql(database: string, text: string): Promise<pg.QueryResult> {
     await c.end();
   }
 }
+
+/** The data: N orders over N/10 customers (at least 1,000), a few countries rare enough for the guard. */
+export function benchDataSql(orders: number): string {
+  const customers = Math.max(1000, Math.floor(orders / 10));
+  return `
+      CREATE SCHEMA raw; CREATE SCHEMA curated;
+      CREATE TABLE raw.customers AS SELECT g AS id, 'user' || g || '@example.com' AS email, '555-' || lpad((g % 10000000)::text, 7, '0') AS phone,
+        (ARRAY['US','DE','FR','GB','NL','SE','NO','DK','FI','IS'])[1 + g % 10] || CASE WHEN g % 997 = 0 THEN '-rare' || g ELSE '' END AS country
+        FROM generate_series(1, ${customers}) g;
+      ALTER TABLE raw.customers ADD PRIMARY KEY (id);
+      CREATE TABLE raw.orders AS SELECT g AS id, 1 + g % ${customers} AS customer_id, 1 + g % 7 AS quantity, (g % 1000) / 10.0 AS unit_price,
+        now() - (g % 365) * interval '1 day' AS created_at FROM generate_series(1, ${orders}) g;
+      ALTER TABLE raw.orders ADD PRIMARY KEY (id);
+      ANALYZE;`;
+}
+
+/** The api.md view over that data, with or without the k-anonymity guard. */
+export function benchViewSpec(name: string, kAnon: boolean, pii: string, reader: string): MaskedViewSpec {
+  return {
+    warehouse: 'bench', view: { schema: 'curated', name }, from: { table: 'raw.orders', alias: 'o' },
+    joins: [{ table: 'raw.customers', alias: 'c', on: 'c.id = o.customer_id', type: 'inner' }],
+    columns: [
+      { name: 'order_id', expr: 'o.id' }, { name: 'email', expr: 'c.email', mask: 'email' }, { name: 'phone', expr: 'c.phone', mask: 'phone' },
+      { name: 'customer_region', expr: 'c.country' }, { name: 'gross_revenue', expr: 'o.quantity * o.unit_price' }, { name: 'created_at', expr: 'o.created_at' },
+    ],
+    ...(kAnon ? { kAnonymity: { quasiIdentifiers: ['customer_region'], k: 5 } } : {}),
+    unmaskedRoles: [pii], readers: [reader], owner: 'bench',
+  } as MaskedViewSpec;
+}
+
+// Every value is produced and read (length() of each text, sums of the numbers): what a client
+// reading the view would make PostgreSQL compute, without measuring the network.
+export const touchAll = (from: string) => `SELECT count(*), sum(order_id), sum(length(email)), sum(length(phone)), sum(length(customer_region)), sum(gross_revenue), max(created_at) FROM ${from}`;
+/** The floor: the same columns from the raw join. */
+export const RAW_JOIN = `(SELECT o.id AS order_id, c.email, c.phone, c.country AS customer_region, o.quantity * o.unit_price AS gross_revenue, o.created_at
+                       FROM raw.orders o JOIN raw.customers c ON c.id = o.customer_id) AS s`;
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
@@ -58,17 +95,7 @@ export async function maskedViewBench(orders: number, rounds: number): Promise<{
   await sql('postgres', `CREATE DATABASE ${db}`);
   const manager = new Manager({ client, logger, metrics: new Metrics({ processMetrics: false }), identity: 'bench', actor: 'steward-bench', resyncMs: 600_000, concurrency: 4 });
   try {
-    const customers = Math.max(1000, Math.floor(orders / 10));
-    await sql(db, `
-      CREATE SCHEMA raw; CREATE SCHEMA curated;
-      CREATE TABLE raw.customers AS SELECT g AS id, 'user' || g || '@example.com' AS email, '555-' || lpad((g % 10000000)::text, 7, '0') AS phone,
-        (ARRAY['US','DE','FR','GB','NL','SE','NO','DK','FI','IS'])[1 + g % 10] || CASE WHEN g % 997 = 0 THEN '-rare' || g ELSE '' END AS country
-        FROM generate_series(1, ${customers}) g;
-      ALTER TABLE raw.customers ADD PRIMARY KEY (id);
-      CREATE TABLE raw.orders AS SELECT g AS id, 1 + g % ${customers} AS customer_id, 1 + g % 7 AS quantity, (g % 1000) / 10.0 AS unit_price,
-        now() - (g % 365) * interval '1 day' AS created_at FROM generate_series(1, ${orders}) g;
-      ALTER TABLE raw.orders ADD PRIMARY KEY (id);
-      ANALYZE;
+    await sql(db, `${benchDataSql(orders)}
       CREATE ROLE ${reader} NOLOGIN; CREATE ROLE ${pii} NOLOGIN;`);
     await client.create(NAMESPACE_TYPE, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
     const secret = (name: string, data: Record<string, string>) => client.create(SECRET_TYPE, {
@@ -83,16 +110,7 @@ export async function maskedViewBench(orders: number, rounds: number): Promise<{
     } as KubeObject);
     const view = (name: string, kAnon: boolean) => ({
       apiVersion: 'steward.dev/v1alpha1', kind: 'MaskedView', metadata: { name: name.replace(/_/g, '-'), namespace: ns },
-      spec: {
-        warehouse: ns, view: { schema: 'curated', name }, from: { table: 'raw.orders', alias: 'o' },
-        joins: [{ table: 'raw.customers', alias: 'c', on: 'c.id = o.customer_id', type: 'inner' }],
-        columns: [
-          { name: 'order_id', expr: 'o.id' }, { name: 'email', expr: 'c.email', mask: 'email' }, { name: 'phone', expr: 'c.phone', mask: 'phone' },
-          { name: 'customer_region', expr: 'c.country' }, { name: 'gross_revenue', expr: 'o.quantity * o.unit_price' }, { name: 'created_at', expr: 'o.created_at' },
-        ],
-        ...(kAnon ? { kAnonymity: { quasiIdentifiers: ['customer_region'], k: 5 } } : {}),
-        unmaskedRoles: [pii], readers: [reader], owner: 'bench',
-      },
+      spec: { ...benchViewSpec(name, kAnon, pii, reader), warehouse: ns },
     } as KubeObject);
     await manager.start();
     await client.create(MASKED_VIEW_TYPE, view('sales_masked', false));
@@ -104,11 +122,6 @@ export async function maskedViewBench(orders: number, rounds: number): Promise<{
       if (Date.now() > deadline) throw new Error('the masked views were not built within 2 minutes');
       await new Promise((res) => setTimeout(res, 200));
     }
-    // Every value is produced and read (length() of each text, sums of the numbers): what a client
-    // reading the view would make PostgreSQL compute, without measuring the network.
-    const touchAll = (from: string) => `SELECT count(*), sum(order_id), sum(length(email)), sum(length(phone)), sum(length(customer_region)), sum(gross_revenue), max(created_at) FROM ${from}`;
-    const rawJoin = `(SELECT o.id AS order_id, c.email, c.phone, c.country AS customer_region, o.quantity * o.unit_price AS gross_revenue, o.created_at
-                       FROM raw.orders o JOIN raw.customers c ON c.id = o.customer_id) AS s`;
     const timed = async (text: string, asReader: boolean, serial: boolean): Promise<number> => {
       const c = new pg.Client(config(db));
       await c.connect();
@@ -128,7 +141,7 @@ export async function maskedViewBench(orders: number, rounds: number): Promise<{
       const masked: number[] = [];
       const kanon: number[] = [];
       for (let r = 0; r < rounds; r++) {
-        floor.push(await timed(touchAll(rawJoin), false, serial));
+        floor.push(await timed(touchAll(RAW_JOIN), false, serial));
         masked.push(await timed(touchAll('curated.sales_masked'), true, serial));
         kanon.push(await timed(touchAll('curated.sales_kanon'), true, serial));
       }

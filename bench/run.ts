@@ -7,6 +7,7 @@ import installCrdsAndNamespace from '../test/integration/global-setup.ts';
 import { runtimeBench } from './runtime.ts';
 import { convergenceBench, expiryBench } from './datasetaccess.ts';
 import { maskedViewBench } from './maskedview.ts';
+import { maskedViewInstructions, valgrindAvailable } from './maskedview-instructions.ts';
 
 // What the integration tests start from (the stack's env, the CRDs, steward-system for the
 // Warehouses' Secrets): a stack that only `make stack` started has none of it yet.
@@ -51,6 +52,19 @@ const benches: [string, () => Promise<void>][] = [
       console.log(`    masked view:                             ${t.maskedMs.toFixed(0)} ms   ratio ${t.maskedRatio.toFixed(2)}x (target: at most 1.1x)`);
       console.log(`    masked view with the k-anonymity guard:  ${t.kAnonMs.toFixed(0)} ms   ratio ${t.kAnonRatio.toFixed(2)}x (target: at most 2x)`);
     }
+  }],
+  ['maskedview-instructions', async () => {
+    const orders = Number(process.env.BENCH_ORDERS ?? 1_000_000);
+    if (!valgrindAvailable()) {
+      console.log('MaskedView scan in CPU instructions: skipped, valgrind is not installed');
+      return;
+    }
+    const r = await maskedViewInstructions(orders);
+    const m = (n: number) => `${(n / 1e6).toFixed(0)} M`;
+    console.log(`MaskedView scan in CPU instructions: the same queries, one single-user backend each, serial, counted by valgrind (noise-free)`);
+    console.log(`  floor (the same SELECT on the raw join):  ${m(r.floor)}`);
+    console.log(`  masked view:                              ${m(r.masked)}   ratio ${(r.masked / r.floor).toFixed(3)}x`);
+    console.log(`  masked view with the k-anonymity guard:   ${m(r.kAnon)}   ratio ${(r.kAnon / r.floor).toFixed(3)}x`);
   }],
 ];
 
