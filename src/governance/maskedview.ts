@@ -140,10 +140,9 @@ export function planView(spec: MaskedViewSpec, ctx: ViewContext): ViewPlan {
     const joinKey = joined && extra.some((e) => e.column.mask === 'hash');
     const key = joinKey ? '"__steward_key"."key"' : undefined;
     // The membership check, too, is made once per scan of a joined table and joined in, rather than
-    // once per masked column of each row: a pg_has_role() call costs about 600 instructions, as much
-    // as the email mask's left() and split_part() together. Its one row comes from a function
-    // (generate_series) because PostgreSQL 15 would not let parallel workers run a subquery without
-    // FROM.
+    // once per masked column of each row: a pg_has_role() call costs about 600 instructions (the
+    // whole email mask, 1,500). Its one row comes from a function (generate_series) because
+    // PostgreSQL 15 would not let parallel workers run a subquery without FROM.
     const joinMember = joined && roles.length > 0;
     const member = joinMember ? '"__steward_member"."member"' : membership;
     const masks = extra.map((e) => `${guarded(e.column, e.raw, maskSql(e.column, e.raw, ctx, key), member)} AS ${q(e.name)}`);
