@@ -15,7 +15,7 @@ import { ExpressionError, loadParser } from '../governance/expression.ts';
 import { planView, type ViewPlan } from '../governance/maskedview.ts';
 import { AuditTableSink } from '../drivers/postgres/audit-table.ts';
 import {
-  createViewStatements, dropManagedRole, ensureHashKey, ensureManagedRole, findHmacFunction, hashKeyQuery, observeView, regrantStatements, roleOids, setReaders, sourceExposure, tablesMissing, viewGrants,
+  createViewStatements, dropManagedRole, ensureHashKey, ensureOwnerRole, findHmacFunction, hashKeyQuery, observeView, regrantStatements, roleOids, setReaders, sourceExposure, tablesMissing, viewGrants,
 } from '../drivers/postgres/maskedview.ts';
 import { quoteQualified } from '../drivers/postgres/identifiers.ts';
 import { lockObjects } from '../drivers/postgres/grants.ts';
@@ -168,7 +168,7 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
         // concurrently updated".
         await lockObjects(client, [viewName, ...plan.sourceTables].map((t) => `table:${t}`));
         await lockObjects(client, [...new Set([spec.view.schema, ...plan.sourceTables.map((t) => t.split('.')[0]!)])].map((x) => `schema:${x}`));
-        await ensureManagedRole(client, owner, ownerComment(mv), true);
+        await ensureOwnerRole(client, owner, ownerComment(mv));
         if (plan.usesHash) {
           hmac = await ensureHashKey(client, viewName, owner);
           plan = planView(spec, { hmacFunction: hmac, keyQuery, unmaskedRoleOids });

@@ -2,9 +2,10 @@
 // table, the check that no reader can read a source directly (SourcesLocked), and the view itself,
 // replaced in one transaction so that no reader ever sees an unmasked moment.
 import type pg from 'pg';
-import { runChecked } from './checked.ts';
+import { InsufficientPrivilege, runChecked } from './checked.ts';
 import { quoteIdent, quoteLiteral, quoteQualified } from './identifiers.ts';
-import { lockObjects, type Statement } from './grants.ts';
+import { createRoleStatements, diffStatements, hardenRoleStatement, isSchemaLock, lockObjects, observe, type Statement } from './grants.ts';
+import { EMPTY_STATE, describeDiff, diffGrants, lockKeys, type GrantDiff, type GrantState } from '../../governance/grants.ts';
 
 const KEYS_DDL = `
 CREATE TABLE IF NOT EXISTS steward.mask_keys (view_name text PRIMARY KEY, key bytea NOT NULL);
@@ -23,13 +24,8 @@ export async function observeView(client: pg.ClientBase, schema: string, name: s
   return { exists: (r.rowCount ?? 0) > 0, comment: r.rows[0]?.comment ?? null };
 }
 
-/**
- * A role Steward makes for a MaskedView (its owner role, its reader role): NOLOGIN, marked by its
- * comment. A role of that name that Steward did not make is refused, never taken over. `join` makes
- * Steward's login a member, which handing the view to the owner role (ALTER VIEW ... OWNER) needs
- * unless the login is a superuser (which it should not be; see docs/warehouse.md).
- */
-export async function ensureManagedRole(client: pg.ClientBase, role: string, comment: string, join: boolean): Promise<void> {
+/** The owner role: NOLOGIN, the only role (besides the tables' owners) Steward lets read the sources. */
+export async function ensureOwnerRole(client: pg.ClientBase, role: string, comment: string): Promise<void> {
   const r = await client.query<{ comment: string | null }>(`SELECT shobj_description(oid, 'pg_authid') AS comment FROM pg_roles WHERE rolname = $1`, [role]);
   if (r.rowCount === 0) {
     await runChecked(client, `CREATE ROLE ${quoteIdent(role)} NOLOGIN NOINHERIT`, `role ${role}`);
@@ -37,7 +33,8 @@ export async function ensureManagedRole(client: pg.ClientBase, role: string, com
   } else if (r.rows[0]!.comment !== comment) {
     throw new Error(`role ${role} exists but Steward did not create it`);
   }
-  if (!join) return;
+  // Handing the view to the role (ALTER VIEW ... OWNER) needs membership in it, unless Steward's
+  // login is a superuser (which it should not be; see docs/warehouse.md).
   const member = await client.query<{ ok: boolean }>(`SELECT pg_has_role(current_user, $1, 'MEMBER') AS ok`, [role]);
   if (!member.rows[0]!.ok) await runChecked(client, `GRANT ${quoteIdent(role)} TO CURRENT_USER`, `role ${role}`);
 }
@@ -168,44 +165,54 @@ export function regrantStatements(schema: string, name: string, grants: { grante
 }
 
 /**
- * Readers reach the view through its reader role: the role holds SELECT on the view and USAGE on
- * the view's schema, and `readers` are its members (none while the sources are exposed). Taking a
- * reader out is one REVOKE of the membership, and nothing Steward granted outlives the view: the
- * role goes with it. Members Steward did not add are drift and are removed. A direct SELECT on the
- * view that an earlier Steward granted a reader (one of `formerReaders`) is revoked: the role
- * stands in for it. Grants others made (a DatasetAccess on the view) are not the MaskedView's to
- * take. Reads first; an idle resync changes nothing and takes no lock. Returns what it ran.
+ * Readers reach the view through its reader role, a group role like a DatasetAccess's and closed
+ * with the same diff: it holds SELECT on the view and USAGE on the view's schema, and `readers` are
+ * its members (none while the sources are exposed). Any other member, any other privilege on the
+ * view, and any role it was made a member of, is drift and is taken away. Taking a reader out is one
+ * REVOKE of its membership, and nothing Steward granted outlives the view: the role is dropped with
+ * it. A direct SELECT on the view that an earlier Steward granted a reader (one of `formerReaders`)
+ * is revoked: the role stands in for it. Grants others made (a DatasetAccess on the view) are not
+ * the MaskedView's to take. Reads first: an idle resync changes nothing and takes no lock. Returns
+ * the SQL it ran.
  */
 export async function setReaders(client: pg.ClientBase, schema: string, name: string, role: string, comment: string, readers: string[], formerReaders: string[]): Promise<string[]> {
   const view = quoteQualified(schema, name);
-  const facts = (await client.query<{ exists: boolean; members: string[]; selects: boolean; usage: boolean; direct: string[] }>(
-    `WITH r AS (SELECT oid FROM pg_roles WHERE rolname = $1), v AS (SELECT $2::regclass AS oid)
-     SELECT EXISTS (SELECT 1 FROM r) AS exists,
-            ARRAY(SELECT pg_get_userbyid(m.member)::text FROM pg_auth_members m WHERE m.roleid = (SELECT oid FROM r) ORDER BY 1) AS members,
-            EXISTS (SELECT 1 FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = (SELECT oid FROM v) AND a.grantee = (SELECT oid FROM r) AND a.privilege_type = 'SELECT') AS selects,
-            EXISTS (SELECT 1 FROM pg_namespace n, aclexplode(n.nspacl) a WHERE n.nspname = $3 AND a.grantee = (SELECT oid FROM r) AND a.privilege_type = 'USAGE') AS usage,
-            ARRAY(SELECT DISTINCT pg_get_userbyid(a.grantee)::text FROM pg_class c, aclexplode(c.relacl) a
-                   WHERE c.oid = (SELECT oid FROM v) AND a.privilege_type = 'SELECT' AND pg_get_userbyid(a.grantee) = ANY($4::text[])) AS direct`,
-    [role, view, schema, formerReaders])).rows[0]!;
-  const r = quoteIdent(role);
-  const toRevoke = facts.members.filter((m) => !readers.includes(m));
-  const toGrant = readers.filter((m) => !facts.members.includes(m));
-  const onView = [
-    ...(facts.selects ? [] : [`GRANT SELECT ON ${view} TO ${r}`]),
-    ...facts.direct.map((g) => `REVOKE SELECT ON ${view} FROM ${quoteIdent(g)}`),
+  // No usage role to observe (''): the reader role holds USAGE on the view's schema itself.
+  const seen = await observe(client, role, schema, undefined, '');
+  if (seen.role.exists && seen.role.comment !== comment) throw new Error(`role ${role} exists but Steward did not create it`);
+  const desired: GrantState = { tablePrivileges: [{ schema, table: name, privilege: 'SELECT' }], schemaUsage: [schema], defaultPrivileges: [], members: readers, memberOf: [] };
+  // What the reader role holds on the view and its schema, who its members are, and what roles it is
+  // in: all of it Steward can always change (it owns the view; CREATEROLE covers memberships). What
+  // it may have been granted on other tables or schemas is left alone: revoking that may need the
+  // grantor, and a REVOKE that fails would roll back the readers' removal with it. Such a grant on a
+  // source table is exposure (see sourceExposure), which removes the readers.
+  const onView = (d: GrantDiff): GrantDiff => ({
+    ...d,
+    revokeTable: d.revokeTable.filter((p) => p.schema === schema && p.table === name),
+    revokeUsage: [],
+    revokeDefault: [],
+  });
+  const diff = onView(diffGrants(desired, seen.role.exists ? seen.state : EMPTY_STATE));
+  const directGrantees = async () => (await client.query<{ grantee: string }>(
+    `SELECT DISTINCT pg_get_userbyid(a.grantee)::text AS grantee FROM pg_class c, aclexplode(c.relacl) a
+      WHERE c.oid = $1::regclass AND a.privilege_type = 'SELECT' AND pg_get_userbyid(a.grantee) = ANY($2::text[])`, [view, formerReaders])).rows.map((r) => r.grantee);
+  const statements: Statement[] = [
+    ...(seen.role.exists ? [] : createRoleStatements(role, comment)),
+    ...(seen.role.dangerousAttributes.length ? [hardenRoleStatement(role)] : []),
+    ...(await directGrantees()).map((g) => ({ sql: `REVOKE SELECT ON ${view} FROM ${quoteIdent(g)}`, action: 'revoke.privileges', object: `${schema}.${name}` })),
+    ...diffStatements(role, diff),
   ];
-  const onSchema = facts.usage ? [] : [`GRANT USAGE ON SCHEMA ${quoteIdent(schema)} TO ${r}`];
-  if (facts.exists && !toRevoke.length && !toGrant.length && !onView.length && !onSchema.length) return [];
-  // The same lock order as DatasetAccess: the view (a table) first, then its schema, whose catalog
-  // row every grant in it shares. Memberships first out, then in.
-  await lockObjects(client, [`table:${schema}.${name}`]);
-  await ensureManagedRole(client, role, comment, false);
-  const ran: string[] = [];
-  const run = async (sql: string, object: string) => { await runChecked(client, sql, object); ran.push(sql); };
-  for (const m of toRevoke) await run(`REVOKE ${r} FROM ${quoteIdent(m)}`, `role ${role}`);
-  for (const sql of onView) await run(sql, `${schema}.${name}`);
-  if (onSchema.length) await lockObjects(client, [`schema:${schema}`]);
-  for (const sql of onSchema) await run(sql, `schema ${schema}`);
-  for (const m of toGrant) await run(`GRANT ${r} TO ${quoteIdent(m)}`, `role ${role}`);
-  return ran;
+  if (!statements.length) return [];
+  // The same lock order as DatasetAccess: the role and the view (a table) first, then the schema,
+  // whose catalog row every grant in it shares.
+  const locks = [...new Set([`role:${role}`, `table:${schema}.${name}`, ...lockKeys(role, diff)])];
+  await lockObjects(client, locks.filter((k) => !isSchemaLock(k)));
+  await lockObjects(client, locks.filter(isSchemaLock));
+  for (const st of statements) await runChecked(client, st.sql, st.object);
+  // Read the catalog again, as DatasetAccess does: a REVOKE of something another role granted does
+  // nothing, and PostgreSQL does not even warn. Readers left in while the sources are exposed would
+  // be a fail-open.
+  const left = [...describeDiff(onView(diffGrants(desired, (await observe(client, role, schema, undefined, '')).state))), ...(await directGrantees()).map((g) => `SELECT on ${schema}.${name} to ${g}`)];
+  if (left.length) throw new InsufficientPrivilege(`role:${role}`, `PostgreSQL left it unchanged (${left.join('; ')}); was it granted by another role?`);
+  return statements.map((st) => st.sql);
 }
