@@ -15,7 +15,7 @@ import { ExpressionError, loadParser } from '../governance/expression.ts';
 import { planView, type ViewPlan } from '../governance/maskedview.ts';
 import { AuditTableSink } from '../drivers/postgres/audit-table.ts';
 import {
-  createViewStatements, dropManagedRole, ensureHashKey, ensureOwnerRole, findHmacFunction, hashKeyQuery, observeView, regrantStatements, roleOids, setReaders, sourceExposure, tablesMissing, viewGrants,
+  createViewStatements, dropManagedRole, ensureHashKey, ensureOwnerRole, findHmacFunction, hashKeyQuery, observeView, regrantStatements, roleOids, setReaders, sourceExposure, tablesMissing, viewGrants, type ReaderGrants,
 } from '../drivers/postgres/maskedview.ts';
 import { quoteQualified } from '../drivers/postgres/identifiers.ts';
 import { lockObjects } from '../drivers/postgres/grants.ts';
@@ -121,6 +121,8 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
     const client = await pool.connect();
     let plan: ViewPlan;
     let exposed: { role: string; table: string }[];
+    let readerGrants: ReaderGrants;
+    const readerRole = readerRoleName(namespace, mv.metadata.name);
     let changedView = false;
     try {
       await client.query('BEGIN');
@@ -184,11 +186,13 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
       // SourcesLocked: nobody outside unmaskedRoles may read a source directly. Otherwise fail closed.
       exposed = await sourceExposure(client, plan.sourceTables, spec.readers, spec.unmaskedRoles ?? [], owner);
       const formerReaders = [...new Set([...spec.readers, ...(mv.status?.readers ?? '').split(',').filter(Boolean)])];
-      const grants = await setReaders(client, spec.view.schema, spec.view.name, readerRoleName(namespace, mv.metadata.name), readerComment(mv), exposed.length ? [] : spec.readers, formerReaders);
-      if (changedView || grants.length) await record(client, changedView ? 'view.replace' : 'view.grants', 'success', { sha, grants, maskedColumns: plan.maskedColumns });
+      readerGrants = await setReaders(client, spec.view.schema, spec.view.name, readerRole, readerComment(mv), exposed.length ? [] : spec.readers, formerReaders);
+      if (changedView || readerGrants.ran.length) await record(client, changedView ? 'view.replace' : 'view.grants', 'success', { sha, grants: readerGrants.ran, maskedColumns: plan.maskedColumns });
       // Audited when it is found, not on every resync while it lasts.
       const alreadyExposed = findCondition(mv.status?.conditions, 'SourcesLocked')?.status === 'False';
       if (exposed.length && !alreadyExposed) await record(client, 'view.sources_exposed', 'denied', { exposed });
+      const alreadyDrifted = findCondition(mv.status?.conditions, 'Ready')?.reason === 'ReaderRoleDrift';
+      if (readerGrants.heldElsewhere.length && !alreadyDrifted) await record(client, 'view.reader_role_drift', 'denied', { role: readerRole, held: readerGrants.heldElsewhere });
       await client.query('COMMIT');
     } catch (e) {
       await client.query('ROLLBACK').catch(() => undefined);
@@ -233,14 +237,27 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
         events: [{ type: 'Warning', reason: 'SourcesExposed', note: list, action: 'Verify' }],
       };
     }
-    const wasLocked = findCondition(mv.status?.conditions, 'SourcesLocked')?.status === 'True';
+    const locked = { type: 'SourcesLocked', status: 'True', reason: 'SourcesLocked', message: `no reader and no role outside unmaskedRoles can read ${plan.sourceTables.join(', ')} directly` } as const;
+    if (readerGrants.heldElsewhere.length) {
+      const held = `the view's reader role ${readerRole} was granted out of band what Steward's login may not revoke (${readerGrants.heldElsewhere.join('; ')})`;
+      return {
+        state: 'Stalled',
+        reason: 'ReaderRoleDrift',
+        message: `${held}; its members would read that through it, so the readers were removed until it is revoked`,
+        status: { ...status, readers: '' },
+        conditions: [locked],
+        events: [{ type: 'Warning', reason: 'ReaderRoleDrift', note: held, action: 'Verify' }],
+      };
+    }
+    // A Normal event when the view is built, and when readers get it back after SourcesExposed or ReaderRoleDrift.
+    const wasServing = findCondition(mv.status?.conditions, 'SourcesLocked')?.status === 'True' && findCondition(mv.status?.conditions, 'Ready')?.reason !== 'ReaderRoleDrift';
     return {
       state: 'Ready',
       reason: 'ViewReady',
       message: `${viewName} serves ${plan.maskedColumns} masked column(s) to ${spec.readers.join(', ')}`,
       status,
-      conditions: [{ type: 'SourcesLocked', status: 'True', reason: 'SourcesLocked', message: `no reader and no role outside unmaskedRoles can read ${plan.sourceTables.join(', ')} directly` }],
-      events: changedView || !wasLocked ? [{ type: 'Normal', reason: 'ViewReady', note: `${viewName} built with ${plan.maskedColumns} masked column(s)`, action: 'Build' }] : [],
+      conditions: [locked],
+      events: changedView || !wasServing ? [{ type: 'Normal', reason: 'ViewReady', note: `${viewName} built with ${plan.maskedColumns} masked column(s)`, action: 'Build' }] : [],
     };
   };
 }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { DATASET_ACCESS_TYPE } from '../../src/controllers/datasetaccess.ts';
-import { MASKED_VIEW_TYPE } from '../../src/controllers/maskedview.ts';
+import { MASKED_VIEW_TYPE, readerRoleName } from '../../src/controllers/maskedview.ts';
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
 import { groupRoleName } from '../../src/governance/grants.ts';
 import {
@@ -188,6 +188,27 @@ describe('Steward as a login without superuser', () => {
     - {name: order_id, expr: o.id}
     - {name: email, expr: c.email, mask: email}
     - {name: email_hash, expr: c.email, mask: hash}`;
+
+  it('removes the readers while the reader role holds what the login may not revoke, and gives the view back once it is revoked', async () => {
+    apply(maskedView('drift', `  view: {schema: curated, name: drift}
+  from: {table: raw.customers, alias: c}
+  columns: [{name: id, expr: c.id}, {name: email, expr: c.email, mask: email}]`));
+    await waitForCondition(MASKED_VIEW_TYPE, 'drift', NS, 'Ready', 'True', 'ViewReady');
+    await asSuperuser((c) => c.query(`GRANT ${READER} TO ${ALICE}`));
+    expect(await asAlice('SELECT email FROM curated.drift WHERE id = 1')).toEqual([{ email: 'al***@example.com' }]);
+    // Granted by an administrator: the login holds nothing on raw.payroll, and did not grant the USAGE.
+    const role = readerRoleName(NS, 'drift');
+    await asSuperuser((c) => c.query(`GRANT USAGE ON SCHEMA raw TO ${role}; GRANT SELECT ON raw.payroll TO ${role}`));
+    const obj = await waitForCondition(MASKED_VIEW_TYPE, 'drift', NS, 'Ready', 'False', 'ReaderRoleDrift', 20_000);
+    expect(condition(obj, 'Ready')?.message).toContain('SELECT on raw.payroll');
+    expect(condition(obj, 'Ready')?.message).toContain('the readers were removed until it is revoked');
+    expect(await asAlice('SELECT 1 FROM raw.payroll')).toMatch(/permission denied/);
+    expect(await asAlice('SELECT 1 FROM curated.drift')).toMatch(/permission denied/);
+    await asSuperuser((c) => c.query(`REVOKE SELECT ON raw.payroll FROM ${role}; REVOKE USAGE ON SCHEMA raw FROM ${role}`));
+    await waitForCondition(MASKED_VIEW_TYPE, 'drift', NS, 'Ready', 'True', 'ViewReady', 20_000);
+    expect(await asAlice('SELECT email FROM curated.drift WHERE id = 1')).toEqual([{ email: 'al***@example.com' }]);
+    await deleteAndWait(MASKED_VIEW_TYPE, 'drift');
+  });
 
   it('builds a MaskedView: readers see masked values, the raw tables stay closed, and deletion drops it', async () => {
     apply(maskedView('sales', SALES));

@@ -5,7 +5,7 @@ import type pg from 'pg';
 import { InsufficientPrivilege, runChecked } from './checked.ts';
 import { quoteIdent, quoteLiteral, quoteQualified } from './identifiers.ts';
 import { createRoleStatements, diffStatements, hardenRoleStatement, isSchemaLock, lockObjects, observe, type Statement } from './grants.ts';
-import { EMPTY_STATE, describeDiff, diffGrants, lockKeys, type GrantDiff, type GrantState } from '../../governance/grants.ts';
+import { EMPTY_STATE, describeDiff, diffGrants, isEmptyDiff, lockKeys, type GrantDiff, type GrantState } from '../../governance/grants.ts';
 
 const KEYS_DDL = `
 CREATE TABLE IF NOT EXISTS steward.mask_keys (view_name text PRIMARY KEY, key bytea NOT NULL);
@@ -164,55 +164,75 @@ export function regrantStatements(schema: string, name: string, grants: { grante
     .map((g) => `GRANT ${g.privilege} ON ${quoteQualified(schema, name)} TO ${quoteIdent(g.grantee)}`);
 }
 
+/** What setReaders did, and what the reader role still holds beyond its view that Steward may not take. */
+export interface ReaderGrants {
+  ran: string[];
+  /** Non-empty: the readers were removed (fail closed) until that is revoked. */
+  heldElsewhere: string[];
+}
+
 /**
  * Readers reach the view through its reader role, a group role like a DatasetAccess's and closed
  * with the same diff: it holds SELECT on the view and USAGE on the view's schema, and `readers` are
- * its members (none while the sources are exposed). Any other member, any other privilege on the
- * view, and any role it was made a member of, is drift and is taken away. Taking a reader out is one
- * REVOKE of its membership, and nothing Steward granted outlives the view: the role is dropped with
- * it. A direct SELECT on the view that an earlier Steward granted a reader (one of `formerReaders`)
- * is revoked: the role stands in for it. Grants others made (a DatasetAccess on the view) are not
- * the MaskedView's to take. Reads first: an idle resync changes nothing and takes no lock. Returns
- * the SQL it ran.
+ * its members (none while the sources are exposed). Anything else is drift and is taken away: other
+ * members, roles it was made a member of, other privileges. What it was granted on other tables or
+ * schemas may take the grantor to revoke; if Steward may not, its members would read that through
+ * the role, so the readers are removed instead (fail closed) and `heldElsewhere` says what is left.
+ * Taking a reader out is one REVOKE of its membership, and nothing Steward granted outlives the
+ * view: the role is dropped with it. A direct SELECT on the view that an earlier Steward granted a
+ * reader (one of `formerReaders`) is revoked: the role stands in for it. Grants others made (a
+ * DatasetAccess on the view) are not the MaskedView's to take. Reads first: an idle resync changes
+ * nothing and takes no lock.
  */
-export async function setReaders(client: pg.ClientBase, schema: string, name: string, role: string, comment: string, readers: string[], formerReaders: string[]): Promise<string[]> {
+export async function setReaders(client: pg.ClientBase, schema: string, name: string, role: string, comment: string, readers: string[], formerReaders: string[]): Promise<ReaderGrants> {
   const view = quoteQualified(schema, name);
   // No usage role to observe (''): the reader role holds USAGE on the view's schema itself.
+  const observed = async () => (await observe(client, role, schema, undefined, '')).state;
   const seen = await observe(client, role, schema, undefined, '');
   if (seen.role.exists && seen.role.comment !== comment) throw new Error(`role ${role} exists but Steward did not create it`);
-  const desired: GrantState = { tablePrivileges: [{ schema, table: name, privilege: 'SELECT' }], schemaUsage: [schema], defaultPrivileges: [], members: readers, memberOf: [] };
-  // What the reader role holds on the view and its schema, who its members are, and what roles it is
-  // in: all of it Steward can always change (it owns the view; CREATEROLE covers memberships). What
-  // it may have been granted on other tables or schemas is left alone: revoking that may need the
-  // grantor, and a REVOKE that fails would roll back the readers' removal with it. Such a grant on a
-  // source table is exposure (see sourceExposure), which removes the readers.
-  const onView = (d: GrantDiff): GrantDiff => ({
-    ...d,
-    revokeTable: d.revokeTable.filter((p) => p.schema === schema && p.table === name),
-    revokeUsage: [],
-    revokeDefault: [],
+  const desired = (members: string[]): GrantState => ({ tablePrivileges: [{ schema, table: name, privilege: 'SELECT' }], schemaUsage: [schema], defaultPrivileges: [], members, memberOf: [] });
+  // Split the diff: what is on the view and its schema, the members, and the roles it is in, Steward
+  // can always change (it owns the view; CREATEROLE covers memberships); what is elsewhere it may not.
+  const onView = (d: GrantDiff): GrantDiff => ({ ...d, revokeTable: d.revokeTable.filter((p) => p.schema === schema && p.table === name), revokeUsage: [], revokeDefault: [] });
+  const elsewhere = (d: GrantDiff): GrantDiff => ({
+    ...diffGrants(EMPTY_STATE, EMPTY_STATE),
+    revokeTable: d.revokeTable.filter((p) => p.schema !== schema || p.table !== name), revokeUsage: d.revokeUsage, revokeDefault: d.revokeDefault,
   });
-  const diff = onView(diffGrants(desired, seen.role.exists ? seen.state : EMPTY_STATE));
   const directGrantees = async () => (await client.query<{ grantee: string }>(
     `SELECT DISTINCT pg_get_userbyid(a.grantee)::text AS grantee FROM pg_class c, aclexplode(c.relacl) a
       WHERE c.oid = $1::regclass AND a.privilege_type = 'SELECT' AND pg_get_userbyid(a.grantee) = ANY($2::text[])`, [view, formerReaders])).rows.map((r) => r.grantee);
-  const statements: Statement[] = [
-    ...(seen.role.exists ? [] : createRoleStatements(role, comment)),
-    ...(seen.role.dangerousAttributes.length ? [hardenRoleStatement(role)] : []),
-    ...(await directGrantees()).map((g) => ({ sql: `REVOKE SELECT ON ${view} FROM ${quoteIdent(g)}`, action: 'revoke.privileges', object: `${schema}.${name}` })),
-    ...diffStatements(role, diff),
-  ];
-  if (!statements.length) return [];
-  // The same lock order as DatasetAccess: the role and the view (a table) first, then the schema,
-  // whose catalog row every grant in it shares.
-  const locks = [...new Set([`role:${role}`, `table:${schema}.${name}`, ...lockKeys(role, diff)])];
+  const full = diffGrants(desired(readers), seen.role.exists ? seen.state : EMPTY_STATE);
+  const direct = await directGrantees();
+  if (seen.role.exists && !seen.role.dangerousAttributes.length && isEmptyDiff(full) && !direct.length) return { ran: [], heldElsewhere: [] };
+
+  // The same lock order as DatasetAccess: the role, default ACLs and tables first, schemas last.
+  const locks = [...new Set([`role:${role}`, `table:${schema}.${name}`, ...lockKeys(role, full)])];
   await lockObjects(client, locks.filter((k) => !isSchemaLock(k)));
   await lockObjects(client, locks.filter(isSchemaLock));
-  for (const st of statements) await runChecked(client, st.sql, st.object);
-  // Read the catalog again, as DatasetAccess does: a REVOKE of something another role granted does
-  // nothing, and PostgreSQL does not even warn. Readers left in while the sources are exposed would
-  // be a fail-open.
-  const left = [...describeDiff(onView(diffGrants(desired, (await observe(client, role, schema, undefined, '')).state))), ...(await directGrantees()).map((g) => `SELECT on ${schema}.${name} to ${g}`)];
+  const ran: string[] = [];
+  const run = async (st: Statement) => { await runChecked(client, st.sql, st.object); ran.push(st.sql); };
+  for (const st of [...(seen.role.exists ? [] : createRoleStatements(role, comment)), ...(seen.role.dangerousAttributes.length ? [hardenRoleStatement(role)] : [])]) await run(st);
+  // Elsewhere first, under a savepoint: a REVOKE PostgreSQL refuses must not undo the rest.
+  const away = diffStatements(role, elsewhere(full));
+  if (away.length) {
+    const before = ran.length;
+    await client.query('SAVEPOINT steward_reader_role');
+    try {
+      for (const st of away) await run(st);
+    } catch (e) {
+      if (!(e instanceof InsufficientPrivilege)) throw e;
+      await client.query('ROLLBACK TO SAVEPOINT steward_reader_role');
+      ran.length = before;
+    }
+  }
+  // Read the catalog again, as DatasetAccess does: a REVOKE of what another role granted can do
+  // nothing without even a warning.
+  const now = await observed();
+  const heldElsewhere = describeDiff(elsewhere(diffGrants(desired(readers), now)));
+  const members = heldElsewhere.length ? [] : readers;
+  const core = onView(diffGrants(desired(members), now));
+  for (const st of [...direct.map((g) => ({ sql: `REVOKE SELECT ON ${view} FROM ${quoteIdent(g)}`, action: 'revoke.privileges', object: `${schema}.${name}` })), ...diffStatements(role, core)]) await run(st);
+  const left = [...describeDiff(onView(diffGrants(desired(members), await observed()))), ...(await directGrantees()).map((g) => `SELECT on ${schema}.${name} to ${g}`)];
   if (left.length) throw new InsufficientPrivilege(`role:${role}`, `PostgreSQL left it unchanged (${left.join('; ')}); was it granted by another role?`);
-  return statements.map((st) => st.sql);
+  return { ran, heldElsewhere };
 }
