@@ -136,14 +136,14 @@ export function planView(spec: MaskedViewSpec, ctx: ViewContext): ViewPlan {
   const source = (table: string, alias: string, withMasks: boolean) => {
     const extra = withMasks ? premasked.get(alias) : undefined;
     if (!extra) return `${qualified(table)} AS ${q(alias)}`;
-    const joined = alias !== spec.from.alias;
-    const joinKey = joined && extra.some((e) => e.column.mask === 'hash');
+    const isJoined = alias !== spec.from.alias;
+    const joinKey = isJoined && extra.some((e) => e.column.mask === 'hash');
     const key = joinKey ? '"__steward_key"."key"' : undefined;
     // The membership check, too, is made once per scan of a joined table and joined in, rather than
     // once per masked column of each row: a pg_has_role() call costs about 600 instructions (the
     // whole email mask, 1,500). Its one row comes from a function (generate_series) because
     // PostgreSQL 15 would not let parallel workers run a subquery without FROM.
-    const joinMember = joined && roles.length > 0;
+    const joinMember = isJoined && roles.length > 0;
     const member = joinMember ? '"__steward_member"."member"' : membership;
     const masks = extra.map((e) => `${guarded(e.column, e.raw, maskSql(e.column, e.raw, ctx, key), member)} AS ${q(e.name)}`);
     const keyScan = joinKey ? `(${ctx.keyQuery} OFFSET NULL) AS "__steward_key" CROSS JOIN ` : '';

@@ -187,8 +187,8 @@ export interface ReaderGrants {
 export async function setReaders(client: pg.ClientBase, schema: string, name: string, role: string, comment: string, readers: string[], formerReaders: string[]): Promise<ReaderGrants> {
   const view = quoteQualified(schema, name);
   // No usage role to observe (''): the reader role holds USAGE on the view's schema itself.
-  const observed = async () => (await observe(client, role, schema, undefined, '')).state;
-  const seen = await observe(client, role, schema, undefined, '');
+  const look = () => observe(client, role, schema, undefined, '');
+  const seen = await look();
   if (seen.role.exists && seen.role.comment !== comment) throw new Error(`role ${role} exists but Steward did not create it`);
   const desired = (members: string[]): GrantState => ({ tablePrivileges: [{ schema, table: name, privilege: 'SELECT' }], schemaUsage: [schema], defaultPrivileges: [], members, memberOf: [] });
   // Split the diff: what is on the view and its schema, the members, and the roles it is in, Steward
@@ -198,9 +198,7 @@ export async function setReaders(client: pg.ClientBase, schema: string, name: st
     ...diffGrants(EMPTY_STATE, EMPTY_STATE),
     revokeTable: d.revokeTable.filter((p) => p.schema !== schema || p.table !== name), revokeUsage: d.revokeUsage, revokeDefault: d.revokeDefault,
   });
-  const directGrantees = async () => (await client.query<{ grantee: string }>(
-    `SELECT DISTINCT pg_get_userbyid(a.grantee)::text AS grantee FROM pg_class c, aclexplode(c.relacl) a
-      WHERE c.oid = $1::regclass AND a.privilege_type = 'SELECT' AND pg_get_userbyid(a.grantee) = ANY($2::text[])`, [view, formerReaders])).rows.map((r) => r.grantee);
+  const directGrantees = async () => (await viewGrants(client, schema, name)).filter((g) => g.privilege === 'SELECT' && formerReaders.includes(g.grantee)).map((g) => g.grantee);
   const full = diffGrants(desired(readers), seen.role.exists ? seen.state : EMPTY_STATE);
   const direct = await directGrantees();
   if (seen.role.exists && !seen.role.dangerousAttributes.length && isEmptyDiff(full) && !direct.length) return { ran: [], heldElsewhere: [] };
@@ -227,12 +225,12 @@ export async function setReaders(client: pg.ClientBase, schema: string, name: st
   }
   // Read the catalog again, as DatasetAccess does: a REVOKE of what another role granted can do
   // nothing without even a warning.
-  const now = await observed();
+  const now = (await look()).state;
   const heldElsewhere = describeDiff(elsewhere(diffGrants(desired(readers), now)));
   const members = heldElsewhere.length ? [] : readers;
   const core = onView(diffGrants(desired(members), now));
   for (const st of [...direct.map((g) => ({ sql: `REVOKE SELECT ON ${view} FROM ${quoteIdent(g)}`, action: 'revoke.privileges', object: `${schema}.${name}` })), ...diffStatements(role, core)]) await run(st);
-  const left = [...describeDiff(onView(diffGrants(desired(members), await observed()))), ...(await directGrantees()).map((g) => `SELECT on ${schema}.${name} to ${g}`)];
+  const left = [...describeDiff(onView(diffGrants(desired(members), (await look()).state))), ...(await directGrantees()).map((g) => `SELECT on ${schema}.${name} to ${g}`)];
   if (left.length) throw new InsufficientPrivilege(`role:${role}`, `PostgreSQL left it unchanged (${left.join('; ')}); was it granted by another role?`);
   return { ran, heldElsewhere };
 }
