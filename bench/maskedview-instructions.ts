@@ -65,7 +65,7 @@ export async function maskedViewInstructions(orders: number): Promise<Instructio
         // The SQL Steward builds, created the way Steward creates it (owner role, grants).
         for (const [name, kAnon] of [['sales_masked', false], ['sales_kanon', true]] as const) {
           const plan = planView(benchViewSpec(name, kAnon, 'bench_pii', 'bench_reader'), { keyQuery: hashKeyQuery(`curated.${name}`), unmaskedRoleOids: [pii] });
-          for (const s of createViewStatements('curated', name, plan.select, 'bench', 'bench_owner', plan.sourceTables, false)) await c.query(s.sql);
+          for (const s of createViewStatements('curated', name, plan.select, 'bench_owner', plan.sourceTables, false)) await c.query(s.sql);
           await c.query(`GRANT SELECT ON curated.${name} TO bench_reader`);
         }
         // The floor is read by a role that may read the raw tables; the views by the reader.

@@ -106,7 +106,10 @@ export async function maskedViewBench(orders: number, rounds: number): Promise<{
     await secret(`${ns}-creds`, { username: process.env.PGUSER!, password: process.env.PGPASSWORD! });
     await client.create(WAREHOUSE_TYPE, {
       apiVersion: 'steward.dev/v1alpha1', kind: 'Warehouse', metadata: { name: ns },
-      spec: { postgres: { host: 'localhost', port: Number(process.env.PGPORT), database: db, caSecretRef: { namespace: 'steward-system', name: `${ns}-ca` }, credentialsSecretRef: { namespace: 'steward-system', name: `${ns}-creds` } } },
+      spec: {
+        postgres: { host: 'localhost', port: Number(process.env.PGPORT), database: db, caSecretRef: { namespace: 'steward-system', name: `${ns}-ca` }, credentialsSecretRef: { namespace: 'steward-system', name: `${ns}-creds` } },
+        accessPolicy: [{ namespaces: { matchNames: [ns] }, schemas: ['raw', 'curated'], privileges: ['SELECT'] }],
+      },
     } as KubeObject);
     const view = (name: string, kAnon: boolean) => ({
       apiVersion: 'steward.dev/v1alpha1', kind: 'MaskedView', metadata: { name: name.replace(/_/g, '-'), namespace: ns },

@@ -1,14 +1,14 @@
 // DatasetAccess: one least-privilege grant of a principal on PostgreSQL tables or an S3 prefix,
 // until a deadline that Steward enforces.
 import {
-  Type, type Static, type KindDefinition, cel, StringEnum, Identifier, ObjectName, Duration, Timestamp,
+  Type, type Static, type KindDefinition, cel, StringEnum, RoleName, SchemaName, ObjectName, Duration, Timestamp,
   Privileges, statusWith, READY_COLUMN, AGE_COLUMN, REASON_COLUMN,
 } from './schema.ts';
 import type { Resource } from './meta.ts';
 
 const WarehouseTarget = Type.Object({
   name: ObjectName('The Warehouse to grant in.'),
-  schema: Identifier('Schema holding the tables.'),
+  schema: SchemaName('Schema holding the tables (never steward, information_schema or pg_*).'),
   tables: Type.Array(
     Type.String({ maxLength: 63, pattern: '^([a-z_][a-z0-9_]*|\\*)$', description: 'A table name, or "*" for every table of the schema, now and future.' }),
     {
@@ -36,7 +36,7 @@ export const DatasetAccessSpec = Type.Object(
   {
     principal: Type.Object(
       {
-        role: Type.Optional(Identifier('An existing warehouse role (group or login); Steward never creates it.')),
+        role: Type.Optional(RoleName('An existing warehouse role (group or login); Steward never creates it. Never a superuser, a predefined pg_* role, Steward\'s own login or one of its stw_* roles.')),
         iamRole: Type.Optional(Type.String({
           minLength: 1,
           maxLength: 2048,

@@ -1,7 +1,7 @@
 // MaskedView: a curated view whose PII columns are masked for everyone but the unmasked roles,
 // owned by a Steward-managed role so that readers never need access to the raw tables.
 import {
-  Type, type Static, type KindDefinition, cel, StringEnum, Identifier, ObjectName, QualifiedTable,
+  Type, type Static, type KindDefinition, cel, StringEnum, Identifier, ObjectName, QualifiedTable, RoleName, SchemaName,
   statusWith, READY_COLUMN, AGE_COLUMN, REASON_COLUMN,
 } from './schema.ts';
 import type { Resource } from './meta.ts';
@@ -60,7 +60,7 @@ export function joinCondition(join: Join): string {
 export const MaskedViewSpec = Type.Object(
   {
     warehouse: ObjectName('The Warehouse holding the view.'),
-    view: Type.Object({ schema: Identifier('Schema of the view.'), name: Identifier('Name of the view.') }),
+    view: Type.Object({ schema: SchemaName('Schema of the view (never steward, information_schema or pg_*).'), name: Identifier('Name of the view.') }),
     from: Type.Object({ table: QualifiedTable('schema.table the view reads.'), alias: Identifier('Alias used in expressions.') }),
     joins: Type.Optional(Type.Array(Join, { maxItems: 16 })),
     columns: Type.Array(Column, { minItems: 1, maxItems: 256, 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['name'] }),
@@ -68,8 +68,8 @@ export const MaskedViewSpec = Type.Object(
       quasiIdentifiers: Type.Array(Identifier('A view column.'), { minItems: 1, maxItems: 16, 'x-kubernetes-list-type': 'set' }),
       k: Type.Integer({ minimum: 2, maximum: 1000 }),
     }, { description: 'Small-population guard: where a combination of quasi-identifiers occurs fewer than k times, those columns read NULL.' })),
-    unmaskedRoles: Type.Optional(Type.Array(Identifier('A role.'), { maxItems: 64, 'x-kubernetes-list-type': 'set', description: 'Members see raw values.' })),
-    readers: Type.Array(Identifier('A role.'), { minItems: 1, maxItems: 64, 'x-kubernetes-list-type': 'set', description: "Roles that may read the view: Steward makes them members of the view's reader role, which holds SELECT on it." }),
+    unmaskedRoles: Type.Optional(Type.Array(RoleName('A role.'), { maxItems: 64, 'x-kubernetes-list-type': 'set', description: 'Members see raw values.' })),
+    readers: Type.Array(RoleName('A role.'), { minItems: 1, maxItems: 64, 'x-kubernetes-list-type': 'set', description: "Roles that may read the view: Steward makes them members of the view's reader role, which holds SELECT on it." }),
     owner: Type.String({ minLength: 1, maxLength: 128, description: 'The team that owns the view (recorded in lineage).' }),
   },
   {

@@ -35,10 +35,42 @@ export function Identifier(description: string, options: SchemaOptions = {}) {
   return Type.String({ pattern: IDENTIFIER_PATTERN, minLength: 1, maxLength: 63, description, ...options });
 }
 
-/** schema.table, both parts identifiers. */
+// Names no Steward object may read from, write to, place anything in or grant to, whatever a
+// Warehouse's policy says: Steward's own schema (its audit trail and mask keys), PostgreSQL's system
+// schemas, its predefined roles (pg_*) and Steward's own roles (stw_*). Refused here, at admission,
+// and again by the reconcilers (governance/reserved.ts), which also check what only the database
+// knows (superusers, Steward's own login).
+const RESERVED_SCHEMA_RULE = {
+  rule: "self != 'steward' && self != 'information_schema' && !self.startsWith('pg_')",
+  message: "schemas steward (Steward's own), information_schema and pg_* (PostgreSQL's) are never grantable",
+};
+const RESERVED_ROLE_RULE = {
+  rule: "!self.startsWith('pg_') && !self.startsWith('stw_')",
+  message: "roles starting with pg_ (PostgreSQL's predefined roles) or stw_ (Steward's own) are never grantable",
+};
+
+/** A schema someone may be granted on or place a view in. */
+export function SchemaName(description: string) {
+  return Identifier(description, cel(RESERVED_SCHEMA_RULE));
+}
+
+/** A role someone may name as a principal, reader or unmasked role. */
+export function RoleName(description: string) {
+  return Identifier(description, cel(RESERVED_ROLE_RULE));
+}
+
+/** A role name, or a pattern where * stands for any run of characters (analytics_*). */
+export function RolePattern(description: string) {
+  return Type.String({ pattern: '^[a-z0-9_*]+$', minLength: 1, maxLength: 63, description });
+}
+
+/** schema.table, both parts identifiers, outside the reserved schemas. */
 export const QUALIFIED_TABLE_PATTERN = '^[a-z_][a-z0-9_]*\\.[a-z_][a-z0-9_]*$';
 export function QualifiedTable(description: string) {
-  return Type.String({ pattern: QUALIFIED_TABLE_PATTERN, minLength: 3, maxLength: 127, description });
+  return Type.String({
+    pattern: QUALIFIED_TABLE_PATTERN, minLength: 3, maxLength: 127, description,
+    ...cel({ rule: "!self.startsWith('steward.') && !self.startsWith('information_schema.') && !self.startsWith('pg_')", message: RESERVED_SCHEMA_RULE.message }),
+  });
 }
 
 /** A map of string to string, as Kubernetes wants it (additionalProperties, not patternProperties). */

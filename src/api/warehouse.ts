@@ -1,7 +1,7 @@
 // Warehouse: one PostgreSQL database, how to reach it over verified TLS, and the policy of who may
 // ask for what in it. Cluster-scoped: namespaces request access to it, the platform team owns it.
 import {
-  Type, type Static, type KindDefinition, cel, Identifier, NamespaceName, StringMap, ObjectName, Duration,
+  Type, type Static, type KindDefinition, cel, NamespaceName, RolePattern, SchemaName, StringMap, ObjectName, Duration,
   Privileges, statusWith, READY_COLUMN, AGE_COLUMN, REASON_COLUMN,
 } from './schema.ts';
 import type { Resource } from './meta.ts';
@@ -32,11 +32,19 @@ const AccessRule = Type.Object(
         ...cel({ rule: 'has(self.matchNames) || has(self.matchLabels)', message: 'set matchNames or matchLabels (or both)' }),
       },
     ),
-    schemas: Type.Array(Identifier('A schema.'), { minItems: 1, maxItems: 64, 'x-kubernetes-list-type': 'set', description: 'Schemas the namespaces may request tables in.' }),
-    privileges: Privileges('Privileges the namespaces may request.', { default: ['SELECT'] }),
+    schemas: Type.Array(SchemaName('A schema.'), {
+      minItems: 1, maxItems: 64, 'x-kubernetes-list-type': 'set',
+      description: 'Schemas the namespaces may request tables in, read from in a MaskedView, or place a MaskedView in.',
+    }),
+    privileges: Privileges('Privileges the namespaces may request. A MaskedView needs SELECT on its own schema and on every source schema.', { default: ['SELECT'] }),
+    principals: Type.Optional(Type.Array(RolePattern('A role name, or a pattern with * (analytics_*).'), {
+      minItems: 1, maxItems: 256, 'x-kubernetes-list-type': 'set',
+      description: 'Roles the namespaces may name as a DatasetAccess principal or a MaskedView reader or unmasked role. Unset: any role that is never refused. ' +
+        "Whatever it says, superusers, roles with BYPASSRLS or CREATEROLE, predefined pg_* roles, Steward's login and Steward's own roles are refused.",
+    })),
     maxDuration: Type.Optional(Duration('Longest access the rule allows; longer requests are capped to it. Unset: no cap.')),
   },
-  { description: 'One allow rule. A request is allowed when one rule covers its namespace, schema and every privilege.' },
+  { description: 'One allow rule. A request is allowed when one rule covers its namespace, schema, every privilege and every role it names.' },
 );
 
 export const WarehouseSpec = Type.Object({

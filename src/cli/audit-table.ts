@@ -3,8 +3,8 @@
 // drop the triggers or the table of a role it is not), which is what an auditor wants of a trail.
 import { parseArgs } from 'node:util';
 import type { Writable } from 'node:stream';
-import { AUDIT_TABLE_DDL, auditWriterGrants } from '../drivers/postgres/audit-table.ts';
-import { quoteIdent } from '../drivers/postgres/identifiers.ts';
+import { AUDIT_TABLE_STATEMENTS, auditWriterGrants } from '../drivers/postgres/audit-table.ts';
+import { quoteIdent } from '../governance/sql-text.ts';
 
 export function runAuditTable(argv: string[], out: Writable, err: Writable): number {
   let writer: string | undefined;
@@ -15,7 +15,7 @@ export function runAuditTable(argv: string[], out: Writable, err: Writable): num
     return 2;
   }
   out.write('-- steward.audit_log, append-only. Run once per database, as the role that is to own it.\n');
-  out.write(`${AUDIT_TABLE_DDL.trim()}\n`);
+  out.write(AUDIT_TABLE_STATEMENTS.map((s) => `${s};\n`).join(''));
   if (writer) {
     out.write(`-- Steward's login appends, and can do nothing else to the table.\n${auditWriterGrants(writer).join('\n')}\n`);
     out.write(`-- MaskedView hash keys live beside it, in a table Steward creates (steward.mask_keys) and lets\n-- each view's owner role read.\nGRANT USAGE, CREATE ON SCHEMA steward TO ${quoteIdent(writer)} WITH GRANT OPTION;\n`);

@@ -10,6 +10,7 @@ import type { DatasetAccess } from '../api/datasetaccess.ts';
 import type { Warehouse } from '../api/warehouse.ts';
 import { KubeClient, type KubeObject, type ResourceType } from '../runtime/kube.ts';
 import { evaluatePolicy } from '../governance/policy.ts';
+import { refusedRole } from '../governance/reserved.ts';
 import { effectiveExpiry } from '../governance/expiry.ts';
 import { groupRoleName, ownershipComment, usageRoleName } from '../governance/grants.ts';
 import { observe, type Observation } from '../drivers/postgres/grants.ts';
@@ -88,7 +89,7 @@ export async function runPlan(argv: string[], out: Writable, err: Writable): Pro
         say(`#   policy: NOT CHECKED: cannot read Warehouse ${target.name}${clusterProblem ? ` (${clusterProblem})` : ''}`);
         worse(EXIT.unverifiable);
       } else {
-        const decision = evaluatePolicy(wh.spec.accessPolicy, { namespace: { name: namespace, labels }, schema: target.schema, privileges });
+        const decision = evaluatePolicy(wh.spec.accessPolicy, { namespace: { name: namespace, labels }, schema: target.schema, privileges, principals: [principal] });
         if (!decision.allowed) {
           say(`#   policy: DENIED: ${decision.message}`);
           say('#   nothing would be granted');
@@ -116,6 +117,14 @@ export async function runPlan(argv: string[], out: Writable, err: Writable): Pro
         } catch (e) {
           dbProblem = (e as Error).message;
         }
+      }
+      const refusal = observation?.principal && refusedRole(observation.principal);
+      if (refusal) {
+        say(`#   policy: DENIED: ${refusal}: it is never grantable, whatever the accessPolicy says`);
+        say('#   nothing would be granted');
+        worse(EXIT.denied);
+        say('');
+        continue;
       }
       const plan = planAccess(observation ?? emptyObservation(target.tables), {
         database: wh?.spec.postgres.database ?? '', groupRole, comment: ownershipComment(namespace, dsa.metadata.name), schema: target.schema, tables: target.tables, privileges, principal, expired: false, convergedBefore: false,

@@ -11,6 +11,7 @@ import { findCondition, isTrue } from '../runtime/conditions.ts';
 import type { AuditTrail } from '../audit/sink.ts';
 import type { AuditOutcome } from '../audit/record.ts';
 import { evaluatePolicy } from '../governance/policy.ts';
+import { refusedRole } from '../governance/reserved.ts';
 import { effectiveExpiry } from '../governance/expiry.ts';
 import { EMPTY_STATE, diffGrants, groupRoleName, lockKeys, ownershipComment, usageRoleName } from '../governance/grants.ts';
 import { dropRoleStatements, isSchemaLock, lockObjects, observe, type Observation, type Statement } from '../drivers/postgres/grants.ts';
@@ -138,28 +139,31 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
     try {
       // 1. Policy: default deny. A denied access holds nothing: its group role is dropped.
       const labels = deps.namespaceLabels(namespace) ?? {};
-      const decision = evaluatePolicy(wh.spec.accessPolicy, { namespace: { name: namespace, labels }, schema: target.schema, privileges });
-      if (!decision.allowed) {
-        const wasDenied = findCondition(dsa.status?.conditions, 'Ready')?.reason === 'PolicyDenied';
-        const { statements } = await applyInTransaction(pool, ctx, dsa, groupRole, target.schema, usageRoleName(wh.spec.postgres.database, target.schema), undefined, (o) => {
-          const drop = o.role.exists && o.role.comment === comment ? dropRoleStatements(groupRole, o.state) : [];
-          return {
-            statements: drop,
-            locks: drop.length ? lockKeys(groupRole, diffGrants(EMPTY_STATE, o.state)) : [],
-            records: [
-              ...(wasDenied && drop.length === 0 ? [] : [audit('policy.evaluate', 'denied', `${target.schema}.${target.tables.join(',')}`, { error: decision.message, details: { principal, privileges } })]),
-              ...statementRecords(drop, target.name, undefined),
-            ],
-          };
-        });
+      const wasDenied = findCondition(dsa.status?.conditions, 'Ready')?.reason === 'PolicyDenied';
+      /** Drops what the access was granted before, and audits the denial (once, unless it revoked something). */
+      const denyPlan = (o: Observation, message: string) => {
+        const drop = o.role.exists && o.role.comment === comment ? dropRoleStatements(groupRole, o.state) : [];
         return {
-          state: 'Stalled',
-          reason: 'PolicyDenied',
-          message: `${decision.message}; nothing is granted${statements.length ? ' (the access granted before was revoked)' : ''}. Ask the Warehouse owner to extend spec.accessPolicy, or change the request.`,
-          status: { ...status, expiresAt: null, ...(statements.length ? { revokedAt: ctx.now.toISOString() } : {}) },
-          conditions: [{ type: 'Expired', status: 'False', reason: 'NotGranted', message: 'the access is not granted' }],
-          events: [{ type: 'Warning', reason: 'PolicyDenied', note: decision.message, action: 'Grant' }],
+          statements: drop,
+          locks: drop.length ? lockKeys(groupRole, diffGrants(EMPTY_STATE, o.state)) : [],
+          records: [
+            ...(wasDenied && drop.length === 0 ? [] : [audit('policy.evaluate', 'denied', `${target.schema}.${target.tables.join(',')}`, { error: message, details: { principal, privileges } })]),
+            ...statementRecords(drop, target.name, undefined),
+          ],
         };
+      };
+      const denied = (message: string, statements: Statement[]): Outcome => ({
+        state: 'Stalled',
+        reason: 'PolicyDenied',
+        message: `${message}; nothing is granted${statements.length ? ' (the access granted before was revoked)' : ''}. Ask the Warehouse owner to extend spec.accessPolicy, or change the request.`,
+        status: { ...status, expiresAt: null, ...(statements.length ? { revokedAt: ctx.now.toISOString() } : {}) },
+        conditions: [{ type: 'Expired', status: 'False', reason: 'NotGranted', message: 'the access is not granted' }],
+        events: [{ type: 'Warning', reason: 'PolicyDenied', note: message, action: 'Grant' }],
+      });
+      const decision = evaluatePolicy(wh.spec.accessPolicy, { namespace: { name: namespace, labels }, schema: target.schema, privileges, principals: [principal] });
+      if (!decision.allowed) {
+        const { statements } = await applyInTransaction(pool, ctx, dsa, groupRole, target.schema, usageRoleName(wh.spec.postgres.database, target.schema), undefined, (o) => denyPlan(o, decision.message));
+        return denied(decision.message, statements);
       }
 
       // 2. Expiry: expiresAt, or duration from the first grant, capped by the rule's maxDuration.
@@ -167,10 +171,14 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
       const expired = expiry.at !== undefined && expiry.at.getTime() <= ctx.now.getTime();
       const convergedBefore = isTrue(dsa.status?.conditions, 'Ready') && dsa.status?.observedGeneration === dsa.metadata.generation;
 
-      // 3. Observe, diff, apply.
+      // 3. Observe, diff, apply. A principal no rule can make grantable (a superuser, Steward's own
+      // login or roles, ...) is judged from the same observation, and denied like a policy denial.
       let plan: AccessPlan | undefined;
+      let refusal: string | undefined;
       const input = { database: wh.spec.postgres.database, groupRole, comment, schema: target.schema, tables: target.tables, privileges, principal, expired, convergedBefore };
       const { statements } = await applyInTransaction(pool, ctx, dsa, groupRole, target.schema, usageRoleName(wh.spec.postgres.database, target.schema), principal, (o) => {
+        refusal = o.principal && refusedRole(o.principal);
+        if (refusal) return denyPlan(o, `${refusal}: it is never grantable, whatever the accessPolicy says`);
         plan = planAccess(o, input);
         const p = plan;
         return {
@@ -183,9 +191,11 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
           ],
         };
       }, (o) => {
+        if (refusal) return o.role.exists && o.role.comment === comment ? dropRoleStatements(groupRole, o.state) : [];
         const after = planAccess(o, input);
         return [...after.expiryStatements, ...after.statements];
       });
+      if (refusal) return denied(`${refusal}: it is never grantable, whatever the accessPolicy says`, statements);
       const { blocked, principalMissing, drift } = plan!;
       if (blocked?.reason === 'RoleConflict') return { state: 'Stalled', reason: blocked.reason, message: `${blocked.message}; nothing granted`, status };
       if (blocked) return { state: 'Progressing', reason: blocked.reason, message: `${blocked.message} (yet); nothing granted, retrying`, status };

@@ -13,7 +13,7 @@ import { AuditTrail, LogSink } from '../audit/sink.ts';
 import type { Warehouse } from '../api/warehouse.ts';
 import type { DatasetAccess } from '../api/datasetaccess.ts';
 import type { MaskedView } from '../api/maskedview.ts';
-import { MASKED_VIEW_FINALIZER, MASKED_VIEW_TYPE, maskedViewCleanup, maskedViewReconciler, viewsOfWarehouse, type OpenLineageTarget } from './maskedview.ts';
+import { MASKED_VIEW_FINALIZER, MASKED_VIEW_TYPE, maskedViewCleanup, maskedViewReconciler, viewsInNamespace, viewsOfWarehouse, type OpenLineageTarget } from './maskedview.ts';
 import {
   DATASET_ACCESS_FINALIZER, DATASET_ACCESS_TYPE, accessesInNamespace, accessesOfWarehouse, datasetAccessCleanup, datasetAccessReconciler, expiredFirst,
 } from './datasetaccess.ts';
@@ -87,7 +87,7 @@ export class Manager {
     });
     this.controllers.push(accesses as unknown as Controller<KubeObject>);
 
-    const viewDeps = { client, connections: this.connections, audit, warehouse: accessDeps.warehouse, openLineage: opts.openLineage };
+    const viewDeps = { client, connections: this.connections, audit, warehouse: accessDeps.warehouse, namespaceLabels: accessDeps.namespaceLabels, openLineage: opts.openLineage };
     const views: Controller<MaskedView> = new Controller<MaskedView>({
       name: 'maskedview',
       type: MASKED_VIEW_TYPE,
@@ -98,7 +98,11 @@ export class Manager {
       reconcile: maskedViewReconciler(viewDeps),
       finalizer: MASKED_VIEW_FINALIZER,
       cleanup: maskedViewCleanup(viewDeps),
-      watches: [{ informer: warehouses.informer as unknown as Informer<KubeObject>, map: viewsOfWarehouse(() => views.informer.list()) }],
+      // As for DatasetAccess: a policy or a namespace's labels change what a view may serve.
+      watches: [
+        { informer: warehouses.informer as unknown as Informer<KubeObject>, map: viewsOfWarehouse(() => views.informer.list()) },
+        { informer: namespaces, map: viewsInNamespace(() => views.informer.list()) },
+      ],
       resyncMs: opts.resyncMs,
       concurrency: opts.concurrency,
     });

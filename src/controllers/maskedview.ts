@@ -11,13 +11,17 @@ import { isNotFound, type KubeClient, type KubeObject, type ResourceType } from 
 import type { Outcome, ReconcileContext } from '../runtime/controller.ts';
 import { findCondition, isTrue } from '../runtime/conditions.ts';
 import type { AuditTrail } from '../audit/sink.ts';
-import { ExpressionError, loadParser } from '../governance/expression.ts';
-import { planView, type ViewPlan } from '../governance/maskedview.ts';
+import { ExpressionError, MaskBypassError, loadParser } from '../governance/expression.ts';
+import { planView, refuseRowMultiplyingJoins, type ViewPlan } from '../governance/maskedview.ts';
+import { viewPolicyDenial } from '../governance/policy.ts';
+import { refusedRole } from '../governance/reserved.ts';
+import { describeRoles } from '../drivers/postgres/roles.ts';
 import { AuditTableSink } from '../drivers/postgres/audit-table.ts';
 import {
-  createViewStatements, dropManagedRole, ensureHashKey, ensureOwnerRole, findHmacFunction, hashKeyQuery, observeView, regrantStatements, roleOids, setReaders, sourceExposure, tablesMissing, viewGrants, type ReaderGrants,
+  commentViewStatement, createViewStatements, dropManagedRole, ensureHashKey, ensureOwnerRole, findHmacFunction, hashKeyQuery, observeView, regrantStatements, setReaders,
+  sourceExposure, tablesMissing, uniqueKeys, viewGrants, viewSchemaProblems, type ReaderGrants, type ViewFacts,
 } from '../drivers/postgres/maskedview.ts';
-import { quoteQualified } from '../drivers/postgres/identifiers.ts';
+import { quoteQualified } from '../governance/sql-text.ts';
 import { lockObjects } from '../drivers/postgres/grants.ts';
 import { inTransaction } from '../drivers/postgres/transaction.ts';
 import { InsufficientPrivilege, runChecked } from '../drivers/postgres/checked.ts';
@@ -37,6 +41,7 @@ export interface MaskedViewDeps {
   connections: WarehouseConnections;
   audit: AuditTrail;
   warehouse: (name: string) => Warehouse | undefined;
+  namespaceLabels: (name: string) => Record<string, string> | undefined;
   openLineage?: OpenLineageTarget;
 }
 
@@ -51,7 +56,9 @@ export const ownerRoleName = (namespace: string, name: string): string => viewRo
 /** The role that holds SELECT on the view (and USAGE on its schema); the readers are its members. */
 export const readerRoleName = (namespace: string, name: string): string => viewRoleName('stw_mvr_', namespace, name);
 
-const viewComment = (mv: MaskedView, sha: string) => `managed by steward: MaskedView ${mv.metadata.namespace}/${mv.metadata.name} sha=${sha}`;
+const viewCommentPrefix = (mv: MaskedView) => `managed by steward: MaskedView ${mv.metadata.namespace}/${mv.metadata.name} `;
+/** Whose the view is, the hash of the SQL it was built from, and that of the definition PostgreSQL stored. */
+const viewComment = (mv: MaskedView, sha: string, definitionSha: string) => `${viewCommentPrefix(mv)}sha=${sha} def=${definitionSha}`;
 const ownerComment = (mv: MaskedView) => `managed by steward: owner of MaskedView ${mv.metadata.namespace}/${mv.metadata.name}`;
 const readerComment = (mv: MaskedView) => `managed by steward: readers of MaskedView ${mv.metadata.namespace}/${mv.metadata.name}`;
 
@@ -103,6 +110,63 @@ async function sendOpenLineage(target: OpenLineageTarget | undefined, event: unk
   }
 }
 
+/** What Steward finds under the view's name: nothing, its own view as it built it, its view changed behind its back, or someone else's. */
+type Found = { kind: 'absent' } | { kind: 'ours' } | { kind: 'tampered'; problems: string[] } | { kind: 'foreign' };
+
+/**
+ * Steward's view is the relation with its comment, owned by the view's owner role (only Steward's
+ * login may hand it that role), a security_barrier view whose definition is the one Steward
+ * recorded when it built it. A comment anyone who owns a view can copy; the rest they cannot fake.
+ */
+function judgeView(facts: ViewFacts, mv: MaskedView, owner: string): Found {
+  if (!facts.exists) return { kind: 'absent' };
+  if (!facts.comment?.startsWith(viewCommentPrefix(mv))) return { kind: 'foreign' };
+  const recordedDefinition = /\bdef=([0-9a-f]+)/.exec(facts.comment)?.[1];
+  const problems = [
+    ...(facts.relkind !== 'v' ? [`it is not a view (relkind ${facts.relkind})`] : []),
+    ...(facts.owner !== owner ? [`it is owned by ${facts.owner}, not ${owner}`] : []),
+    ...(facts.relkind === 'v' && !facts.securityBarrier ? ['security_barrier is off'] : []),
+    // Views built before Steward recorded the definition have none to compare: they are rebuilt anyway (the comment differs).
+    ...(recordedDefinition && facts.definitionSha !== recordedDefinition ? ['its definition is not the one Steward built'] : []),
+  ];
+  return problems.length ? { kind: 'tampered', problems } : { kind: 'ours' };
+}
+
+/**
+ * Drops the view (only when it is the one Steward built) and the view's owner and reader roles (only
+ * when Steward made them): afterwards nothing Steward made for the view serves anyone. Returns what
+ * it dropped. Used on deletion, and to withdraw a view that may not serve.
+ */
+async function dropViewAndRoles(client: pg.ClientBase, mv: MaskedView): Promise<string[]> {
+  const { schema, name } = mv.spec.view;
+  const owner = ownerRoleName(mv.metadata.namespace!, mv.metadata.name);
+  const look = async () => ({
+    view: judgeView(await observeView(client, schema, name), mv, owner).kind === 'ours',
+    // Steward's roles for the view, if it made them (a role of that name it did not make is not its to drop).
+    roles: (await client.query<{ rolname: string }>(`SELECT rolname FROM pg_roles WHERE (rolname, coalesce(shobj_description(oid, 'pg_authid'), '')) IN (($1, $2), ($3, $4))`,
+      [owner, ownerComment(mv), readerRoleName(mv.metadata.namespace!, mv.metadata.name), readerComment(mv)])).rows.map((r) => r.rolname),
+  });
+  // Read first: a view already withdrawn costs a resync no lock.
+  const before = await look();
+  if (!before.view && before.roles.length === 0) return [];
+  // The locks the build takes, in the same order: a REVOKE on a source beside a DatasetAccess's
+  // GRANT on it would otherwise fail with "tuple concurrently updated".
+  const sources = [mv.spec.from.table, ...(mv.spec.joins ?? []).map((j) => j.table)];
+  await lockObjects(client, [`${schema}.${name}`, ...sources].map((t) => `table:${t}`));
+  await lockObjects(client, [...new Set([schema, ...sources.map((t) => t.split('.')[0]!)])].map((x) => `schema:${x}`));
+  const found = await look();
+  const dropped: string[] = [];
+  if (found.view) {
+    await client.query(`DROP VIEW ${quoteQualified(schema, name)}`);
+    dropped.push(`view ${schema}.${name}`);
+  }
+  for (const role of found.roles) {
+    await dropManagedRole(client, role);
+    dropped.push(`role ${role}`);
+  }
+  return dropped;
+}
+
 export function maskedViewReconciler(deps: MaskedViewDeps) {
   return async function reconcileMaskedView(mv: MaskedView, ctx: ReconcileContext): Promise<Outcome> {
     const spec = mv.spec;
@@ -118,53 +182,102 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
     const record = (db: pg.ClientBase | pg.Pool, action: string, outcome: 'success' | 'failure' | 'denied', details?: Record<string, unknown>, error?: string) =>
       deps.audit.record({ request_id: ctx.requestId, kind: 'MaskedView', namespace, name: mv.metadata.name, action, resource: `${wh.metadata.name}/${viewName}`, outcome, details, error }, new AuditTableSink(db));
 
-    const client = await pool.connect();
+    /**
+     * Fail closed: a view that may not serve is taken away from everyone (dropped, with its roles;
+     * grants others made on it go with it), in its own transaction, and audited when that changed
+     * something or the reason is new. It is built again once the cause is gone.
+     */
+    const withdraw = async (reason: string, why: string): Promise<Outcome> => {
+      const again = findCondition(mv.status?.conditions, 'Ready')?.reason === reason;
+      const dropped = await inTransaction(pool, async (c) => {
+        const d = await dropViewAndRoles(c, mv);
+        if (d.length || !again) await record(c, 'view.withdraw', 'denied', { reason, dropped: d }, why);
+        return d;
+      });
+      return {
+        state: 'Stalled',
+        reason,
+        message: `${why}; ${dropped.length ? 'the view was withdrawn' : 'no view is built'}: it serves no one until this is fixed`,
+        status: { ...shown, readers: '' },
+        conditions: [{ type: 'SourcesLocked', status: 'Unknown', reason: 'NotServing', message: 'the view is not served, so its sources were not checked' }],
+        events: again && !dropped.length ? [] : [{ type: 'Warning', reason, note: why, action: 'Withdraw' }],
+      };
+    };
+
+    // 1. What no database needs to be asked about: the policy (Steward's own schema and PostgreSQL's
+    // are never grantable, whatever it says), and expressions that would undo the view's masks.
+    const labels = deps.namespaceLabels(namespace) ?? {};
+    const sourceSchemas = [spec.from.table, ...(spec.joins ?? []).map((j) => j.table)].map((t) => t.split('.')[0]!);
+    const roles = [...spec.readers, ...(spec.unmaskedRoles ?? [])];
+    const denial = viewPolicyDenial(wh.spec.accessPolicy, { namespace: { name: namespace, labels }, viewSchema: spec.view.schema, sourceSchemas, roles });
+    if (denial) return withdraw('PolicyDenied', `${denial}. Ask the Warehouse owner to extend spec.accessPolicy, or change the view`);
     let plan: ViewPlan;
+    try {
+      // Validate expressions before touching anything (the hash key expression is fixed SQL).
+      plan = planView(spec, { hmacFunction: '"public"."hmac"', keyQuery: 'SELECT NULL::bytea AS key' });
+    } catch (e) {
+      if (e instanceof MaskBypassError) return withdraw('MaskBypass', e.message);
+      if (!(e instanceof ExpressionError)) throw e;
+      await record(pool, 'view.validate', 'denied', undefined, e.message).catch(() => undefined);
+      return { state: 'Stalled', reason: 'InvalidExpression', message: `${e.message}; the view was not changed`, status: shown, events: [{ type: 'Warning', reason: 'InvalidExpression', note: e.message, action: 'Validate' }] };
+    }
+
+    // 2. What the catalog must confirm before anything is built: sources, roles, the schema.
+    const checked = await inTransaction(pool, async (client): Promise<{ outcome: Outcome } | { withdraw: string; why: string } | { unmaskedRoleOids: number[] }> => {
+      const missing = await tablesMissing(client, plan.sourceTables);
+      if (missing.length) return { outcome: { state: 'Progressing', reason: 'SourceNotFound', message: `source table ${missing.join(', ')} does not exist; retrying`, status: shown } };
+      // Steward never creates the roles a view names: a missing one is for its owner to create.
+      const named = [...spec.readers.map((role) => ({ role, field: 'readers' })), ...(spec.unmaskedRoles ?? []).map((role) => ({ role, field: 'unmaskedRoles' }))];
+      const facts = await describeRoles(client, named.map((n) => n.role));
+      const absent = named.filter((n) => !facts.has(n.role));
+      if (absent.length) {
+        const list = absent.map((n) => `${n.role} (${n.field})`).join(', ');
+        const what = absent.length === 1 ? `role ${list} does not exist` : `roles ${list} do not exist`;
+        const why = `${what} in Warehouse ${spec.warehouse}; Steward never creates the roles a view names. Once they exist, the next resync builds the view; the view was not changed`;
+        return { outcome: { state: 'Stalled', reason: 'RoleNotFound', message: why, status: shown, events: [{ type: 'Warning', reason: 'RoleNotFound', note: why, action: 'Validate' }] } };
+      }
+      const refused = named.map((n) => ({ ...n, why: refusedRole(facts.get(n.role)!) })).find((n) => n.why);
+      if (refused) return { withdraw: 'PolicyDenied', why: `${refused.field}: ${refused.why}: it is never grantable, whatever the accessPolicy says` };
+      if (spec.kAnonymity) {
+        try {
+          refuseRowMultiplyingJoins(spec, await uniqueKeys(client, (spec.joins ?? []).map((j) => j.table)));
+        } catch (e) {
+          if (e instanceof MaskBypassError) return { withdraw: 'MaskBypass', why: e.message };
+          throw e;
+        }
+      }
+      const unsafe = await viewSchemaProblems(client, spec.view.schema);
+      if (unsafe.length) return { withdraw: 'ViewSchemaUnsafe', why: `${unsafe.join('; ')}. Revoke that, or place the view in a schema only Steward's login may create in` };
+      // Membership is checked by OID: a role dropped and re-created under its name is a new role,
+      // and the view is rebuilt for it (the OIDs are part of the SQL, so of its hash).
+      return { unmaskedRoleOids: (spec.unmaskedRoles ?? []).map((r) => facts.get(r)!.oid) };
+    });
+    if ('withdraw' in checked) return withdraw(checked.withdraw, checked.why);
+    if ('outcome' in checked) return checked.outcome;
+    const { unmaskedRoleOids } = checked;
+
+    // 3. Build (when the view is not the one this spec makes), lock the sources, grant the readers.
+    const client = await pool.connect();
     let exposed: { role: string; table: string }[];
     let readerGrants: ReaderGrants;
     const readerRole = readerRoleName(namespace, mv.metadata.name);
     let changedView = false;
+    let tampered: string[] = [];
     try {
       await client.query('BEGIN');
-      // Validate expressions before touching anything (the hash key expression is fixed SQL).
-      try {
-        plan = planView(spec, { hmacFunction: '"public"."hmac"', keyQuery: 'SELECT NULL::bytea AS key' });
-      } catch (e) {
-        if (!(e instanceof ExpressionError)) throw e;
-        await client.query('ROLLBACK');
-        await record(pool, 'view.validate', 'denied', undefined, e.message).catch(() => undefined);
-        return { state: 'Stalled', reason: 'InvalidExpression', message: `${e.message}; the view was not changed`, status: shown, events: [{ type: 'Warning', reason: 'InvalidExpression', note: e.message, action: 'Validate' }] };
-      }
-      const missing = await tablesMissing(client, plan.sourceTables);
-      if (missing.length) {
-        await client.query('ROLLBACK');
-        return { state: 'Progressing', reason: 'SourceNotFound', message: `source table ${missing.join(', ')} does not exist; retrying`, status: shown };
-      }
-      // Steward never creates the roles a view names: a missing one is for its owner to create.
-      const named = [...spec.readers.map((role) => ({ role, field: 'readers' })), ...(spec.unmaskedRoles ?? []).map((role) => ({ role, field: 'unmaskedRoles' }))];
-      const oids = await roleOids(client, named.map((n) => n.role));
-      const absent = named.filter((n) => !oids.has(n.role));
-      if (absent.length) {
-        await client.query('ROLLBACK');
-        const list = absent.map((n) => `${n.role} (${n.field})`).join(', ');
-        const what = absent.length === 1 ? `role ${list} does not exist` : `roles ${list} do not exist`;
-        const why = `${what} in Warehouse ${spec.warehouse}; Steward never creates the roles a view names. Once they exist, the next resync builds the view; the view was not changed`;
-        return { state: 'Stalled', reason: 'RoleNotFound', message: why, status: shown, events: [{ type: 'Warning', reason: 'RoleNotFound', note: why, action: 'Validate' }] };
-      }
-      // Membership is checked by OID: a role dropped and re-created under its name is a new role,
-      // and the view is rebuilt for it (the OIDs are part of the SQL, so of its hash).
-      const unmaskedRoleOids = (spec.unmaskedRoles ?? []).map((r) => oids.get(r)!);
       // Plan with what is there, read-only: an idle resync changes nothing and takes no lock.
       const keyQuery = hashKeyQuery(viewName);
       let hmac = plan.usesHash ? await findHmacFunction(client) : undefined;
       plan = planView(spec, { hmacFunction: hmac ?? '"public"."hmac"', keyQuery, unmaskedRoleOids });
       let sha = createHash('sha256').update(plan.select).digest('hex').slice(0, 16);
       const facts = await observeView(client, spec.view.schema, spec.view.name);
-      if (facts.exists && !facts.comment?.startsWith(`managed by steward: MaskedView ${namespace}/${mv.metadata.name} `)) {
+      const found = judgeView(facts, mv, owner);
+      if (found.kind === 'foreign' || (found.kind === 'tampered' && facts.relkind !== 'v')) {
         await client.query('ROLLBACK');
-        return { state: 'Stalled', reason: 'ViewConflict', message: `${viewName} exists and is not this MaskedView's; rename or drop it`, status: shown };
+        return { state: 'Stalled', reason: 'ViewConflict', message: `${viewName} exists and is not this MaskedView's${found.kind === 'tampered' ? ` (${found.problems.join('; ')})` : ''}; rename or drop it`, status: { ...shown, readers: '' } };
       }
-      if (!facts.exists || facts.comment !== viewComment(mv, sha)) {
+      if (found.kind === 'tampered') tampered = found.problems;
+      if (found.kind !== 'ours' || !facts.comment?.startsWith(viewCommentPrefix(mv) + `sha=${sha} `)) {
         // The same locks, in the same order, as DatasetAccess: tables (the view is one too) first,
         // then schemas. GRANTs on one table or schema from two sessions would fail with "tuple
         // concurrently updated".
@@ -177,12 +290,18 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
           sha = createHash('sha256').update(plan.select).digest('hex').slice(0, 16);
         }
         // Replace in one transaction: readers wait on the lock, then see the new masked view. Grants
-        // others made on the view (a DatasetAccess) are carried over to the new one.
-        const kept = facts.exists ? await viewGrants(client, spec.view.schema, spec.view.name) : [];
-        for (const s of createViewStatements(spec.view.schema, spec.view.name, plan.select, viewComment(mv, sha), owner, plan.sourceTables, facts.exists)) await runChecked(client, s.sql, s.object);
+        // others made on Steward's view (a DatasetAccess) are carried over to the new one; what was
+        // granted on a view put in its place is not.
+        const kept = found.kind === 'ours' ? await viewGrants(client, spec.view.schema, spec.view.name) : [];
+        for (const s of createViewStatements(spec.view.schema, spec.view.name, plan.select, owner, plan.sourceTables, facts.exists)) await runChecked(client, s.sql, s.object);
+        // The definition as PostgreSQL stored it, recorded beside the SQL's hash: a resync that finds
+        // another definition under the comment knows the view was changed behind Steward's back.
+        const built = await observeView(client, spec.view.schema, spec.view.name);
+        await runChecked(client, commentViewStatement(spec.view.schema, spec.view.name, viewComment(mv, sha, built.definitionSha!)), viewName);
         for (const s of regrantStatements(spec.view.schema, spec.view.name, kept, owner)) await runChecked(client, s, viewName);
         changedView = true;
       }
+      if (tampered.length) await record(client, 'view.tampered', 'denied', { found: tampered, rebuilt: true });
       // SourcesLocked: nobody outside unmaskedRoles may read a source directly. Otherwise fail closed.
       exposed = await sourceExposure(client, plan.sourceTables, spec.readers, spec.unmaskedRoles ?? [], owner);
       const formerReaders = [...new Set([...spec.readers, ...(mv.status?.readers ?? '').split(',').filter(Boolean)])];
@@ -294,15 +413,8 @@ export function maskedViewCleanup(deps: MaskedViewDeps) {
     try {
       const { pool } = await deps.connections.pool(wh);
       await inTransaction(pool, async (client) => {
-        const facts = await observeView(client, spec.view.schema, spec.view.name);
-        if (facts.exists && facts.comment?.startsWith(`managed by steward: MaskedView ${mv.metadata.namespace}/${mv.metadata.name} `)) {
-          await client.query(`DROP VIEW ${quoteQualified(spec.view.schema, spec.view.name)}`);
-        }
-        // Steward's roles for the view, if it made them (a role of that name it did not make is not its to drop).
-        const roles = await client.query<{ rolname: string }>(`SELECT rolname FROM pg_roles WHERE (rolname, coalesce(shobj_description(oid, 'pg_authid'), '')) IN (($1, $2), ($3, $4))`,
-          [owner, ownerComment(mv), readerRoleName(mv.metadata.namespace!, mv.metadata.name), readerComment(mv)]);
-        for (const r of roles.rows) await dropManagedRole(client, r.rolname);
-        await deps.audit.record({ request_id: ctx.requestId, kind: 'MaskedView', namespace: mv.metadata.namespace, name: mv.metadata.name, action: 'view.drop', resource: `${wh.metadata.name}/${spec.view.schema}.${spec.view.name}`, outcome: 'success' }, new AuditTableSink(client));
+        const dropped = await dropViewAndRoles(client, mv);
+        await deps.audit.record({ request_id: ctx.requestId, kind: 'MaskedView', namespace: mv.metadata.namespace, name: mv.metadata.name, action: 'view.drop', resource: `${wh.metadata.name}/${spec.view.schema}.${spec.view.name}`, outcome: 'success', details: { dropped } }, new AuditTableSink(client));
       });
       await deps.client.delete(CONFIGMAP_TYPE, `${mv.metadata.name}-lineage`, mv.metadata.namespace).catch(() => undefined);
     } catch (e) {
@@ -314,4 +426,8 @@ export function maskedViewCleanup(deps: MaskedViewDeps) {
 
 export function viewsOfWarehouse(views: () => MaskedView[]) {
   return (wh: KubeObject): string[] => views().filter((v) => v.spec.warehouse === wh.metadata.name).map((v) => `${v.metadata.namespace}/${v.metadata.name}`);
+}
+
+export function viewsInNamespace(views: () => MaskedView[]) {
+  return (ns: KubeObject): string[] => views().filter((v) => v.metadata.namespace === ns.metadata.name).map((v) => `${v.metadata.namespace}/${v.metadata.name}`);
 }

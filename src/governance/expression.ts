@@ -4,6 +4,7 @@
 // re-escaped, and functions, operators and casts must be on their lists. Anything else is refused
 // with the parser's position (a 1-based character offset into the expression).
 import { loadModule, parseSync, scanSync } from 'libpg-query';
+import { quoteIdent, quoteLiteral } from './sql-text.ts';
 
 let loaded: Promise<void> | undefined;
 /** The parser is WASM: load it once before parsing. */
@@ -37,9 +38,18 @@ export class ExpressionError extends Error {
   }
 }
 
+/**
+ * A spec whose expressions would show readers what its masks or its k-anonymity guard hide (an
+ * unmasked copy of a masked column, a join that multiplies rows under the guard, ...). Refused like
+ * any other expression, and more: the view is withdrawn, since no version of it may serve.
+ */
+export class MaskBypassError extends ExpressionError {}
+
 export interface ColumnInput {
   alias: string;
   column: string;
+  /** Where the column first appears in the expression (1-based), when it was parsed from it. */
+  position?: number;
 }
 
 export interface ParsedExpression {
@@ -52,18 +62,27 @@ export interface ParsedExpression {
    * usual join condition), those pairs; otherwise undefined.
    */
   equalities?: [ColumnInput, ColumnInput][];
+  /** The `a.x = b.y` comparisons among the expression's top-level AND terms, whatever the other terms are. */
+  conjunctEqualities: [ColumnInput, ColumnInput][];
+  /**
+   * What in the expression can fail on the values it reads, with an error that shows or hints at
+   * them (a cast's "invalid input syntax for type integer: "alice@example.com"", a division by zero
+   * taken or not, an overflow past a threshold). Harmless in a column shown as it is; in a masked or
+   * guarded column it is an oracle on what the mask hides (maskedview.ts refuses it there).
+   */
+  hazards: Hazard[];
+}
+
+export interface Hazard {
+  what: string;
+  position: number;
+  /** Arithmetic that can overflow: refused under a mask, accepted in a quasi-identifier (age bands). */
+  overflowOnly?: boolean;
 }
 
 type Node = Record<string, any>;
 const PREFIX = 'SELECT ';
 
-function quote(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
-
-function literal(value: string): string {
-  return `'${value.replace(/'/g, "''")}'`;
-}
 
 /**
  * Parses one expression over the given aliases. Throws ExpressionError with the position of the
@@ -102,9 +121,16 @@ export function parseExpression(text: string, aliases: readonly string[]): Parse
   const target = targets[0]!.ResTarget as Node;
   if (target.name) throw new ExpressionError('an alias (AS ...) is not allowed here; name the column with `name`', 1);
   const inputs: ColumnInput[] = [];
-  const render = build(target.val as Node, aliases, inputs);
+  const hazards: Hazard[] = [];
+  const render = build(target.val as Node, aliases, inputs, hazards);
   const unique = inputs.filter((c, i) => inputs.findIndex((d) => d.alias === c.alias && d.column === c.column) === i);
-  return { sql: render, inputs: unique, equalities: columnEqualities(target.val as Node) };
+  const conjuncts = topLevelConjuncts(target.val as Node).map(columnEqualities).filter((e) => e !== undefined);
+  return { sql: render, inputs: unique, equalities: columnEqualities(target.val as Node), conjunctEqualities: conjuncts.flat(), hazards };
+}
+
+function topLevelConjuncts(node: Node): Node[] {
+  const [kind, body] = Object.entries(node)[0] as [string, Node];
+  return kind === 'BoolExpr' && body.boolop === 'AND_EXPR' ? (body.args as Node[]).flatMap(topLevelConjuncts) : [node];
 }
 
 /** The column pairs of an AND of `alias.column = alias.column` comparisons; undefined for anything else. */
@@ -135,9 +161,36 @@ function names(list: Node[] | undefined): string[] {
   return (list ?? []).map((n) => (n.String?.sval as string | undefined) ?? '');
 }
 
-function build(node: Node, aliases: readonly string[], inputs: ColumnInput[]): Renderer {
+/** Types a cast to which never fails, whatever the value (varchar(n) and char(n) truncate). */
+const TOTAL_CASTS = new Set(['text', 'varchar', 'bpchar']);
+/** Functions whose error messages carry the values they failed on. */
+const VALUE_IN_ERROR = new Set(['to_date', 'to_number', 'make_date']);
+/** Functions that fail unless some arguments are fit (a unit, a zone, a format, a position), by argument index. */
+const NEEDS_CONSTANT: Record<string, readonly number[]> = {
+  date_part: [0], extract: [0], date_trunc: [0], timezone: [0], to_char: [1], split_part: [2], substr: [1, 2], substring: [1, 2],
+};
+const OVERFLOWING = new Set(['power', 'abs', 'round', 'trunc', 'floor', 'ceil', 'ceiling', 'sign']);
+
+function isConstant(n: Node | undefined): boolean {
+  return Boolean(n?.A_Const) || Boolean(n?.TypeCast && isConstant(n.TypeCast.arg));
+}
+
+/** A nonzero number other than -1 (INT_MIN / -1 overflows): a divisor that never fails. */
+function isSafeDivisor(n: Node | undefined): boolean {
+  const c = n?.A_Const;
+  const v = c?.ival ? Number(c.ival.ival ?? 0) : c?.fval ? Number(c.fval.fval) : NaN;
+  return Number.isFinite(v) && v !== 0 && v !== -1;
+}
+
+function build(node: Node, aliases: readonly string[], inputs: ColumnInput[], hazards: Hazard[]): Renderer {
   const [kind, body] = Object.entries(node)[0] as [string, Node];
-  const sub = (n: Node) => build(n, aliases, inputs);
+  const sub = (n: Node) => build(n, aliases, inputs, hazards);
+  /** Renders n, and says whether it read any column. */
+  const reads = (n: Node): [Renderer, boolean] => {
+    const before = inputs.length;
+    const r = sub(n);
+    return [r, inputs.length > before];
+  };
   switch (kind) {
     case 'ColumnRef': {
       const fields = body.fields as Node[];
@@ -146,8 +199,8 @@ function build(node: Node, aliases: readonly string[], inputs: ColumnInput[]): R
       if (parts.length !== 2) throw new ExpressionError(`write columns as alias.column (one of ${aliases.join(', ')})`, pos(node));
       const [alias, column] = parts as [string, string];
       if (!aliases.includes(alias)) throw new ExpressionError(`unknown alias ${alias}: use ${aliases.join(', ')}`, pos(node));
-      inputs.push({ alias, column });
-      return (a) => `${a(alias)}.${quote(column)}`;
+      inputs.push({ alias, column, position: pos(node) });
+      return (a) => `${a(alias)}.${quoteIdent(column)}`;
     }
     case 'A_Const': {
       if (body.isnull) return () => 'NULL';
@@ -157,7 +210,7 @@ function build(node: Node, aliases: readonly string[], inputs: ColumnInput[]): R
         if (!/^[0-9.eE+-]+$/.test(v)) throw new ExpressionError('invalid number', pos(node));
         return () => v;
       }
-      if (body.sval) return () => literal(String(body.sval.sval ?? ''));
+      if (body.sval) return () => quoteLiteral(String(body.sval.sval ?? ''));
       if (body.boolval) return () => (body.boolval.boolval ? 'TRUE' : 'FALSE');
       throw new ExpressionError('unsupported constant', pos(node));
     }
@@ -166,8 +219,14 @@ function build(node: Node, aliases: readonly string[], inputs: ColumnInput[]): R
       switch (body.kind) {
         case 'AEXPR_OP': {
           if (!ALLOWED_OPERATORS.has(op)) throw new ExpressionError(`operator ${op} is not allowed`, pos(node));
-          const l = body.lexpr ? sub(body.lexpr) : undefined;
-          const r = sub(body.rexpr);
+          const [l, leftReads] = body.lexpr ? reads(body.lexpr) : [undefined, false];
+          const [r, rightReads] = reads(body.rexpr);
+          if ((op === '/' || op === '%') && (leftReads || rightReads)) {
+            // By a nonzero constant (not -1: INT_MIN / -1 overflows) it cannot fail.
+            if (!isSafeDivisor(body.rexpr)) hazards.push({ what: `${op} by anything but a nonzero constant (a division by zero)`, position: pos(node) });
+          } else if (['+', '-', '*'].includes(op) && (leftReads || rightReads)) {
+            hazards.push({ what: `arithmetic (${op}), which can overflow`, position: pos(node), overflowOnly: true });
+          }
           return (a) => (l ? `(${l(a)} ${op} ${r(a)})` : `(${op} ${r(a)})`);
         }
         case 'AEXPR_DISTINCT':
@@ -195,7 +254,9 @@ function build(node: Node, aliases: readonly string[], inputs: ColumnInput[]): R
           const word = LIKE_OPERATORS[op];
           if (!word) throw new ExpressionError(`operator ${op} is not allowed`, pos(node));
           const l = sub(body.lexpr);
-          const r = sub(body.rexpr);
+          const [r, patternReads] = reads(body.rexpr);
+          // A pattern ending in its escape character is an error: only a constant pattern cannot be one.
+          if (patternReads) hazards.push({ what: `${word} with a pattern read from a column`, position: pos(node) });
           return (a) => `(${l(a)} ${word} ${r(a)})`;
         }
         case 'AEXPR_BETWEEN':
@@ -248,8 +309,25 @@ function build(node: Node, aliases: readonly string[], inputs: ColumnInput[]): R
         const n = len && 'ival' in len ? Number(len.ival.ival ?? 0) : NaN;
         if (!(n >= 0 && n <= MAX_PAD)) throw new ExpressionError(`${name}() needs a constant length from 0 to ${MAX_PAD}`, pos(node));
       }
-      const args = ((body.args as Node[] | undefined) ?? []).map(sub);
-      return (a) => `pg_catalog.${quote(name)}(${args.map((x) => x(a)).join(', ')})`;
+      if (name === 'substring' || name === 'substr') {
+        // substring(x, 'pattern') and substring(x similar p escape e) are regular expressions: an
+        // oracle on the text (and a denial of service). Positions only: a string is refused here,
+        // anything else is cast to an integer, which picks the positional form whatever its type.
+        const pattern = ((body.args as Node[] | undefined) ?? []).slice(1).find((n) => n.A_Const?.sval);
+        if (pattern) throw new ExpressionError(`${name}() takes positions (whole numbers), not a pattern: regular expressions are not allowed`, pos(pattern));
+      }
+      const positional = name === 'substring' || name === 'substr';
+      const argNodes = (body.args as Node[] | undefined) ?? [];
+      const rendered = argNodes.map(reads);
+      const args = rendered.map(([r]) => r);
+      const anyReads = rendered.some(([, r]) => r);
+      if (VALUE_IN_ERROR.has(name) && anyReads) hazards.push({ what: `${name}(), whose errors show the value`, position: pos(node) });
+      for (const i of NEEDS_CONSTANT[name] ?? []) {
+        if (argNodes[i] && !isConstant(argNodes[i])) hazards.push({ what: `${name}() with a computed argument ${i + 1}, which fails on unfit values`, position: pos(argNodes[i]) });
+      }
+      if (OVERFLOWING.has(name) && anyReads) hazards.push({ what: `${name}(), which can overflow`, position: pos(node), overflowOnly: true });
+      if (name === 'mod' && !isSafeDivisor(argNodes[1]) && anyReads) hazards.push({ what: 'mod() by anything but a nonzero constant (a division by zero)', position: pos(node) });
+      return (a) => `pg_catalog.${quoteIdent(name)}(${args.map((x, i) => (positional && i > 0 ? `CAST(${x(a)} AS pg_catalog."int4")` : x(a))).join(', ')})`;
     }
     case 'TypeCast': {
       const tn = names(body.typeName.names).filter((n) => n !== 'pg_catalog');
@@ -264,8 +342,9 @@ function build(node: Node, aliases: readonly string[], inputs: ColumnInput[]): R
       });
       // interval '1' day carries its field list as a modifier, which interval(n) would read as a precision.
       if (type === 'interval' && typmods.length) throw new ExpressionError(`write interval '1 day' (fields and precision are not supported)`, pos(node));
-      const arg = sub(body.arg);
-      const typeSql = `pg_catalog.${quote(type === 'integer' ? 'int4' : type === 'bigint' ? 'int8' : type === 'boolean' ? 'bool' : type)}${typmods.length ? `(${typmods.join(', ')})` : ''}`;
+      const [arg, argReads] = reads(body.arg);
+      if (argReads && !TOTAL_CASTS.has(type)) hazards.push({ what: `a cast to ${type}, whose errors show the value`, position: pos(node) });
+      const typeSql = `pg_catalog.${quoteIdent(type === 'integer' ? 'int4' : type === 'bigint' ? 'int8' : type === 'boolean' ? 'bool' : type)}${typmods.length ? `(${typmods.join(', ')})` : ''}`;
       return (a) => `CAST(${arg(a)} AS ${typeSql})`;
     }
     case 'SubLink':

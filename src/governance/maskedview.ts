@@ -3,11 +3,10 @@
 // and integers, each quoted.
 import type { MaskedViewSpec } from '../api/maskedview.ts';
 import { joinCondition } from '../api/maskedview.ts';
-import { parseExpression, type ParsedExpression } from './expression.ts';
+import { MaskBypassError, parseExpression, type ColumnInput, type ParsedExpression } from './expression.ts';
+import { quoteIdent, quoteLiteral } from './sql-text.ts';
 
-const q = (name: string) => `"${name.replace(/"/g, '""')}"`;
-const lit = (value: string) => `'${value.replace(/'/g, "''")}'`;
-const qualified = (table: string) => table.split('.').map(q).join('.');
+const qualified = (table: string) => table.split('.').map(quoteIdent).join('.');
 
 export interface LineageColumn {
   name: string;
@@ -57,7 +56,7 @@ export function maskSql(column: Column, x: string, ctx: ViewContext, key = `(${c
     case 'phone':
       // (***)***-1234: the last four digits, once the usual separators are gone. One replace() per
       // separator: measured at half the cost of translate() and a fifth of a regular expression.
-      return `('(***)***-' || pg_catalog.right(${PHONE_SEPARATORS.reduce((acc, sep) => `pg_catalog.replace(${acc}, ${lit(sep)}, '')`, text)}, 4))`;
+      return `('(***)***-' || pg_catalog.right(${PHONE_SEPARATORS.reduce((acc, sep) => `pg_catalog.replace(${acc}, ${quoteLiteral(sep)}, '')`, text)}, 4))`;
     case 'last4':
       return `('****' || pg_catalog.right(${text}, 4))`;
     case 'partial': {
@@ -78,7 +77,7 @@ export function maskSql(column: Column, x: string, ctx: ViewContext, key = `(${c
     case 'truncate': {
       const unit = column.truncate?.unit ?? 'day';
       if (!['year', 'month', 'day'].includes(unit)) throw new Error(`bad truncate unit ${unit}`);
-      return `pg_catalog.date_trunc(${lit(unit)}, ${x})`;
+      return `pg_catalog.date_trunc(${quoteLiteral(unit)}, ${x})`;
     }
     default:
       return x;
@@ -89,7 +88,7 @@ export function maskSql(column: Column, x: string, ctx: ViewContext, key = `(${c
 export function planView(spec: MaskedViewSpec, ctx: ViewContext): ViewPlan {
   const aliases = [spec.from.alias, ...(spec.joins ?? []).map((j) => j.alias)];
   const tableOf = new Map([[spec.from.alias, spec.from.table], ...(spec.joins ?? []).map((j) => [j.alias, j.table] as const)]);
-  const aliasSql = (a: string) => q(a);
+  const aliasSql = (a: string) => quoteIdent(a);
   const parsed: { column: Column; expr: ParsedExpression; inner: string }[] = spec.columns.map((column, i) => {
     const expr = withField(`spec.columns[${i}].expr`, () => parseExpression(column.expr, aliases));
     return { column, expr, inner: `__c${i}` };
@@ -104,7 +103,7 @@ export function planView(spec: MaskedViewSpec, ctx: ViewContext): ViewPlan {
   const oids = ctx.unmaskedRoleOids ?? roles.map(() => 0);
   if (oids.length !== roles.length) throw new Error('planView: one OID per unmasked role');
   const membership = roles.length
-    ? `(${oids.map((oid) => `pg_catalog.pg_has_role(CAST(${lit(String(Math.trunc(oid)))} AS pg_catalog.oid), 'MEMBER')`).join(' OR ')})`
+    ? `(${oids.map((oid) => `pg_catalog.pg_has_role(CAST(${quoteLiteral(String(Math.trunc(oid)))} AS pg_catalog.oid), 'MEMBER')`).join(' OR ')})`
     : 'FALSE';
   // Raw for members, masked for everyone else. A mask that yields text makes the column text for
   // everyone, members included: one column has one type (a redacted integer is '[REDACTED]', so the
@@ -125,7 +124,7 @@ export function planView(spec: MaskedViewSpec, ctx: ViewContext): ViewPlan {
     const alias = [...sources][0]!;
     const name = `__steward_mask_${i}`;
     premasked.set(alias, [...(premasked.get(alias) ?? []), { name, column: p.column, raw: p.expr.sql(aliasSql) }]);
-    maskedIn.set(i, `${q(alias)}.${q(name)}`);
+    maskedIn.set(i, `${quoteIdent(alias)}.${quoteIdent(name)}`);
   });
   // The hash key, for a joined table's hash masks, comes from its one-row table joined into that
   // table's scan: read once per scan, and no InitPlan (see above). Its row is written in the
@@ -135,7 +134,7 @@ export function planView(spec: MaskedViewSpec, ctx: ViewContext): ViewPlan {
   // either way (measured: the same time; the HMAC, about 2 µs a row, is the cost).
   const source = (table: string, alias: string, withMasks: boolean) => {
     const extra = withMasks ? premasked.get(alias) : undefined;
-    if (!extra) return `${qualified(table)} AS ${q(alias)}`;
+    if (!extra) return `${qualified(table)} AS ${quoteIdent(alias)}`;
     const isJoined = alias !== spec.from.alias;
     const joinKey = isJoined && extra.some((e) => e.column.mask === 'hash');
     const key = joinKey ? '"__steward_key"."key"' : undefined;
@@ -145,12 +144,13 @@ export function planView(spec: MaskedViewSpec, ctx: ViewContext): ViewPlan {
     // PostgreSQL 15 would not let parallel workers run a subquery without FROM.
     const joinMember = isJoined && roles.length > 0;
     const member = joinMember ? '"__steward_member"."member"' : membership;
-    const masks = extra.map((e) => `${guarded(e.column, e.raw, maskSql(e.column, e.raw, ctx, key), member)} AS ${q(e.name)}`);
+    const masks = extra.map((e) => `${guarded(e.column, e.raw, maskSql(e.column, e.raw, ctx, key), member)} AS ${quoteIdent(e.name)}`);
     const keyScan = joinKey ? `(${ctx.keyQuery} OFFSET NULL) AS "__steward_key" CROSS JOIN ` : '';
     const memberScan = joinMember ? `(SELECT ${membership} AS "member" FROM pg_catalog.generate_series(1, 1) OFFSET NULL) AS "__steward_member" CROSS JOIN ` : '';
-    return `(SELECT ${q(alias)}.*, ${masks.join(', ')} FROM ${memberScan}${keyScan}${qualified(table)} AS ${q(alias)} OFFSET NULL) AS ${q(alias)}`;
+    return `(SELECT ${quoteIdent(alias)}.*, ${masks.join(', ')} FROM ${memberScan}${keyScan}${qualified(table)} AS ${quoteIdent(alias)} OFFSET NULL) AS ${quoteIdent(alias)}`;
   };
   const joinConditions = (spec.joins ?? []).map((j, i) => withField(`spec.joins[${i}].on`, () => parseExpression(joinCondition(j), aliases)));
+  refuseMaskBypass(spec, parsed, joinConditions, tableOf);
   const joined = (withMasks: boolean) => (spec.joins ?? []).map((j, i) => {
     const type = { inner: 'INNER', left: 'LEFT', right: 'RIGHT', full: 'FULL' }[j.type ?? 'inner'];
     return ` ${type} JOIN ${source(j.table, j.alias, withMasks)} ON ${joinConditions[i]!.sql(aliasSql)}`;
@@ -177,13 +177,13 @@ export function planView(spec: MaskedViewSpec, ctx: ViewContext): ViewPlan {
     return columns.size ? [...columns] : undefined;
   })();
   const counted = countKeys
-    ? `(SELECT ${countKeys.map((c) => `${q(fromAlias)}.${q(c)}`).join(', ')}, pg_catalog.count(*) AS "__steward_rows" FROM ${qualified(spec.from.table)} AS ${q(fromAlias)}` +
-      ` GROUP BY ${countKeys.map((_, i) => i + 1).join(', ')}) AS ${q(fromAlias)}${joined(false)}`
+    ? `(SELECT ${countKeys.map((c) => `${quoteIdent(fromAlias)}.${quoteIdent(c)}`).join(', ')}, pg_catalog.count(*) AS "__steward_rows" FROM ${qualified(spec.from.table)} AS ${quoteIdent(fromAlias)}` +
+      ` GROUP BY ${countKeys.map((_, i) => i + 1).join(', ')}) AS ${quoteIdent(fromAlias)}${joined(false)}`
     : from(false);
-  const rows = countKeys ? `pg_catalog.sum(COALESCE(${q(fromAlias)}."__steward_rows", 1))` : 'pg_catalog.count(*)';
+  const rows = countKeys ? `pg_catalog.sum(COALESCE(${quoteIdent(fromAlias)}."__steward_rows", 1))` : 'pg_catalog.count(*)';
   const innerColumns = [
-    ...parsed.map((p) => `${p.expr.sql(aliasSql)} AS ${q(p.inner)}`),
-    ...[...maskedIn.entries()].map(([i, sql]) => `${sql} AS ${q(`__m${i}`)}`),
+    ...parsed.map((p) => `${p.expr.sql(aliasSql)} AS ${quoteIdent(p.inner)}`),
+    ...[...maskedIn.entries()].map(([i, sql]) => `${sql} AS ${quoteIdent(`__m${i}`)}`),
   ];
   // Small-population guard: the size of each quasi-identifier combination over the whole view,
   // counted by a narrow GROUP BY over the same join and matched back on equality. A hash aggregate
@@ -191,22 +191,28 @@ export function planView(spec: MaskedViewSpec, ctx: ViewContext): ViewPlan {
   // Each quasi-identifier is keyed as (is it NULL, its text): equality on the raw value would never
   // match a NULL, and would leave a NULL-holding combination without its count. Text is never looser
   // than the type's own equality (1.0 and 1.00 become two groups: more hiding, never less).
-  const keys = (sql: string): [string, string] => [`(${sql} IS NULL)`, `COALESCE(CAST(${sql} AS pg_catalog.text), '')`];
+  // A masked quasi-identifier (a birth date truncated to its year, say) is grouped by what readers
+  // see, its masked value: grouped by the raw value, a NULL would tell them that fewer than k rows
+  // share the exact date, which is what the mask hides.
+  const keys = (p: { column: Column }, raw: string): [string, string] => {
+    const sql = p.column.mask ? maskSql(p.column, raw, ctx) : raw;
+    return [`(${sql} IS NULL)`, `COALESCE(CAST(${sql} AS pg_catalog.text), '')`];
+  };
   // The guard's verdict per combination: shown if it occurs at least k times, or to members of
   // unmaskedRoles (checked once per combination, not per row).
   const groupSizes = k
-    ? ` LEFT JOIN (SELECT ${quasiParsed.map((p, j) => keys(p.expr.sql(aliasSql)).map((e, m) => `${e} AS ${q(`__q${j}_${m}`)}`).join(', ')).join(', ')}, ` +
+    ? ` LEFT JOIN (SELECT ${quasiParsed.map((p, j) => keys(p, p.expr.sql(aliasSql)).map((e, m) => `${e} AS ${quoteIdent(`__q${j}_${m}`)}`).join(', ')).join(', ')}, ` +
       `(${rows} >= ${Math.trunc(k.k)} OR ${membership}) AS "__show"` +
       ` FROM ${counted} GROUP BY ${quasiParsed.flatMap((_, j) => [2 * j + 1, 2 * j + 2]).join(', ')}) AS "__k"` +
-      ` ON ${quasiParsed.map((p, j) => keys(`"s".${q(p.inner)}`).map((e, m) => `"__k".${q(`__q${j}_${m}`)} = ${e}`).join(' AND ')).join(' AND ')}`
+      ` ON ${quasiParsed.map((p, j) => keys(p, `"s".${quoteIdent(p.inner)}`).map((e, m) => `"__k".${quoteIdent(`__q${j}_${m}`)} = ${e}`).join(' AND ')).join(' AND ')}`
     : '';
   const outer = parsed.map((p, i) => {
-    const inner = `"s".${q(p.inner)}`;
-    let value = maskedIn.has(i) ? `"s".${q(`__m${i}`)}` : p.column.mask ? guarded(p.column, inner, maskSql(p.column, inner, ctx)) : inner;
+    const inner = `"s".${quoteIdent(p.inner)}`;
+    let value = maskedIn.has(i) ? `"s".${quoteIdent(`__m${i}`)}` : p.column.mask ? guarded(p.column, inner, maskSql(p.column, inner, ctx)) : inner;
     // A combination seen fewer than k times reads NULL for the unprivileged; so does a row the
     // count did not match (it cannot happen: both read the same join in the same snapshot).
     if (k && quasi.has(p.column.name)) value = `CASE WHEN "__k"."__show" THEN ${value} END`;
-    return `${value} AS ${q(p.column.name)}`;
+    return `${value} AS ${quoteIdent(p.column.name)}`;
   });
   const select =
     `SELECT ${outer.join(', ')} FROM (SELECT ${innerColumns.join(', ')} FROM ${from(true)}) AS "s"${groupSizes}`;
@@ -226,6 +232,77 @@ export function planView(spec: MaskedViewSpec, ctx: ViewContext): ViewPlan {
     maskedColumns: columns.filter((c) => c.masked).length,
     usesHash: spec.columns.some((c) => c.mask === 'hash'),
   };
+}
+
+/**
+ * A masked source column appears only through its mask, and a quasi-identifier's only in its
+ * guarded columns: not in another column, not inside another expression (md5(c.email), a CASE or a
+ * LIKE that answers questions about it), not in a join condition (an oracle that keeps or drops
+ * rows by its value, or copies it into another table's columns). Throws MaskBypassError with the
+ * field and the position.
+ */
+function refuseMaskBypass(spec: MaskedViewSpec, parsed: { column: Column; expr: ParsedExpression }[], joins: ParsedExpression[], tableOf: ReadonlyMap<string, string>): void {
+  // By table, not alias: the same table joined twice under two aliases is the same data.
+  const key = (c: ColumnInput) => `${tableOf.get(c.alias)}.${c.column}`;
+  const quasi = new Set(spec.kAnonymity?.quasiIdentifiers ?? []);
+  const maskedBy = new Map<string, string>();
+  const guardedBy = new Map<string, string>();
+  for (const p of parsed) {
+    for (const c of p.expr.inputs) {
+      if (p.column.mask && !maskedBy.has(key(c))) maskedBy.set(key(c), p.column.name);
+      if (quasi.has(p.column.name) && !guardedBy.has(key(c))) guardedBy.set(key(c), p.column.name);
+    }
+  }
+  const source = (c: ColumnInput) => `${c.alias}.${c.column} (${tableOf.get(c.alias)}.${c.column})`;
+  const check = (field: string, inputs: ColumnInput[], masked: boolean, guarded: boolean) => {
+    for (const c of inputs) {
+      const mask = masked ? undefined : maskedBy.get(key(c));
+      if (mask) throw new MaskBypassError(`${field}: ${source(c)} is masked in column ${mask}, so it may appear only through its mask`, c.position ?? 1);
+      const guard = guarded ? undefined : guardedBy.get(key(c));
+      if (guard) throw new MaskBypassError(`${field}: ${source(c)} is a kAnonymity quasi-identifier (column ${guard}), so it may appear only in guarded columns`, c.position ?? 1);
+    }
+  };
+  parsed.forEach((p, i) => {
+    const field = `spec.columns[${i}].expr`;
+    check(field, p.expr.inputs, Boolean(p.column.mask), quasi.has(p.column.name));
+    // What can fail on the value is an oracle on it under a mask or the guard: the error, or its
+    // absence, is what the reader learns. Overflow past a threshold is refused under a mask only.
+    const hazard = p.column.mask ? p.expr.hazards[0] : quasi.has(p.column.name) ? p.expr.hazards.find((h) => !h.overflowOnly) : undefined;
+    if (hazard) {
+      const where = p.column.mask ? `the masked column ${p.column.name}` : `the quasi-identifier ${p.column.name}`;
+      throw new MaskBypassError(`${field}: ${hazard.what} may not stand in ${where}: an error on one row, or its absence, would tell readers what the ${p.column.mask ? 'mask' : 'guard'} hides`, hazard.position);
+    }
+  });
+  joins.forEach((j, i) => check(`spec.joins[${i}].on`, j.inputs, false, false));
+}
+
+/** A table's unique keys (primary key, unique indexes), each as its column names. */
+export type UniqueKeys = ReadonlyMap<string, readonly (readonly string[])[]>;
+
+/**
+ * The k-anonymity guard counts the view's rows, so a join that can match a row several times (on:
+ * TRUE, or on a column that is not unique) would let one row count as many and show a group of one.
+ * A join is accepted when its condition's top-level AND terms compare, with `=` to another table's
+ * columns, every column of a primary key or unique index of the joined table: then each row of the
+ * tables before it matches at most one of its rows, and the view has one row per row of `from`
+ * (plus, for RIGHT and FULL joins, one per unmatched row). Throws MaskBypassError otherwise.
+ */
+export function refuseRowMultiplyingJoins(spec: MaskedViewSpec, uniqueKeys: UniqueKeys): void {
+  if (!spec.kAnonymity) return;
+  const aliases = [spec.from.alias, ...(spec.joins ?? []).map((j) => j.alias)];
+  (spec.joins ?? []).forEach((j, i) => {
+    const field = `spec.joins[${i}].on`;
+    const condition = withField(field, () => parseExpression(joinCondition(j), aliases));
+    const matched = new Set<string>();
+    for (const [l, r] of condition.conjunctEqualities) {
+      if (l.alias === j.alias && r.alias !== j.alias) matched.add(l.column);
+      if (r.alias === j.alias && l.alias !== j.alias) matched.add(r.column);
+    }
+    const keys = uniqueKeys.get(j.table) ?? [];
+    if (keys.some((k) => k.length > 0 && k.every((c) => matched.has(c)))) return;
+    const known = keys.length ? `its unique keys are ${keys.map((k) => `(${k.join(', ')})`).join(', ')}` : 'it has no primary key or unique index';
+    throw new MaskBypassError(`${field}: with kAnonymity, a join must match at most one row of ${j.table}: compare every column of one of its unique keys with = to another table's columns (${known}); this join can multiply rows, and the guard would count one row many times`, 1);
+  });
 }
 
 /** Rendered SQL as people read it in a lineage report: no quotes, no outer parentheses. */

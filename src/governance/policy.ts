@@ -1,12 +1,23 @@
 // Warehouse access policy: default deny. A request is allowed when one rule covers its namespace,
-// its schema and every privilege it asks for. Pure: the caller supplies the namespace's labels.
+// its schema, every privilege it asks for and every role it names. Whatever the rules say, Steward's
+// own schema and PostgreSQL's are refused (reserved.ts). Pure: the caller supplies the namespace's
+// labels.
 import type { AccessRule } from '../api/warehouse.ts';
 import { parseDuration } from '../runtime/duration.ts';
+import { reservedSchema } from './reserved.ts';
 
 export interface AccessRequest {
   namespace: { name: string; labels: Record<string, string> };
   schema: string;
   privileges: readonly string[];
+  /** The roles the request names (a principal; a view's readers and unmasked roles). */
+  principals?: readonly string[];
+}
+
+/** A rule's principals: names, or patterns where * is any run of characters. Unset: any role. */
+export function principalAllowed(rule: AccessRule, role: string): boolean {
+  if (!rule.principals) return true;
+  return rule.principals.some((p) => new RegExp(`^${p.split('*').map((part) => part.replace(/[^a-z0-9_]/g, '')).join('.*')}$`).test(role));
 }
 
 export type PolicyDecision =
@@ -22,6 +33,8 @@ function namespaceMatches(rule: AccessRule, ns: AccessRequest['namespace']): boo
 }
 
 export function evaluatePolicy(rules: readonly AccessRule[] | undefined, request: AccessRequest): PolicyDecision {
+  const reserved = reservedSchema(request.schema);
+  if (reserved) return { allowed: false, message: `${reserved}: it is never grantable, whatever the accessPolicy says` };
   const applicable = (rules ?? []).map((rule, index) => ({ rule, index })).filter(({ rule }) => namespaceMatches(rule, request.namespace));
   if (applicable.length === 0) {
     return { allowed: false, message: `no accessPolicy rule of the Warehouse covers namespace ${request.namespace.name} (default deny)` };
@@ -37,10 +50,44 @@ export function evaluatePolicy(rules: readonly AccessRule[] | undefined, request
     const extra = request.privileges.filter((p) => !allowed.includes(p as never));
     return { allowed: false, message: `namespace ${request.namespace.name} may not request ${extra.join(', ')} on schema ${request.schema}: allowed are ${allowed.join(', ')}` };
   }
-  const uncapped = allowing.find(({ rule }) => !rule.maxDuration);
+  const principals = request.principals ?? [];
+  const permitted = allowing.filter(({ rule }) => principals.every((p) => principalAllowed(rule, p)));
+  if (permitted.length === 0) {
+    const outside = principals.filter((p) => !allowing.some(({ rule }) => principalAllowed(rule, p)));
+    const named = outside.length ? outside : principals;
+    const patterns = [...new Set(allowing.flatMap(({ rule }) => rule.principals ?? []))];
+    return {
+      allowed: false,
+      message: `namespace ${request.namespace.name} may not name ${named.length === 1 ? 'role' : 'roles'} ${named.join(', ')} on schema ${request.schema}: ` +
+        (outside.length ? `its rules allow ${patterns.join(', ')}` : 'no single rule allows them all'),
+    };
+  }
+  const uncapped = permitted.find(({ rule }) => !rule.maxDuration);
   if (uncapped) return { allowed: true, rule: uncapped.index };
-  const best = allowing
+  const best = permitted
     .map(({ rule, index }) => ({ index, ms: parseDuration(rule.maxDuration!) }))
     .sort((a, b) => b.ms - a.ms)[0]!;
   return { allowed: true, rule: best.index, maxDurationMs: best.ms };
+}
+
+export interface ViewRequest {
+  namespace: AccessRequest['namespace'];
+  viewSchema: string;
+  sourceSchemas: readonly string[];
+  /** Readers and unmasked roles. */
+  roles: readonly string[];
+}
+
+/**
+ * A MaskedView reads its sources and grants SELECT on a view in its own schema, so the namespace
+ * needs SELECT, for every role the view names, on each of those schemas: its readers read the
+ * sources' data through it (masked), its unmasked roles read it raw. Returns why not, or undefined.
+ */
+export function viewPolicyDenial(rules: readonly AccessRule[] | undefined, request: ViewRequest): string | undefined {
+  const schemas = [request.viewSchema, ...request.sourceSchemas.filter((s) => s !== request.viewSchema)];
+  for (const [i, schema] of [...new Set(schemas)].entries()) {
+    const decision = evaluatePolicy(rules, { namespace: request.namespace, schema, privileges: ['SELECT'], principals: request.roles });
+    if (!decision.allowed) return `${i === 0 ? "the view's schema" : 'a source schema'}: ${decision.message}`;
+  }
+  return undefined;
 }

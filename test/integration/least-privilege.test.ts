@@ -249,7 +249,7 @@ describe('an audit trail Steward\'s login cannot rewrite', () => {
     await asAuditor(ddl!);
 
     // Without the grants Steward says which ones it needs, and does not take the Warehouse into use.
-    apply(warehouseYaml({ name: AUDITED_WH, database: AUDITED_DB, caSecret: `${WH}-ca`, credsSecret: `${WH}-creds` }));
+    apply(warehouseYaml({ name: AUDITED_WH, database: AUDITED_DB, caSecret: `${WH}-ca`, credsSecret: `${WH}-creds`, policy: `    - namespaces: {matchNames: [${NS}]}\n      schemas: [raw, curated]` }));
     const unusable = await waitForCondition(WAREHOUSE_TYPE, AUDITED_WH, undefined, 'Ready', 'False', 'AuditTableUnavailable');
     expect(condition(unusable, 'Ready')?.message).toContain(`GRANT USAGE ON SEQUENCE steward.audit_log_id_seq TO "${STEWARD}";`);
 

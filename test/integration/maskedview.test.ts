@@ -67,7 +67,7 @@ const ALL_MASKS = view('all-masks', `  view: {schema: curated, name: all_masks}
     - {name: email_null, expr: c.email, mask: nullify}
     - {name: signup_month, expr: c.signed_up, mask: truncate, truncate: {unit: month}}
     - {name: country, expr: c.country}
-    - {name: id_redacted, expr: c.id, mask: redact}
+    - {name: id_redacted, expr: c.points, mask: redact}
   kAnonymity: {quasiIdentifiers: [country], k: 2}`);
 
 // Two quasi-identifiers, NULLs among them, and phone numbers written every usual way.
@@ -118,12 +118,12 @@ beforeAll(async () => {
   await withPg((c) => c.query(`CREATE DATABASE ${DB}`));
   await asSuperuser((c) => c.query(`
     CREATE SCHEMA raw; CREATE SCHEMA curated;
-    CREATE TABLE raw.customers (id int PRIMARY KEY, email text, phone text, country text, signed_up date);
+    CREATE TABLE raw.customers (id int PRIMARY KEY, email text, phone text, country text, signed_up date, points int);
     CREATE TABLE raw.orders (id int PRIMARY KEY, customer_id int REFERENCES raw.customers, quantity int, unit_price numeric(10,2), created_at timestamptz);
     INSERT INTO raw.customers VALUES
-      (1, 'alice@example.com', '555-010-1234', 'US', '2026-03-14'), (2, 'bob@example.org', '555-010-5678', 'US', '2026-04-02'),
-      (3, 'carol@example.net', '555-010-9012', 'US', '2026-04-20'), (4, 'dave@example.de', '555-010-3456', 'DE', '2026-05-05'),
-      (5, 'erin@example.fr', '555-010-7890', 'FR', '2026-06-30');
+      (1, 'alice@example.com', '555-010-1234', 'US', '2026-03-14', 1), (2, 'bob@example.org', '555-010-5678', 'US', '2026-04-02', 2),
+      (3, 'carol@example.net', '555-010-9012', 'US', '2026-04-20', 3), (4, 'dave@example.de', '555-010-3456', 'DE', '2026-05-05', 4),
+      (5, 'erin@example.fr', '555-010-7890', 'FR', '2026-06-30', 5);
     INSERT INTO raw.orders VALUES (100, 1, 2, 9.50, now()), (101, 2, 1, 120.00, now()), (102, 4, 5, 3.20, now());
     CREATE TABLE raw.people (id int PRIMARY KEY, phone text, country text, city text);
     INSERT INTO raw.people VALUES (1, '+1 (555) 010-1234', 'US', 'Austin'), (2, '555.010.5678', 'US', 'Austin'),
@@ -135,7 +135,7 @@ beforeAll(async () => {
   await ensureNamespace(NS);
   await putSecret('steward-system', `${WH}-ca`, { 'ca.crt': stackCa() });
   await putSecret('steward-system', `${WH}-creds`, { username: process.env.PGUSER!, password: process.env.PGPASSWORD! });
-  apply(warehouseYaml({ name: WH, database: DB, caSecret: `${WH}-ca`, credsSecret: `${WH}-creds` }));
+  apply(warehouseYaml({ name: WH, database: DB, caSecret: `${WH}-ca`, credsSecret: `${WH}-creds`, policy: `    - namespaces: {matchNames: [${NS}]}\n      schemas: [raw, curated]` }));
   await new Promise<void>((r) => endpoint.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(endpoint.address() as { port: number }).port}/api/v1/lineage`;
   steward = Steward.start({ args: ['--resync', '2s', '--openlineage-file', lineageFile, '--openlineage-url', url] });
@@ -192,7 +192,7 @@ describe('MaskedView', () => {
     const alice = rows[0]!;
     expect(alice).toMatchObject({ phone_last4: '****1234', email_partial: 'a************.com', phone_redacted: '[REDACTED]', email_null: null, country: 'US', id_redacted: '[REDACTED]' });
     // A text mask over an integer makes the column text for everyone: privileged readers get '1'.
-    expect(await query(PIA, 'SELECT id_redacted FROM curated.all_masks WHERE id = 1')).toEqual([{ id_redacted: '1' }]);
+    expect(await query(PIA, 'SELECT id_redacted FROM curated.all_masks WHERE id = 1')).toEqual([{ id_redacted: '1' }]); // points 1
     expect(new Date(alice.signup_month).toISOString().slice(0, 10)).toBe('2026-03-01');
     expect(alice.email_hash).toMatch(/^[0-9a-f]{64}$/);
     const key = await asSuperuser(async (c) => (await c.query(`SELECT key FROM steward.mask_keys WHERE view_name = 'curated.all_masks'`)).rows[0].key as Buffer);
@@ -367,7 +367,7 @@ describe('MaskedView', () => {
     ['a comment in on', (y: string) => y.replace('on: c.id = o.customer_id', 'on: "c.id = o.customer_id /* x */"'), /comments are not allowed \(at position \d+\)/],
     ['a function in on', (y: string) => y.replace('on: c.id = o.customer_id', 'on: "pg_sleep(1) IS NULL"'), /function pg_sleep is not allowed/],
     ['a column that does not exist (PostgreSQL\'s verdict)', (y: string) => y.replace('expr: o.id}', 'expr: o.idd}'), /PostgreSQL refused the view: column o.idd does not exist/],
-    ['types that do not match (PostgreSQL\'s verdict)', (y: string) => y.replace('expr: o.id}', 'expr: "o.id + c.email"}'), /PostgreSQL refused the view: operator does not exist: integer \+ text/],
+    ['types that do not match (PostgreSQL\'s verdict)', (y: string) => y.replace('expr: o.id}', 'expr: "o.id + c.country"}'), /PostgreSQL refused the view: operator does not exist: integer \+ text/],
   ])('refuses %s with a position, and leaves the view unchanged', async (_what, mutate, message) => {
     const name = unique('bad');
     apply(mutate(CUSTOMER_SALES).replace('name: customer-sales', `name: ${name}`).replace('name: customer_sales}', `name: ${name.replace(/-/g, '_')}}`));

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ExpressionError, loadParser, parseExpression } from '../../src/governance/expression.ts';
-import { planView } from '../../src/governance/maskedview.ts';
+import { ExpressionError, MaskBypassError, loadParser, parseExpression } from '../../src/governance/expression.ts';
+import { planView, refuseRowMultiplyingJoins } from '../../src/governance/maskedview.ts';
 import type { MaskedViewSpec } from '../../src/api/maskedview.ts';
 
 beforeAll(loadParser);
@@ -9,19 +9,19 @@ const q = (a: string) => `"${a}"`;
 describe('parseExpression (the real PostgreSQL parser)', () => {
   it.each([
     ['o.quantity * o.unit_price', '("o"."quantity" * "o"."unit_price")', ['o.quantity', 'o.unit_price']],
-    ["lower(c.email) || '@x'", `(pg_catalog."lower"("c"."email") || '@x')`, ['c.email']],
-    ["coalesce(c.country, 'n/a')", `COALESCE("c"."country", 'n/a')`, ['c.country']],
+    ["lower(c.email) || '@x'", `(pg_catalog."lower"("c"."email") || E'@x')`, ['c.email']],
+    ["coalesce(c.country, 'n/a')", `COALESCE("c"."country", E'n/a')`, ['c.country']],
     ['o.created_at::date', 'CAST("o"."created_at" AS pg_catalog."date")', ['o.created_at']],
-    ["c.note = 'it''s'", `("c"."note" = 'it''s')`, ['c.note']],
-    ["c.country NOT IN ('US', 'CA')", `("c"."country" NOT IN ('US', 'CA'))`, ['c.country']],
-    ["c.email ILIKE '%@example.com'", `("c"."email" ILIKE '%@example.com')`, ['c.email']],
+    ["c.note = 'it''s'", `("c"."note" = E'it''s')`, ['c.note']],
+    ["c.country NOT IN ('US', 'CA')", `("c"."country" NOT IN (E'US', E'CA'))`, ['c.country']],
+    ["c.email ILIKE '%@example.com'", `("c"."email" ILIKE E'%@example.com')`, ['c.email']],
     ['o.quantity NOT BETWEEN 1 AND o.id', '("o"."quantity" NOT BETWEEN 1 AND "o"."id")', ['o.quantity', 'o.id']],
     ['c.a IS DISTINCT FROM c.b', '("c"."a" IS DISTINCT FROM "c"."b")', ['c.a', 'c.b']],
-    ["NULLIF(c.country, '')", `NULLIF("c"."country", '')`, ['c.country']],
+    ["NULLIF(c.country, '')", `NULLIF("c"."country", E'')`, ['c.country']],
     ['o.unit_price::numeric(10,2)', 'CAST("o"."unit_price" AS pg_catalog."numeric"(10, 2))', ['o.unit_price']],
-    ["lpad(c.code, 6, '0')", `pg_catalog."lpad"("c"."code", 6, '0')`, ['c.code']],
-    ['extract(year from o.created_at)', `pg_catalog."extract"('year', "o"."created_at")`, ['o.created_at']],
-    ["o.created_at AT TIME ZONE 'UTC'", `pg_catalog."timezone"('UTC', "o"."created_at")`, ['o.created_at']],
+    ["lpad(c.code, 6, '0')", `pg_catalog."lpad"("c"."code", 6, E'0')`, ['c.code']],
+    ['extract(year from o.created_at)', `pg_catalog."extract"(E'year', "o"."created_at")`, ['o.created_at']],
+    ["o.created_at AT TIME ZONE 'UTC'", `pg_catalog."timezone"(E'UTC', "o"."created_at")`, ['o.created_at']],
   ])('renders %s from the parse tree', (text, sql, inputs) => {
     const p = parseExpression(text, ['o', 'c']);
     expect(p.sql(q)).toBe(sql);
@@ -79,11 +79,11 @@ describe('planView', () => {
     // membership check is by OID and made once per scan, in a one-row subquery joined into it
     // (with a FROM, so parallel workers may run it), never as an InitPlan (see planView).
     expect(plan.select).toContain(`FROM "raw"."orders" AS "o" INNER JOIN (SELECT "c".*, CASE WHEN "__steward_member"."member" THEN CAST("c"."email" AS pg_catalog.text) ELSE (pg_catalog.left(`);
-    expect(plan.select).toContain(`FROM (SELECT (pg_catalog.pg_has_role(CAST('16384' AS pg_catalog.oid), 'MEMBER')) AS "member" FROM pg_catalog.generate_series(1, 1) OFFSET NULL) AS "__steward_member" CROSS JOIN "raw"."customers" AS "c" OFFSET NULL) AS "c" ON ("c"."id" = "o"."customer_id")`);
+    expect(plan.select).toContain(`FROM (SELECT (pg_catalog.pg_has_role(CAST(E'16384' AS pg_catalog.oid), 'MEMBER')) AS "member" FROM pg_catalog.generate_series(1, 1) OFFSET NULL) AS "__steward_member" CROSS JOIN "raw"."customers" AS "c" OFFSET NULL) AS "c" ON ("c"."id" = "o"."customer_id")`);
     expect(plan.select).not.toMatch(/\(SELECT pg_catalog\.pg_has_role/);
     // The first table's masks check per row: a join into the scan that workers divide would stop them dividing it.
     const first = planView({ ...spec, columns: [{ name: 'id', expr: 'o.id', mask: 'redact' }] } as MaskedViewSpec, { keyQuery: 'SELECT NULL::bytea AS key', unmaskedRoleOids: [16384] });
-    expect(first.select).toContain(`FROM (SELECT "o".*, CASE WHEN (pg_catalog.pg_has_role(CAST('16384' AS pg_catalog.oid), 'MEMBER')) THEN CAST("o"."id" AS pg_catalog.text)`);
+    expect(first.select).toContain(`FROM (SELECT "o".*, CASE WHEN (pg_catalog.pg_has_role(CAST(E'16384' AS pg_catalog.oid), 'MEMBER')) THEN CAST("o"."id" AS pg_catalog.text)`);
     expect(first.select).not.toContain('__steward_member');
     expect(() => planView(spec, { keyQuery: 'SELECT NULL::bytea AS key', unmaskedRoleOids: [] })).toThrow(/one OID per unmasked role/);
     expect(plan.lineage.columns).toEqual([
@@ -114,5 +114,87 @@ describe('planView', () => {
   it('names the field of a refused expression', () => {
     const bad = { ...spec, joins: [{ ...spec.joins![0]!, on: 'c.id = (SELECT 1)' }] } as MaskedViewSpec;
     expect(() => planView(bad, { keyQuery: 'SELECT NULL::bytea AS key' })).toThrow(/^spec\.joins\[0\]\.on: subqueries are not allowed/);
+  });
+});
+
+describe('a view cannot undo its own masks', () => {
+  const base = {
+    warehouse: 'w', view: { schema: 'curated', name: 'v' }, from: { table: 'raw.orders', alias: 'o' },
+    joins: [{ table: 'raw.customers', alias: 'c', on: 'c.id = o.customer_id', type: 'inner' }],
+    columns: [{ name: 'email', expr: 'c.email', mask: 'email' }, { name: 'zip', expr: 'c.zip' }, { name: 'amount', expr: 'o.amount' }],
+    kAnonymity: { quasiIdentifiers: ['zip'], k: 2 }, readers: ['r'], owner: 'o',
+  } as unknown as MaskedViewSpec;
+  const ctx = { keyQuery: 'SELECT NULL::bytea AS key' };
+  const withColumn = (column: object) => ({ ...base, columns: [...base.columns, column] }) as MaskedViewSpec;
+
+  it('accepts the view as written, and two masks over one column', () => {
+    expect(() => planView(base, ctx)).not.toThrow();
+    expect(() => planView(withColumn({ name: 'email_hash', expr: 'lower(c.email)', mask: 'hash' }), { ...ctx, hmacFunction: '"public"."hmac"' })).not.toThrow();
+  });
+  it.each([
+    [{ name: 'leak', expr: 'c.email' }, /^spec\.columns\[3\]\.expr: c\.email \(raw\.customers\.email\) is masked in column email, so it may appear only through its mask \(at position 1\)$/],
+    [{ name: 'leak', expr: 'md5(c.email)' }, /masked in column email.*\(at position 5\)$/],
+    [{ name: 'leak', expr: "c.email LIKE 'a%'" }, /\(at position 1\)$/],
+    [{ name: 'leak', expr: "CASE WHEN length(o.note || c.email) > 3 THEN 1 END" }, /c\.email .*\(at position 28\)$/],
+    [{ name: 'zip2', expr: 'c.zip' }, /^spec\.columns\[3\]\.expr: c\.zip \(raw\.customers\.zip\) is a kAnonymity quasi-identifier \(column zip\)/],
+  ])('refuses %j with its position', (column, message) => {
+    expect(() => planView(withColumn(column), ctx)).toThrow(MaskBypassError);
+    expect(() => planView(withColumn(column), ctx)).toThrow(message);
+  });
+  it('refuses a masked column read through a second alias of its table', () => {
+    const twice = { ...withColumn({ name: 'leak', expr: 'c2.email' }), joins: [...base.joins!, { table: 'raw.customers', alias: 'c2', on: 'c2.id = o.customer_id', type: 'inner' }] } as MaskedViewSpec;
+    expect(() => planView(twice, ctx)).toThrow(/^spec\.columns\[3\]\.expr: c2\.email \(raw\.customers\.email\) is masked in column email/);
+  });
+  it.each([
+    ['c.email::int', 'a cast to int4'],
+    ['CAST(c.email AS date)', 'a cast to date'],
+    ['to_number(c.email, \'999\')', 'to_number()'],
+    ['make_date(2026, 1, length(c.email))', 'make_date()'],
+    ['date_part(c.email, c.born)', 'date_part() with a computed argument 1'],
+    ['substr(c.email, length(c.email))', 'substr() with a computed argument 2'],
+    ['c.email LIKE c.email', 'LIKE with a pattern read from a column'],
+    ['length(c.email) / length(c.phone)', '/ by anything but a nonzero constant'],
+    ['length(c.email) * 1000000000', 'arithmetic (*), which can overflow'],
+    ['power(length(c.email), 40)', 'power(), which can overflow'],
+  ])('refuses %s under a mask: its error is an oracle on the value', (expr, what) => {
+    const masked = withColumn({ name: 'oracle', expr, mask: 'redact' });
+    expect(() => planView(masked, ctx)).toThrow(MaskBypassError);
+    expect(() => planView(masked, ctx)).toThrow(new RegExp(`^spec\\.columns\\[3\\]\\.expr: ${what.replace(/[()*/]/g, '\\$&')}.* may not stand in the masked column oracle`));
+  });
+  it('accepts what cannot fail under a mask, and arithmetic in a quasi-identifier', () => {
+    for (const expr of ["lower(trim(c.email))", "substr(c.email, 1, 3)", "c.email || '@'", "CAST(c.email AS varchar(5))", "extract(year from c.born)", "CASE WHEN c.email LIKE '%@x' THEN 'x' ELSE c.email END", 'length(c.email) / 10']) {
+      expect(() => planView(withColumn({ name: 'fine', expr, mask: 'redact' }), ctx), expr).not.toThrow();
+    }
+    const bands = { ...base, columns: [...base.columns.slice(0, 1), { name: 'zip', expr: 'c.zip' }, { name: 'age_band', expr: 'c.age / 10 * 10' }], kAnonymity: { quasiIdentifiers: ['zip', 'age_band'], k: 2 } } as MaskedViewSpec;
+    expect(() => planView(bands, ctx)).not.toThrow();
+    const failing = { ...bands, columns: [...bands.columns.slice(0, 2), { name: 'age_band', expr: 'CAST(c.age_text AS int) / 10' }] } as MaskedViewSpec;
+    expect(() => planView(failing, ctx)).toThrow(/a cast to int4, whose errors show the value may not stand in the quasi-identifier age_band: .* the guard hides/);
+  });
+  it('refuses a join condition on a masked or guarded column', () => {
+    const on = (condition: string) => ({ ...base, joins: [{ ...base.joins![0]!, on: condition }] }) as MaskedViewSpec;
+    expect(() => planView(on("c.id = o.customer_id AND c.email LIKE 'u%'"), ctx)).toThrow(/^spec\.joins\[0\]\.on: c\.email .*\(at position 26\)$/);
+    expect(() => planView(on('c.id = o.customer_id AND c.zip = o.zip'), ctx)).toThrow(/^spec\.joins\[0\]\.on: c\.zip .* quasi-identifier/);
+  });
+  it('under the guard, accepts a join on every column of a unique key and refuses one that can multiply rows', () => {
+    const keys = new Map([['raw.customers', [['id'], ['tenant', 'external_id']]]]);
+    const on = (condition: string) => ({ ...base, joins: [{ ...base.joins![0]!, on: condition }] }) as MaskedViewSpec;
+    for (const ok of ['c.id = o.customer_id', 'o.customer_id = c.id', 'c.id = o.customer_id AND c.active', 'c.tenant = o.tenant AND c.external_id = o.customer_ref']) {
+      expect(() => refuseRowMultiplyingJoins(on(ok), keys), ok).not.toThrow();
+    }
+    for (const bad of ['TRUE', 'c.id = c.id', 'c.tenant = o.tenant', 'c.id = o.customer_id OR c.id = o.id', 'c.id > o.customer_id']) {
+      expect(() => refuseRowMultiplyingJoins(on(bad), keys), bad).toThrow(/^spec\.joins\[0\]\.on: with kAnonymity, a join must match at most one row of raw\.customers: .*its unique keys are \(id\), \(tenant, external_id\)/);
+    }
+    expect(() => refuseRowMultiplyingJoins(base, new Map())).toThrow(/it has no primary key or unique index/);
+    expect(() => refuseRowMultiplyingJoins({ ...base, kAnonymity: undefined } as MaskedViewSpec, new Map())).not.toThrow();
+  });
+  it('groups a masked quasi-identifier by what readers see, not by the raw value', () => {
+    const spec = { ...base, columns: [...base.columns, { name: 'born', expr: 'c.born', mask: 'truncate', truncate: { unit: 'year' } }], kAnonymity: { quasiIdentifiers: ['zip', 'born'], k: 2 } } as MaskedViewSpec;
+    const select = planView(spec, ctx).select;
+    expect(select).toContain(`COALESCE(CAST(pg_catalog.date_trunc(E'year', "c"."born") AS pg_catalog.text), '')`);
+  });
+  it('keeps substring() positional: a pattern is refused, anything else becomes an integer', () => {
+    expect(() => parseExpression("substring(c.email from '^(.)')", ['c'])).toThrow(/substring\(\) takes positions \(whole numbers\), not a pattern: regular expressions are not allowed \(at position 24\)/);
+    expect(() => parseExpression("substring(c.email similar '%#\"a#\"%' escape '#')", ['c'])).toThrow(/regular expressions are not allowed/);
+    expect(parseExpression('substr(c.email, c.n, 2)', ['c']).sql((a) => `"${a}"`)).toBe('pg_catalog."substr"("c"."email", CAST("c"."n" AS pg_catalog."int4"), CAST(2 AS pg_catalog."int4"))');
   });
 });

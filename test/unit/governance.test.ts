@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { evaluatePolicy } from '../../src/governance/policy.ts';
+import { evaluatePolicy, viewPolicyDenial } from '../../src/governance/policy.ts';
+import { refusedRole, type GranteeFacts } from '../../src/governance/reserved.ts';
 import { effectiveExpiry } from '../../src/governance/expiry.ts';
 import { EMPTY_STATE, desiredState, diffGrants, groupRoleName, isEmptyDiff, lockKeys, usageRoleName } from '../../src/governance/grants.ts';
 import { diffStatements, createRoleStatements } from '../../src/drivers/postgres/grants.ts';
@@ -103,8 +104,52 @@ describe('grant diff', () => {
     expect(diffStatements('stw_x', diffGrants(expired, desired)).map((s) => s.sql)).toEqual(['REVOKE "stw_x" FROM "reader"']);
   });
   it('quotes what it renders and refuses a privilege it does not know', () => {
-    expect(createRoleStatements('stw_x', "it's")[1]!.sql).toBe(`COMMENT ON ROLE "stw_x" IS 'it''s'`);
+    expect(createRoleStatements('stw_x', "it's")[1]!.sql).toBe(`COMMENT ON ROLE "stw_x" IS E'it''s'`);
     const d = diffGrants(desiredState({ schema: 's', tables: ['t'], existingTables: [], privileges: ['SELECT; DROP TABLE x'], usageRole: 'u' }), EMPTY_STATE);
     expect(() => diffStatements('stw_x', d)).toThrow(/unexpected privilege/);
   });
+});
+
+describe('the accessPolicy names principals, and never grants what is Steward\'s or PostgreSQL\'s', () => {
+  const named: AccessRule[] = [{ namespaces: { matchNames: ['t'] }, schemas: ['curated', 'raw'], privileges: ['SELECT'], principals: ['analytics_*', 'pii_reader'] }];
+  const t = { name: 't', labels: {} };
+  it('allows the names and patterns a rule lists, and only those', () => {
+    expect(evaluatePolicy(named, { namespace: t, schema: 'curated', privileges: ['SELECT'], principals: ['analytics_reader', 'pii_reader'] }).allowed).toBe(true);
+    const d = evaluatePolicy(named, { namespace: t, schema: 'curated', privileges: ['SELECT'], principals: ['analytics_reader', 'etl'] });
+    expect(!d.allowed && d.message).toBe('namespace t may not name role etl on schema curated: its rules allow analytics_*, pii_reader');
+    // A pattern is anchored and * is the only wildcard: no regular expression gets through it.
+    expect(evaluatePolicy(named, { namespace: t, schema: 'curated', privileges: ['SELECT'], principals: ['x_analytics_reader'] }).allowed).toBe(false);
+    expect(evaluatePolicy([{ ...named[0]!, principals: ['a.b'] }], { namespace: t, schema: 'curated', privileges: ['SELECT'], principals: ['axb'] }).allowed).toBe(false);
+  });
+  it('a rule without principals allows any role (as before principals existed); the never-grantable list still applies', () => {
+    expect(evaluatePolicy(rules, { namespace: tenant, schema: 'curated', privileges: ['SELECT'], principals: ['anyone'] }).allowed).toBe(true);
+  });
+  it.each(['steward', 'pg_catalog', 'pg_toast', 'information_schema'])('refuses schema %s whatever the rules say', (schema) => {
+    const open: AccessRule[] = [{ namespaces: { matchNames: ['t'] }, schemas: [schema], privileges: ['SELECT', 'INSERT'] }];
+    const d = evaluatePolicy(open, { namespace: t, schema, privileges: ['SELECT'] });
+    expect(!d.allowed && d.message).toMatch(/is (Steward's|PostgreSQL's) own.*never grantable, whatever the accessPolicy says/);
+  });
+  it('a MaskedView needs SELECT on its schema and every source schema, for every role it names', () => {
+    const request = { namespace: t, viewSchema: 'curated', sourceSchemas: ['raw', 'raw'], roles: ['analytics_reader', 'pii_reader'] };
+    expect(viewPolicyDenial(named, request)).toBeUndefined();
+    expect(viewPolicyDenial(named, { ...request, viewSchema: 'public' })).toMatch(/^the view's schema: namespace t may not request schema public/);
+    expect(viewPolicyDenial(named, { ...request, sourceSchemas: ['secret'] })).toMatch(/^a source schema: namespace t may not request schema secret/);
+    expect(viewPolicyDenial(named, { ...request, roles: ['etl'] })).toMatch(/may not name role etl on schema curated/);
+    expect(viewPolicyDenial(undefined, request)).toMatch(/no accessPolicy rule/);
+  });
+});
+
+describe('refusedRole', () => {
+  const role = (o: Partial<GranteeFacts> = {}): GranteeFacts => ({ name: 'analytics_reader', oid: 20000, superuser: false, bypassRls: false, createRole: false, comment: null, isSteward: false, ...o });
+  it.each([
+    [{ isSteward: true }, "is Steward's own login"],
+    [{ superuser: true }, 'is a superuser'],
+    [{ name: 'pg_read_all_data', oid: 6181 }, "PostgreSQL's predefined roles"],
+    [{ oid: 10 }, "PostgreSQL's predefined roles"],
+    [{ name: 'stw_other_access_0123abcd' }, "one of Steward's own roles"],
+    [{ comment: 'managed by steward: readers of MaskedView a/b' }, "one of Steward's own roles"],
+    [{ bypassRls: true }, 'BYPASSRLS'],
+    [{ createRole: true }, 'CREATEROLE'],
+  ])('refuses %j', (facts, reason) => expect(refusedRole(role(facts))).toContain(reason));
+  it('accepts an everyday role', () => expect(refusedRole(role())).toBeUndefined());
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { quoteIdent, quoteLiteral, quoteQualified } from '../../src/drivers/postgres/identifiers.ts';
+import { quoteIdent, quoteLiteral, quoteQualified } from '../../src/governance/sql-text.ts';
 import { parseDuration } from '../../src/runtime/duration.ts';
 
 describe('quoteIdent', () => {
@@ -22,7 +22,11 @@ describe('quoteIdent', () => {
 
   it('quotes both parts of a qualified name and literals', () => {
     expect(quoteQualified('raw', 'orders')).toBe('"raw"."orders"');
-    expect(quoteLiteral("it's")).toBe("'it''s'");
+    expect(quoteLiteral("it's")).toBe("E'it''s'");
+    // The same text under standard_conforming_strings on and off: backslashes doubled, never \'.
+    expect(quoteLiteral('a\\')).toBe("E'a\\\\'");
+    expect(quoteLiteral("\\'; CREATE ROLE x; --")).toBe("E'\\\\''; CREATE ROLE x; --'");
+    expect(() => quoteLiteral('a\0b')).toThrow(/NUL/);
   });
 });
 

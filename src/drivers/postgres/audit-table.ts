@@ -3,7 +3,7 @@
 // statements for everyone, superusers included, so a record once written stays.
 import type pg from 'pg';
 import { inTransaction } from './transaction.ts';
-import { quoteIdent } from './identifiers.ts';
+import { quoteIdent } from '../../governance/sql-text.ts';
 import type { AuditRecord } from '../../audit/record.ts';
 import type { AuditSink } from '../../audit/sink.ts';
 
@@ -12,9 +12,10 @@ export const AUDIT_TABLE = 'audit_log';
 
 // Fixed DDL: no user text is pasted into it. It runs only when the table does not exist yet, so a
 // second Warehouse on the same database (or a Steward whose user does not own the table) reuses it.
-export const AUDIT_TABLE_DDL = `
-CREATE SCHEMA IF NOT EXISTS steward;
-CREATE TABLE steward.audit_log (
+// One statement per entry: Steward sends each on its own (the extended protocol takes no more).
+export const AUDIT_TABLE_STATEMENTS: readonly string[] = [
+  'CREATE SCHEMA IF NOT EXISTS steward',
+  `CREATE TABLE steward.audit_log (
   id         bigserial PRIMARY KEY,
   ts         timestamptz NOT NULL,
   request_id text NOT NULL,
@@ -27,20 +28,20 @@ CREATE TABLE steward.audit_log (
   namespace  text,
   name       text NOT NULL,
   details    jsonb
-);
-CREATE INDEX audit_log_ts ON steward.audit_log (ts);
-CREATE INDEX audit_log_request_id ON steward.audit_log (request_id);
-CREATE FUNCTION steward.audit_log_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+)`,
+  'CREATE INDEX audit_log_ts ON steward.audit_log (ts)',
+  'CREATE INDEX audit_log_request_id ON steward.audit_log (request_id)',
+  `CREATE FUNCTION steward.audit_log_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   RAISE EXCEPTION 'steward.audit_log is append-only: % is not allowed', TG_OP USING ERRCODE = 'insufficient_privilege';
-END $$;
-CREATE TRIGGER audit_log_append_only_rows BEFORE UPDATE OR DELETE ON steward.audit_log
-  FOR EACH ROW EXECUTE FUNCTION steward.audit_log_refuse_change();
-CREATE TRIGGER audit_log_append_only_truncate BEFORE TRUNCATE ON steward.audit_log
-  FOR EACH STATEMENT EXECUTE FUNCTION steward.audit_log_refuse_change();
-REVOKE ALL ON steward.audit_log FROM PUBLIC;
-REVOKE UPDATE, DELETE, TRUNCATE ON steward.audit_log FROM CURRENT_USER;
-`;
+END $$`,
+  `CREATE TRIGGER audit_log_append_only_rows BEFORE UPDATE OR DELETE ON steward.audit_log
+  FOR EACH ROW EXECUTE FUNCTION steward.audit_log_refuse_change()`,
+  `CREATE TRIGGER audit_log_append_only_truncate BEFORE TRUNCATE ON steward.audit_log
+  FOR EACH STATEMENT EXECUTE FUNCTION steward.audit_log_refuse_change()`,
+  'REVOKE ALL ON steward.audit_log FROM PUBLIC',
+  'REVOKE UPDATE, DELETE, TRUNCATE ON steward.audit_log FROM CURRENT_USER',
+];
 
 /** Creates steward.audit_log unless it exists; then checks that Steward can append to it. */
 export async function ensureAuditTable(pool: pg.Pool): Promise<void> {
@@ -54,7 +55,7 @@ export async function ensureAuditTable(pool: pg.Pool): Promise<void> {
     );
     if (found.rowCount === 0) {
       try {
-        await client.query(AUDIT_TABLE_DDL);
+        for (const statement of AUDIT_TABLE_STATEMENTS) await client.query(statement);
       } catch (e) {
         throw new Error(`cannot create it: ${(e as Error).message}. Grant the login CREATE on the database, or have another role create it (steward audit-table prints the SQL)`);
       }

@@ -24,6 +24,41 @@ export interface SessionFacts {
   currentUser: string;
 }
 
+/**
+ * Settings Steward's SQL depends on, pinned for each of its sessions as startup options, which
+ * outrank what ALTER ROLE or ALTER DATABASE set: literals are read the standard way (quoteLiteral
+ * writes E'...' anyway), a backslash never escapes a quote, text is UTF-8, and names resolve in
+ * pg_catalog only (then the session's own temporary schema, last), so no function, operator or
+ * table someone created in a schema on the login's search_path can stand in for the built-in one.
+ * Everything Steward names outside pg_catalog it names with its schema.
+ */
+export const PINNED_SETTINGS: Readonly<Record<string, string>> = {
+  standard_conforming_strings: 'on',
+  backslash_quote: 'off',
+  escape_string_warning: 'off',
+  client_encoding: 'UTF8',
+  search_path: 'pg_catalog,pg_temp',
+};
+
+export function startupOptions(settings: Readonly<Record<string, string>> = PINNED_SETTINGS): string {
+  return Object.entries(settings).map(([k, v]) => `-c ${k}=${v}`).join(' ');
+}
+
+/**
+ * A client that sends every statement through the extended query protocol (Parse/Bind/Execute),
+ * where PostgreSQL accepts exactly one statement: a text that a broken literal or a stray semicolon
+ * turned into two is refused whole ("cannot insert multiple commands into a prepared statement")
+ * instead of running its second half.
+ */
+export class SingleStatementClient extends pg.Client {
+  override query(config: any, values?: any, callback?: any): any {
+    const single = typeof config === 'string' ? { text: config, queryMode: 'extended' }
+      : config && typeof config === 'object' && typeof config.submit !== 'function' ? { ...config, queryMode: 'extended' }
+      : config;
+    return (super.query as (...args: unknown[]) => unknown).call(this, single, values, callback);
+  }
+}
+
 export function poolConfig(s: ConnectionSettings, max = 10): pg.PoolConfig {
   const ssl =
     s.sslMode === 'require'
@@ -46,6 +81,8 @@ export function poolConfig(s: ConnectionSettings, max = 10): pg.PoolConfig {
     idleTimeoutMillis: 30_000,
     connectionTimeoutMillis: 10_000,
     application_name: 'steward',
+    options: startupOptions(),
+    Client: SingleStatementClient,
     // A statement that hangs must not hold a reconcile forever.
     statement_timeout: 60_000,
   };

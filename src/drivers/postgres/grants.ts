@@ -4,7 +4,9 @@
 import type pg from 'pg';
 import type { GrantDiff, GrantState } from '../../governance/grants.ts';
 import { EMPTY_STATE, diffGrants, lockKeys } from '../../governance/grants.ts';
-import { quoteIdent, quoteLiteral, quoteQualified } from './identifiers.ts';
+import { quoteIdent, quoteLiteral, quoteQualified } from '../../governance/sql-text.ts';
+import type { GranteeFacts } from '../../governance/reserved.ts';
+import { ROLE_FACTS_COLUMNS, toRoleFacts } from './roles.ts';
 
 export interface RoleFacts {
   exists: boolean;
@@ -22,11 +24,13 @@ export interface Observation {
   /** Tables (and views) of the schema, with owners. */
   tables: { name: string; owner: string }[];
   principalExists: boolean;
+  /** What the catalog says about the principal, when it exists (reserved.ts judges it). */
+  principal?: GranteeFacts;
 }
 
 // Everything observe() needs, in one round trip: the group role, its grants, members and
 // memberships, the schema, its tables, and whether the principal exists. Bind parameters only.
-const OBSERVE_SQL = `
+const OBSERVE_SQL = /* sql */ `
 WITH g AS (SELECT * FROM pg_roles WHERE rolname = $1), u AS (SELECT * FROM pg_roles WHERE rolname = $4)
 SELECT
   (SELECT json_build_object('comment', shobj_description(u.oid, 'pg_authid'),
@@ -38,7 +42,7 @@ SELECT
   (SELECT coalesce(json_agg(json_build_object('name', c.relname, 'owner', pg_get_userbyid(c.relowner)) ORDER BY c.relname), '[]')
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')) AS tables,
-  EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $3) AS principal_exists,
+  (SELECT row_to_json(x) FROM (SELECT ${ROLE_FACTS_COLUMNS} FROM pg_roles r WHERE r.rolname = $3) x) AS principal,
   (SELECT coalesce(json_agg(json_build_object('schema', n.nspname, 'table', c.relname, 'privilege', a.privilege_type)), '[]')
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN LATERAL aclexplode(c.relacl) a
     WHERE a.grantee = (SELECT oid FROM g)) AS table_privileges,
@@ -58,7 +62,7 @@ interface ObserveRow {
   role: { comment: string | null; rolcanlogin: boolean; rolsuper: boolean; rolcreaterole: boolean; rolcreatedb: boolean; rolreplication: boolean; rolbypassrls: boolean } | null;
   schema_exists: boolean;
   tables: { name: string; owner: string }[];
-  principal_exists: boolean;
+  principal: (GranteeFacts & { oid: number | string }) | null;
   table_privileges: { schema: string; table: string; privilege: string }[];
   schema_usage: string[];
   default_privileges: { owner: string; schema: string; privilege: string }[];
@@ -77,7 +81,8 @@ export async function observe(db: pg.ClientBase | pg.Pool, groupRole: string, sc
     usageRole: { exists: u !== null, comment: u?.comment ?? null, hasUsage: u?.has_usage ?? false },
     schemaExists: row.schema_exists,
     tables: row.tables,
-    principalExists: row.principal_exists,
+    principalExists: row.principal !== null,
+    ...(row.principal ? { principal: toRoleFacts(row.principal) } : {}),
     state: {
       tablePrivileges: row.table_privileges,
       schemaUsage: row.schema_usage,

@@ -3,25 +3,80 @@
 // replaced in one transaction so that no reader ever sees an unmasked moment.
 import type pg from 'pg';
 import { InsufficientPrivilege, runChecked } from './checked.ts';
-import { quoteIdent, quoteLiteral, quoteQualified } from './identifiers.ts';
+import { quoteIdent, quoteLiteral, quoteQualified } from '../../governance/sql-text.ts';
 import { createRoleStatements, diffStatements, hardenRoleStatement, isSchemaLock, lockObjects, observe, type Statement } from './grants.ts';
 import { EMPTY_STATE, describeDiff, diffGrants, isEmptyDiff, lockKeys, type GrantDiff, type GrantState } from '../../governance/grants.ts';
 
-const KEYS_DDL = `
-CREATE TABLE IF NOT EXISTS steward.mask_keys (view_name text PRIMARY KEY, key bytea NOT NULL);
-REVOKE ALL ON steward.mask_keys FROM PUBLIC;
-`;
+const KEYS_STATEMENTS = [
+  'CREATE TABLE IF NOT EXISTS steward.mask_keys (view_name text PRIMARY KEY, key bytea NOT NULL)',
+  'REVOKE ALL ON steward.mask_keys FROM PUBLIC',
+];
 
 export interface ViewFacts {
   exists: boolean;
   comment: string | null;
+  /** 'v' for a view; anything else (a table, a materialised view) is not one Steward made. */
+  relkind?: string;
+  owner?: string;
+  securityBarrier?: boolean;
+  /** sha256 of pg_get_viewdef, as Steward's sessions print it (search_path pinned): what the view does. */
+  definitionSha?: string;
 }
 
 export async function observeView(client: pg.ClientBase, schema: string, name: string): Promise<ViewFacts> {
-  const r = await client.query<{ comment: string | null; relkind: string }>(
-    `SELECT obj_description(c.oid, 'pg_class') AS comment, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  const r = await client.query<{ comment: string | null; relkind: string; owner: string; security_barrier: boolean; definition_sha: string | null }>(
+    `SELECT obj_description(c.oid, 'pg_class') AS comment, c.relkind, pg_get_userbyid(c.relowner) AS owner,
+            coalesce('security_barrier=true' = ANY(c.reloptions), false) AS security_barrier,
+            CASE WHEN c.relkind = 'v' THEN encode(sha256(convert_to(pg_get_viewdef(c.oid), 'UTF8')), 'hex') END AS definition_sha
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE n.nspname = $1 AND c.relname = $2`, [schema, name]);
-  return { exists: (r.rowCount ?? 0) > 0, comment: r.rows[0]?.comment ?? null };
+  const row = r.rows[0];
+  if (!row) return { exists: false, comment: null };
+  return { exists: true, comment: row.comment, relkind: row.relkind, owner: row.owner, securityBarrier: row.security_barrier, definitionSha: row.definition_sha ?? undefined };
+}
+
+/**
+ * Why a schema is no safe place for a masked view, or []: a login that may act as the schema's
+ * owner could drop the view and put its own under the name, and one that may create in it could
+ * put objects beside it. Counted for every login (superusers, who can do anything anyway, and
+ * Steward's own login aside) that is the owner or a holder of CREATE, or a member of one (SET ROLE
+ * reaches it, whatever INHERIT says), or any login at all when PUBLIC holds CREATE. Roles that
+ * cannot log in act only through their members, who are counted instead: so a NOLOGIN owner whose
+ * only member is Steward's login, or Steward's MaskedView owner roles, are no problem.
+ */
+export async function viewSchemaProblems(client: pg.ClientBase, schema: string): Promise<string[]> {
+  const found = await client.query<{ exists: boolean }>('SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS exists', [schema]);
+  if (!found.rows[0]!.exists) return [`schema ${schema} does not exist`];
+  const r = await client.query<{ login: string; holder: string | null; owns: boolean }>(
+    `WITH n AS (SELECT oid, nspowner, nspacl FROM pg_namespace WHERE nspname = $1),
+          holders AS (SELECT n.nspowner AS role, true AS owns FROM n
+                      UNION SELECT a.grantee, false FROM n, aclexplode(n.nspacl) a WHERE a.privilege_type = 'CREATE')
+     SELECT l.rolname::text AS login, CASE WHEN h.role = 0 THEN NULL ELSE pg_get_userbyid(h.role)::text END AS holder, h.owns
+       FROM pg_roles l JOIN holders h ON h.role = 0 OR pg_has_role(l.oid, h.role, 'MEMBER')
+      WHERE l.rolcanlogin AND NOT l.rolsuper AND l.rolname <> current_user AND l.rolname <> session_user
+      ORDER BY h.owns DESC, 1, 2`, [schema]);
+  const seen = new Set<string>();
+  const problems: string[] = [];
+  for (const row of r.rows) {
+    if (seen.has(row.login)) continue;
+    seen.add(row.login);
+    if (row.owns) problems.push(`${row.login} can act as ${row.holder}, the owner of schema ${schema}${row.holder === row.login ? '' : ` (a member of it)`}, and so drop the view and create another under its name`);
+    else problems.push(`${row.login} can create in schema ${schema}${row.holder === null ? ' (PUBLIC may)' : row.holder === row.login ? '' : ` (through ${row.holder})`}`);
+  }
+  return problems;
+}
+
+/** The primary keys and unique indexes of tables (valid, not partial, not on expressions), by schema.table. */
+export async function uniqueKeys(client: pg.ClientBase, tables: readonly string[]): Promise<Map<string, string[][]>> {
+  const r = await client.query<{ tbl: string; columns: string[] }>(
+    `SELECT t.tbl, ARRAY(SELECT a.attname::text FROM unnest(i.indkey) WITH ORDINALITY k(attnum, n)
+                           JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.n) AS columns
+       FROM unnest($1::text[]) AS t(tbl)
+       JOIN pg_index i ON i.indrelid = to_regclass(t.tbl)
+      WHERE i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL`, [tables]);
+  const keys = new Map<string, string[][]>();
+  for (const row of r.rows) keys.set(row.tbl, [...(keys.get(row.tbl) ?? []), row.columns]);
+  return keys;
 }
 
 /** The owner role: NOLOGIN, the only role (besides the tables' owners) Steward lets read the sources. */
@@ -65,10 +120,16 @@ export async function roleOids(client: pg.ClientBase, names: string[]): Promise<
   return new Map(r.rows.map((row) => [row.rolname, Number(row.oid)]));
 }
 
+/** The schema pgcrypto is installed in, if it is. Read-only. */
+async function findPgcryptoSchema(client: pg.ClientBase): Promise<string | undefined> {
+  const r = await client.query<{ nspname: string }>(`SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pgcrypto'`);
+  return r.rows[0]?.nspname;
+}
+
 /** Where pgcrypto's hmac() lives, if pgcrypto is installed. Read-only. */
 export async function findHmacFunction(client: pg.ClientBase): Promise<string | undefined> {
-  const r = await client.query<{ nspname: string }>(`SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pgcrypto'`);
-  return r.rows[0] ? `${quoteIdent(r.rows[0].nspname)}."hmac"` : undefined;
+  const schema = await findPgcryptoSchema(client);
+  return schema ? `${quoteIdent(schema)}."hmac"` : undefined;
 }
 
 /** The SELECT the view reads its hash key with (one row, column `key`): names the key's row, never the key. */
@@ -85,13 +146,15 @@ export async function ensureHashKey(client: pg.ClientBase, viewName: string, own
   // administrator may have made the schema (steward audit-table) or installed pgcrypto already.
   const has = await client.query<{ schema: boolean; pgcrypto: boolean }>(
     "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'steward') AS schema, EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pgcrypto') AS pgcrypto");
-  if (!has.rows[0]!.pgcrypto) await runChecked(client, 'CREATE EXTENSION IF NOT EXISTS pgcrypto', 'extension pgcrypto');
+  // In public, where it went before Steward pinned search_path to pg_catalog (connection.ts).
+  if (!has.rows[0]!.pgcrypto) await runChecked(client, 'CREATE EXTENSION IF NOT EXISTS pgcrypto SCHEMA public', 'extension pgcrypto');
   if (!has.rows[0]!.schema) await runChecked(client, 'CREATE SCHEMA IF NOT EXISTS steward', 'schema steward');
-  await runChecked(client, KEYS_DDL, 'steward.mask_keys');
-  await client.query(`INSERT INTO steward.mask_keys (view_name, key) VALUES ($1, gen_random_bytes(32)) ON CONFLICT (view_name) DO NOTHING`, [viewName]);
+  for (const statement of KEYS_STATEMENTS) await runChecked(client, statement, 'steward.mask_keys');
+  const pgcrypto = (await findPgcryptoSchema(client))!;
+  await client.query(`INSERT INTO steward.mask_keys (view_name, key) VALUES ($1, ${quoteIdent(pgcrypto)}."gen_random_bytes"(32)) ON CONFLICT (view_name) DO NOTHING`, [viewName]);
   await runChecked(client, `GRANT USAGE ON SCHEMA steward TO ${quoteIdent(owner)}`, 'schema steward');
   await runChecked(client, `GRANT SELECT ON steward.mask_keys TO ${quoteIdent(owner)}`, 'steward.mask_keys');
-  return (await findHmacFunction(client))!;
+  return `${quoteIdent(pgcrypto)}."hmac"`;
 }
 
 export interface Exposure {
@@ -132,20 +195,24 @@ export async function tablesMissing(client: pg.ClientBase, tables: string[]): Pr
 /** A statement and the object it changes (named in the error if Steward may not change it). */
 export type ViewStatement = Pick<Statement, 'sql' | 'object'>;
 
-export function createViewStatements(schema: string, name: string, select: string, comment: string, owner: string, sources: string[], exists: boolean): ViewStatement[] {
+export function createViewStatements(schema: string, name: string, select: string, owner: string, sources: string[], exists: boolean): ViewStatement[] {
   const view = quoteQualified(schema, name);
   const o = quoteIdent(owner);
   const viewName = `${schema}.${name}`;
   return [
     ...(exists ? [{ sql: `DROP VIEW ${view}`, object: viewName }] : []),
     { sql: `CREATE VIEW ${view} WITH (security_barrier = true) AS ${select}`, object: `schema ${schema}` },
-    { sql: `COMMENT ON VIEW ${view} IS ${quoteLiteral(comment)}`, object: viewName },
     ...[...new Set(sources.map((t) => t.split('.')[0]!))].map((s) => ({ sql: `GRANT USAGE ON SCHEMA ${quoteIdent(s)} TO ${o}`, object: `schema ${s}` })),
     ...sources.map((t) => ({ sql: `GRANT SELECT ON TABLE ${quoteQualified(t.split('.')[0]!, t.split('.')[1]!)} TO ${o}`, object: t })),
     // A view's new owner must be allowed to create in its schema.
     { sql: `GRANT CREATE ON SCHEMA ${quoteIdent(schema)} TO ${o}`, object: `schema ${schema}` },
     { sql: `ALTER VIEW ${view} OWNER TO ${o}`, object: viewName },
   ];
+}
+
+/** The comment that marks the view as Steward's (set once the definition it records exists). */
+export function commentViewStatement(schema: string, name: string, comment: string): string {
+  return `COMMENT ON VIEW ${quoteQualified(schema, name)} IS ${quoteLiteral(comment)}`;
 }
 
 /** The view's grants to others than its owner (e.g. a DatasetAccess on it), to carry across a re-create. */
