@@ -140,8 +140,11 @@ function judgeView(facts: ViewFacts, mv: MaskedView, owner: string): Found {
 async function dropViewAndRoles(client: pg.ClientBase, mv: MaskedView): Promise<string[]> {
   const { schema, name } = mv.spec.view;
   const owner = ownerRoleName(mv.metadata.namespace!, mv.metadata.name);
+  // A view the owner role owns is Steward's to drop, even changed behind its back (else the owner
+  // role could not be dropped after it); one someone else owns is not, whatever its comment says.
+  const droppable = (facts: ViewFacts) => facts.relkind === 'v' && facts.owner === owner && judgeView(facts, mv, owner).kind !== 'foreign';
   const look = async () => ({
-    view: judgeView(await observeView(client, schema, name), mv, owner).kind === 'ours',
+    view: droppable(await observeView(client, schema, name)),
     // Steward's roles for the view, if it made them (a role of that name it did not make is not its to drop).
     roles: (await client.query<{ rolname: string }>(`SELECT rolname FROM pg_roles WHERE (rolname, coalesce(shobj_description(oid, 'pg_authid'), '')) IN (($1, $2), ($3, $4))`,
       [owner, ownerComment(mv), readerRoleName(mv.metadata.namespace!, mv.metadata.name), readerComment(mv)])).rows.map((r) => r.rolname),

@@ -67,17 +67,17 @@ export interface ParsedExpression {
   /**
    * What in the expression can fail on the values it reads, with an error that shows or hints at
    * them (a cast's "invalid input syntax for type integer: "alice@example.com"", a division by zero
-   * taken or not, an overflow past a threshold). Harmless in a column shown as it is; in a masked or
-   * guarded column it is an oracle on what the mask hides (maskedview.ts refuses it there).
+   * taken or not). Harmless in a column shown as it is; in a guarded column it is an oracle on what
+   * the guard hides (maskedview.ts refuses it there).
    */
   hazards: Hazard[];
+  /** The expression is one column reference and nothing else. */
+  isColumn: boolean;
 }
 
 export interface Hazard {
   what: string;
   position: number;
-  /** Arithmetic that can overflow: refused under a mask, accepted in a quasi-identifier (age bands). */
-  overflowOnly?: boolean;
 }
 
 type Node = Record<string, any>;
@@ -125,7 +125,7 @@ export function parseExpression(text: string, aliases: readonly string[]): Parse
   const render = build(target.val as Node, aliases, inputs, hazards);
   const unique = inputs.filter((c, i) => inputs.findIndex((d) => d.alias === c.alias && d.column === c.column) === i);
   const conjuncts = topLevelConjuncts(target.val as Node).map(columnEqualities).filter((e) => e !== undefined);
-  return { sql: render, inputs: unique, equalities: columnEqualities(target.val as Node), conjunctEqualities: conjuncts.flat(), hazards };
+  return { sql: render, inputs: unique, equalities: columnEqualities(target.val as Node), conjunctEqualities: conjuncts.flat(), hazards, isColumn: 'ColumnRef' in (target.val as Node) };
 }
 
 function topLevelConjuncts(node: Node): Node[] {
@@ -169,7 +169,6 @@ const VALUE_IN_ERROR = new Set(['to_date', 'to_number', 'make_date']);
 const NEEDS_CONSTANT: Record<string, readonly number[]> = {
   date_part: [0], extract: [0], date_trunc: [0], timezone: [0], to_char: [1], split_part: [2], substr: [1, 2], substring: [1, 2],
 };
-const OVERFLOWING = new Set(['power', 'abs', 'round', 'trunc', 'floor', 'ceil', 'ceiling', 'sign']);
 
 function isConstant(n: Node | undefined): boolean {
   return Boolean(n?.A_Const) || Boolean(n?.TypeCast && isConstant(n.TypeCast.arg));
@@ -224,8 +223,6 @@ function build(node: Node, aliases: readonly string[], inputs: ColumnInput[], ha
           if ((op === '/' || op === '%') && (leftReads || rightReads)) {
             // By a nonzero constant (not -1: INT_MIN / -1 overflows) it cannot fail.
             if (!isSafeDivisor(body.rexpr)) hazards.push({ what: `${op} by anything but a nonzero constant (a division by zero)`, position: pos(node) });
-          } else if (['+', '-', '*'].includes(op) && (leftReads || rightReads)) {
-            hazards.push({ what: `arithmetic (${op}), which can overflow`, position: pos(node), overflowOnly: true });
           }
           return (a) => (l ? `(${l(a)} ${op} ${r(a)})` : `(${op} ${r(a)})`);
         }
@@ -325,7 +322,6 @@ function build(node: Node, aliases: readonly string[], inputs: ColumnInput[], ha
       for (const i of NEEDS_CONSTANT[name] ?? []) {
         if (argNodes[i] && !isConstant(argNodes[i])) hazards.push({ what: `${name}() with a computed argument ${i + 1}, which fails on unfit values`, position: pos(argNodes[i]) });
       }
-      if (OVERFLOWING.has(name) && anyReads) hazards.push({ what: `${name}(), which can overflow`, position: pos(node), overflowOnly: true });
       if (name === 'mod' && !isSafeDivisor(argNodes[1]) && anyReads) hazards.push({ what: 'mod() by anything but a nonzero constant (a division by zero)', position: pos(node) });
       return (a) => `pg_catalog.${quoteIdent(name)}(${args.map((x, i) => (positional && i > 0 ? `CAST(${x(a)} AS pg_catalog."int4")` : x(a))).join(', ')})`;
     }

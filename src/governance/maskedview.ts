@@ -265,12 +265,18 @@ function refuseMaskBypass(spec: MaskedViewSpec, parsed: { column: Column; expr: 
   parsed.forEach((p, i) => {
     const field = `spec.columns[${i}].expr`;
     check(field, p.expr.inputs, Boolean(p.column.mask), quasi.has(p.column.name));
-    // What can fail on the value is an oracle on it under a mask or the guard: the error, or its
-    // absence, is what the reader learns. Overflow past a threshold is refused under a mask only.
-    const hazard = p.column.mask ? p.expr.hazards[0] : quasi.has(p.column.name) ? p.expr.hazards.find((h) => !h.overflowOnly) : undefined;
+    // A mask shows part of what it is given (two characters and the domain, the last four digits, a
+    // hash that is equal for equal input, whether it is NULL). Given anything but the column itself
+    // (CASE WHEN c.ssn LIKE '1%' THEN 'a' ELSE 'b' END, reverse(c.ssn)), that part can carry whatever
+    // the expression computes from the hidden value: so a mask takes one column, as it is.
+    if (p.column.mask && !p.expr.isColumn) {
+      throw new MaskBypassError(`${field}: a mask takes one column as it is (alias.column), not an expression: what the mask shows would carry whatever the expression computes from the hidden value`, 1);
+    }
+    // In a guarded column, what can fail on the value is an oracle on it: the error, or its absence,
+    // tells the reader what the guard hides.
+    const hazard = quasi.has(p.column.name) ? p.expr.hazards[0] : undefined;
     if (hazard) {
-      const where = p.column.mask ? `the masked column ${p.column.name}` : `the quasi-identifier ${p.column.name}`;
-      throw new MaskBypassError(`${field}: ${hazard.what} may not stand in ${where}: an error on one row, or its absence, would tell readers what the ${p.column.mask ? 'mask' : 'guard'} hides`, hazard.position);
+      throw new MaskBypassError(`${field}: ${hazard.what} may not stand in the quasi-identifier ${p.column.name}: an error on one row, or its absence, would tell readers what the guard hides`, hazard.position);
     }
   });
   joins.forEach((j, i) => check(`spec.joins[${i}].on`, j.inputs, false, false));
