@@ -10,7 +10,7 @@ import type { DatasetAccess } from '../api/datasetaccess.ts';
 import type { Warehouse } from '../api/warehouse.ts';
 import { KubeClient, type KubeObject, type ResourceType } from '../runtime/kube.ts';
 import { evaluatePolicy } from '../governance/policy.ts';
-import { refusedRole } from '../governance/reserved.ts';
+import { refusedRole, refusedTargets } from '../governance/reserved.ts';
 import { effectiveExpiry } from '../governance/expiry.ts';
 import { groupRoleName, ownershipComment, usageRoleName } from '../governance/grants.ts';
 import { observe, type Observation } from '../drivers/postgres/grants.ts';
@@ -118,7 +118,7 @@ export async function runPlan(argv: string[], out: Writable, err: Writable): Pro
           dbProblem = (e as Error).message;
         }
       }
-      const refusal = observation?.principal && refusedRole(observation.principal);
+      const refusal = (observation?.principal && refusedRole(observation.principal)) || (observation && refusedTargets(target.schema, observation.tables, target.tables, privileges));
       if (refusal) {
         say(`#   policy: DENIED: ${refusal}: it is never grantable, whatever the accessPolicy says`);
         say('#   nothing would be granted');

@@ -11,7 +11,7 @@ import { findCondition, isTrue } from '../runtime/conditions.ts';
 import type { AuditTrail } from '../audit/sink.ts';
 import type { AuditOutcome } from '../audit/record.ts';
 import { evaluatePolicy } from '../governance/policy.ts';
-import { refusedRole } from '../governance/reserved.ts';
+import { refusedRole, refusedTargets } from '../governance/reserved.ts';
 import { effectiveExpiry } from '../governance/expiry.ts';
 import { EMPTY_STATE, diffGrants, groupRoleName, lockKeys, ownershipComment, usageRoleName } from '../governance/grants.ts';
 import { dropRoleStatements, isSchemaLock, lockObjects, observe, type Observation, type Statement } from '../drivers/postgres/grants.ts';
@@ -177,7 +177,7 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
       let refusal: string | undefined;
       const input = { database: wh.spec.postgres.database, groupRole, comment, schema: target.schema, tables: target.tables, privileges, principal, expired, convergedBefore };
       const { statements } = await applyInTransaction(pool, ctx, dsa, groupRole, target.schema, usageRoleName(wh.spec.postgres.database, target.schema), principal, (o) => {
-        refusal = o.principal && refusedRole(o.principal);
+        refusal = (o.principal && refusedRole(o.principal)) || refusedTargets(target.schema, o.tables, target.tables, privileges);
         if (refusal) return denyPlan(o, `${refusal}: it is never grantable, whatever the accessPolicy says`);
         plan = planAccess(o, input);
         const p = plan;

@@ -44,3 +44,17 @@ export function refusedRole(r: GranteeFacts): string | undefined {
   if (r.createRole) return `role ${r.name} can create roles (CREATEROLE)`;
   return undefined;
 }
+
+/**
+ * Why a DatasetAccess may not have what it asks for on the tables of a schema, or undefined: on
+ * Steward's own MaskedViews (owned by its stw_ roles) only SELECT is grantable. Anything more
+ * (TRIGGER: an INSTEAD OF trigger on Steward's view) would let the principal change what Steward keeps.
+ */
+export function refusedTargets(schema: string, tables: readonly { name: string; owner: string }[], requested: readonly string[], privileges: readonly string[]): string | undefined {
+  const beyondSelect = privileges.filter((p) => p !== 'SELECT');
+  if (!beyondSelect.length) return undefined;
+  const all = requested.length === 1 && requested[0] === '*';
+  const steward = tables.filter((t) => t.owner.startsWith(ROLE_PREFIX) && (all || requested.includes(t.name)));
+  if (!steward.length) return undefined;
+  return `${steward.map((t) => `${schema}.${t.name}`).join(', ')} ${steward.length === 1 ? 'is one' : 'are'} of Steward's own MaskedViews, on which only SELECT is grantable, not ${beyondSelect.join(', ')}`;
+}

@@ -51,6 +51,10 @@ const POLICY = `    - namespaces: {matchNames: [${NS}]}
       principals: ["reader_*", "pii_*"]
     - namespaces: {matchNames: [${NS}]}
       schemas: [eve_space]
+    - namespaces: {matchNames: [${NS}]}
+      schemas: [curated]
+      privileges: [SELECT, TRIGGER]
+      principals: ["reader_*"]
     - namespaces: {matchNames: [${NS_NARROW}]}
       schemas: [curated]
     - namespaces: {matchLabels: {${LABEL}: "yes"}}
@@ -308,6 +312,26 @@ describe("3. Steward's own objects are out of reach", () => {
     const r = refusedAtAdmission(yaml);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain("roles starting with pg_ (PostgreSQL's predefined roles) or stw_ (Steward's own) are never grantable");
+  });
+
+  it("grants SELECT on Steward's own views, and nothing more, whatever the rule allows", async () => {
+    const trigger = `
+apiVersion: steward.dev/v1alpha1
+kind: DatasetAccess
+metadata: {name: view-trigger, namespace: ${NS}}
+spec:
+  principal: {role: ${MALLORY}}
+  warehouse: {name: ${WH}, schema: curated, tables: [masks], privileges: [SELECT, TRIGGER]}
+  justification: hostile test
+`;
+    apply(trigger);
+    const obj = await waitForCondition(DATASET_ACCESS_TYPE, 'view-trigger', NS, 'Ready', 'False', 'PolicyDenied');
+    expect(condition(obj, 'Ready')?.message).toContain("curated.masks is one of Steward's own MaskedViews, on which only SELECT is grantable, not TRIGGER");
+    expect(await asSuperuser(async (c) => (await c.query(`SELECT has_table_privilege($1, 'curated.masks', 'TRIGGER') AS t`, [MALLORY])).rows[0].t)).toBe(false);
+    apply(trigger.replace('privileges: [SELECT, TRIGGER]', 'privileges: [SELECT]'));
+    await waitForCondition(DATASET_ACCESS_TYPE, 'view-trigger', NS, 'Ready', 'True');
+    expect(await as(MALLORY_LOGIN, 'SELECT email FROM curated.masks WHERE order_id = 100')).toEqual([{ email: 'al***@example.com' }]);
+    await kube.delete(DATASET_ACCESS_TYPE, 'view-trigger', NS);
   });
 
   it("the hash keys stay Steward's: a reader cannot read them", async () => {

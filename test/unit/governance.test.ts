@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { evaluatePolicy, viewPolicyDenial } from '../../src/governance/policy.ts';
-import { refusedRole, type GranteeFacts } from '../../src/governance/reserved.ts';
+import { refusedRole, refusedTargets, type GranteeFacts } from '../../src/governance/reserved.ts';
 import { effectiveExpiry } from '../../src/governance/expiry.ts';
 import { EMPTY_STATE, desiredState, diffGrants, groupRoleName, isEmptyDiff, lockKeys, usageRoleName } from '../../src/governance/grants.ts';
 import { diffStatements, createRoleStatements } from '../../src/drivers/postgres/grants.ts';
@@ -152,4 +152,17 @@ describe('refusedRole', () => {
     [{ createRole: true }, 'CREATEROLE'],
   ])('refuses %j', (facts, reason) => expect(refusedRole(role(facts))).toContain(reason));
   it('accepts an everyday role', () => expect(refusedRole(role())).toBeUndefined());
+});
+
+describe('refusedTargets', () => {
+  const tables = [{ name: 'orders', owner: 'data_owner' }, { name: 'customer_sales', owner: 'stw_mv_data_eng_customer_sales_0123abcd' }];
+  it("allows anything on other tables, and SELECT on Steward's views", () => {
+    expect(refusedTargets('curated', tables, ['orders'], ['SELECT', 'INSERT', 'TRIGGER'])).toBeUndefined();
+    expect(refusedTargets('curated', tables, ['customer_sales'], ['SELECT'])).toBeUndefined();
+    expect(refusedTargets('curated', tables, ['*'], ['SELECT'])).toBeUndefined();
+  });
+  it("refuses more than SELECT on Steward's views, named or under *", () => {
+    expect(refusedTargets('curated', tables, ['customer_sales'], ['SELECT', 'TRIGGER'])).toBe("curated.customer_sales is one of Steward's own MaskedViews, on which only SELECT is grantable, not TRIGGER");
+    expect(refusedTargets('curated', tables, ['*'], ['INSERT'])).toMatch(/curated\.customer_sales is one of Steward's own MaskedViews/);
+  });
 });
