@@ -59,9 +59,9 @@ export class WarehouseConnections {
   }
 
   /** The Warehouse's pool, rebuilt when its settings or Secrets changed. */
-  async pool(wh: Warehouse): Promise<{ pool: pg.Pool; fresh: boolean; settings: ConnectionSettings }> {
+  async pool(wh: Warehouse): Promise<{ pool: pg.Pool; settings: ConnectionSettings }> {
     const settings = await this.settings(wh);
-    return { ...this.pools.get(wh.metadata.name, settings), settings };
+    return { pool: this.pools.get(wh.metadata.name, settings), settings };
   }
 
   forget(name: string): Promise<void> {

@@ -112,10 +112,6 @@ export class Controller<T extends KubeObject> {
     }
   }
 
-  enqueue(key: string, afterMs = 0): void {
-    this.queue.addAfter(key, afterMs);
-  }
-
   /** Starts the informers and the workers; resolves once the caches are synced. */
   async start(): Promise<void> {
     await Promise.all([this.informer.start(), ...(this.opts.watches ?? []).map((w) => w.informer.start())]);

@@ -66,10 +66,6 @@ export class Informer<T extends KubeObject> {
     return [...this.cache.values()];
   }
 
-  get hasSynced(): boolean {
-    return this.synced;
-  }
-
   /** Starts listing and watching; resolves once the first list is in the cache. */
   start(): Promise<void> {
     if (!this.loop) this.loop = this.run();

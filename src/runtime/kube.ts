@@ -98,10 +98,6 @@ export class KubeClient {
     return new KubeClient(kc, options);
   }
 
-  withOptions(options: ClientOptions): KubeClient {
-    return new KubeClient(this.kubeConfig, { ...this.options, ...options });
-  }
-
   close(): void {
     this.agent.destroy();
   }

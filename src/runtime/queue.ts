@@ -102,10 +102,6 @@ export class WorkQueue {
     return this.waitingUntil.size;
   }
 
-  isProcessing(key: string): boolean {
-    return this.processing.has(key);
-  }
-
   add(key: string, urgent = false): void {
     if (this.shuttingDown || this.dirty.has(key)) return;
     this.metrics?.added();
@@ -152,10 +148,6 @@ export class WorkQueue {
   /** Clears the key's failure count: the next error starts the backoff again from the base. */
   forget(key: string): void {
     this.failures.delete(key);
-  }
-
-  numRequeues(key: string): number {
-    return this.failures.get(key) ?? 0;
   }
 
   /** Waits for the next key; undefined once the queue is shut down and drained. */

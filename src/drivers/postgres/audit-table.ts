@@ -7,8 +7,6 @@ import { quoteIdent } from '../../governance/sql-text.ts';
 import type { AuditRecord } from '../../audit/record.ts';
 import type { AuditSink } from '../../audit/sink.ts';
 
-export const AUDIT_SCHEMA = 'steward';
-export const AUDIT_TABLE = 'audit_log';
 
 // Fixed DDL: no user text is pasted into it. It runs only when the table does not exist yet, so a
 // second Warehouse on the same database (or a Steward whose user does not own the table) reuses it.

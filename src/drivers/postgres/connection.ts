@@ -122,21 +122,16 @@ export class PoolCache {
     this.maxPerPool = maxPerPool;
   }
 
-  get(name: string, settings: ConnectionSettings): { pool: pg.Pool; fresh: boolean } {
+  get(name: string, settings: ConnectionSettings): pg.Pool {
     const fp = fingerprint(settings);
     const existing = this.pools.get(name);
-    if (existing && existing.fingerprint === fp) return { pool: existing.pool, fresh: false };
+    if (existing && existing.fingerprint === fp) return existing.pool;
     if (existing) void existing.pool.end().catch(() => undefined);
     const pool = new pg.Pool(poolConfig(settings, this.maxPerPool));
     // An idle client that errors (server restart) must not crash the process.
     pool.on('error', () => undefined);
     this.pools.set(name, { pool, fingerprint: fp });
-    return { pool, fresh: true };
-  }
-
-  /** The pool of a Warehouse that was verified before, if any. */
-  peek(name: string): pg.Pool | undefined {
-    return this.pools.get(name)?.pool;
+    return pool;
   }
 
   async close(name: string): Promise<void> {

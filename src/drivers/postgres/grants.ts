@@ -3,7 +3,7 @@
 // in one transaction under advisory locks on exactly the objects it touches.
 import type pg from 'pg';
 import type { GrantDiff, GrantState } from '../../governance/grants.ts';
-import { EMPTY_STATE, diffGrants, lockKeys } from '../../governance/grants.ts';
+import { EMPTY_STATE, diffGrants } from '../../governance/grants.ts';
 import { quoteIdent, quoteLiteral, quoteQualified } from '../../governance/sql-text.ts';
 import type { GranteeFacts } from '../../governance/reserved.ts';
 import { ROLE_FACTS_COLUMNS, toRoleFacts } from './roles.ts';
@@ -214,5 +214,4 @@ export async function lockObjects(client: pg.ClientBase, keys: readonly string[]
 
 export const isSchemaLock = (key: string): boolean => key.startsWith('schema:');
 
-export { lockKeys };
 
