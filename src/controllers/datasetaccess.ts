@@ -19,8 +19,7 @@ import { planAccess, type AccessPlan } from './datasetaccess-plan.ts';
 import { AuditTableSink } from '../drivers/postgres/audit-table.ts';
 import { InsufficientPrivilege, runChecked } from '../drivers/postgres/checked.ts';
 import { inTransaction } from '../drivers/postgres/transaction.ts';
-import type { ConnectionSettings } from '../drivers/postgres/connection.ts';
-import { WarehouseConnections, WarehouseSecretError, scrub } from './warehouse-connections.ts';
+import { WarehouseConnections, connectWarehouse, scrub } from './warehouse-connections.ts';
 
 export const DATASET_ACCESS_TYPE: ResourceType = { group: GROUP, version: VERSION, plural: 'datasetaccesses', kind: 'DatasetAccess', namespaced: true };
 export const DATASET_ACCESS_FINALIZER = 'steward.dev/revoke-access';
@@ -114,27 +113,15 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
       return { state: 'Stalled', reason: 'UnsupportedTarget', message: 'S3 access through IAM is not implemented yet in this release; nothing was granted', status: shown };
     }
     const namespace = dsa.metadata.namespace!;
-    const wh = deps.warehouse(target.name);
-    if (!wh) return { state: 'Progressing', reason: 'WarehouseNotFound', message: `Warehouse ${target.name} does not exist; nothing granted`, status: shown };
-    if (!isTrue(wh.status?.conditions, 'Ready')) {
-      const why = findCondition(wh.status?.conditions, 'Ready');
-      return { state: 'Progressing', reason: 'WarehouseNotReady', message: `waiting for Warehouse ${target.name}${why ? `: ${why.reason}: ${why.message}` : ''}`, status: shown };
-    }
+    const connected = await connectWarehouse(deps, target.name, 'nothing granted');
+    if ('outcome' in connected) return { ...connected.outcome, status: shown };
+    const { wh, pool, settings } = connected;
     const groupRole = groupRoleName(namespace, dsa.metadata.name);
     const comment = ownershipComment(namespace, dsa.metadata.name);
     const principal = dsa.spec.principal.role!;
     const privileges = target.privileges ?? ['SELECT'];
     const status = { ...shown, groupRole };
     const audit = (action: string, outcome: AuditOutcome, resource: string, extra: { error?: string; details?: Record<string, unknown> } = {}) => ({ action, outcome, resource: `${target.name}/${resource}`, ...extra });
-
-    let pool: pg.Pool;
-    let settings: ConnectionSettings;
-    try {
-      ({ pool, settings } = await deps.connections.pool(wh));
-    } catch (err) {
-      if (err instanceof WarehouseSecretError) return { state: 'Progressing', reason: 'WarehouseNotReady', message: err.message, status };
-      throw err;
-    }
 
     try {
       // 1. Policy: default deny. A denied access holds nothing: its group role is dropped.

@@ -9,7 +9,7 @@ import type { Warehouse } from '../api/warehouse.ts';
 import { GROUP, VERSION } from '../api/schema.ts';
 import { isNotFound, type KubeClient, type KubeObject, type ResourceType } from '../runtime/kube.ts';
 import type { Outcome, ReconcileContext } from '../runtime/controller.ts';
-import { findCondition, isTrue } from '../runtime/conditions.ts';
+import { findCondition } from '../runtime/conditions.ts';
 import type { AuditTrail } from '../audit/sink.ts';
 import { ExpressionError, MaskBypassError, loadParser } from '../governance/expression.ts';
 import { planView, refuseRowMultiplyingJoins, type ViewPlan } from '../governance/maskedview.ts';
@@ -25,7 +25,7 @@ import { quoteQualified } from '../governance/sql-text.ts';
 import { lockObjects } from '../drivers/postgres/grants.ts';
 import { inTransaction } from '../drivers/postgres/transaction.ts';
 import { InsufficientPrivilege, runChecked } from '../drivers/postgres/checked.ts';
-import { WarehouseConnections } from './warehouse-connections.ts';
+import { WarehouseConnections, connectWarehouse } from './warehouse-connections.ts';
 
 export const MASKED_VIEW_TYPE: ResourceType = { group: GROUP, version: VERSION, plural: 'maskedviews', kind: 'MaskedView', namespaced: true };
 export const MASKED_VIEW_FINALIZER = 'steward.dev/drop-view';
@@ -176,12 +176,11 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
     const namespace = mv.metadata.namespace!;
     const viewName = `${spec.view.schema}.${spec.view.name}`;
     const shown = { view: viewName, readers: spec.readers.join(',') };
-    const wh = deps.warehouse(spec.warehouse);
-    if (!wh) return { state: 'Progressing', reason: 'WarehouseNotFound', message: `Warehouse ${spec.warehouse} does not exist`, status: shown };
-    if (!isTrue(wh.status?.conditions, 'Ready')) return { state: 'Progressing', reason: 'WarehouseNotReady', message: `waiting for Warehouse ${spec.warehouse}`, status: shown };
+    const connected = await connectWarehouse(deps, spec.warehouse, 'the view was not changed');
+    if ('outcome' in connected) return { ...connected.outcome, status: shown };
+    const { wh, pool } = connected;
     await loadParser();
     const owner = ownerRoleName(namespace, mv.metadata.name);
-    const { pool } = await deps.connections.pool(wh);
     const record = (db: pg.ClientBase | pg.Pool, action: string, outcome: 'success' | 'failure' | 'denied', details?: Record<string, unknown>, error?: string) =>
       deps.audit.record({ request_id: ctx.requestId, kind: 'MaskedView', namespace, name: mv.metadata.name, action, resource: `${wh.metadata.name}/${viewName}`, outcome, details, error }, new AuditTableSink(db));
 
