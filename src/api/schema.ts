@@ -228,3 +228,8 @@ export function objectSchema(spec: TObject | TSchema, status: TSchema, descripti
     { description, ...(rootRules ? cel(...rootRules) : {}) },
   );
 }
+
+/** Where a kind is served: what a client needs to address it (runtime's ResourceType, by shape). */
+export function resourceType(kind: KindDefinition): { group: string; version: string; plural: string; kind: string; namespaced: boolean } {
+  return { group: GROUP, version: VERSION, plural: kind.plural, kind: kind.kind, namespaced: kind.scope === 'Namespaced' };
+}

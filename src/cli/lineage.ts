@@ -4,7 +4,10 @@ import { parseArgs } from 'node:util';
 import type { Writable } from 'node:stream';
 import type { MaskedView } from '../api/maskedview.ts';
 import { KubeClient } from '../runtime/kube.ts';
-import { MASKED_VIEW_TYPE } from '../controllers/maskedview.ts';
+import { maskedViewKind } from '../api/maskedview.ts';
+import { resourceType } from '../api/schema.ts';
+
+const MASKED_VIEW_TYPE = resourceType(maskedViewKind);
 
 export async function runLineage(argv: string[], out: Writable, err: Writable): Promise<number> {
   let format: string;

@@ -14,9 +14,10 @@ import { refusedRole, refusedTargets } from '../governance/reserved.ts';
 import { effectiveExpiry } from '../governance/expiry.ts';
 import { groupRoleName, ownershipComment, usageRoleName } from '../governance/grants.ts';
 import { observe, type Observation } from '../drivers/postgres/grants.ts';
-import { WAREHOUSE_TYPE } from '../controllers/warehouse.ts';
-import { WarehouseConnections } from '../controllers/warehouse-connections.ts';
-import { planAccess } from '../controllers/datasetaccess-plan.ts';
+import { warehouseKind } from '../api/warehouse.ts';
+import { resourceType } from '../api/schema.ts';
+import { WarehouseConnections } from '../drivers/postgres/connector.ts';
+import { planAccess } from '../drivers/postgres/access-plan.ts';
 
 const NAMESPACE_TYPE: ResourceType = { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false };
 
@@ -79,7 +80,7 @@ export async function runPlan(argv: string[], out: Writable, err: Writable): Pro
       let labels: Record<string, string> = {};
       if (client) {
         try {
-          wh = await client.get<Warehouse>(WAREHOUSE_TYPE, target.name);
+          wh = await client.get<Warehouse>(resourceType(warehouseKind), target.name);
           labels = (await client.get<KubeObject>(NAMESPACE_TYPE, namespace).catch(() => ({ metadata: { name: namespace, labels: {} } }))).metadata.labels ?? {};
         } catch (e) {
           clusterProblem = (e as Error).message;

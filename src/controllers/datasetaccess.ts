@@ -2,9 +2,9 @@
 // one audited transaction -> status. Each access owns one group role; the principal is made a member
 // of it, so deleting or expiring one access never touches another.
 import type pg from 'pg';
-import type { DatasetAccess } from '../api/datasetaccess.ts';
+import { datasetAccessKind, type DatasetAccess } from '../api/datasetaccess.ts';
 import type { Warehouse } from '../api/warehouse.ts';
-import { GROUP, VERSION } from '../api/schema.ts';
+import { resourceType } from '../api/schema.ts';
 import type { KubeObject, ResourceType } from '../runtime/kube.ts';
 import { StaleObservation, type Outcome, type ReconcileContext } from '../runtime/controller.ts';
 import { findCondition, isTrue } from '../runtime/conditions.ts';
@@ -15,13 +15,14 @@ import { refusedRole, refusedTargets } from '../governance/reserved.ts';
 import { effectiveExpiry } from '../governance/expiry.ts';
 import { EMPTY_STATE, diffGrants, groupRoleName, lockKeys, ownershipComment, usageRoleName } from '../governance/grants.ts';
 import { dropRoleStatements, isSchemaLock, lockObjects, observe, type Observation, type Statement } from '../drivers/postgres/grants.ts';
-import { planAccess, type AccessPlan } from './datasetaccess-plan.ts';
+import { planAccess, type AccessPlan } from '../drivers/postgres/access-plan.ts';
 import { AuditTableSink } from '../drivers/postgres/audit-table.ts';
 import { InsufficientPrivilege, runChecked } from '../drivers/postgres/checked.ts';
 import { inTransaction } from '../drivers/postgres/transaction.ts';
-import { WarehouseConnections, connectWarehouse, scrub } from './warehouse-connections.ts';
+import { scrub, type WarehouseConnections } from '../drivers/postgres/connector.ts';
+import { connectWarehouse } from './warehouse-preamble.ts';
 
-export const DATASET_ACCESS_TYPE: ResourceType = { group: GROUP, version: VERSION, plural: 'datasetaccesses', kind: 'DatasetAccess', namespaced: true };
+export const DATASET_ACCESS_TYPE: ResourceType = resourceType(datasetAccessKind);
 export const DATASET_ACCESS_FINALIZER = 'steward.dev/revoke-access';
 
 export interface DatasetAccessDeps {

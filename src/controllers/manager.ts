@@ -17,7 +17,7 @@ import { MASKED_VIEW_FINALIZER, MASKED_VIEW_TYPE, maskedViewCleanup, maskedViewR
 import {
   DATASET_ACCESS_FINALIZER, DATASET_ACCESS_TYPE, accessesInNamespace, accessesOfWarehouse, datasetAccessCleanup, datasetAccessReconciler, expiredFirst,
 } from './datasetaccess.ts';
-import { WarehouseConnections } from './warehouse-connections.ts';
+import { WarehouseConnections } from '../drivers/postgres/connector.ts';
 import { WAREHOUSE_TYPE, warehouseReconciler, warehousesUsingSecret } from './warehouse.ts';
 
 export interface ManagerOptions {

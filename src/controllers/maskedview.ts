@@ -4,9 +4,9 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { appendFile } from 'node:fs/promises';
 import type pg from 'pg';
-import type { MaskedView } from '../api/maskedview.ts';
+import { maskedViewKind, type MaskedView } from '../api/maskedview.ts';
 import type { Warehouse } from '../api/warehouse.ts';
-import { GROUP, VERSION } from '../api/schema.ts';
+import { resourceType } from '../api/schema.ts';
 import { isNotFound, type KubeClient, type KubeObject, type ResourceType } from '../runtime/kube.ts';
 import type { Outcome, ReconcileContext } from '../runtime/controller.ts';
 import { findCondition } from '../runtime/conditions.ts';
@@ -25,9 +25,10 @@ import { quoteQualified } from '../governance/sql-text.ts';
 import { lockObjects } from '../drivers/postgres/grants.ts';
 import { inTransaction } from '../drivers/postgres/transaction.ts';
 import { InsufficientPrivilege, runChecked } from '../drivers/postgres/checked.ts';
-import { WarehouseConnections, connectWarehouse } from './warehouse-connections.ts';
+import type { WarehouseConnections } from '../drivers/postgres/connector.ts';
+import { connectWarehouse } from './warehouse-preamble.ts';
 
-export const MASKED_VIEW_TYPE: ResourceType = { group: GROUP, version: VERSION, plural: 'maskedviews', kind: 'MaskedView', namespaced: true };
+export const MASKED_VIEW_TYPE: ResourceType = resourceType(maskedViewKind);
 export const MASKED_VIEW_FINALIZER = 'steward.dev/drop-view';
 const CONFIGMAP_TYPE: ResourceType = { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true };
 

@@ -1,8 +1,8 @@
 // Warehouse reconciler: connect with the requested sslMode, ask the server how the session is
 // protected (pg_stat_ssl), make sure the audit table exists, and report it all as conditions.
 // It recovers by itself: Secrets are watched (metadata only), and failures are retried with backoff.
-import type { Warehouse } from '../api/warehouse.ts';
-import { GROUP, VERSION } from '../api/schema.ts';
+import { warehouseKind, type Warehouse } from '../api/warehouse.ts';
+import { resourceType } from '../api/schema.ts';
 import type { ResourceType, KubeObject } from '../runtime/kube.ts';
 import type { Outcome, ReconcileContext } from '../runtime/controller.ts';
 import type { ConditionInput } from '../runtime/conditions.ts';
@@ -10,9 +10,9 @@ import { findCondition } from '../runtime/conditions.ts';
 import type { AuditTrail } from '../audit/sink.ts';
 import { classifyConnectionError, observeSession, type ConnectionSettings } from '../drivers/postgres/connection.ts';
 import { AuditTableSink, ensureAuditTable } from '../drivers/postgres/audit-table.ts';
-import { WarehouseConnections, WarehouseSecretError, scrub } from './warehouse-connections.ts';
+import { WarehouseConnections, WarehouseSecretError, scrub } from '../drivers/postgres/connector.ts';
 
-export const WAREHOUSE_TYPE: ResourceType = { group: GROUP, version: VERSION, plural: 'warehouses', kind: 'Warehouse', namespaced: false };
+export const WAREHOUSE_TYPE: ResourceType = resourceType(warehouseKind);
 
 export interface WarehouseDeps {
   connections: WarehouseConnections;

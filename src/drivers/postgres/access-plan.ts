@@ -2,8 +2,8 @@
 // by the reconciler (which applies it) and `steward plan` (which prints it).
 import {
   EMPTY_STATE, desiredState, describeDiff, diffGrants, isAllTables, isEmptyDiff, lockKeys, usageRoleComment, usageRoleName, type GrantDiff,
-} from '../governance/grants.ts';
-import { createRoleStatements, diffStatements, hardenRoleStatement, usageRoleStatements, type Observation, type Statement } from '../drivers/postgres/grants.ts';
+} from '../../governance/grants.ts';
+import { createRoleStatements, diffStatements, hardenRoleStatement, usageRoleStatements, type Observation, type Statement } from './grants.ts';
 
 export interface AccessPlanInput {
   database: string;
