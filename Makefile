@@ -6,7 +6,7 @@ export PATH := $(NPM_BIN):$(PATH)
 STACK := test/stack/stack.sh
 WITH_STACK := set -a; . .stack/env.sh; set +a;
 
-.PHONY: deps stack stack-down test test-unit test-integration typecheck crds demo run install bench clean
+.PHONY: deps stack stack-down test test-unit test-integration typecheck lint format crds demo run install bench clean
 
 deps: node_modules/.installed
 node_modules/.installed: package.json package-lock.json
@@ -22,12 +22,19 @@ stack-down:
 typecheck: deps
 	tsc --noEmit -p .
 
+# Biome: the formatter's layout and the linter's rules (biome.jsonc); `make format` rewrites the layout.
+lint: deps
+	biome ci --error-on-warnings .
+
+format: deps
+	biome format --write .
+
 crds: deps
 	node src/api/generate.ts
 
 # Unit tests need nothing running; integration tests use the local stack, started if needed and
 # stopped afterwards when this target started it.
-test: deps typecheck
+test: deps typecheck lint
 	@started=0; if ! bash $(STACK) status 2>/dev/null | grep -q 'kube-apiserver: running'; then bash $(STACK) up && started=1; fi; \
 	bash $(STACK) stop-demo; $(WITH_STACK) vitest run --project unit --project integration; status=$$?; \
 	$(WITH_STACK) vitest run --project demo || status=1; \

@@ -34,7 +34,14 @@ interface Conditioned extends KubeObject {
 
 function pgConfig(database: string): pg.ClientConfig {
   const env = process.env;
-  return { host: env.PGHOST, port: Number(env.PGPORT), user: env.PGUSER, password: env.PGPASSWORD, database, ssl: { ca: readFileSync(env.PGSSLROOTCERT!, 'utf8'), rejectUnauthorized: true } };
+  return {
+    host: env.PGHOST,
+    port: Number(env.PGPORT),
+    user: env.PGUSER,
+    password: env.PGPASSWORD,
+    database,
+    ssl: { ca: readFileSync(env.PGSSLROOTCERT!, 'utf8'), rejectUnauthorized: true },
+  };
 }
 
 async function sql(database: string, text: string, values?: unknown[]): Promise<pg.QueryResult> {
@@ -50,9 +57,11 @@ async function sql(database: string, text: string, values?: unknown[]): Promise<
 
 async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<unknown>): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: limit }, async () => {
-    while (next < items.length) await fn(items[next++]!);
-  }));
+  await Promise.all(
+    Array.from({ length: limit }, async () => {
+      while (next < items.length) await fn(items[next++]!);
+    }),
+  );
 }
 
 function percentile(xs: number[], p: number): number {
@@ -73,16 +82,27 @@ class Fixture {
     const tables = Array.from({ length: TABLES }, (_, t) => `CREATE TABLE curated.t${t} (x int);`).join('\n');
     await sql(this.db, `CREATE SCHEMA curated; ${tables} CREATE ROLE ${this.principal} NOLOGIN;`);
     await this.client.create(NAMESPACE_TYPE, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: this.ns } });
-    const secret = (name: string, data: Record<string, string>) => this.client.create(SECRET_TYPE, {
-      apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: 'steward-system' },
-      data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
-    } as KubeObject);
+    const secret = (name: string, data: Record<string, string>) =>
+      this.client.create(SECRET_TYPE, {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name, namespace: 'steward-system' },
+        data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
+      } as KubeObject);
     await secret(`${this.wh}-ca`, { 'ca.crt': readFileSync(process.env.PGSSLROOTCERT!, 'utf8') });
     await secret(`${this.wh}-creds`, { username: process.env.PGUSER!, password: process.env.PGPASSWORD! });
     await this.client.create(WAREHOUSE_TYPE, {
-      apiVersion: 'steward.dev/v1alpha1', kind: 'Warehouse', metadata: { name: this.wh },
+      apiVersion: 'steward.dev/v1alpha1',
+      kind: 'Warehouse',
+      metadata: { name: this.wh },
       spec: {
-        postgres: { host: 'localhost', port: Number(process.env.PGPORT), database: this.db, caSecretRef: { namespace: 'steward-system', name: `${this.wh}-ca` }, credentialsSecretRef: { namespace: 'steward-system', name: `${this.wh}-creds` } },
+        postgres: {
+          host: 'localhost',
+          port: Number(process.env.PGPORT),
+          database: this.db,
+          caSecretRef: { namespace: 'steward-system', name: `${this.wh}-ca` },
+          credentialsSecretRef: { namespace: 'steward-system', name: `${this.wh}-creds` },
+        },
         accessPolicy: [{ namespaces: { matchNames: [this.ns] }, schemas: ['curated'], privileges: ['SELECT'] }],
       },
     } as KubeObject);
@@ -90,18 +110,30 @@ class Fixture {
 
   access(name: string, table: string, expiresAt?: string): KubeObject {
     return {
-      apiVersion: 'steward.dev/v1alpha1', kind: 'DatasetAccess', metadata: { name, namespace: this.ns },
-      spec: { principal: { role: this.principal }, warehouse: { name: this.wh, schema: 'curated', tables: [table], privileges: ['SELECT'] }, justification: 'benchmark', ...(expiresAt ? { expiresAt } : {}) },
+      apiVersion: 'steward.dev/v1alpha1',
+      kind: 'DatasetAccess',
+      metadata: { name, namespace: this.ns },
+      spec: {
+        principal: { role: this.principal },
+        warehouse: { name: this.wh, schema: 'curated', tables: [table], privileges: ['SELECT'] },
+        justification: 'benchmark',
+        ...(expiresAt ? { expiresAt } : {}),
+      },
     } as KubeObject;
   }
 
   async tearDown(): Promise<void> {
     const list = await this.client.list<KubeObject>(DATASET_ACCESS_TYPE, { namespace: this.ns });
-    await pool(list.items, 16, (a) => this.client.patch(DATASET_ACCESS_TYPE, a.metadata.name, this.ns, { metadata: { finalizers: null } }, 'merge').catch(() => undefined));
+    await pool(list.items, 16, (a) =>
+      this.client.patch(DATASET_ACCESS_TYPE, a.metadata.name, this.ns, { metadata: { finalizers: null } }, 'merge').catch(() => undefined),
+    );
     await this.client.request('DELETE', KubeClient.path(DATASET_ACCESS_TYPE, this.ns)).catch(() => undefined);
     await this.client.delete(WAREHOUSE_TYPE, this.wh).catch(() => undefined);
     await sql('postgres', `DROP DATABASE ${this.db} WITH (FORCE)`);
-    const roles = await sql('postgres', `SELECT rolname FROM pg_roles WHERE rolname LIKE $1 OR rolname = ANY($2)`, [`stw\\_bench\\_${this.id}\\_%`, [this.principal, usageRoleName(this.db, 'curated')]]);
+    const roles = await sql('postgres', `SELECT rolname FROM pg_roles WHERE rolname LIKE $1 OR rolname = ANY($2)`, [
+      `stw\\_bench\\_${this.id}\\_%`,
+      [this.principal, usageRoleName(this.db, 'curated')],
+    ]);
     // One session, one after another: concurrent DROP ROLEs touching one membership collide.
     if (roles.rows.length) await sql('postgres', roles.rows.map((r) => `DROP ROLE "${String(r.rolname).replace(/"/g, '""')}";`).join('\n'));
     this.client.close();
@@ -109,7 +141,15 @@ class Fixture {
 }
 
 function startSteward(client: KubeClient): Manager {
-  return new Manager({ client, logger, metrics: new Metrics({ processMetrics: false }), identity: 'bench', actor: 'steward-bench', resyncMs: 10 * 60_000, concurrency: 8 });
+  return new Manager({
+    client,
+    logger,
+    metrics: new Metrics({ processMetrics: false }),
+    identity: 'bench',
+    actor: 'steward-bench',
+    resyncMs: 10 * 60_000,
+    concurrency: 8,
+  });
 }
 
 /** Floor: the same API writes and the same SQL, directly; then the same deletions. */
@@ -119,11 +159,16 @@ async function convergenceFloor(n: number): Promise<Timings> {
   try {
     const names = Array.from({ length: n }, (_, i) => `floor-${i}`);
     const byTable = new Map<string, string[]>();
-    names.forEach((name, i) => byTable.set(`t${i % TABLES}`, [...(byTable.get(`t${i % TABLES}`) ?? []), name]));
+    for (const [i, name] of names.entries()) byTable.set(`t${i % TABLES}`, [...(byTable.get(`t${i % TABLES}`) ?? []), name]);
     const conditions = setConditions([], summaryConditions({ state: 'Ready', reason: 'Granted', message: 'floor' }), 1, new Date());
     // The schema's usage role, as Steward creates it with the first access in a schema (untimed here).
     const usageRole = usageRoleName(f.db, 'curated');
-    await sql(f.db, usageRoleStatements({ exists: false, comment: null, hasUsage: false }, 'curated', usageRole, usageRoleComment(f.db, 'curated')).map((s) => `${s.sql};`).join('\n'));
+    await sql(
+      f.db,
+      usageRoleStatements({ exists: false, comment: null, hasUsage: false }, 'curated', usageRole, usageRoleComment(f.db, 'curated'))
+        .map((s) => `${s.sql};`)
+        .join('\n'),
+    );
     const start = performance.now();
     await Promise.all([
       pool(names, CONCURRENCY, async (name) => {
@@ -139,7 +184,13 @@ async function convergenceFloor(n: number): Promise<Timings> {
           const role = groupRoleName(f.ns, name);
           const statements = [
             ...createRoleStatements(role, ownershipComment(f.ns, name)),
-            ...diffStatements(role, diffGrants(desiredState({ schema: 'curated', tables: [table], existingTables: [], privileges: ['SELECT'], member: f.principal, usageRole }), EMPTY_STATE)),
+            ...diffStatements(
+              role,
+              diffGrants(
+                desiredState({ schema: 'curated', tables: [table], existingTables: [], privileges: ['SELECT'], member: f.principal, usageRole }),
+                EMPTY_STATE,
+              ),
+            ),
           ];
           await c.query('BEGIN');
           for (const s of statements) await c.query(s.sql);
@@ -181,7 +232,10 @@ async function convergenceFloor(n: number): Promise<Timings> {
   }
 }
 
-interface Timings { createMs: number; deleteMs: number }
+interface Timings {
+  createMs: number;
+  deleteMs: number;
+}
 
 async function waitForAll(f: Fixture, n: number, predicate: (o: Conditioned) => boolean): Promise<void> {
   const informer = new Informer<Conditioned>(f.client, DATASET_ACCESS_TYPE, { namespace: f.ns, logger });
@@ -195,7 +249,9 @@ async function waitForAll(f: Fixture, n: number, predicate: (o: Conditioned) => 
   await informer.start();
   // A benchmark that cannot finish must say so, not hang.
   let timer: NodeJS.Timeout | undefined;
-  const limit = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`only ${done.size} of ${n} accesses got there within 10 minutes`)), 600_000)));
+  const limit = new Promise<never>(
+    (_, reject) => (timer = setTimeout(() => reject(new Error(`only ${done.size} of ${n} accesses got there within 10 minutes`)), 600_000)),
+  );
   try {
     await Promise.race([all, limit]);
   } finally {
@@ -230,8 +286,12 @@ async function convergenceSteward(n: number): Promise<Timings> {
     const elapsed = performance.now() - start;
     // Privileges effective: the principal is a member of every group role, each holding SELECT.
     const members = await sql(f.db, `SELECT count(*)::int AS n FROM pg_auth_members WHERE member = $1::regrole`, [f.principal]);
-    const acl = await sql(f.db, `SELECT count(*)::int AS n FROM pg_class c, aclexplode(c.relacl) a WHERE c.relnamespace = 'curated'::regnamespace AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner`);
-    if (members.rows[0].n !== n || acl.rows[0].n !== n) throw new Error(`not effective: ${members.rows[0].n} memberships, ${acl.rows[0].n} ACL entries for ${n} accesses`);
+    const acl = await sql(
+      f.db,
+      `SELECT count(*)::int AS n FROM pg_class c, aclexplode(c.relacl) a WHERE c.relnamespace = 'curated'::regnamespace AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner`,
+    );
+    if (members.rows[0].n !== n || acl.rows[0].n !== n)
+      throw new Error(`not effective: ${members.rows[0].n} memberships, ${acl.rows[0].n} ACL entries for ${n} accesses`);
     // Deletion: every object gone (the finalizer waits for the revoke) and no group role left.
     const deleteStart = performance.now();
     await pool(names, CONCURRENCY, (name) => f.client.delete(DATASET_ACCESS_TYPE, name, f.ns));
@@ -241,9 +301,12 @@ async function convergenceSteward(n: number): Promise<Timings> {
       await new Promise((r) => setTimeout(r, 100));
     }
     const deleteMs = performance.now() - deleteStart;
-    const left = await sql(f.db, `SELECT count(*)::int AS n FROM pg_roles WHERE shobj_description(oid, 'pg_authid') = ANY($1)`, [names.map((name) => ownershipComment(f.ns, name))]);
+    const left = await sql(f.db, `SELECT count(*)::int AS n FROM pg_roles WHERE shobj_description(oid, 'pg_authid') = ANY($1)`, [
+      names.map((name) => ownershipComment(f.ns, name)),
+    ]);
     const memberships = await sql(f.db, `SELECT count(*)::int AS n FROM pg_auth_members WHERE member = $1::regrole`, [f.principal]);
-    if (memberships.rows[0].n !== 0 || left.rows[0].n !== 0) throw new Error(`deleted, but ${memberships.rows[0].n} memberships and ${left.rows[0].n} group roles are left`);
+    if (memberships.rows[0].n !== 0 || left.rows[0].n !== 0)
+      throw new Error(`deleted, but ${memberships.rows[0].n} memberships and ${left.rows[0].n} group roles are left`);
     return { createMs: elapsed, deleteMs };
   });
 }
@@ -260,7 +323,10 @@ function deadlines(n: number, startAt: number, windowMs: number): Date[] {
   return Array.from({ length: n }, (_, i) => new Date(Math.floor((startAt + (i * windowMs) / n) / 1000) * 1000));
 }
 
-export async function expiryBench(n: number, windowMs: number): Promise<{ steward: { p50: number; p99: number; max: number }; floor: { p50: number; p99: number } }> {
+export async function expiryBench(
+  n: number,
+  windowMs: number,
+): Promise<{ steward: { p50: number; p99: number; max: number }; floor: { p50: number; p99: number } }> {
   // Floor: a timer per deadline running the REVOKE directly on a pool of 8 sessions.
   const floorLags: number[] = [];
   {
@@ -271,11 +337,21 @@ export async function expiryBench(n: number, windowMs: number): Promise<{ stewar
       await sql(f.db, roles.map((r) => `CREATE ROLE ${r} NOLOGIN; GRANT ${r} TO ${f.principal};`).join('\n'));
       const p = new pg.Pool({ ...pgConfig(f.db), max: 8 });
       const at = deadlines(n, Date.now() + 2000, windowMs);
-      await Promise.all(roles.map((r, i) => new Promise<void>((resolve) => setTimeout(async () => {
-        await p.query(`REVOKE ${r} FROM ${f.principal}`);
-        floorLags.push(Date.now() - at[i]!.getTime());
-        resolve();
-      }, Math.max(0, at[i]!.getTime() - Date.now())))));
+      await Promise.all(
+        roles.map(
+          (r, i) =>
+            new Promise<void>((resolve) =>
+              setTimeout(
+                async () => {
+                  await p.query(`REVOKE ${r} FROM ${f.principal}`);
+                  floorLags.push(Date.now() - at[i]!.getTime());
+                  resolve();
+                },
+                Math.max(0, at[i]!.getTime() - Date.now()),
+              ),
+            ),
+        ),
+      );
       await p.end();
     } finally {
       await f.tearDown();

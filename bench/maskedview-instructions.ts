@@ -19,18 +19,27 @@ import { planView } from '../src/governance/maskedview.ts';
 import { createViewStatements, hashKeyQuery } from '../src/drivers/postgres/maskedview.ts';
 import { RAW_JOIN, benchDataSql, benchViewSpec, touchAll } from './maskedview.ts';
 
-export interface InstructionCounts { floor: number; masked: number; kAnon: number }
+export interface InstructionCounts {
+  floor: number;
+  masked: number;
+  kAnon: number;
+}
 
 /** Where initdb, pg_ctl and postgres are: on PATH, else the newest /usr/lib/postgresql/N/bin. */
 function pgBin(): string {
-  const which = spawnSync('bash', ['-c', 'if command -v pg_ctl >/dev/null; then dirname "$(command -v pg_ctl)"; else ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; fi'], { encoding: 'utf8' });
+  const which = spawnSync(
+    'bash',
+    ['-c', 'if command -v pg_ctl >/dev/null; then dirname "$(command -v pg_ctl)"; else ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; fi'],
+    { encoding: 'utf8' },
+  );
   const dir = which.stdout.trim();
   if (!dir) throw new Error('PostgreSQL server binaries (initdb, pg_ctl, postgres) were not found');
   return dir;
 }
 
 /** PostgreSQL refuses to run as root: as root, run it as the postgres user (as the stack does). */
-const asPostgres = (cmd: string, args: string[]) => (process.getuid?.() === 0 ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args]) as [string, string[]];
+const asPostgres = (cmd: string, args: string[]) =>
+  (process.getuid?.() === 0 ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args]) as [string, string[]];
 
 function run(cmd: string, args: string[], input?: string): { stdout: string; stderr: string } {
   const [c, a] = asPostgres(cmd, args);
@@ -46,7 +55,12 @@ export function valgrindAvailable(): boolean {
 export async function maskedViewInstructions(orders: number): Promise<InstructionCounts> {
   const bin = pgBin();
   const dir = mkdtempSync(join(tmpdir(), 'steward-instructions-'));
-  if (process.getuid?.() === 0) chownSync(dir, Number(spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).stdout), Number(spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).stdout));
+  if (process.getuid?.() === 0)
+    chownSync(
+      dir,
+      Number(spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).stdout),
+      Number(spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).stdout),
+    );
   const data = join(dir, 'data');
   const port = '54329';
   try {
@@ -63,8 +77,14 @@ export async function maskedViewInstructions(orders: number): Promise<Instructio
         const pii = Number((await c.query(`SELECT oid::int8 AS oid FROM pg_roles WHERE rolname = 'bench_pii'`)).rows[0].oid);
         await loadParser();
         // The SQL Steward builds, created the way Steward creates it (owner role, grants).
-        for (const [name, kAnon] of [['sales_masked', false], ['sales_kanon', true]] as const) {
-          const plan = planView(benchViewSpec(name, kAnon, 'bench_pii', 'bench_reader'), { keyQuery: hashKeyQuery(`curated.${name}`), unmaskedRoleOids: [pii] });
+        for (const [name, kAnon] of [
+          ['sales_masked', false],
+          ['sales_kanon', true],
+        ] as const) {
+          const plan = planView(benchViewSpec(name, kAnon, 'bench_pii', 'bench_reader'), {
+            keyQuery: hashKeyQuery(`curated.${name}`),
+            unmaskedRoleOids: [pii],
+          });
           for (const s of createViewStatements('curated', name, plan.select, 'bench_owner', plan.sourceTables, false)) await c.query(s.sql);
           await c.query(`GRANT SELECT ON curated.${name} TO bench_reader`);
         }
@@ -80,8 +100,11 @@ export async function maskedViewInstructions(orders: number): Promise<Instructio
     }
     // One backend per query; its start-up (a SELECT 1 alone) is subtracted.
     const count = (role: string, query: string): number => {
-      const { stderr } = run('valgrind', ['--tool=cachegrind', '--cache-sim=no', '--cachegrind-out-file=/dev/null', join(bin, 'postgres'), '--single', '-D', data, 'postgres'],
-        `SET ROLE ${role};\n${query.replace(/\s+/g, ' ')};\n`);
+      const { stderr } = run(
+        'valgrind',
+        ['--tool=cachegrind', '--cache-sim=no', '--cachegrind-out-file=/dev/null', join(bin, 'postgres'), '--single', '-D', data, 'postgres'],
+        `SET ROLE ${role};\n${query.replace(/\s+/g, ' ')};\n`,
+      );
       const m = /I\s+refs:\s+([\d,]+)/.exec(stderr);
       if (!m) throw new Error(`no instruction count in valgrind's output: ${stderr.slice(-500)}`);
       if (/ERROR:/.test(stderr)) throw new Error(`the query failed: ${stderr.slice(stderr.indexOf('ERROR:'), stderr.indexOf('ERROR:') + 300)}`);

@@ -19,7 +19,14 @@ const NAMESPACE_TYPE = { group: '', version: 'v1', plural: 'namespaces', kind: '
 
 function config(database: string): pg.ClientConfig {
   const env = process.env;
-  return { host: env.PGHOST, port: Number(env.PGPORT), user: env.PGUSER, password: env.PGPASSWORD, database, ssl: { ca: readFileSync(env.PGSSLROOTCERT!, 'utf8'), rejectUnauthorized: true } };
+  return {
+    host: env.PGHOST,
+    port: Number(env.PGPORT),
+    user: env.PGUSER,
+    password: env.PGPASSWORD,
+    database,
+    ssl: { ca: readFileSync(env.PGSSLROOTCERT!, 'utf8'), rejectUnauthorized: true },
+  };
 }
 
 async function sql(database: string, text: string): Promise<pg.QueryResult> {
@@ -51,20 +58,29 @@ export function benchDataSql(orders: number): string {
 /** The api.md view over that data, with or without the k-anonymity guard. */
 export function benchViewSpec(name: string, kAnon: boolean, pii: string, reader: string): MaskedViewSpec {
   return {
-    warehouse: 'bench', view: { schema: 'curated', name }, from: { table: 'raw.orders', alias: 'o' },
+    warehouse: 'bench',
+    view: { schema: 'curated', name },
+    from: { table: 'raw.orders', alias: 'o' },
     joins: [{ table: 'raw.customers', alias: 'c', on: 'c.id = o.customer_id', type: 'inner' }],
     columns: [
-      { name: 'order_id', expr: 'o.id' }, { name: 'email', expr: 'c.email', mask: 'email' }, { name: 'phone', expr: 'c.phone', mask: 'phone' },
-      { name: 'customer_region', expr: 'c.country' }, { name: 'gross_revenue', expr: 'o.quantity * o.unit_price' }, { name: 'created_at', expr: 'o.created_at' },
+      { name: 'order_id', expr: 'o.id' },
+      { name: 'email', expr: 'c.email', mask: 'email' },
+      { name: 'phone', expr: 'c.phone', mask: 'phone' },
+      { name: 'customer_region', expr: 'c.country' },
+      { name: 'gross_revenue', expr: 'o.quantity * o.unit_price' },
+      { name: 'created_at', expr: 'o.created_at' },
     ],
     ...(kAnon ? { kAnonymity: { quasiIdentifiers: ['customer_region'], k: 5 } } : {}),
-    unmaskedRoles: [pii], readers: [reader], owner: 'bench',
+    unmaskedRoles: [pii],
+    readers: [reader],
+    owner: 'bench',
   } as MaskedViewSpec;
 }
 
 // Every value is produced and read (length() of each text, sums of the numbers): what a client
 // reading the view would make PostgreSQL compute, without measuring the network.
-export const touchAll = (from: string) => `SELECT count(*), sum(order_id), sum(length(email)), sum(length(phone)), sum(length(customer_region)), sum(gross_revenue), max(created_at) FROM ${from}`;
+export const touchAll = (from: string) =>
+  `SELECT count(*), sum(order_id), sum(length(email)), sum(length(phone)), sum(length(customer_region)), sum(gross_revenue), max(created_at) FROM ${from}`;
 /** The floor: the same columns from the raw join. */
 export const RAW_JOIN = `(SELECT o.id AS order_id, c.email, c.phone, c.country AS customer_region, o.quantity * o.unit_price AS gross_revenue, o.created_at
                        FROM raw.orders o JOIN raw.customers c ON c.id = o.customer_id) AS s`;
@@ -76,7 +92,13 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
  * so a round's ratio sees the same load on a shared machine, where medians of times taken minutes
  * apart need not.
  */
-export interface ScanTimes { floorMs: number; maskedMs: number; kAnonMs: number; maskedRatio: number; kAnonRatio: number }
+export interface ScanTimes {
+  floorMs: number;
+  maskedMs: number;
+  kAnonMs: number;
+  maskedRatio: number;
+  kAnonRatio: number;
+}
 
 /**
  * Four measurements: `serial`, with parallel query off for both sides (the same plan shape: what the
@@ -85,7 +107,10 @@ export interface ScanTimes { floorMs: number; maskedMs: number; kAnonMs: number;
  * index on orders.customer_id; and `sharedHash`, planned again once the customers table also has
  * `parallel_workers` set, so that workers share one hash of it.
  */
-export async function maskedViewBench(orders: number, rounds: number): Promise<{ serial: ScanTimes; planned: ScanTimes; indexed: ScanTimes; sharedHash: ScanTimes }> {
+export async function maskedViewBench(
+  orders: number,
+  rounds: number,
+): Promise<{ serial: ScanTimes; planned: ScanTimes; indexed: ScanTimes; sharedHash: ScanTimes }> {
   const id = randomBytes(3).toString('hex');
   const db = `mvbench_${id}`;
   const ns = `mvbench-${id}`;
@@ -93,34 +118,62 @@ export async function maskedViewBench(orders: number, rounds: number): Promise<{
   const pii = `mvbench_pii_${id}`;
   const client = KubeClient.fromDefault();
   await sql('postgres', `CREATE DATABASE ${db}`);
-  const manager = new Manager({ client, logger, metrics: new Metrics({ processMetrics: false }), identity: 'bench', actor: 'steward-bench', resyncMs: 600_000, concurrency: 4 });
+  const manager = new Manager({
+    client,
+    logger,
+    metrics: new Metrics({ processMetrics: false }),
+    identity: 'bench',
+    actor: 'steward-bench',
+    resyncMs: 600_000,
+    concurrency: 4,
+  });
   try {
-    await sql(db, `${benchDataSql(orders)}
-      CREATE ROLE ${reader} NOLOGIN; CREATE ROLE ${pii} NOLOGIN;`);
+    await sql(
+      db,
+      `${benchDataSql(orders)}
+      CREATE ROLE ${reader} NOLOGIN; CREATE ROLE ${pii} NOLOGIN;`,
+    );
     await client.create(NAMESPACE_TYPE, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
-    const secret = (name: string, data: Record<string, string>) => client.create(SECRET_TYPE, {
-      apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: 'steward-system' },
-      data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
-    } as KubeObject);
+    const secret = (name: string, data: Record<string, string>) =>
+      client.create(SECRET_TYPE, {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name, namespace: 'steward-system' },
+        data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
+      } as KubeObject);
     await secret(`${ns}-ca`, { 'ca.crt': readFileSync(process.env.PGSSLROOTCERT!, 'utf8') });
     await secret(`${ns}-creds`, { username: process.env.PGUSER!, password: process.env.PGPASSWORD! });
     await client.create(WAREHOUSE_TYPE, {
-      apiVersion: 'steward.dev/v1alpha1', kind: 'Warehouse', metadata: { name: ns },
+      apiVersion: 'steward.dev/v1alpha1',
+      kind: 'Warehouse',
+      metadata: { name: ns },
       spec: {
-        postgres: { host: 'localhost', port: Number(process.env.PGPORT), database: db, caSecretRef: { namespace: 'steward-system', name: `${ns}-ca` }, credentialsSecretRef: { namespace: 'steward-system', name: `${ns}-creds` } },
+        postgres: {
+          host: 'localhost',
+          port: Number(process.env.PGPORT),
+          database: db,
+          caSecretRef: { namespace: 'steward-system', name: `${ns}-ca` },
+          credentialsSecretRef: { namespace: 'steward-system', name: `${ns}-creds` },
+        },
         accessPolicy: [{ namespaces: { matchNames: [ns] }, schemas: ['raw', 'curated'], privileges: ['SELECT'] }],
       },
     } as KubeObject);
-    const view = (name: string, kAnon: boolean) => ({
-      apiVersion: 'steward.dev/v1alpha1', kind: 'MaskedView', metadata: { name: name.replace(/_/g, '-'), namespace: ns },
-      spec: { ...benchViewSpec(name, kAnon, pii, reader), warehouse: ns },
-    } as KubeObject);
+    const view = (name: string, kAnon: boolean) =>
+      ({
+        apiVersion: 'steward.dev/v1alpha1',
+        kind: 'MaskedView',
+        metadata: { name: name.replace(/_/g, '-'), namespace: ns },
+        spec: { ...benchViewSpec(name, kAnon, pii, reader), warehouse: ns },
+      }) as KubeObject;
     await manager.start();
     await client.create(MASKED_VIEW_TYPE, view('sales_masked', false));
     await client.create(MASKED_VIEW_TYPE, view('sales_kanon', true));
     const deadline = Date.now() + 120_000;
     for (;;) {
-      const r = await sql(db, `SELECT count(*)::int AS n FROM pg_class WHERE relname IN ('sales_masked', 'sales_kanon') AND has_table_privilege('${reader}', oid, 'SELECT')`);
+      const r = await sql(
+        db,
+        `SELECT count(*)::int AS n FROM pg_class WHERE relname IN ('sales_masked', 'sales_kanon') AND has_table_privilege('${reader}', oid, 'SELECT')`,
+      );
       if (r.rows[0].n === 2) break;
       if (Date.now() > deadline) throw new Error('the masked views were not built within 2 minutes');
       await new Promise((res) => setTimeout(res, 200));
@@ -150,8 +203,11 @@ export async function maskedViewBench(orders: number, rounds: number): Promise<{
       }
       if (process.env.BENCH_DEBUG) console.error({ serial, floor: floor.map(Math.round), masked: masked.map(Math.round), kanon: kanon.map(Math.round) });
       return {
-        floorMs: median(floor), maskedMs: median(masked), kAnonMs: median(kanon),
-        maskedRatio: median(masked.map((m, r) => m / floor[r]!)), kAnonRatio: median(kanon.map((k, r) => k / floor[r]!)),
+        floorMs: median(floor),
+        maskedMs: median(masked),
+        kAnonMs: median(kanon),
+        maskedRatio: median(masked.map((m, r) => m / floor[r]!)),
+        kAnonRatio: median(kanon.map((k, r) => k / floor[r]!)),
       };
     };
     const serial = await measure(true);

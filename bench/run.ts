@@ -17,55 +17,77 @@ const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const only = process.argv[2] ?? '';
 
 const benches: [string, () => Promise<void>][] = [
-  ['runtime', async () => {
-    const r = await runtimeBench(n, rounds);
-    console.log(`runtime overhead: ${n} objects create -> reconcile -> status Ready (median of ${rounds} rounds)`);
-    console.log(`  floor (bare client: create + patch status): ${r.floorMs.toFixed(0)} ms`);
-    console.log(`  through the controller loop:                ${r.controllerMs.toFixed(0)} ms`);
-    console.log(`  ratio: ${r.ratio.toFixed(2)}x the floor`);
-  }],
-  ['datasetaccess-convergence', async () => {
-    const r = await convergenceBench(n);
-    console.log(`DatasetAccess convergence: ${n} accesses over 20 tables -> Ready, privileges effective`);
-    console.log(`  floor (API writes + the same SQL directly): ${r.floor.createMs.toFixed(0)} ms`);
-    console.log(`  through Steward:                            ${r.steward.createMs.toFixed(0)} ms`);
-    console.log(`  ratio: ${(r.steward.createMs / r.floor.createMs).toFixed(2)}x the floor (target: within 3x)`);
-    console.log(`DatasetAccess deletion: the same ${n} accesses deleted -> revoked, group roles dropped`);
-    console.log(`  floor (API deletes + the same SQL directly): ${r.floor.deleteMs.toFixed(0)} ms`);
-    console.log(`  through Steward (finalizers):                ${r.steward.deleteMs.toFixed(0)} ms`);
-    console.log(`  ratio: ${(r.steward.deleteMs / r.floor.deleteMs).toFixed(2)}x the floor`);
-  }],
-  ['datasetaccess-expiry', async () => {
-    const r = await expiryBench(n, 30_000);
-    console.log(`DatasetAccess expiry lag: ${n} accesses expiring within the same 30 s`);
-    console.log(`  floor (a timer per deadline + the REVOKE directly): p50 ${r.floor.p50} ms, p99 ${r.floor.p99} ms`);
-    console.log(`  through Steward:                                    p50 ${r.steward.p50} ms, p99 ${r.steward.p99} ms, max ${r.steward.max} ms`);
-    console.log(`  ratio: p99 ${(r.steward.p99 / Math.max(1, r.floor.p99)).toFixed(2)}x the floor (target: p99 under 1000 ms)`);
-  }],
-  ['maskedview-scan', async () => {
-    const orders = Number(process.env.BENCH_ORDERS ?? 1_000_000);
-    const r = await maskedViewBench(orders, Number(process.env.BENCH_SCAN_ROUNDS ?? 7));
-    console.log(`MaskedView scan: ${orders} orders joined to customers, every column read as an unprivileged reader (times: medians; ratios: median of each round's ratio)`);
-    for (const [label, t] of [['serial (parallel query off on both sides: the cost of the masks)', r.serial], ['as planned (PostgreSQL chooses; both sides may use parallel workers)', r.planned], ['as planned, with an index on orders (customer_id)', r.indexed], ['as planned, that index and customers with parallel_workers = 2 (one shared hash of customers)', r.sharedHash]] as const) {
-      console.log(`  ${label}`);
-      console.log(`    floor (the same SELECT on the raw join): ${t.floorMs.toFixed(0)} ms`);
-      console.log(`    masked view:                             ${t.maskedMs.toFixed(0)} ms   ratio ${t.maskedRatio.toFixed(2)}x (target: at most 1.1x)`);
-      console.log(`    masked view with the k-anonymity guard:  ${t.kAnonMs.toFixed(0)} ms   ratio ${t.kAnonRatio.toFixed(2)}x (target: at most 2x)`);
-    }
-  }],
-  ['maskedview-instructions', async () => {
-    const orders = Number(process.env.BENCH_ORDERS ?? 1_000_000);
-    if (!valgrindAvailable()) {
-      console.log('MaskedView scan in CPU instructions: skipped, valgrind is not installed');
-      return;
-    }
-    const r = await maskedViewInstructions(orders);
-    const m = (n: number) => `${(n / 1e6).toFixed(0)} M`;
-    console.log(`MaskedView scan in CPU instructions: the same queries, one single-user backend each, serial, counted by valgrind (noise-free)`);
-    console.log(`  floor (the same SELECT on the raw join):  ${m(r.floor)}`);
-    console.log(`  masked view:                              ${m(r.masked)}   ratio ${(r.masked / r.floor).toFixed(3)}x`);
-    console.log(`  masked view with the k-anonymity guard:   ${m(r.kAnon)}   ratio ${(r.kAnon / r.floor).toFixed(3)}x`);
-  }],
+  [
+    'runtime',
+    async () => {
+      const r = await runtimeBench(n, rounds);
+      console.log(`runtime overhead: ${n} objects create -> reconcile -> status Ready (median of ${rounds} rounds)`);
+      console.log(`  floor (bare client: create + patch status): ${r.floorMs.toFixed(0)} ms`);
+      console.log(`  through the controller loop:                ${r.controllerMs.toFixed(0)} ms`);
+      console.log(`  ratio: ${r.ratio.toFixed(2)}x the floor`);
+    },
+  ],
+  [
+    'datasetaccess-convergence',
+    async () => {
+      const r = await convergenceBench(n);
+      console.log(`DatasetAccess convergence: ${n} accesses over 20 tables -> Ready, privileges effective`);
+      console.log(`  floor (API writes + the same SQL directly): ${r.floor.createMs.toFixed(0)} ms`);
+      console.log(`  through Steward:                            ${r.steward.createMs.toFixed(0)} ms`);
+      console.log(`  ratio: ${(r.steward.createMs / r.floor.createMs).toFixed(2)}x the floor (target: within 3x)`);
+      console.log(`DatasetAccess deletion: the same ${n} accesses deleted -> revoked, group roles dropped`);
+      console.log(`  floor (API deletes + the same SQL directly): ${r.floor.deleteMs.toFixed(0)} ms`);
+      console.log(`  through Steward (finalizers):                ${r.steward.deleteMs.toFixed(0)} ms`);
+      console.log(`  ratio: ${(r.steward.deleteMs / r.floor.deleteMs).toFixed(2)}x the floor`);
+    },
+  ],
+  [
+    'datasetaccess-expiry',
+    async () => {
+      const r = await expiryBench(n, 30_000);
+      console.log(`DatasetAccess expiry lag: ${n} accesses expiring within the same 30 s`);
+      console.log(`  floor (a timer per deadline + the REVOKE directly): p50 ${r.floor.p50} ms, p99 ${r.floor.p99} ms`);
+      console.log(`  through Steward:                                    p50 ${r.steward.p50} ms, p99 ${r.steward.p99} ms, max ${r.steward.max} ms`);
+      console.log(`  ratio: p99 ${(r.steward.p99 / Math.max(1, r.floor.p99)).toFixed(2)}x the floor (target: p99 under 1000 ms)`);
+    },
+  ],
+  [
+    'maskedview-scan',
+    async () => {
+      const orders = Number(process.env.BENCH_ORDERS ?? 1_000_000);
+      const r = await maskedViewBench(orders, Number(process.env.BENCH_SCAN_ROUNDS ?? 7));
+      console.log(
+        `MaskedView scan: ${orders} orders joined to customers, every column read as an unprivileged reader (times: medians; ratios: median of each round's ratio)`,
+      );
+      for (const [label, t] of [
+        ['serial (parallel query off on both sides: the cost of the masks)', r.serial],
+        ['as planned (PostgreSQL chooses; both sides may use parallel workers)', r.planned],
+        ['as planned, with an index on orders (customer_id)', r.indexed],
+        ['as planned, that index and customers with parallel_workers = 2 (one shared hash of customers)', r.sharedHash],
+      ] as const) {
+        console.log(`  ${label}`);
+        console.log(`    floor (the same SELECT on the raw join): ${t.floorMs.toFixed(0)} ms`);
+        console.log(`    masked view:                             ${t.maskedMs.toFixed(0)} ms   ratio ${t.maskedRatio.toFixed(2)}x (target: at most 1.1x)`);
+        console.log(`    masked view with the k-anonymity guard:  ${t.kAnonMs.toFixed(0)} ms   ratio ${t.kAnonRatio.toFixed(2)}x (target: at most 2x)`);
+      }
+    },
+  ],
+  [
+    'maskedview-instructions',
+    async () => {
+      const orders = Number(process.env.BENCH_ORDERS ?? 1_000_000);
+      if (!valgrindAvailable()) {
+        console.log('MaskedView scan in CPU instructions: skipped, valgrind is not installed');
+        return;
+      }
+      const r = await maskedViewInstructions(orders);
+      const m = (n: number) => `${(n / 1e6).toFixed(0)} M`;
+      console.log(`MaskedView scan in CPU instructions: the same queries, one single-user backend each, serial, counted by valgrind (noise-free)`);
+      console.log(`  floor (the same SELECT on the raw join):  ${m(r.floor)}`);
+      console.log(`  masked view:                              ${m(r.masked)}   ratio ${(r.masked / r.floor).toFixed(3)}x`);
+      console.log(`  masked view with the k-anonymity guard:   ${m(r.kAnon)}   ratio ${(r.kAnon / r.floor).toFixed(3)}x`);
+    },
+  ],
 ];
 
 for (const [name, run] of benches) {

@@ -32,8 +32,11 @@ const { values: flags } = parseArgs({
 
 const logger = createLogger({ level: flags['log-level'] });
 const identity = process.env.POD_NAME ?? `${hostname()}-${randomBytes(3).toString('hex')}`;
-const actor = process.env.STEWARD_ACTOR ??
-  (process.env.POD_NAMESPACE && process.env.SERVICE_ACCOUNT ? `system:serviceaccount:${process.env.POD_NAMESPACE}:${process.env.SERVICE_ACCOUNT}` : `steward@${hostname()}`);
+const actor =
+  process.env.STEWARD_ACTOR ??
+  (process.env.POD_NAMESPACE && process.env.SERVICE_ACCOUNT
+    ? `system:serviceaccount:${process.env.POD_NAMESPACE}:${process.env.SERVICE_ACCOUNT}`
+    : `steward@${hostname()}`);
 
 async function main(): Promise<void> {
   const client = KubeClient.fromDefault({ userAgent: `steward/${identity}`, impersonateUser: flags.as });
@@ -51,18 +54,19 @@ async function main(): Promise<void> {
   });
 
   let shuttingDown = false;
-  const elector = flags['leader-elect'] === 'true'
-    ? new LeaderElector(client, {
-        namespace: flags['leader-election-namespace'],
-        name: flags['leader-election-id'],
-        identity,
-        leaseDurationMs,
-        renewDeadlineMs: Math.round(leaseDurationMs * (2 / 3)),
-        retryPeriodMs: Math.max(200, Math.round(leaseDurationMs / 7.5)),
-        logger,
-        onLeadershipChange: (leading) => metrics.leader.set({ name: flags['leader-election-id'] }, leading ? 1 : 0),
-      })
-    : undefined;
+  const elector =
+    flags['leader-elect'] === 'true'
+      ? new LeaderElector(client, {
+          namespace: flags['leader-election-namespace'],
+          name: flags['leader-election-id'],
+          identity,
+          leaseDurationMs,
+          renewDeadlineMs: Math.round(leaseDurationMs * (2 / 3)),
+          retryPeriodMs: Math.max(200, Math.round(leaseDurationMs / 7.5)),
+          logger,
+          onLeadershipChange: (leading) => metrics.leader.set({ name: flags['leader-election-id'] }, leading ? 1 : 0),
+        })
+      : undefined;
 
   const server = await startHttpServer(flags['metrics-bind-address'], metrics, {
     live: () => true,

@@ -1,13 +1,27 @@
 // AccessReview: a recurring entitlement review of the grants in scope; what nobody keeps expires,
 // and grants made outside Steward are reported.
 import {
-  Type, type Static, type KindDefinition, StringEnum, Identifier, NamespaceName, ObjectName, Duration,
-  Schedule, statusWith, AGE_COLUMN, READY_COLUMN,
+  Type,
+  type Static,
+  type KindDefinition,
+  StringEnum,
+  Identifier,
+  NamespaceName,
+  ObjectName,
+  Duration,
+  Schedule,
+  statusWith,
+  AGE_COLUMN,
+  READY_COLUMN,
 } from './schema.ts';
 import type { Resource } from './meta.ts';
 
 const Decision = Type.Object({
-  access: Type.String({ maxLength: 317, pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$', description: 'namespace/name of a DatasetAccess.' }),
+  access: Type.String({
+    maxLength: 317,
+    pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$',
+    description: 'namespace/name of a DatasetAccess.',
+  }),
   decision: StringEnum(['keep', 'revoke'] as const),
   by: Type.String({ minLength: 1, maxLength: 256, description: 'The reviewer who decided.' }),
   reason: Type.Optional(Type.String({ maxLength: 1024 })),
@@ -16,18 +30,23 @@ const Decision = Type.Object({
 export const AccessReviewSpec = Type.Object({
   warehouse: ObjectName('The Warehouse under review.'),
   schedule: Schedule('When a review cycle starts.'),
-  scope: Type.Object({
-    namespaces: Type.Optional(Type.Array(NamespaceName('A namespace.'), { minItems: 1, maxItems: 256, 'x-kubernetes-list-type': 'set' })),
-    schemas: Type.Optional(Type.Array(Identifier('A schema.'), { minItems: 1, maxItems: 64, 'x-kubernetes-list-type': 'set' })),
-  }, { description: 'Which grants the review covers; unset parts cover everything.' }),
+  scope: Type.Object(
+    {
+      namespaces: Type.Optional(Type.Array(NamespaceName('A namespace.'), { minItems: 1, maxItems: 256, 'x-kubernetes-list-type': 'set' })),
+      schemas: Type.Optional(Type.Array(Identifier('A schema.'), { minItems: 1, maxItems: 64, 'x-kubernetes-list-type': 'set' })),
+    },
+    { description: 'Which grants the review covers; unset parts cover everything.' },
+  ),
   reviewers: Type.Array(Type.String({ minLength: 1, maxLength: 256 }), { minItems: 1, maxItems: 64, 'x-kubernetes-list-type': 'set' }),
   dueIn: Duration('How long reviewers have to decide, from the start of a cycle.'),
   onMissingDecision: StringEnum(['revoke', 'keep'] as const, { default: 'revoke', description: 'What happens to a grant nobody decided on by the due date.' }),
-  decisions: Type.Optional(Type.Array(Decision, {
-    maxItems: 4096,
-    'x-kubernetes-list-type': 'map',
-    'x-kubernetes-list-map-keys': ['access'],
-  })),
+  decisions: Type.Optional(
+    Type.Array(Decision, {
+      maxItems: 4096,
+      'x-kubernetes-list-type': 'map',
+      'x-kubernetes-list-map-keys': ['access'],
+    }),
+  ),
 });
 
 const Finding = Type.Object({
@@ -43,21 +62,25 @@ const Finding = Type.Object({
 
 export const AccessReviewStatus = statusWith(
   {
-    cycle: Type.Optional(Type.Object({
-      number: Type.Integer(),
-      startedAt: Type.String({ format: 'date-time' }),
-      dueAt: Type.String({ format: 'date-time' }),
-      completedAt: Type.Optional(Type.String({ format: 'date-time' })),
-    })),
+    cycle: Type.Optional(
+      Type.Object({
+        number: Type.Integer(),
+        startedAt: Type.String({ format: 'date-time' }),
+        dueAt: Type.String({ format: 'date-time' }),
+        completedAt: Type.Optional(Type.String({ format: 'date-time' })),
+      }),
+    ),
     nextCycleAt: Type.Optional(Type.String({ format: 'date-time' })),
     findings: Type.Optional(Type.Array(Finding)),
     outOfBand: Type.Optional(Type.Array(Type.Object({ grantee: Type.String(), object: Type.String(), privileges: Type.String() }))),
-    summary: Type.Optional(Type.Object({
-      pending: Type.Integer(),
-      kept: Type.Integer(),
-      revoked: Type.Integer(),
-      outOfBand: Type.Integer(),
-    })),
+    summary: Type.Optional(
+      Type.Object({
+        pending: Type.Integer(),
+        kept: Type.Integer(),
+        revoked: Type.Integer(),
+        outOfBand: Type.Integer(),
+      }),
+    ),
   },
   'The current review cycle and what it found.',
 );

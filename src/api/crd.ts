@@ -40,7 +40,7 @@ export function renderCrd(def: KindDefinition): Record<string, unknown> {
 }
 
 export function renderCrdYaml(def: KindDefinition): string {
-  return '# Generated from src/api by `npm run gen:crds`. Do not edit by hand.\n' + stringify(renderCrd(def), { lineWidth: 0, version: '1.1' });
+  return `# Generated from src/api by \`npm run gen:crds\`. Do not edit by hand.\n${stringify(renderCrd(def), { lineWidth: 0, version: '1.1' })}`;
 }
 
 export function crdFileName(def: KindDefinition): string {

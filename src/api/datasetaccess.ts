@@ -1,8 +1,21 @@
 // DatasetAccess: one least-privilege grant of a principal on PostgreSQL tables or an S3 prefix,
 // until a deadline that Steward enforces.
 import {
-  Type, type Static, type KindDefinition, cel, StringEnum, RoleName, SchemaName, ObjectName, Duration, Timestamp,
-  Privileges, statusWith, READY_COLUMN, AGE_COLUMN, REASON_COLUMN,
+  Type,
+  type Static,
+  type KindDefinition,
+  cel,
+  StringEnum,
+  RoleName,
+  SchemaName,
+  ObjectName,
+  Duration,
+  Timestamp,
+  Privileges,
+  statusWith,
+  READY_COLUMN,
+  AGE_COLUMN,
+  REASON_COLUMN,
 } from './schema.ts';
 import type { Resource } from './meta.ts';
 
@@ -26,7 +39,7 @@ const S3Target = Type.Object({
   bucket: Type.String({ minLength: 3, maxLength: 63, pattern: '^[a-z0-9][a-z0-9.-]*[a-z0-9]$', description: 'Bucket name.' }),
   prefix: Type.String({
     maxLength: 1024,
-    pattern: '^([A-Za-z0-9!_.()\'-]+/)*$',
+    pattern: "^([A-Za-z0-9!_.()'-]+/)*$",
     description: 'Key prefix ending in "/", e.g. analytics/. Empty means the whole bucket.',
   }),
   access: StringEnum(['read', 'readWrite'] as const, { default: 'read', description: 'read (Get, List) or readWrite (also Put, Delete).' }),
@@ -36,30 +49,45 @@ export const DatasetAccessSpec = Type.Object(
   {
     principal: Type.Object(
       {
-        role: Type.Optional(RoleName('An existing warehouse role (group or login); Steward never creates it. Never a superuser, a predefined pg_* role, Steward\'s own login or one of its stw_* roles.')),
-        iamRole: Type.Optional(Type.String({
-          minLength: 1,
-          maxLength: 2048,
-          pattern: '^([\\w+=,.@-]{1,64}|arn:aws[a-z-]*:iam::[0-9]{12}:role/([\\w+=,.@-]+/)*[\\w+=,.@-]{1,64})$',
-          description: 'An IAM role, by name or ARN.',
-        })),
+        role: Type.Optional(
+          RoleName(
+            "An existing warehouse role (group or login); Steward never creates it. Never a superuser, a predefined pg_* role, Steward's own login or one of its stw_* roles.",
+          ),
+        ),
+        iamRole: Type.Optional(
+          Type.String({
+            minLength: 1,
+            maxLength: 2048,
+            pattern: '^([\\w+=,.@-]{1,64}|arn:aws[a-z-]*:iam::[0-9]{12}:role/([\\w+=,.@-]+/)*[\\w+=,.@-]{1,64})$',
+            description: 'An IAM role, by name or ARN.',
+          }),
+        ),
       },
-      { description: 'Who receives the access.', ...cel({ rule: 'has(self.role) != has(self.iamRole)', message: 'set exactly one of principal.role or principal.iamRole' }) },
+      {
+        description: 'Who receives the access.',
+        ...cel({ rule: 'has(self.role) != has(self.iamRole)', message: 'set exactly one of principal.role or principal.iamRole' }),
+      },
     ),
     warehouse: Type.Optional(WarehouseTarget),
     s3: Type.Optional(S3Target),
     expiresAt: Type.Optional(Timestamp('When the access ends (RFC 3339).')),
     duration: Type.Optional(Duration('How long the access lasts, counted from the first grant.')),
     justification: Type.String({ minLength: 1, maxLength: 1024, description: 'Why the access is needed; shown to reviewers and kept in the audit trail.' }),
-    deletionPolicy: Type.Optional(StringEnum(['Delete', 'Orphan'] as const, {
-      default: 'Delete',
-      description: 'Delete revokes the access when the object is deleted; Orphan leaves the grants in place (audited).',
-    })),
+    deletionPolicy: Type.Optional(
+      StringEnum(['Delete', 'Orphan'] as const, {
+        default: 'Delete',
+        description: 'Delete revokes the access when the object is deleted; Orphan leaves the grants in place (audited).',
+      }),
+    ),
   },
   {
     ...cel(
       { rule: 'has(self.warehouse) != has(self.s3)', message: 'set exactly one of spec.warehouse or spec.s3' },
-      { rule: '!has(self.warehouse) || has(self.principal.role)', message: 'spec.warehouse needs spec.principal.role (a warehouse role)', fieldPath: '.principal' },
+      {
+        rule: '!has(self.warehouse) || has(self.principal.role)',
+        message: 'spec.warehouse needs spec.principal.role (a warehouse role)',
+        fieldPath: '.principal',
+      },
       { rule: '!has(self.s3) || has(self.principal.iamRole)', message: 'spec.s3 needs spec.principal.iamRole (an IAM role)', fieldPath: '.principal' },
       { rule: '!(has(self.expiresAt) && has(self.duration))', message: 'set expiresAt or duration, not both' },
     ),

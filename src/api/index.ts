@@ -6,13 +6,7 @@ import { secretRotationKind } from './secretrotation.ts';
 import { accessReviewKind } from './accessreview.ts';
 import type { KindDefinition } from './schema.ts';
 
-export const KINDS: readonly KindDefinition[] = [
-  warehouseKind,
-  datasetAccessKind,
-  maskedViewKind,
-  secretRotationKind,
-  accessReviewKind,
-];
+export const KINDS: readonly KindDefinition[] = [warehouseKind, datasetAccessKind, maskedViewKind, secretRotationKind, accessReviewKind];
 
 export { GROUP, VERSION, API_VERSION } from './schema.ts';
 export { warehouseKind, datasetAccessKind, maskedViewKind, secretRotationKind, accessReviewKind };

@@ -1,8 +1,20 @@
 // MaskedView: a curated view whose PII columns are masked for everyone but the unmasked roles,
 // owned by a Steward-managed role so that readers never need access to the raw tables.
 import {
-  Type, type Static, type KindDefinition, cel, StringEnum, Identifier, ObjectName, QualifiedTable, RoleName, SchemaName,
-  statusWith, READY_COLUMN, AGE_COLUMN, REASON_COLUMN,
+  Type,
+  type Static,
+  type KindDefinition,
+  cel,
+  StringEnum,
+  Identifier,
+  ObjectName,
+  QualifiedTable,
+  RoleName,
+  SchemaName,
+  statusWith,
+  READY_COLUMN,
+  AGE_COLUMN,
+  REASON_COLUMN,
 } from './schema.ts';
 import type { Resource } from './meta.ts';
 
@@ -18,13 +30,23 @@ const Column = Type.Object(
     name: Identifier('Column name in the view.'),
     expr: Expression('A single SQL expression over the declared aliases, e.g. o.quantity * o.unit_price.'),
     mask: Type.Optional(StringEnum(MASKS, { description: 'How non-privileged readers see the value.' })),
-    partial: Type.Optional(Type.Object({
-      keepStart: Type.Integer({ minimum: 0, maximum: 64, default: 0 }),
-      keepEnd: Type.Integer({ minimum: 0, maximum: 64, default: 0 }),
-    }, { description: 'With mask: partial, how many characters stay visible at each end.' })),
-    truncate: Type.Optional(Type.Object({
-      unit: StringEnum(['year', 'month', 'day'] as const),
-    }, { description: 'With mask: truncate, the date precision that stays visible.' })),
+    partial: Type.Optional(
+      Type.Object(
+        {
+          keepStart: Type.Integer({ minimum: 0, maximum: 64, default: 0 }),
+          keepEnd: Type.Integer({ minimum: 0, maximum: 64, default: 0 }),
+        },
+        { description: 'With mask: partial, how many characters stay visible at each end.' },
+      ),
+    ),
+    truncate: Type.Optional(
+      Type.Object(
+        {
+          unit: StringEnum(['year', 'month', 'day'] as const),
+        },
+        { description: 'With mask: truncate, the date precision that stays visible.' },
+      ),
+    ),
   },
   {
     ...cel(
@@ -64,20 +86,36 @@ export const MaskedViewSpec = Type.Object(
     from: Type.Object({ table: QualifiedTable('schema.table the view reads.'), alias: Identifier('Alias used in expressions.') }),
     joins: Type.Optional(Type.Array(Join, { maxItems: 16 })),
     columns: Type.Array(Column, { minItems: 1, maxItems: 256, 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['name'] }),
-    kAnonymity: Type.Optional(Type.Object({
-      quasiIdentifiers: Type.Array(Identifier('A view column.'), { minItems: 1, maxItems: 16, 'x-kubernetes-list-type': 'set' }),
-      k: Type.Integer({ minimum: 2, maximum: 1000 }),
-    }, { description: 'Small-population guard: where a combination of quasi-identifiers occurs fewer than k times, those columns read NULL.' })),
+    kAnonymity: Type.Optional(
+      Type.Object(
+        {
+          quasiIdentifiers: Type.Array(Identifier('A view column.'), { minItems: 1, maxItems: 16, 'x-kubernetes-list-type': 'set' }),
+          k: Type.Integer({ minimum: 2, maximum: 1000 }),
+        },
+        { description: 'Small-population guard: where a combination of quasi-identifiers occurs fewer than k times, those columns read NULL.' },
+      ),
+    ),
     unmaskedRoles: Type.Optional(Type.Array(RoleName('A role.'), { maxItems: 64, 'x-kubernetes-list-type': 'set', description: 'Members see raw values.' })),
-    readers: Type.Array(RoleName('A role.'), { minItems: 1, maxItems: 64, 'x-kubernetes-list-type': 'set', description: "Roles that may read the view: Steward makes them members of the view's reader role, which holds SELECT on it." }),
+    readers: Type.Array(RoleName('A role.'), {
+      minItems: 1,
+      maxItems: 64,
+      'x-kubernetes-list-type': 'set',
+      description: "Roles that may read the view: Steward makes them members of the view's reader role, which holds SELECT on it.",
+    }),
     owner: Type.String({ minLength: 1, maxLength: 128, description: 'The team that owns the view (recorded in lineage).' }),
   },
   {
     ...cel(
       { rule: '!has(self.joins) || self.joins.all(j, j.alias != self.from.alias)', message: 'every alias must be unique' },
       // The SQL Steward builds names its own subqueries __steward_...; an alias of that name would clash.
-      { rule: "!self.from.alias.startsWith('__') && (!has(self.joins) || self.joins.all(j, !j.alias.startsWith('__')))", message: 'aliases starting with __ are reserved for Steward' },
-      { rule: '!has(self.kAnonymity) || self.kAnonymity.quasiIdentifiers.all(q, self.columns.exists(c, c.name == q))', message: 'kAnonymity.quasiIdentifiers must name view columns' },
+      {
+        rule: "!self.from.alias.startsWith('__') && (!has(self.joins) || self.joins.all(j, !j.alias.startsWith('__')))",
+        message: 'aliases starting with __ are reserved for Steward',
+      },
+      {
+        rule: '!has(self.kAnonymity) || self.kAnonymity.quasiIdentifiers.all(q, self.columns.exists(c, c.name == q))',
+        message: 'kAnonymity.quasiIdentifiers must name view columns',
+      },
     ),
   },
 );

@@ -68,8 +68,14 @@ export function RolePattern(description: string) {
 export const QUALIFIED_TABLE_PATTERN = '^[a-z_][a-z0-9_]*\\.[a-z_][a-z0-9_]*$';
 export function QualifiedTable(description: string) {
   return Type.String({
-    pattern: QUALIFIED_TABLE_PATTERN, minLength: 3, maxLength: 127, description,
-    ...cel({ rule: "!self.startsWith('steward.') && !self.startsWith('information_schema.') && !self.startsWith('pg_')", message: RESERVED_SCHEMA_RULE.message }),
+    pattern: QUALIFIED_TABLE_PATTERN,
+    minLength: 3,
+    maxLength: 127,
+    description,
+    ...cel({
+      rule: "!self.startsWith('steward.') && !self.startsWith('information_schema.') && !self.startsWith('pg_')",
+      message: RESERVED_SCHEMA_RULE.message,
+    }),
   });
 }
 
@@ -151,7 +157,10 @@ export function Privileges(description: string, options: SchemaOptions = {}) {
 
 // Kubernetes condition conventions (metav1.Condition).
 export const Condition = Type.Object({
-  type: Type.String({ maxLength: 316, pattern: '^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$' }),
+  type: Type.String({
+    maxLength: 316,
+    pattern: '^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$',
+  }),
   status: StringEnum(['True', 'False', 'Unknown'] as const),
   reason: Type.String({ maxLength: 1024, minLength: 1, pattern: '^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$' }),
   message: Type.String({ maxLength: 32768 }),

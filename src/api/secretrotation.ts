@@ -1,8 +1,18 @@
 // SecretRotation: rotates one database login's password on a schedule into Kubernetes Secrets and
 // AWS Secrets Manager, without breaking the pipelines that read it.
 import {
-  Type, type Static, type KindDefinition, cel, StringEnum, Identifier, ObjectName, Schedule,
-  statusWith, READY_COLUMN, AGE_COLUMN, REASON_COLUMN,
+  Type,
+  type Static,
+  type KindDefinition,
+  cel,
+  StringEnum,
+  Identifier,
+  ObjectName,
+  Schedule,
+  statusWith,
+  READY_COLUMN,
+  AGE_COLUMN,
+  REASON_COLUMN,
 } from './schema.ts';
 import type { Resource } from './meta.ts';
 
@@ -18,11 +28,15 @@ export const SecretRotationSpec = Type.Object({
   schedule: Schedule('When to rotate.'),
   targets: Type.Object(
     {
-      kubernetesSecret: Type.Optional(Type.Object({ name: ObjectName('Secret in this namespace; keys username, password, host, port, database, sslmode, uri.') })),
-      awsSecretsManager: Type.Optional(Type.Object({
-        secretId: Type.String({ minLength: 1, maxLength: 2048, pattern: '^[A-Za-z0-9/_+=.@:-]+$' }),
-        region: Type.String({ minLength: 1, maxLength: 32, pattern: '^[a-z]{2}(-[a-z]+)+-[0-9]+$' }),
-      })),
+      kubernetesSecret: Type.Optional(
+        Type.Object({ name: ObjectName('Secret in this namespace; keys username, password, host, port, database, sslmode, uri.') }),
+      ),
+      awsSecretsManager: Type.Optional(
+        Type.Object({
+          secretId: Type.String({ minLength: 1, maxLength: 2048, pattern: '^[A-Za-z0-9/_+=.@:-]+$' }),
+          region: Type.String({ minLength: 1, maxLength: 32, pattern: '^[a-z]{2}(-[a-z]+)+-[0-9]+$' }),
+        }),
+      ),
     },
     { ...cel({ rule: 'has(self.kubernetesSecret) || has(self.awsSecretsManager)', message: 'name at least one target' }) },
   ),

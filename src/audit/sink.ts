@@ -48,7 +48,10 @@ export class AuditTrail {
         if (sink.writeMany) await sink.writeMany(records);
         else for (const record of records) await sink.write(record);
       } catch (err) {
-        this.logger.error({ err: err instanceof Error ? err.message : String(err), request_id: records[0]!.request_id }, 'audit record could not be written to its table');
+        this.logger.error(
+          { err: err instanceof Error ? err.message : String(err), request_id: records[0]!.request_id },
+          'audit record could not be written to its table',
+        );
         throw err;
       }
     }

@@ -18,7 +18,9 @@ export function runAuditTable(argv: string[], out: Writable, err: Writable): num
   out.write(AUDIT_TABLE_STATEMENTS.map((s) => `${s};\n`).join(''));
   if (writer) {
     out.write(`-- Steward's login appends, and can do nothing else to the table.\n${auditWriterGrants(writer).join('\n')}\n`);
-    out.write(`-- MaskedView hash keys live beside it, in a table Steward creates (steward.mask_keys) and lets\n-- each view's owner role read.\nGRANT USAGE, CREATE ON SCHEMA steward TO ${quoteIdent(writer)} WITH GRANT OPTION;\n`);
+    out.write(
+      `-- MaskedView hash keys live beside it, in a table Steward creates (steward.mask_keys) and lets\n-- each view's owner role read.\nGRANT USAGE, CREATE ON SCHEMA steward TO ${quoteIdent(writer)} WITH GRANT OPTION;\n`,
+    );
   }
   return 0;
 }

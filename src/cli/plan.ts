@@ -27,7 +27,10 @@ export async function runPlan(argv: string[], out: Writable, err: Writable): Pro
   let files: string[];
   let defaultNamespace: string;
   try {
-    const { values } = parseArgs({ args: argv, options: { file: { type: 'string', short: 'f', multiple: true }, namespace: { type: 'string', short: 'n', default: 'default' } } });
+    const { values } = parseArgs({
+      args: argv,
+      options: { file: { type: 'string', short: 'f', multiple: true }, namespace: { type: 'string', short: 'n', default: 'default' } },
+    });
     files = values.file ?? [];
     defaultNamespace = values.namespace!;
   } catch (e) {
@@ -90,7 +93,12 @@ export async function runPlan(argv: string[], out: Writable, err: Writable): Pro
         say(`#   policy: NOT CHECKED: cannot read Warehouse ${target.name}${clusterProblem ? ` (${clusterProblem})` : ''}`);
         worse(EXIT.unverifiable);
       } else {
-        const decision = evaluatePolicy(wh.spec.accessPolicy, { namespace: { name: namespace, labels }, schema: target.schema, privileges, principals: [principal] });
+        const decision = evaluatePolicy(wh.spec.accessPolicy, {
+          namespace: { name: namespace, labels },
+          schema: target.schema,
+          privileges,
+          principals: [principal],
+        });
         if (!decision.allowed) {
           say(`#   policy: DENIED: ${decision.message}`);
           say('#   nothing would be granted');
@@ -98,7 +106,9 @@ export async function runPlan(argv: string[], out: Writable, err: Writable): Pro
           continue;
         }
         const expiry = effectiveExpiry({ expiresAt: dsa.spec.expiresAt, duration: dsa.spec.duration, maxDurationMs: decision.maxDurationMs, now: new Date() });
-        say(`#   policy: allowed by accessPolicy[${decision.rule}]${expiry.at ? `; expires ${expiry.at.toISOString()}${expiry.capped ? ' (capped by maxDuration)' : ''}` : ''}`);
+        say(
+          `#   policy: allowed by accessPolicy[${decision.rule}]${expiry.at ? `; expires ${expiry.at.toISOString()}${expiry.capped ? ' (capped by maxDuration)' : ''}` : ''}`,
+        );
       }
       say(`#   group role ${groupRole}, principal ${principal}, ${privileges.join(', ')} on ${target.schema}.${target.tables.join(', ')}`);
 
@@ -119,7 +129,9 @@ export async function runPlan(argv: string[], out: Writable, err: Writable): Pro
           dbProblem = (e as Error).message;
         }
       }
-      const refusal = (observation?.principal && refusedRole(observation.principal)) || (observation && refusedTargets(target.schema, observation.tables, target.tables, privileges));
+      const refusal =
+        (observation?.principal && refusedRole(observation.principal)) ||
+        (observation && refusedTargets(target.schema, observation.tables, target.tables, privileges));
       if (refusal) {
         say(`#   policy: DENIED: ${refusal}: it is never grantable, whatever the accessPolicy says`);
         say('#   nothing would be granted');
@@ -128,7 +140,15 @@ export async function runPlan(argv: string[], out: Writable, err: Writable): Pro
         continue;
       }
       const plan = planAccess(observation ?? emptyObservation(target.tables), {
-        database: wh?.spec.postgres.database ?? '', groupRole, comment: ownershipComment(namespace, dsa.metadata.name), schema: target.schema, tables: target.tables, privileges, principal, expired: false, convergedBefore: false,
+        database: wh?.spec.postgres.database ?? '',
+        groupRole,
+        comment: ownershipComment(namespace, dsa.metadata.name),
+        schema: target.schema,
+        tables: target.tables,
+        privileges,
+        principal,
+        expired: false,
+        convergedBefore: false,
       });
       if (!observation) say(`#   not compared with the catalog (${dbProblem}): the full SQL for an empty warehouse follows`);
       if (plan.blocked) say(`#   blocked: ${plan.blocked.message}`);

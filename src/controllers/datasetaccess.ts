@@ -35,8 +35,17 @@ export interface DatasetAccessDeps {
 /** What a user reads in `kubectl get dsa`. */
 function display(dsa: DatasetAccess) {
   const t = dsa.spec.warehouse;
-  if (!t) return { principal: dsa.spec.principal.iamRole ?? '', dataset: `s3://${dsa.spec.s3?.bucket}/${dsa.spec.s3?.prefix ?? ''}`, privileges: dsa.spec.s3?.access ?? 'read' };
-  return { principal: dsa.spec.principal.role ?? '', dataset: `${t.name}/${t.schema}.${t.tables.join(',')}`, privileges: (t.privileges ?? ['SELECT']).join(',') };
+  if (!t)
+    return {
+      principal: dsa.spec.principal.iamRole ?? '',
+      dataset: `s3://${dsa.spec.s3?.bucket}/${dsa.spec.s3?.prefix ?? ''}`,
+      privileges: dsa.spec.s3?.access ?? 'read',
+    };
+  return {
+    principal: dsa.spec.principal.role ?? '',
+    dataset: `${t.name}/${t.schema}.${t.tables.join(',')}`,
+    privileges: (t.privileges ?? ['SELECT']).join(','),
+  };
 }
 
 export function datasetAccessReconciler(deps: DatasetAccessDeps) {
@@ -49,7 +58,11 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
     schema: string,
     usageRole: string,
     principal: string | undefined,
-    plan: (o: Observation) => { statements: Statement[]; locks: string[]; records: { action: string; resource: string; outcome: AuditOutcome; details?: Record<string, unknown>; error?: string }[] },
+    plan: (o: Observation) => {
+      statements: Statement[];
+      locks: string[];
+      records: { action: string; resource: string; outcome: AuditOutcome; details?: Record<string, unknown>; error?: string }[];
+    },
     /** What would still be left to do, planned afresh from an observation (to check the work took). */
     remaining?: (o: Observation) => Statement[],
   ): Promise<{ observation: Observation; statements: Statement[] }> {
@@ -62,7 +75,10 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
         await client.query('COMMIT');
         return { observation: first, statements: [] };
       }
-      await lockObjects(client, expected.locks.filter((k) => !isSchemaLock(k)));
+      await lockObjects(
+        client,
+        expected.locks.filter((k) => !isSchemaLock(k)),
+      );
       // Under the locks, look again: another access may have changed what we saw. (READ COMMITTED:
       // each statement sees what was committed before it, including by the lock's previous holder.)
       const observation = expected.locks.length ? await observe(client, groupRole, schema, principal, usageRole) : first;
@@ -81,7 +97,11 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
       // does nothing and PostgreSQL does not even warn.
       if (remaining && actual.statements.length) {
         const left = remaining(await observe(client, groupRole, schema, principal, usageRole));
-        if (left.length) throw new InsufficientPrivilege(left[0]!.object, `PostgreSQL left it unchanged (${left.map((x) => x.sql).join('; ')}); was it granted by another role?`);
+        if (left.length)
+          throw new InsufficientPrivilege(
+            left[0]!.object,
+            `PostgreSQL left it unchanged (${left.map((x) => x.sql).join('; ')}); was it granted by another role?`,
+          );
       }
       // One record per statement, written in the same transaction: committed together or not at all.
       await deps.audit.recordMany(
@@ -111,7 +131,12 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
     const shown = display(dsa);
     const target = dsa.spec.warehouse;
     if (!target) {
-      return { state: 'Stalled', reason: 'UnsupportedTarget', message: 'S3 access through IAM is not implemented yet in this release; nothing was granted', status: shown };
+      return {
+        state: 'Stalled',
+        reason: 'UnsupportedTarget',
+        message: 'S3 access through IAM is not implemented yet in this release; nothing was granted',
+        status: shown,
+      };
     }
     const namespace = dsa.metadata.namespace!;
     const connected = await connectWarehouse(deps, target.name, 'nothing granted');
@@ -122,7 +147,12 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
     const principal = dsa.spec.principal.role!;
     const privileges = target.privileges ?? ['SELECT'];
     const status = { ...shown, groupRole };
-    const audit = (action: string, outcome: AuditOutcome, resource: string, extra: { error?: string; details?: Record<string, unknown> } = {}) => ({ action, outcome, resource: `${target.name}/${resource}`, ...extra });
+    const audit = (action: string, outcome: AuditOutcome, resource: string, extra: { error?: string; details?: Record<string, unknown> } = {}) => ({
+      action,
+      outcome,
+      resource: `${target.name}/${resource}`,
+      ...extra,
+    });
 
     try {
       // 1. Policy: default deny. A denied access holds nothing: its group role is dropped.
@@ -135,7 +165,9 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
           statements: drop,
           locks: drop.length ? lockKeys(groupRole, diffGrants(EMPTY_STATE, o.state)) : [],
           records: [
-            ...(wasDenied && drop.length === 0 ? [] : [audit('policy.evaluate', 'denied', `${target.schema}.${target.tables.join(',')}`, { error: message, details: { principal, privileges } })]),
+            ...(wasDenied && drop.length === 0
+              ? []
+              : [audit('policy.evaluate', 'denied', `${target.schema}.${target.tables.join(',')}`, { error: message, details: { principal, privileges } })]),
             ...statementRecords(drop, target.name, undefined),
           ],
         };
@@ -148,14 +180,34 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
         conditions: [{ type: 'Expired', status: 'False', reason: 'NotGranted', message: 'the access is not granted' }],
         events: [{ type: 'Warning', reason: 'PolicyDenied', note: message, action: 'Grant' }],
       });
-      const decision = evaluatePolicy(wh.spec.accessPolicy, { namespace: { name: namespace, labels }, schema: target.schema, privileges, principals: [principal] });
+      const decision = evaluatePolicy(wh.spec.accessPolicy, {
+        namespace: { name: namespace, labels },
+        schema: target.schema,
+        privileges,
+        principals: [principal],
+      });
       if (!decision.allowed) {
-        const { statements } = await applyInTransaction(pool, ctx, dsa, groupRole, target.schema, usageRoleName(wh.spec.postgres.database, target.schema), undefined, (o) => denyPlan(o, decision.message));
+        const { statements } = await applyInTransaction(
+          pool,
+          ctx,
+          dsa,
+          groupRole,
+          target.schema,
+          usageRoleName(wh.spec.postgres.database, target.schema),
+          undefined,
+          (o) => denyPlan(o, decision.message),
+        );
         return denied(decision.message, statements);
       }
 
       // 2. Expiry: expiresAt, or duration from the first grant, capped by the rule's maxDuration.
-      const expiry = effectiveExpiry({ expiresAt: dsa.spec.expiresAt, duration: dsa.spec.duration, grantedAt: dsa.status?.grantedAt, maxDurationMs: decision.maxDurationMs, now: ctx.now });
+      const expiry = effectiveExpiry({
+        expiresAt: dsa.spec.expiresAt,
+        duration: dsa.spec.duration,
+        grantedAt: dsa.status?.grantedAt,
+        maxDurationMs: decision.maxDurationMs,
+        now: ctx.now,
+      });
       const expired = expiry.at !== undefined && expiry.at.getTime() <= ctx.now.getTime();
       const convergedBefore = isTrue(dsa.status?.conditions, 'Ready') && dsa.status?.observedGeneration === dsa.metadata.generation;
 
@@ -163,26 +215,52 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
       // login or roles, ...) is judged from the same observation, and denied like a policy denial.
       let plan: AccessPlan | undefined;
       let refusal: string | undefined;
-      const input = { database: wh.spec.postgres.database, groupRole, comment, schema: target.schema, tables: target.tables, privileges, principal, expired, convergedBefore };
-      const { statements } = await applyInTransaction(pool, ctx, dsa, groupRole, target.schema, usageRoleName(wh.spec.postgres.database, target.schema), principal, (o) => {
-        refusal = (o.principal && refusedRole(o.principal)) || refusedTargets(target.schema, o.tables, target.tables, privileges);
-        if (refusal) return denyPlan(o, `${refusal}: it is never grantable, whatever the accessPolicy says`);
-        plan = planAccess(o, input);
-        const p = plan;
-        return {
-          statements: [...p.expiryStatements, ...p.statements],
-          locks: p.locks,
-          records: [
-            ...statementRecords(p.expiryStatements, target.name, undefined),
-            ...(p.expiryStatements.length ? [audit('access.expire', 'success', `role:${groupRole}`, { details: { principal, expiredAt: expiry.at!.toISOString().replace('.000Z', 'Z') } })] : []),
-            ...statementRecords(p.statements, target.name, p.drift),
-          ],
-        };
-      }, (o) => {
-        if (refusal) return o.role.exists && o.role.comment === comment ? dropRoleStatements(groupRole, o.state) : [];
-        const after = planAccess(o, input);
-        return [...after.expiryStatements, ...after.statements];
-      });
+      const input = {
+        database: wh.spec.postgres.database,
+        groupRole,
+        comment,
+        schema: target.schema,
+        tables: target.tables,
+        privileges,
+        principal,
+        expired,
+        convergedBefore,
+      };
+      const { statements } = await applyInTransaction(
+        pool,
+        ctx,
+        dsa,
+        groupRole,
+        target.schema,
+        usageRoleName(wh.spec.postgres.database, target.schema),
+        principal,
+        (o) => {
+          refusal = (o.principal && refusedRole(o.principal)) || refusedTargets(target.schema, o.tables, target.tables, privileges);
+          if (refusal) return denyPlan(o, `${refusal}: it is never grantable, whatever the accessPolicy says`);
+          plan = planAccess(o, input);
+          const p = plan;
+          return {
+            statements: [...p.expiryStatements, ...p.statements],
+            locks: p.locks,
+            records: [
+              ...statementRecords(p.expiryStatements, target.name, undefined),
+              ...(p.expiryStatements.length
+                ? [
+                    audit('access.expire', 'success', `role:${groupRole}`, {
+                      details: { principal, expiredAt: expiry.at!.toISOString().replace('.000Z', 'Z') },
+                    }),
+                  ]
+                : []),
+              ...statementRecords(p.statements, target.name, p.drift),
+            ],
+          };
+        },
+        (o) => {
+          if (refusal) return o.role.exists && o.role.comment === comment ? dropRoleStatements(groupRole, o.state) : [];
+          const after = planAccess(o, input);
+          return [...after.expiryStatements, ...after.statements];
+        },
+      );
       if (refusal) return denied(`${refusal}: it is never grantable, whatever the accessPolicy says`, statements);
       const { blocked, principalMissing, drift } = plan!;
       if (blocked?.reason === 'RoleConflict') return { state: 'Stalled', reason: blocked.reason, message: `${blocked.message}; nothing granted`, status };
@@ -200,13 +278,24 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
       const membershipRevoked = statements.some((s) => s.action === 'revoke.membership');
       const grantedAt = dsa.status?.grantedAt ?? (membershipGranted || !expired ? ctx.now.toISOString() : undefined);
       const events = [
-        ...(drift ? [{ type: 'Warning' as const, reason: 'DriftCorrected', note: `corrected changes made outside Steward: ${drift.join('; ')}`, action: 'Reconcile' }] : []),
-        ...(membershipGranted && !drift ? [{ type: 'Normal' as const, reason: 'Granted', note: `${principal} granted ${privileges.join(', ')} on ${shown.dataset} through ${groupRole}`, action: 'Grant' }] : []),
+        ...(drift
+          ? [{ type: 'Warning' as const, reason: 'DriftCorrected', note: `corrected changes made outside Steward: ${drift.join('; ')}`, action: 'Reconcile' }]
+          : []),
+        ...(membershipGranted && !drift
+          ? [
+              {
+                type: 'Normal' as const,
+                reason: 'Granted',
+                note: `${principal} granted ${privileges.join(', ')} on ${shown.dataset} through ${groupRole}`,
+                action: 'Grant',
+              },
+            ]
+          : []),
       ];
       // RFC 3339 as people write it: no milliseconds when there are none.
       const expiresAt = expiry.at ? expiry.at.toISOString().replace('.000Z', 'Z') : null;
       if (expired) {
-        const revokedAt = membershipRevoked ? ctx.now.toISOString() : dsa.status?.revokedAt ?? ctx.now.toISOString();
+        const revokedAt = membershipRevoked ? ctx.now.toISOString() : (dsa.status?.revokedAt ?? ctx.now.toISOString());
         return {
           state: 'Ended',
           reason: 'Expired',
@@ -215,7 +304,16 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
           conditions: [{ type: 'Expired', status: 'True', reason: 'Expired', message: `expired at ${expiresAt}, revoked at ${revokedAt}` }],
           events: [
             ...events,
-            ...(membershipRevoked ? [{ type: 'Normal' as const, reason: 'Expired', note: `access expired at ${expiresAt}; revoked ${groupRole} from ${principal}`, action: 'Revoke' }] : []),
+            ...(membershipRevoked
+              ? [
+                  {
+                    type: 'Normal' as const,
+                    reason: 'Expired',
+                    note: `access expired at ${expiresAt}; revoked ${groupRole} from ${principal}`,
+                    action: 'Revoke',
+                  },
+                ]
+              : []),
           ],
         };
       }
@@ -225,7 +323,14 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
         reason: 'Granted',
         message: `${principal} holds ${privileges.join(', ')} on ${shown.dataset} through ${groupRole}${expiresAt ? ` until ${expiresAt}${capped}` : ''}`,
         status: { ...status, grantedAt, expiresAt, revokedAt: null },
-        conditions: [{ type: 'Expired', status: 'False', reason: expiresAt ? 'NotYet' : 'NoExpiry', message: expiresAt ? `expires at ${expiresAt}${capped}` : 'no expiry set' }],
+        conditions: [
+          {
+            type: 'Expired',
+            status: 'False',
+            reason: expiresAt ? 'NotYet' : 'NoExpiry',
+            message: expiresAt ? `expires at ${expiresAt}${capped}` : 'no expiry set',
+          },
+        ],
         events,
         // Wake up exactly at the deadline (the queue's timer has millisecond precision).
         requeueAfterMs: expiry.at ? Math.max(1, expiry.at.getTime() - Date.now()) : undefined,
@@ -233,12 +338,31 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
     } catch (err) {
       if (err instanceof StaleObservation) throw err;
       const message = scrub(err instanceof Error ? err.message : String(err), settings);
-      await deps.audit.record({ request_id: ctx.requestId, kind: 'DatasetAccess', namespace, name: dsa.metadata.name, action: 'reconcile', resource: `${target.name}/role:${groupRole}`, outcome: 'failure', error: message }, new AuditTableSink(pool))
+      await deps.audit
+        .record(
+          {
+            request_id: ctx.requestId,
+            kind: 'DatasetAccess',
+            namespace,
+            name: dsa.metadata.name,
+            action: 'reconcile',
+            resource: `${target.name}/role:${groupRole}`,
+            outcome: 'failure',
+            error: message,
+          },
+          new AuditTableSink(pool),
+        )
         .catch(() => undefined);
       if (err instanceof InsufficientPrivilege) {
         // A human has to grant Steward's login more; resyncs retry, so it recovers once they have.
         const advice = `${message}. Nothing was changed. Grant the login what docs/warehouse.md lists (CREATEROLE; the privileges it grants, WITH GRANT OPTION)`;
-        return { state: 'Stalled', reason: 'InsufficientPrivilege', message: advice, status: shown, events: [{ type: 'Warning', reason: 'InsufficientPrivilege', note: advice, action: 'Grant' }] };
+        return {
+          state: 'Stalled',
+          reason: 'InsufficientPrivilege',
+          message: advice,
+          status: shown,
+          events: [{ type: 'Warning', reason: 'InsufficientPrivilege', note: advice, action: 'Grant' }],
+        };
       }
       throw err;
     }
@@ -255,7 +379,11 @@ export function datasetAccessCleanup(deps: DatasetAccessDeps) {
     const wh = deps.warehouse(target.name);
     const orphan = dsa.spec.deletionPolicy === 'Orphan';
     if (!wh) {
-      return { state: 'Progressing', reason: 'WarehouseNotFound', message: `cannot revoke: Warehouse ${target.name} does not exist. Recreate it, or set deletionPolicy: Orphan to leave the grants.` };
+      return {
+        state: 'Progressing',
+        reason: 'WarehouseNotFound',
+        message: `cannot revoke: Warehouse ${target.name} does not exist. Recreate it, or set deletionPolicy: Orphan to leave the grants.`,
+      };
     }
     let pool: pg.Pool;
     try {
@@ -267,26 +395,63 @@ export function datasetAccessCleanup(deps: DatasetAccessDeps) {
         const statements = ours && !orphan ? dropRoleStatements(groupRole, o.state) : [];
         // The same lock order as granting: roles and tables first, schemas last (no deadlocks).
         const keys = ours ? lockKeys(groupRole, diffGrants(EMPTY_STATE, o.state)) : [];
-        await lockObjects(client, keys.filter((k) => !isSchemaLock(k)));
+        await lockObjects(
+          client,
+          keys.filter((k) => !isSchemaLock(k)),
+        );
         await lockObjects(client, keys.filter(isSchemaLock));
         for (const s of statements) await runChecked(client, s.sql, s.object);
         const sink = new AuditTableSink(client);
         const base = { request_id: ctx.requestId, kind: 'DatasetAccess', namespace, name: dsa.metadata.name };
         if (orphan) {
-          await deps.audit.record({ ...base, action: 'access.orphan', resource: `${target.name}/role:${groupRole}`, outcome: 'success', details: { note: 'deletionPolicy Orphan: grants left in place' } }, sink);
+          await deps.audit.record(
+            {
+              ...base,
+              action: 'access.orphan',
+              resource: `${target.name}/role:${groupRole}`,
+              outcome: 'success',
+              details: { note: 'deletionPolicy Orphan: grants left in place' },
+            },
+            sink,
+          );
         }
-        await deps.audit.recordMany(statements.map((s) => ({ ...base, action: s.action, resource: `${target.name}/${s.object}`, outcome: 'success' as const, details: { statement: s.sql } })), sink);
+        await deps.audit.recordMany(
+          statements.map((s) => ({
+            ...base,
+            action: s.action,
+            resource: `${target.name}/${s.object}`,
+            outcome: 'success' as const,
+            details: { statement: s.sql },
+          })),
+          sink,
+        );
       });
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
-      await deps.audit.record({ request_id: ctx.requestId, kind: 'DatasetAccess', namespace, name: dsa.metadata.name, action: 'role.drop', resource: `${target.name}/role:${groupRole}`, outcome: 'failure', error: message });
+      await deps.audit.record({
+        request_id: ctx.requestId,
+        kind: 'DatasetAccess',
+        namespace,
+        name: dsa.metadata.name,
+        action: 'role.drop',
+        resource: `${target.name}/role:${groupRole}`,
+        outcome: 'failure',
+        error: message,
+      });
       return { state: 'Progressing', reason: 'RevokeFailed', message: `cannot revoke yet: ${message}; the finalizer stays and Steward retries with backoff` };
     }
     return {
       state: 'Ready',
       reason: orphan ? 'Orphaned' : 'Revoked',
       message: orphan ? 'grants left in place (deletionPolicy Orphan)' : `revoked and dropped ${groupRole}`,
-      events: [{ type: 'Normal', reason: orphan ? 'Orphaned' : 'Revoked', note: orphan ? `left ${groupRole} in place (deletionPolicy Orphan)` : `revoked and dropped ${groupRole}`, action: 'Revoke' }],
+      events: [
+        {
+          type: 'Normal',
+          reason: orphan ? 'Orphaned' : 'Revoked',
+          note: orphan ? `left ${groupRole} in place (deletionPolicy Orphan)` : `revoked and dropped ${groupRole}`,
+          action: 'Revoke',
+        },
+      ],
     };
   };
 }
@@ -299,9 +464,15 @@ export function expiredFirst(objects: DatasetAccess[], now: Date): DatasetAccess
 }
 
 export function accessesOfWarehouse(accesses: () => DatasetAccess[]) {
-  return (wh: KubeObject): string[] => accesses().filter((a) => a.spec.warehouse?.name === wh.metadata.name).map((a) => `${a.metadata.namespace}/${a.metadata.name}`);
+  return (wh: KubeObject): string[] =>
+    accesses()
+      .filter((a) => a.spec.warehouse?.name === wh.metadata.name)
+      .map((a) => `${a.metadata.namespace}/${a.metadata.name}`);
 }
 
 export function accessesInNamespace(accesses: () => DatasetAccess[]) {
-  return (ns: KubeObject): string[] => accesses().filter((a) => a.metadata.namespace === ns.metadata.name).map((a) => `${a.metadata.namespace}/${a.metadata.name}`);
+  return (ns: KubeObject): string[] =>
+    accesses()
+      .filter((a) => a.metadata.namespace === ns.metadata.name)
+      .map((a) => `${a.metadata.namespace}/${a.metadata.name}`);
 }

@@ -13,9 +13,23 @@ import { AuditTrail, LogSink } from '../audit/sink.ts';
 import type { Warehouse } from '../api/warehouse.ts';
 import type { DatasetAccess } from '../api/datasetaccess.ts';
 import type { MaskedView } from '../api/maskedview.ts';
-import { MASKED_VIEW_FINALIZER, MASKED_VIEW_TYPE, maskedViewCleanup, maskedViewReconciler, viewsInNamespace, viewsOfWarehouse, type OpenLineageTarget } from './maskedview.ts';
 import {
-  DATASET_ACCESS_FINALIZER, DATASET_ACCESS_TYPE, accessesInNamespace, accessesOfWarehouse, datasetAccessCleanup, datasetAccessReconciler, expiredFirst,
+  MASKED_VIEW_FINALIZER,
+  MASKED_VIEW_TYPE,
+  maskedViewCleanup,
+  maskedViewReconciler,
+  viewsInNamespace,
+  viewsOfWarehouse,
+  type OpenLineageTarget,
+} from './maskedview.ts';
+import {
+  DATASET_ACCESS_FINALIZER,
+  DATASET_ACCESS_TYPE,
+  accessesInNamespace,
+  accessesOfWarehouse,
+  datasetAccessCleanup,
+  datasetAccessReconciler,
+  expiredFirst,
 } from './datasetaccess.ts';
 import { WarehouseConnections } from '../drivers/postgres/connector.ts';
 import { WAREHOUSE_TYPE, warehouseReconciler, warehousesUsingSecret } from './warehouse.ts';
@@ -87,7 +101,14 @@ export class Manager {
     });
     this.controllers.push(accesses as unknown as Controller<KubeObject>);
 
-    const viewDeps = { client, connections: this.connections, audit, warehouse: accessDeps.warehouse, namespaceLabels: accessDeps.namespaceLabels, openLineage: opts.openLineage };
+    const viewDeps = {
+      client,
+      connections: this.connections,
+      audit,
+      warehouse: accessDeps.warehouse,
+      namespaceLabels: accessDeps.namespaceLabels,
+      openLineage: opts.openLineage,
+    };
     const views: Controller<MaskedView> = new Controller<MaskedView>({
       name: 'maskedview',
       type: MASKED_VIEW_TYPE,

@@ -18,8 +18,23 @@ import { refusedRole } from '../governance/reserved.ts';
 import { describeRoles } from '../drivers/postgres/roles.ts';
 import { AuditTableSink } from '../drivers/postgres/audit-table.ts';
 import {
-  commentViewStatement, createViewStatements, dropManagedRole, ensureHashKey, ensureOwnerRole, findHmacFunction, hashKeyQuery, observeView, regrantStatements, setReaders,
-  sourceExposure, tablesMissing, uniqueKeys, viewGrants, viewSchemaProblems, type ReaderGrants, type ViewFacts,
+  commentViewStatement,
+  createViewStatements,
+  dropManagedRole,
+  ensureHashKey,
+  ensureOwnerRole,
+  findHmacFunction,
+  hashKeyQuery,
+  observeView,
+  regrantStatements,
+  setReaders,
+  sourceExposure,
+  tablesMissing,
+  uniqueKeys,
+  viewGrants,
+  viewSchemaProblems,
+  type ReaderGrants,
+  type ViewFacts,
 } from '../drivers/postgres/maskedview.ts';
 import { quoteQualified } from '../governance/sql-text.ts';
 import { lockObjects } from '../drivers/postgres/grants.ts';
@@ -81,24 +96,36 @@ export function openLineageEvent(mv: MaskedView, wh: Warehouse, plan: ViewPlan, 
     run: { runId: randomUUID() },
     job: { namespace: 'steward', name: `${mv.metadata.namespace}/${mv.metadata.name}` },
     inputs: plan.sourceTables.map((t) => ({ namespace: ns, name: `${db}.${t}` })),
-    outputs: [{
-      namespace: ns,
-      name: `${db}.${plan.lineage.dataset}`,
-      facets: {
-        columnLineage: {
-          _producer: producer,
-          _schemaURL: 'https://openlineage.io/spec/facets/1-2-0/ColumnLineageDatasetFacet.json',
-          fields: Object.fromEntries(plan.lineage.columns.map((c) => [c.name, {
-            inputFields: c.inputs.map((i) => {
-              const [schema, table, field] = i.split('.');
-              return { namespace: ns, name: `${db}.${schema}.${table}`, field, transformations: [{ type: c.masked ? 'INDIRECT' : 'DIRECT', subtype: c.masked ? 'MASKING' : 'TRANSFORMATION', masking: c.masked }] };
-            }),
-            transformationDescription: c.source,
-            transformationType: c.masked ? 'MASKED' : 'IDENTITY',
-          }])),
+    outputs: [
+      {
+        namespace: ns,
+        name: `${db}.${plan.lineage.dataset}`,
+        facets: {
+          columnLineage: {
+            _producer: producer,
+            _schemaURL: 'https://openlineage.io/spec/facets/1-2-0/ColumnLineageDatasetFacet.json',
+            fields: Object.fromEntries(
+              plan.lineage.columns.map((c) => [
+                c.name,
+                {
+                  inputFields: c.inputs.map((i) => {
+                    const [schema, table, field] = i.split('.');
+                    return {
+                      namespace: ns,
+                      name: `${db}.${schema}.${table}`,
+                      field,
+                      transformations: [{ type: c.masked ? 'INDIRECT' : 'DIRECT', subtype: c.masked ? 'MASKING' : 'TRANSFORMATION', masking: c.masked }],
+                    };
+                  }),
+                  transformationDescription: c.source,
+                  transformationType: c.masked ? 'MASKED' : 'IDENTITY',
+                },
+              ]),
+            ),
+          },
         },
       },
-    }],
+    ],
   };
 }
 
@@ -147,8 +174,12 @@ async function dropViewAndRoles(client: pg.ClientBase, mv: MaskedView): Promise<
   const look = async () => ({
     view: droppable(await observeView(client, schema, name)),
     // Steward's roles for the view, if it made them (a role of that name it did not make is not its to drop).
-    roles: (await client.query<{ rolname: string }>(`SELECT rolname FROM pg_roles WHERE (rolname, coalesce(shobj_description(oid, 'pg_authid'), '')) IN (($1, $2), ($3, $4))`,
-      [owner, ownerComment(mv), readerRoleName(mv.metadata.namespace!, mv.metadata.name), readerComment(mv)])).rows.map((r) => r.rolname),
+    roles: (
+      await client.query<{ rolname: string }>(
+        `SELECT rolname FROM pg_roles WHERE (rolname, coalesce(shobj_description(oid, 'pg_authid'), '')) IN (($1, $2), ($3, $4))`,
+        [owner, ownerComment(mv), readerRoleName(mv.metadata.namespace!, mv.metadata.name), readerComment(mv)],
+      )
+    ).rows.map((r) => r.rolname),
   });
   // Read first: a view already withdrawn costs a resync no lock.
   const before = await look();
@@ -156,8 +187,14 @@ async function dropViewAndRoles(client: pg.ClientBase, mv: MaskedView): Promise<
   // The locks the build takes, in the same order: a REVOKE on a source beside a DatasetAccess's
   // GRANT on it would otherwise fail with "tuple concurrently updated".
   const sources = [mv.spec.from.table, ...(mv.spec.joins ?? []).map((j) => j.table)];
-  await lockObjects(client, [`${schema}.${name}`, ...sources].map((t) => `table:${t}`));
-  await lockObjects(client, [...new Set([schema, ...sources.map((t) => t.split('.')[0]!)])].map((x) => `schema:${x}`));
+  await lockObjects(
+    client,
+    [`${schema}.${name}`, ...sources].map((t) => `table:${t}`),
+  );
+  await lockObjects(
+    client,
+    [...new Set([schema, ...sources.map((t) => t.split('.')[0]!)])].map((x) => `schema:${x}`),
+  );
   const found = await look();
   const dropped: string[] = [];
   if (found.view) {
@@ -182,8 +219,27 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
     const { wh, pool } = connected;
     await loadParser();
     const owner = ownerRoleName(namespace, mv.metadata.name);
-    const record = (db: pg.ClientBase | pg.Pool, action: string, outcome: 'success' | 'failure' | 'denied', details?: Record<string, unknown>, error?: string) =>
-      deps.audit.record({ request_id: ctx.requestId, kind: 'MaskedView', namespace, name: mv.metadata.name, action, resource: `${wh.metadata.name}/${viewName}`, outcome, details, error }, new AuditTableSink(db));
+    const record = (
+      db: pg.ClientBase | pg.Pool,
+      action: string,
+      outcome: 'success' | 'failure' | 'denied',
+      details?: Record<string, unknown>,
+      error?: string,
+    ) =>
+      deps.audit.record(
+        {
+          request_id: ctx.requestId,
+          kind: 'MaskedView',
+          namespace,
+          name: mv.metadata.name,
+          action,
+          resource: `${wh.metadata.name}/${viewName}`,
+          outcome,
+          details,
+          error,
+        },
+        new AuditTableSink(db),
+      );
 
     /**
      * Fail closed: a view that may not serve is taken away from everyone (dropped, with its roles;
@@ -222,39 +278,72 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
       if (e instanceof MaskBypassError) return withdraw('MaskBypass', e.message);
       if (!(e instanceof ExpressionError)) throw e;
       await record(pool, 'view.validate', 'denied', undefined, e.message).catch(() => undefined);
-      return { state: 'Stalled', reason: 'InvalidExpression', message: `${e.message}; the view was not changed`, status: shown, events: [{ type: 'Warning', reason: 'InvalidExpression', note: e.message, action: 'Validate' }] };
+      return {
+        state: 'Stalled',
+        reason: 'InvalidExpression',
+        message: `${e.message}; the view was not changed`,
+        status: shown,
+        events: [{ type: 'Warning', reason: 'InvalidExpression', note: e.message, action: 'Validate' }],
+      };
     }
 
     // 2. What the catalog must confirm before anything is built: sources, roles, the schema.
-    const checked = await inTransaction(pool, async (client): Promise<{ outcome: Outcome } | { withdraw: string; why: string } | { unmaskedRoleOids: number[] }> => {
-      const missing = await tablesMissing(client, plan.sourceTables);
-      if (missing.length) return { outcome: { state: 'Progressing', reason: 'SourceNotFound', message: `source table ${missing.join(', ')} does not exist; retrying`, status: shown } };
-      // Steward never creates the roles a view names: a missing one is for its owner to create.
-      const named = [...spec.readers.map((role) => ({ role, field: 'readers' })), ...(spec.unmaskedRoles ?? []).map((role) => ({ role, field: 'unmaskedRoles' }))];
-      const facts = await describeRoles(client, named.map((n) => n.role));
-      const absent = named.filter((n) => !facts.has(n.role));
-      if (absent.length) {
-        const list = absent.map((n) => `${n.role} (${n.field})`).join(', ');
-        const what = absent.length === 1 ? `role ${list} does not exist` : `roles ${list} do not exist`;
-        const why = `${what} in Warehouse ${spec.warehouse}; Steward never creates the roles a view names. Once they exist, the next resync builds the view; the view was not changed`;
-        return { outcome: { state: 'Stalled', reason: 'RoleNotFound', message: why, status: shown, events: [{ type: 'Warning', reason: 'RoleNotFound', note: why, action: 'Validate' }] } };
-      }
-      const refused = named.map((n) => ({ ...n, why: refusedRole(facts.get(n.role)!) })).find((n) => n.why);
-      if (refused) return { withdraw: 'PolicyDenied', why: `${refused.field}: ${refused.why}: it is never grantable, whatever the accessPolicy says` };
-      if (spec.kAnonymity) {
-        try {
-          refuseRowMultiplyingJoins(spec, await uniqueKeys(client, (spec.joins ?? []).map((j) => j.table)));
-        } catch (e) {
-          if (e instanceof MaskBypassError) return { withdraw: 'MaskBypass', why: e.message };
-          throw e;
+    const checked = await inTransaction(
+      pool,
+      async (client): Promise<{ outcome: Outcome } | { withdraw: string; why: string } | { unmaskedRoleOids: number[] }> => {
+        const missing = await tablesMissing(client, plan.sourceTables);
+        if (missing.length)
+          return {
+            outcome: { state: 'Progressing', reason: 'SourceNotFound', message: `source table ${missing.join(', ')} does not exist; retrying`, status: shown },
+          };
+        // Steward never creates the roles a view names: a missing one is for its owner to create.
+        const named = [
+          ...spec.readers.map((role) => ({ role, field: 'readers' })),
+          ...(spec.unmaskedRoles ?? []).map((role) => ({ role, field: 'unmaskedRoles' })),
+        ];
+        const facts = await describeRoles(
+          client,
+          named.map((n) => n.role),
+        );
+        const absent = named.filter((n) => !facts.has(n.role));
+        if (absent.length) {
+          const list = absent.map((n) => `${n.role} (${n.field})`).join(', ');
+          const what = absent.length === 1 ? `role ${list} does not exist` : `roles ${list} do not exist`;
+          const why = `${what} in Warehouse ${spec.warehouse}; Steward never creates the roles a view names. Once they exist, the next resync builds the view; the view was not changed`;
+          return {
+            outcome: {
+              state: 'Stalled',
+              reason: 'RoleNotFound',
+              message: why,
+              status: shown,
+              events: [{ type: 'Warning', reason: 'RoleNotFound', note: why, action: 'Validate' }],
+            },
+          };
         }
-      }
-      const unsafe = await viewSchemaProblems(client, spec.view.schema);
-      if (unsafe.length) return { withdraw: 'ViewSchemaUnsafe', why: `${unsafe.join('; ')}. Revoke that, or place the view in a schema only Steward's login may create in` };
-      // Membership is checked by OID: a role dropped and re-created under its name is a new role,
-      // and the view is rebuilt for it (the OIDs are part of the SQL, so of its hash).
-      return { unmaskedRoleOids: (spec.unmaskedRoles ?? []).map((r) => facts.get(r)!.oid) };
-    });
+        const refused = named.map((n) => ({ ...n, why: refusedRole(facts.get(n.role)!) })).find((n) => n.why);
+        if (refused) return { withdraw: 'PolicyDenied', why: `${refused.field}: ${refused.why}: it is never grantable, whatever the accessPolicy says` };
+        if (spec.kAnonymity) {
+          try {
+            refuseRowMultiplyingJoins(
+              spec,
+              await uniqueKeys(
+                client,
+                (spec.joins ?? []).map((j) => j.table),
+              ),
+            );
+          } catch (e) {
+            if (e instanceof MaskBypassError) return { withdraw: 'MaskBypass', why: e.message };
+            throw e;
+          }
+        }
+        const unsafe = await viewSchemaProblems(client, spec.view.schema);
+        if (unsafe.length)
+          return { withdraw: 'ViewSchemaUnsafe', why: `${unsafe.join('; ')}. Revoke that, or place the view in a schema only Steward's login may create in` };
+        // Membership is checked by OID: a role dropped and re-created under its name is a new role,
+        // and the view is rebuilt for it (the OIDs are part of the SQL, so of its hash).
+        return { unmaskedRoleOids: (spec.unmaskedRoles ?? []).map((r) => facts.get(r)!.oid) };
+      },
+    );
     if ('withdraw' in checked) return withdraw(checked.withdraw, checked.why);
     if ('outcome' in checked) return checked.outcome;
     const { unmaskedRoleOids } = checked;
@@ -277,15 +366,26 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
       const found = judgeView(facts, mv, owner);
       if (found.kind === 'foreign' || (found.kind === 'tampered' && facts.relkind !== 'v')) {
         await client.query('ROLLBACK');
-        return { state: 'Stalled', reason: 'ViewConflict', message: `${viewName} exists and is not this MaskedView's${found.kind === 'tampered' ? ` (${found.problems.join('; ')})` : ''}; rename or drop it`, status: { ...shown, readers: '' } };
+        return {
+          state: 'Stalled',
+          reason: 'ViewConflict',
+          message: `${viewName} exists and is not this MaskedView's${found.kind === 'tampered' ? ` (${found.problems.join('; ')})` : ''}; rename or drop it`,
+          status: { ...shown, readers: '' },
+        };
       }
       if (found.kind === 'tampered') tampered = found.problems;
-      if (found.kind !== 'ours' || !facts.comment?.startsWith(viewCommentPrefix(mv) + `sha=${sha} `)) {
+      if (found.kind !== 'ours' || !facts.comment?.startsWith(`${viewCommentPrefix(mv)}sha=${sha} `)) {
         // The same locks, in the same order, as DatasetAccess: tables (the view is one too) first,
         // then schemas. GRANTs on one table or schema from two sessions would fail with "tuple
         // concurrently updated".
-        await lockObjects(client, [viewName, ...plan.sourceTables].map((t) => `table:${t}`));
-        await lockObjects(client, [...new Set([spec.view.schema, ...plan.sourceTables.map((t) => t.split('.')[0]!)])].map((x) => `schema:${x}`));
+        await lockObjects(
+          client,
+          [viewName, ...plan.sourceTables].map((t) => `table:${t}`),
+        );
+        await lockObjects(
+          client,
+          [...new Set([spec.view.schema, ...plan.sourceTables.map((t) => t.split('.')[0]!)])].map((x) => `schema:${x}`),
+        );
         await ensureOwnerRole(client, owner, ownerComment(mv));
         if (plan.usesHash) {
           hmac = await ensureHashKey(client, viewName, owner);
@@ -296,7 +396,8 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
         // others made on Steward's view (a DatasetAccess) are carried over to the new one; what was
         // granted on a view put in its place is not.
         const kept = found.kind === 'ours' ? await viewGrants(client, spec.view.schema, spec.view.name) : [];
-        for (const s of createViewStatements(spec.view.schema, spec.view.name, plan.select, owner, plan.sourceTables, facts.exists)) await runChecked(client, s.sql, s.object);
+        for (const s of createViewStatements(spec.view.schema, spec.view.name, plan.select, owner, plan.sourceTables, facts.exists))
+          await runChecked(client, s.sql, s.object);
         // The definition as PostgreSQL stored it, recorded beside the SQL's hash: a resync that finds
         // another definition under the comment knows the view was changed behind Steward's back.
         const built = await observeView(client, spec.view.schema, spec.view.name);
@@ -308,13 +409,23 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
       // SourcesLocked: nobody outside unmaskedRoles may read a source directly. Otherwise fail closed.
       exposed = await sourceExposure(client, plan.sourceTables, spec.readers, spec.unmaskedRoles ?? [], owner);
       const formerReaders = [...new Set([...spec.readers, ...(mv.status?.readers ?? '').split(',').filter(Boolean)])];
-      readerGrants = await setReaders(client, spec.view.schema, spec.view.name, readerRole, readerComment(mv), exposed.length ? [] : spec.readers, formerReaders);
-      if (changedView || readerGrants.ran.length) await record(client, changedView ? 'view.replace' : 'view.grants', 'success', { sha, grants: readerGrants.ran, maskedColumns: plan.maskedColumns });
+      readerGrants = await setReaders(
+        client,
+        spec.view.schema,
+        spec.view.name,
+        readerRole,
+        readerComment(mv),
+        exposed.length ? [] : spec.readers,
+        formerReaders,
+      );
+      if (changedView || readerGrants.ran.length)
+        await record(client, changedView ? 'view.replace' : 'view.grants', 'success', { sha, grants: readerGrants.ran, maskedColumns: plan.maskedColumns });
       // Audited when it is found, not on every resync while it lasts.
       const alreadyExposed = findCondition(mv.status?.conditions, 'SourcesLocked')?.status === 'False';
       if (exposed.length && !alreadyExposed) await record(client, 'view.sources_exposed', 'denied', { exposed });
       const alreadyDrifted = findCondition(mv.status?.conditions, 'Ready')?.reason === 'ReaderRoleDrift';
-      if (readerGrants.heldElsewhere.length && !alreadyDrifted) await record(client, 'view.reader_role_drift', 'denied', { role: readerRole, held: readerGrants.heldElsewhere });
+      if (readerGrants.heldElsewhere.length && !alreadyDrifted)
+        await record(client, 'view.reader_role_drift', 'denied', { role: readerRole, held: readerGrants.heldElsewhere });
       await client.query('COMMIT');
     } catch (e) {
       await client.query('ROLLBACK').catch(() => undefined);
@@ -326,12 +437,24 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
         // PostgreSQL's own verdict on the SQL (a column that does not exist, types that do not
         // match): the spec must change, so say so instead of retrying with backoff.
         const why = `PostgreSQL refused the view: ${e instanceof Error ? e.message : String(e)}; the view was not changed`;
-        return { state: 'Stalled', reason: 'InvalidExpression', message: why, status: shown, events: [{ type: 'Warning', reason: 'InvalidExpression', note: why, action: 'Build' }] };
+        return {
+          state: 'Stalled',
+          reason: 'InvalidExpression',
+          message: why,
+          status: shown,
+          events: [{ type: 'Warning', reason: 'InvalidExpression', note: why, action: 'Build' }],
+        };
       }
       if (e instanceof InsufficientPrivilege) {
         // Rolled back: the view and its readers are as they were. Resyncs retry once the login is granted more.
         const advice = `${e.message}. Nothing was changed. Grant the login what docs/warehouse.md lists`;
-        return { state: 'Stalled', reason: 'InsufficientPrivilege', message: advice, status: shown, events: [{ type: 'Warning', reason: 'InsufficientPrivilege', note: advice, action: 'Build' }] };
+        return {
+          state: 'Stalled',
+          reason: 'InsufficientPrivilege',
+          message: advice,
+          status: shown,
+          events: [{ type: 'Warning', reason: 'InsufficientPrivilege', note: advice, action: 'Build' }],
+        };
       }
       throw e;
     } finally {
@@ -345,7 +468,9 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
       await writeLineageConfigMap(deps.client, mv, lineageDocument(mv, plan, ctx.now));
     }
     if (lineageChanged) {
-      await sendOpenLineage(deps.openLineage, openLineageEvent(mv, wh, plan, ctx.now)).catch((e: unknown) => ctx.logger.warn({ err: String(e) }, 'could not send the OpenLineage event'));
+      await sendOpenLineage(deps.openLineage, openLineageEvent(mv, wh, plan, ctx.now)).catch((e: unknown) =>
+        ctx.logger.warn({ err: String(e) }, 'could not send the OpenLineage event'),
+      );
     }
     const status = { ...shown, maskedColumns: plan.maskedColumns, lineage: plan.lineage };
     if (exposed.length) {
@@ -359,7 +484,12 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
         events: [{ type: 'Warning', reason: 'SourcesExposed', note: list, action: 'Verify' }],
       };
     }
-    const locked = { type: 'SourcesLocked', status: 'True', reason: 'SourcesLocked', message: `no reader and no role outside unmaskedRoles can read ${plan.sourceTables.join(', ')} directly` } as const;
+    const locked = {
+      type: 'SourcesLocked',
+      status: 'True',
+      reason: 'SourcesLocked',
+      message: `no reader and no role outside unmaskedRoles can read ${plan.sourceTables.join(', ')} directly`,
+    } as const;
     if (readerGrants.heldElsewhere.length) {
       const held = `the view's reader role ${readerRole} was granted out of band what Steward's login may not revoke (${readerGrants.heldElsewhere.join('; ')})`;
       return {
@@ -372,14 +502,18 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
       };
     }
     // A Normal event when the view is built, and when readers get it back after SourcesExposed or ReaderRoleDrift.
-    const wasServing = findCondition(mv.status?.conditions, 'SourcesLocked')?.status === 'True' && findCondition(mv.status?.conditions, 'Ready')?.reason !== 'ReaderRoleDrift';
+    const wasServing =
+      findCondition(mv.status?.conditions, 'SourcesLocked')?.status === 'True' && findCondition(mv.status?.conditions, 'Ready')?.reason !== 'ReaderRoleDrift';
     return {
       state: 'Ready',
       reason: 'ViewReady',
       message: `${viewName} serves ${plan.maskedColumns} masked column(s) to ${spec.readers.join(', ')}`,
       status,
       conditions: [locked],
-      events: changedView || !wasServing ? [{ type: 'Normal', reason: 'ViewReady', note: `${viewName} built with ${plan.maskedColumns} masked column(s)`, action: 'Build' }] : [],
+      events:
+        changedView || !wasServing
+          ? [{ type: 'Normal', reason: 'ViewReady', note: `${viewName} built with ${plan.maskedColumns} masked column(s)`, action: 'Build' }]
+          : [],
     };
   };
 }
@@ -395,15 +529,22 @@ async function writeLineageConfigMap(client: KubeClient, mv: MaskedView, doc: Re
     await client.patch(CONFIGMAP_TYPE, name, namespace, { data }, 'merge');
   } catch (e) {
     if (!isNotFound(e)) throw e;
-    await client.create(CONFIGMAP_TYPE, {
-      apiVersion: 'v1', kind: 'ConfigMap',
-      metadata: {
-        name, namespace, labels: { 'app.kubernetes.io/managed-by': 'steward' },
-        // Deleted with its MaskedView (where a garbage collector runs).
-        ownerReferences: [{ apiVersion: 'steward.dev/v1alpha1', kind: 'MaskedView', name: mv.metadata.name, uid: mv.metadata.uid, controller: true }],
-      } as KubeObject['metadata'],
-      data,
-    } as KubeObject, namespace);
+    await client.create(
+      CONFIGMAP_TYPE,
+      {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: {
+          name,
+          namespace,
+          labels: { 'app.kubernetes.io/managed-by': 'steward' },
+          // Deleted with its MaskedView (where a garbage collector runs).
+          ownerReferences: [{ apiVersion: 'steward.dev/v1alpha1', kind: 'MaskedView', name: mv.metadata.name, uid: mv.metadata.uid, controller: true }],
+        } as KubeObject['metadata'],
+        data,
+      } as KubeObject,
+      namespace,
+    );
   }
 }
 
@@ -412,25 +553,47 @@ export function maskedViewCleanup(deps: MaskedViewDeps) {
     const spec = mv.spec;
     const wh = deps.warehouse(spec.warehouse);
     if (!wh) return { state: 'Progressing', reason: 'WarehouseNotFound', message: `cannot drop the view: Warehouse ${spec.warehouse} does not exist` };
-    const owner = ownerRoleName(mv.metadata.namespace!, mv.metadata.name);
     try {
       const { pool } = await deps.connections.pool(wh);
       await inTransaction(pool, async (client) => {
         const dropped = await dropViewAndRoles(client, mv);
-        await deps.audit.record({ request_id: ctx.requestId, kind: 'MaskedView', namespace: mv.metadata.namespace, name: mv.metadata.name, action: 'view.drop', resource: `${wh.metadata.name}/${spec.view.schema}.${spec.view.name}`, outcome: 'success', details: { dropped } }, new AuditTableSink(client));
+        await deps.audit.record(
+          {
+            request_id: ctx.requestId,
+            kind: 'MaskedView',
+            namespace: mv.metadata.namespace,
+            name: mv.metadata.name,
+            action: 'view.drop',
+            resource: `${wh.metadata.name}/${spec.view.schema}.${spec.view.name}`,
+            outcome: 'success',
+            details: { dropped },
+          },
+          new AuditTableSink(client),
+        );
       });
       await deps.client.delete(CONFIGMAP_TYPE, `${mv.metadata.name}-lineage`, mv.metadata.namespace).catch(() => undefined);
     } catch (e) {
       return { state: 'Progressing', reason: 'DropFailed', message: `cannot drop the view yet: ${e instanceof Error ? e.message : String(e)}; retrying` };
     }
-    return { state: 'Ready', reason: 'Dropped', message: 'view dropped', events: [{ type: 'Normal', reason: 'Dropped', note: `dropped ${spec.view.schema}.${spec.view.name}`, action: 'Drop' }] };
+    return {
+      state: 'Ready',
+      reason: 'Dropped',
+      message: 'view dropped',
+      events: [{ type: 'Normal', reason: 'Dropped', note: `dropped ${spec.view.schema}.${spec.view.name}`, action: 'Drop' }],
+    };
   };
 }
 
 export function viewsOfWarehouse(views: () => MaskedView[]) {
-  return (wh: KubeObject): string[] => views().filter((v) => v.spec.warehouse === wh.metadata.name).map((v) => `${v.metadata.namespace}/${v.metadata.name}`);
+  return (wh: KubeObject): string[] =>
+    views()
+      .filter((v) => v.spec.warehouse === wh.metadata.name)
+      .map((v) => `${v.metadata.namespace}/${v.metadata.name}`);
 }
 
 export function viewsInNamespace(views: () => MaskedView[]) {
-  return (ns: KubeObject): string[] => views().filter((v) => v.metadata.namespace === ns.metadata.name).map((v) => `${v.metadata.namespace}/${v.metadata.name}`);
+  return (ns: KubeObject): string[] =>
+    views()
+      .filter((v) => v.metadata.namespace === ns.metadata.name)
+      .map((v) => `${v.metadata.namespace}/${v.metadata.name}`);
 }

@@ -28,7 +28,13 @@ export async function connectWarehouse(
   if (!wh) return { outcome: { state: 'Progressing', reason: 'WarehouseNotFound', message: `Warehouse ${name} does not exist; ${nothing}` } };
   if (!isTrue(wh.status?.conditions, 'Ready')) {
     const why = findCondition(wh.status?.conditions, 'Ready');
-    return { outcome: { state: 'Progressing', reason: 'WarehouseNotReady', message: `waiting for Warehouse ${name}${why ? `: ${why.reason}: ${why.message}` : ''}; ${nothing}` } };
+    return {
+      outcome: {
+        state: 'Progressing',
+        reason: 'WarehouseNotReady',
+        message: `waiting for Warehouse ${name}${why ? `: ${why.reason}: ${why.message}` : ''}; ${nothing}`,
+      },
+    };
   }
   try {
     return { wh, ...(await deps.connections.pool(wh)) };

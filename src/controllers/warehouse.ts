@@ -8,9 +8,9 @@ import type { Outcome, ReconcileContext } from '../runtime/controller.ts';
 import type { ConditionInput } from '../runtime/conditions.ts';
 import { findCondition } from '../runtime/conditions.ts';
 import type { AuditTrail } from '../audit/sink.ts';
-import { classifyConnectionError, observeSession, type ConnectionSettings } from '../drivers/postgres/connection.ts';
+import { classifyConnectionError, observeSession, type ConnectionSettings, type SessionFacts } from '../drivers/postgres/connection.ts';
 import { AuditTableSink, ensureAuditTable } from '../drivers/postgres/audit-table.ts';
-import { WarehouseConnections, WarehouseSecretError, scrub } from '../drivers/postgres/connector.ts';
+import { type WarehouseConnections, WarehouseSecretError, scrub } from '../drivers/postgres/connector.ts';
 
 export const WAREHOUSE_TYPE: ResourceType = resourceType(warehouseKind);
 
@@ -39,7 +39,7 @@ export function warehouseReconciler(deps: WarehouseDeps) {
       const { pool, settings: s } = await deps.connections.pool(wh);
       settings = s;
       const client = await pool.connect();
-      let facts;
+      let facts: SessionFacts;
       try {
         facts = await observeSession(client);
       } finally {
@@ -47,7 +47,12 @@ export function warehouseReconciler(deps: WarehouseDeps) {
       }
       if (!facts.ssl) {
         // Cannot happen with the TLS settings Steward uses; if it does, trust nothing.
-        return failedOutcome('Stalled', 'NotEncrypted', `the server reports this session as unencrypted (pg_stat_ssl.ssl = false); Steward will not use it`, tlsUnknown('NotEncrypted', 'session not encrypted'));
+        return failedOutcome(
+          'Stalled',
+          'NotEncrypted',
+          `the server reports this session as unencrypted (pg_stat_ssl.ssl = false); Steward will not use it`,
+          tlsUnknown('NotEncrypted', 'session not encrypted'),
+        );
       }
       if (!auditTableReady.has(pool)) {
         try {
@@ -65,7 +70,12 @@ export function warehouseReconciler(deps: WarehouseDeps) {
       const tlsMessage = `${facts.tlsVersion} ${facts.cipher}: ${TLS_WHAT[sslMode]}`;
       const wasReady = findCondition(wh.status?.conditions, 'Ready')?.status === 'True';
       if (!wasReady) {
-        const record = await audit('success', 'warehouse.connect', undefined, { tls: facts.tlsVersion, cipher: facts.cipher, sslMode, serverVersion: facts.serverVersion });
+        const record = await audit('success', 'warehouse.connect', undefined, {
+          tls: facts.tlsVersion,
+          cipher: facts.cipher,
+          sslMode,
+          serverVersion: facts.serverVersion,
+        });
         await new AuditTableSink(pool).write(record);
       }
       return {
@@ -74,8 +84,12 @@ export function warehouseReconciler(deps: WarehouseDeps) {
         message: `connected as ${facts.currentUser} to PostgreSQL ${facts.serverVersion} over ${tlsMessage}`,
         // No timestamp here: a status that changes on every resync would cost an API write while idle.
         status: { tls: { version: facts.tlsVersion, cipher: facts.cipher }, serverVersion: facts.serverVersion },
-        conditions: [{ type: 'TLSVerified', status: sslMode === 'require' ? 'False' : 'True', reason: TLS_REASON[sslMode], message: `pg_stat_ssl: ${tlsMessage}` }],
-        events: wasReady ? [] : [{ type: 'Normal', reason: 'Connected', note: `Connected to ${target} over ${facts.tlsVersion} (${TLS_REASON[sslMode]})`, action: 'Connect' }],
+        conditions: [
+          { type: 'TLSVerified', status: sslMode === 'require' ? 'False' : 'True', reason: TLS_REASON[sslMode], message: `pg_stat_ssl: ${tlsMessage}` },
+        ],
+        events: wasReady
+          ? []
+          : [{ type: 'Normal', reason: 'Connected', note: `Connected to ${target} over ${facts.tlsVersion} (${TLS_REASON[sslMode]})`, action: 'Connect' }],
       };
     } catch (err) {
       if (err instanceof WarehouseSecretError) {
@@ -107,9 +121,17 @@ function describeFailure(failure: ReturnType<typeof classifyConnectionError>, wh
       ];
     }
     case 'TLSUnavailable':
-      return ['Stalled', `${where} does not offer TLS; Steward never connects in plaintext. Enable ssl on the server.`, { type: 'TLSVerified', status: 'False', reason: 'TLSUnavailable', message: detail }];
+      return [
+        'Stalled',
+        `${where} does not offer TLS; Steward never connects in plaintext. Enable ssl on the server.`,
+        { type: 'TLSVerified', status: 'False', reason: 'TLSUnavailable', message: detail },
+      ];
     case 'AuthenticationFailed':
-      return ['Stalled', `authentication failed at ${where}: ${detail}. Fix the username/password in Secret ${p.credentialsSecretRef.namespace}/${p.credentialsSecretRef.name}.`, tlsUnknown('NotConnected', 'not connected')];
+      return [
+        'Stalled',
+        `authentication failed at ${where}: ${detail}. Fix the username/password in Secret ${p.credentialsSecretRef.namespace}/${p.credentialsSecretRef.name}.`,
+        tlsUnknown('NotConnected', 'not connected'),
+      ];
     case 'DatabaseNotFound':
       return ['Stalled', `database ${p.database} does not exist at ${where}: ${detail}`, tlsUnknown('NotConnected', 'not connected')];
     default:
@@ -149,8 +171,10 @@ export function warehousesUsingSecret(warehouses: () => Warehouse[]) {
     return warehouses()
       .filter((wh) => {
         const p = wh.spec.postgres;
-        return (p.credentialsSecretRef.namespace === namespace && p.credentialsSecretRef.name === name) ||
-          (p.caSecretRef?.namespace === namespace && p.caSecretRef?.name === name);
+        return (
+          (p.credentialsSecretRef.namespace === namespace && p.credentialsSecretRef.name === name) ||
+          (p.caSecretRef?.namespace === namespace && p.caSecretRef?.name === name)
+        );
       })
       .map((wh) => wh.metadata.name);
   };

@@ -14,21 +14,83 @@ export function loadParser(): Promise<void> {
 }
 
 export const ALLOWED_FUNCTIONS = new Set([
-  'lower', 'upper', 'trim', 'btrim', 'ltrim', 'rtrim', 'length', 'char_length', 'substr', 'substring', 'left', 'right',
-  'concat', 'concat_ws', 'split_part', 'replace', 'nullif', 'abs', 'round', 'floor', 'ceil', 'ceiling', 'greatest', 'least',
-  'date_trunc', 'date_part', 'to_char', 'md5',
+  'lower',
+  'upper',
+  'trim',
+  'btrim',
+  'ltrim',
+  'rtrim',
+  'length',
+  'char_length',
+  'substr',
+  'substring',
+  'left',
+  'right',
+  'concat',
+  'concat_ws',
+  'split_part',
+  'replace',
+  'nullif',
+  'abs',
+  'round',
+  'floor',
+  'ceil',
+  'ceiling',
+  'greatest',
+  'least',
+  'date_trunc',
+  'date_part',
+  'to_char',
+  'md5',
   // What EXTRACT(field FROM x) and x AT TIME ZONE z parse into.
-  'extract', 'timezone',
-  'trunc', 'mod', 'sign', 'power', 'initcap', 'lpad', 'rpad', 'reverse', 'strpos', 'to_date', 'to_number', 'make_date',
+  'extract',
+  'timezone',
+  'trunc',
+  'mod',
+  'sign',
+  'power',
+  'initcap',
+  'lpad',
+  'rpad',
+  'reverse',
+  'strpos',
+  'to_date',
+  'to_number',
+  'make_date',
 ]);
 export const ALLOWED_OPERATORS = new Set(['+', '-', '*', '/', '%', '||', '=', '<>', '!=', '<', '>', '<=', '>=']);
-export const ALLOWED_TYPES = new Set(['int2', 'int4', 'int8', 'integer', 'bigint', 'smallint', 'numeric', 'float4', 'float8', 'text', 'varchar', 'bpchar', 'date', 'time', 'timestamp', 'timestamptz', 'interval', 'bool', 'boolean']);
+export const ALLOWED_TYPES = new Set([
+  'int2',
+  'int4',
+  'int8',
+  'integer',
+  'bigint',
+  'smallint',
+  'numeric',
+  'float4',
+  'float8',
+  'text',
+  'varchar',
+  'bpchar',
+  'date',
+  'time',
+  'timestamp',
+  'timestamptz',
+  'interval',
+  'bool',
+  'boolean',
+]);
 
 const MAX_PAD = 1000;
 
 /** LIKE and friends, as the parser names them. */
 const LIKE_OPERATORS: Record<string, string> = { '~~': 'LIKE', '!~~': 'NOT LIKE', '~~*': 'ILIKE', '!~~*': 'NOT ILIKE' };
-const BETWEEN_KINDS: Record<string, string> = { AEXPR_BETWEEN: 'BETWEEN', AEXPR_NOT_BETWEEN: 'NOT BETWEEN', AEXPR_BETWEEN_SYM: 'BETWEEN SYMMETRIC', AEXPR_NOT_BETWEEN_SYM: 'NOT BETWEEN SYMMETRIC' };
+const BETWEEN_KINDS: Record<string, string> = {
+  AEXPR_BETWEEN: 'BETWEEN',
+  AEXPR_NOT_BETWEEN: 'NOT BETWEEN',
+  AEXPR_BETWEEN_SYM: 'BETWEEN SYMMETRIC',
+  AEXPR_NOT_BETWEEN_SYM: 'NOT BETWEEN SYMMETRIC',
+};
 
 export class ExpressionError extends Error {
   readonly position: number;
@@ -80,9 +142,9 @@ export interface Hazard {
   position: number;
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: libpg-query's parse tree is untyped JSON; each node kind is checked where it is read
 type Node = Record<string, any>;
 const PREFIX = 'SELECT ';
-
 
 /**
  * Parses one expression over the given aliases. Throws ExpressionError with the position of the
@@ -110,7 +172,10 @@ export function parseExpression(text: string, aliases: readonly string[]): Parse
   if (stmts.length !== 1) {
     // Point at the semicolon itself (a real token: one inside a string literal would not split).
     const semicolon = scanSync(PREFIX + text).tokens.find((t) => t.text === ';');
-    throw new ExpressionError('only a single expression is allowed, not several statements', Math.max(1, (semicolon?.start ?? PREFIX.length) - PREFIX.length + 1));
+    throw new ExpressionError(
+      'only a single expression is allowed, not several statements',
+      Math.max(1, (semicolon?.start ?? PREFIX.length) - PREFIX.length + 1),
+    );
   }
   const select = stmts[0]!.stmt.SelectStmt as Node | undefined;
   const targets = select?.targetList as Node[] | undefined;
@@ -124,8 +189,17 @@ export function parseExpression(text: string, aliases: readonly string[]): Parse
   const hazards: Hazard[] = [];
   const render = build(target.val as Node, aliases, inputs, hazards);
   const unique = inputs.filter((c, i) => inputs.findIndex((d) => d.alias === c.alias && d.column === c.column) === i);
-  const conjuncts = topLevelConjuncts(target.val as Node).map(columnEqualities).filter((e) => e !== undefined);
-  return { sql: render, inputs: unique, equalities: columnEqualities(target.val as Node), conjunctEqualities: conjuncts.flat(), hazards, isColumn: 'ColumnRef' in (target.val as Node) };
+  const conjuncts = topLevelConjuncts(target.val as Node)
+    .map(columnEqualities)
+    .filter((e) => e !== undefined);
+  return {
+    sql: render,
+    inputs: unique,
+    equalities: columnEqualities(target.val as Node),
+    conjunctEqualities: conjuncts.flat(),
+    hazards,
+    isColumn: 'ColumnRef' in (target.val as Node),
+  };
 }
 
 function topLevelConjuncts(node: Node): Node[] {
@@ -167,7 +241,14 @@ const TOTAL_CASTS = new Set(['text', 'varchar', 'bpchar']);
 const VALUE_IN_ERROR = new Set(['to_date', 'to_number', 'make_date']);
 /** Functions that fail unless some arguments are fit (a unit, a zone, a format, a position), by argument index. */
 const NEEDS_CONSTANT: Record<string, readonly number[]> = {
-  date_part: [0], extract: [0], date_trunc: [0], timezone: [0], to_char: [1], split_part: [2], substr: [1, 2], substring: [1, 2],
+  date_part: [0],
+  extract: [0],
+  date_trunc: [0],
+  timezone: [0],
+  to_char: [1],
+  split_part: [2],
+  substr: [1, 2],
+  substring: [1, 2],
 };
 
 function isConstant(n: Node | undefined): boolean {
@@ -268,7 +349,12 @@ function build(node: Node, aliases: readonly string[], inputs: ColumnInput[], ha
         }
         default:
           // ANY/ALL over arrays, SIMILAR TO (a regular expression), OF, ...
-          throw new ExpressionError(`${String(body.kind).replace(/^AEXPR_/, '').toLowerCase()} expressions are not allowed`, pos(node));
+          throw new ExpressionError(
+            `${String(body.kind)
+              .replace(/^AEXPR_/, '')
+              .toLowerCase()} expressions are not allowed`,
+            pos(node),
+          );
       }
     }
     case 'BoolExpr': {
@@ -320,9 +406,11 @@ function build(node: Node, aliases: readonly string[], inputs: ColumnInput[], ha
       const anyReads = rendered.some(([, r]) => r);
       if (VALUE_IN_ERROR.has(name) && anyReads) hazards.push({ what: `${name}(), whose errors show the value`, position: pos(node) });
       for (const i of NEEDS_CONSTANT[name] ?? []) {
-        if (argNodes[i] && !isConstant(argNodes[i])) hazards.push({ what: `${name}() with a computed argument ${i + 1}, which fails on unfit values`, position: pos(argNodes[i]) });
+        if (argNodes[i] && !isConstant(argNodes[i]))
+          hazards.push({ what: `${name}() with a computed argument ${i + 1}, which fails on unfit values`, position: pos(argNodes[i]) });
       }
-      if (name === 'mod' && !isSafeDivisor(argNodes[1]) && anyReads) hazards.push({ what: 'mod() by anything but a nonzero constant (a division by zero)', position: pos(node) });
+      if (name === 'mod' && !isSafeDivisor(argNodes[1]) && anyReads)
+        hazards.push({ what: 'mod() by anything but a nonzero constant (a division by zero)', position: pos(node) });
       return (a) => `pg_catalog.${quoteIdent(name)}(${args.map((x, i) => (positional && i > 0 ? `CAST(${x(a)} AS pg_catalog."int4")` : x(a))).join(', ')})`;
     }
     case 'TypeCast': {

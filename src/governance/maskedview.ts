@@ -63,8 +63,10 @@ export function maskSql(column: Column, x: string, ctx: ViewContext, key = `(${c
       const s = Math.trunc(column.partial?.keepStart ?? 0);
       const e = Math.trunc(column.partial?.keepEnd ?? 0);
       // Too short to keep both ends without showing everything: mask it all.
-      return `(CASE WHEN pg_catalog.length(${text}) <= ${s + e} THEN pg_catalog.repeat('*', pg_catalog.length(${text}))` +
-        ` ELSE pg_catalog.left(${text}, ${s}) || pg_catalog.repeat('*', pg_catalog.length(${text}) - ${s + e}) || pg_catalog.right(${text}, ${e}) END)`;
+      return (
+        `(CASE WHEN pg_catalog.length(${text}) <= ${s + e} THEN pg_catalog.repeat('*', pg_catalog.length(${text}))` +
+        ` ELSE pg_catalog.left(${text}, ${s}) || pg_catalog.repeat('*', pg_catalog.length(${text}) - ${s + e}) || pg_catalog.right(${text}, ${e}) END)`
+      );
     }
     case 'redact':
       return `CASE WHEN ${x} IS NULL THEN NULL ELSE '[REDACTED]' END`;
@@ -146,15 +148,20 @@ export function planView(spec: MaskedViewSpec, ctx: ViewContext): ViewPlan {
     const member = joinMember ? '"__steward_member"."member"' : membership;
     const masks = extra.map((e) => `${guarded(e.column, e.raw, maskSql(e.column, e.raw, ctx, key), member)} AS ${quoteIdent(e.name)}`);
     const keyScan = joinKey ? `(${ctx.keyQuery} OFFSET NULL) AS "__steward_key" CROSS JOIN ` : '';
-    const memberScan = joinMember ? `(SELECT ${membership} AS "member" FROM pg_catalog.generate_series(1, 1) OFFSET NULL) AS "__steward_member" CROSS JOIN ` : '';
+    const memberScan = joinMember
+      ? `(SELECT ${membership} AS "member" FROM pg_catalog.generate_series(1, 1) OFFSET NULL) AS "__steward_member" CROSS JOIN `
+      : '';
     return `(SELECT ${quoteIdent(alias)}.*, ${masks.join(', ')} FROM ${memberScan}${keyScan}${qualified(table)} AS ${quoteIdent(alias)} OFFSET NULL) AS ${quoteIdent(alias)}`;
   };
   const joinConditions = (spec.joins ?? []).map((j, i) => withField(`spec.joins[${i}].on`, () => parseExpression(joinCondition(j), aliases)));
   refuseMaskBypass(spec, parsed, joinConditions, tableOf);
-  const joined = (withMasks: boolean) => (spec.joins ?? []).map((j, i) => {
-    const type = { inner: 'INNER', left: 'LEFT', right: 'RIGHT', full: 'FULL' }[j.type ?? 'inner'];
-    return ` ${type} JOIN ${source(j.table, j.alias, withMasks)} ON ${joinConditions[i]!.sql(aliasSql)}`;
-  }).join('');
+  const joined = (withMasks: boolean) =>
+    (spec.joins ?? [])
+      .map((j, i) => {
+        const type = { inner: 'INNER', left: 'LEFT', right: 'RIGHT', full: 'FULL' }[j.type ?? 'inner'];
+        return ` ${type} JOIN ${source(j.table, j.alias, withMasks)} ON ${joinConditions[i]!.sql(aliasSql)}`;
+      })
+      .join('');
   const from = (withMasks: boolean) => source(spec.from.table, spec.from.alias, withMasks) + joined(withMasks);
   const k = spec.kAnonymity;
   const quasi = new Set(k?.quasiIdentifiers ?? []);
@@ -201,10 +208,22 @@ export function planView(spec: MaskedViewSpec, ctx: ViewContext): ViewPlan {
   // The guard's verdict per combination: shown if it occurs at least k times, or to members of
   // unmaskedRoles (checked once per combination, not per row).
   const groupSizes = k
-    ? ` LEFT JOIN (SELECT ${quasiParsed.map((p, j) => keys(p, p.expr.sql(aliasSql)).map((e, m) => `${e} AS ${quoteIdent(`__q${j}_${m}`)}`).join(', ')).join(', ')}, ` +
+    ? ` LEFT JOIN (SELECT ${quasiParsed
+        .map((p, j) =>
+          keys(p, p.expr.sql(aliasSql))
+            .map((e, m) => `${e} AS ${quoteIdent(`__q${j}_${m}`)}`)
+            .join(', '),
+        )
+        .join(', ')}, ` +
       `(${rows} >= ${Math.trunc(k.k)} OR ${membership}) AS "__show"` +
       ` FROM ${counted} GROUP BY ${quasiParsed.flatMap((_, j) => [2 * j + 1, 2 * j + 2]).join(', ')}) AS "__k"` +
-      ` ON ${quasiParsed.map((p, j) => keys(p, `"s".${quoteIdent(p.inner)}`).map((e, m) => `"__k".${quoteIdent(`__q${j}_${m}`)} = ${e}`).join(' AND ')).join(' AND ')}`
+      ` ON ${quasiParsed
+        .map((p, j) =>
+          keys(p, `"s".${quoteIdent(p.inner)}`)
+            .map((e, m) => `"__k".${quoteIdent(`__q${j}_${m}`)} = ${e}`)
+            .join(' AND '),
+        )
+        .join(' AND ')}`
     : '';
   const outer = parsed.map((p, i) => {
     const inner = `"s".${quoteIdent(p.inner)}`;
@@ -214,8 +233,7 @@ export function planView(spec: MaskedViewSpec, ctx: ViewContext): ViewPlan {
     if (k && quasi.has(p.column.name)) value = `CASE WHEN "__k"."__show" THEN ${value} END`;
     return `${value} AS ${quoteIdent(p.column.name)}`;
   });
-  const select =
-    `SELECT ${outer.join(', ')} FROM (SELECT ${innerColumns.join(', ')} FROM ${from(true)}) AS "s"${groupSizes}`;
+  const select = `SELECT ${outer.join(', ')} FROM (SELECT ${innerColumns.join(', ')} FROM ${from(true)}) AS "s"${groupSizes}`;
 
   const display = (a: string) => tableOf.get(a) ?? a;
   const columns: LineageColumn[] = parsed.map((p) => ({
@@ -241,7 +259,12 @@ export function planView(spec: MaskedViewSpec, ctx: ViewContext): ViewPlan {
  * rows by its value, or copies it into another table's columns). Throws MaskBypassError with the
  * field and the position.
  */
-function refuseMaskBypass(spec: MaskedViewSpec, parsed: { column: Column; expr: ParsedExpression }[], joins: ParsedExpression[], tableOf: ReadonlyMap<string, string>): void {
+function refuseMaskBypass(
+  spec: MaskedViewSpec,
+  parsed: { column: Column; expr: ParsedExpression }[],
+  joins: ParsedExpression[],
+  tableOf: ReadonlyMap<string, string>,
+): void {
   // By table, not alias: the same table joined twice under two aliases is the same data.
   const key = (c: ColumnInput) => `${tableOf.get(c.alias)}.${c.column}`;
   const quasi = new Set(spec.kAnonymity?.quasiIdentifiers ?? []);
@@ -259,7 +282,11 @@ function refuseMaskBypass(spec: MaskedViewSpec, parsed: { column: Column; expr: 
       const mask = masked ? undefined : maskedBy.get(key(c));
       if (mask) throw new MaskBypassError(`${field}: ${source(c)} is masked in column ${mask}, so it may appear only through its mask`, c.position ?? 1);
       const guard = guarded ? undefined : guardedBy.get(key(c));
-      if (guard) throw new MaskBypassError(`${field}: ${source(c)} is a kAnonymity quasi-identifier (column ${guard}), so it may appear only in guarded columns`, c.position ?? 1);
+      if (guard)
+        throw new MaskBypassError(
+          `${field}: ${source(c)} is a kAnonymity quasi-identifier (column ${guard}), so it may appear only in guarded columns`,
+          c.position ?? 1,
+        );
     }
   };
   parsed.forEach((p, i) => {
@@ -270,16 +297,22 @@ function refuseMaskBypass(spec: MaskedViewSpec, parsed: { column: Column; expr: 
     // (CASE WHEN c.ssn LIKE '1%' THEN 'a' ELSE 'b' END, reverse(c.ssn)), that part can carry whatever
     // the expression computes from the hidden value: so a mask takes one column, as it is.
     if (p.column.mask && !p.expr.isColumn) {
-      throw new MaskBypassError(`${field}: a mask takes one column as it is (alias.column), not an expression: what the mask shows would carry whatever the expression computes from the hidden value`, 1);
+      throw new MaskBypassError(
+        `${field}: a mask takes one column as it is (alias.column), not an expression: what the mask shows would carry whatever the expression computes from the hidden value`,
+        1,
+      );
     }
     // In a guarded column, what can fail on the value is an oracle on it: the error, or its absence,
     // tells the reader what the guard hides.
     const hazard = quasi.has(p.column.name) ? p.expr.hazards[0] : undefined;
     if (hazard) {
-      throw new MaskBypassError(`${field}: ${hazard.what} may not stand in the quasi-identifier ${p.column.name}: an error on one row, or its absence, would tell readers what the guard hides`, hazard.position);
+      throw new MaskBypassError(
+        `${field}: ${hazard.what} may not stand in the quasi-identifier ${p.column.name}: an error on one row, or its absence, would tell readers what the guard hides`,
+        hazard.position,
+      );
     }
   });
-  joins.forEach((j, i) => check(`spec.joins[${i}].on`, j.inputs, false, false));
+  for (const [i, j] of joins.entries()) check(`spec.joins[${i}].on`, j.inputs, false, false);
 }
 
 /** A table's unique keys (primary key, unique indexes), each as its column names. */
@@ -307,7 +340,10 @@ export function refuseRowMultiplyingJoins(spec: MaskedViewSpec, uniqueKeys: Uniq
     const keys = uniqueKeys.get(j.table) ?? [];
     if (keys.some((k) => k.length > 0 && k.every((c) => matched.has(c)))) return;
     const known = keys.length ? `its unique keys are ${keys.map((k) => `(${k.join(', ')})`).join(', ')}` : 'it has no primary key or unique index';
-    throw new MaskBypassError(`${field}: with kAnonymity, a join must match at most one row of ${j.table}: compare every column of one of its unique keys with = to another table's columns (${known}); this join can multiply rows, and the guard would count one row many times`, 1);
+    throw new MaskBypassError(
+      `${field}: with kAnonymity, a join must match at most one row of ${j.table}: compare every column of one of its unique keys with = to another table's columns (${known}); this join can multiply rows, and the guard would count one row many times`,
+      1,
+    );
   });
 }
 

@@ -17,12 +17,17 @@ export interface AccessRequest {
 /** A rule's principals: names, or patterns where * is any run of characters. Unset: any role. */
 export function principalAllowed(rule: AccessRule, role: string): boolean {
   if (!rule.principals) return true;
-  return rule.principals.some((p) => new RegExp(`^${p.split('*').map((part) => part.replace(/[^a-z0-9_]/g, '')).join('.*')}$`).test(role));
+  return rule.principals.some((p) =>
+    new RegExp(
+      `^${p
+        .split('*')
+        .map((part) => part.replace(/[^a-z0-9_]/g, ''))
+        .join('.*')}$`,
+    ).test(role),
+  );
 }
 
-export type PolicyDecision =
-  | { allowed: true; rule: number; maxDurationMs?: number }
-  | { allowed: false; message: string };
+export type PolicyDecision = { allowed: true; rule: number; maxDurationMs?: number } | { allowed: false; message: string };
 
 function namespaceMatches(rule: AccessRule, ns: AccessRequest['namespace']): boolean {
   const { matchNames, matchLabels } = rule.namespaces;
@@ -41,14 +46,20 @@ export function evaluatePolicy(rules: readonly AccessRule[] | undefined, request
   }
   const forSchema = applicable.filter(({ rule }) => rule.schemas.includes(request.schema));
   if (forSchema.length === 0) {
-    return { allowed: false, message: `namespace ${request.namespace.name} may not request schema ${request.schema}: its rules allow ${[...new Set(applicable.flatMap(({ rule }) => rule.schemas))].join(', ')}` };
+    return {
+      allowed: false,
+      message: `namespace ${request.namespace.name} may not request schema ${request.schema}: its rules allow ${[...new Set(applicable.flatMap(({ rule }) => rule.schemas))].join(', ')}`,
+    };
   }
   // Among the rules that allow every privilege, the most generous maxDuration wins (none = no cap).
   const allowing = forSchema.filter(({ rule }) => request.privileges.every((p) => (rule.privileges ?? ['SELECT']).includes(p as never)));
   if (allowing.length === 0) {
     const allowed = [...new Set(forSchema.flatMap(({ rule }) => rule.privileges ?? ['SELECT']))];
     const extra = request.privileges.filter((p) => !allowed.includes(p as never));
-    return { allowed: false, message: `namespace ${request.namespace.name} may not request ${extra.join(', ')} on schema ${request.schema}: allowed are ${allowed.join(', ')}` };
+    return {
+      allowed: false,
+      message: `namespace ${request.namespace.name} may not request ${extra.join(', ')} on schema ${request.schema}: allowed are ${allowed.join(', ')}`,
+    };
   }
   const principals = request.principals ?? [];
   const permitted = allowing.filter(({ rule }) => principals.every((p) => principalAllowed(rule, p)));
@@ -58,15 +69,14 @@ export function evaluatePolicy(rules: readonly AccessRule[] | undefined, request
     const patterns = [...new Set(allowing.flatMap(({ rule }) => rule.principals ?? []))];
     return {
       allowed: false,
-      message: `namespace ${request.namespace.name} may not name ${named.length === 1 ? 'role' : 'roles'} ${named.join(', ')} on schema ${request.schema}: ` +
+      message:
+        `namespace ${request.namespace.name} may not name ${named.length === 1 ? 'role' : 'roles'} ${named.join(', ')} on schema ${request.schema}: ` +
         (outside.length ? `its rules allow ${patterns.join(', ')}` : 'no single rule allows them all'),
     };
   }
   const uncapped = permitted.find(({ rule }) => !rule.maxDuration);
   if (uncapped) return { allowed: true, rule: uncapped.index };
-  const best = permitted
-    .map(({ rule, index }) => ({ index, ms: parseDuration(rule.maxDuration!) }))
-    .sort((a, b) => b.ms - a.ms)[0]!;
+  const best = permitted.map(({ rule, index }) => ({ index, ms: parseDuration(rule.maxDuration!) })).sort((a, b) => b.ms - a.ms)[0]!;
   return { allowed: true, rule: best.index, maxDurationMs: best.ms };
 }
 

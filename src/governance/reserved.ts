@@ -50,7 +50,12 @@ export function refusedRole(r: GranteeFacts): string | undefined {
  * Steward's own MaskedViews (owned by its stw_ roles) only SELECT is grantable. Anything more
  * (TRIGGER: an INSTEAD OF trigger on Steward's view) would let the principal change what Steward keeps.
  */
-export function refusedTargets(schema: string, tables: readonly { name: string; owner: string }[], requested: readonly string[], privileges: readonly string[]): string | undefined {
+export function refusedTargets(
+  schema: string,
+  tables: readonly { name: string; owner: string }[],
+  requested: readonly string[],
+  privileges: readonly string[],
+): string | undefined {
   const beyondSelect = privileges.filter((p) => p !== 'SELECT');
   if (!beyondSelect.length) return undefined;
   const all = requested.length === 1 && requested[0] === '*';

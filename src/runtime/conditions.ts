@@ -45,5 +45,5 @@ export function isTrue(conditions: readonly Condition[] | undefined, type: strin
 }
 
 function truncate(s: string, max: number): string {
-  return s.length <= max ? s : s.slice(0, max - 1) + '…';
+  return s.length <= max ? s : `${s.slice(0, max - 1)}…`;
 }

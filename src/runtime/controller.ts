@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
-import { KubeClient, isConflict, isNotFound, objectKey, splitKey, type KubeObject, type ResourceType } from './kube.ts';
+import { type KubeClient, isConflict, isNotFound, objectKey, splitKey, type KubeObject, type ResourceType } from './kube.ts';
 import { Informer } from './informer.ts';
 import { WorkQueue } from './queue.ts';
 import { setConditions, type Condition, type ConditionInput } from './conditions.ts';
@@ -239,7 +239,12 @@ export class Controller<T extends KubeObject> {
 
 /** Status after an outcome: domain fields merged, Ready/Reconciling/Stalled derived from the state. */
 export function desiredStatus(current: Record<string, unknown>, outcome: Outcome, generation: number | undefined, now: Date): Record<string, unknown> {
-  const conditions = setConditions((current.conditions as Condition[] | undefined) ?? [], [...summaryConditions(outcome), ...(outcome.conditions ?? [])], generation, now);
+  const conditions = setConditions(
+    (current.conditions as Condition[] | undefined) ?? [],
+    [...summaryConditions(outcome), ...(outcome.conditions ?? [])],
+    generation,
+    now,
+  );
   const merged: Record<string, unknown> = { ...current, ...(outcome.status ?? {}), conditions };
   if (generation !== undefined) merged.observedGeneration = generation;
   return merged;

@@ -47,7 +47,7 @@ export class EventRecorder {
 
   async emit(regarding: KubeObject, event: EventInput): Promise<void> {
     const namespace = regarding.metadata.namespace ?? this.clusterScopedNamespace;
-    const note = event.note.length > 1024 ? event.note.slice(0, 1023) + '…' : event.note;
+    const note = event.note.length > 1024 ? `${event.note.slice(0, 1023)}…` : event.note;
     const key = `${regarding.metadata.uid}|${event.type}|${event.reason}|${note}`;
     const now = Date.now();
     try {
@@ -56,7 +56,13 @@ export class EventRecorder {
         existing.count++;
         existing.lastSeen = now;
         try {
-          await this.client.patch(EVENT_TYPE, existing.name, existing.namespace, { series: { count: existing.count, lastObservedTime: microTime(now) } }, 'merge');
+          await this.client.patch(
+            EVENT_TYPE,
+            existing.name,
+            existing.namespace,
+            { series: { count: existing.count, lastObservedTime: microTime(now) } },
+            'merge',
+          );
           return;
         } catch (err) {
           if (!isNotFound(err)) throw err;
@@ -64,26 +70,30 @@ export class EventRecorder {
         }
       }
       const name = `${regarding.metadata.name}.${randomBytes(8).toString('hex')}`;
-      await this.client.create(EVENT_TYPE, {
-        apiVersion: 'events.k8s.io/v1',
-        kind: 'Event',
-        metadata: { name, namespace },
-        eventTime: microTime(now),
-        reportingController: this.controller,
-        reportingInstance: this.instance,
-        action: event.action,
-        reason: event.reason,
-        note,
-        type: event.type,
-        regarding: {
-          apiVersion: regarding.apiVersion,
-          kind: regarding.kind,
-          name: regarding.metadata.name,
-          namespace: regarding.metadata.namespace,
-          uid: regarding.metadata.uid,
-          resourceVersion: regarding.metadata.resourceVersion,
-        },
-      } as KubeObject, namespace);
+      await this.client.create(
+        EVENT_TYPE,
+        {
+          apiVersion: 'events.k8s.io/v1',
+          kind: 'Event',
+          metadata: { name, namespace },
+          eventTime: microTime(now),
+          reportingController: this.controller,
+          reportingInstance: this.instance,
+          action: event.action,
+          reason: event.reason,
+          note,
+          type: event.type,
+          regarding: {
+            apiVersion: regarding.apiVersion,
+            kind: regarding.kind,
+            name: regarding.metadata.name,
+            namespace: regarding.metadata.namespace,
+            uid: regarding.metadata.uid,
+            resourceVersion: regarding.metadata.resourceVersion,
+          },
+        } as KubeObject,
+        namespace,
+      );
       this.track(key, { name, namespace, count: 1, lastSeen: now });
     } catch (err) {
       // An event that cannot be written must not fail the reconcile that produced it.

@@ -175,7 +175,8 @@ export class Informer<T extends KubeObject> {
         const event = JSON.parse(line) as WatchEvent<T>;
         if (event.type === 'ERROR') {
           const status = event.object;
-          failure = status.code === 410 ? new GoneError(status.message ?? 'Gone') : new Error(`watch error: ${status.code} ${status.reason}: ${status.message}`);
+          failure =
+            status.code === 410 ? new GoneError(status.message ?? 'Gone') : new Error(`watch error: ${status.code} ${status.reason}: ${status.message}`);
           return;
         }
         this.apply(event);

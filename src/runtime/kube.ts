@@ -184,8 +184,7 @@ export class KubeClient {
         res.setEncoding('utf8');
         res.on('data', (chunk: string) => {
           buffered += chunk;
-          let nl: number;
-          while ((nl = buffered.indexOf('\n')) >= 0) {
+          for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
             const line = buffered.slice(0, nl).trim();
             buffered = buffered.slice(nl + 1);
             if (line) onLine(line);
@@ -206,7 +205,10 @@ export class KubeClient {
     return this.request<T>('GET', KubeClient.path(type, namespace, name));
   }
 
-  list<T>(type: ResourceType, opts: { namespace?: string; labelSelector?: string; limit?: number; continue?: string; accept?: string } = {}): Promise<ObjectList<T>> {
+  list<T>(
+    type: ResourceType,
+    opts: { namespace?: string; labelSelector?: string; limit?: number; continue?: string; accept?: string } = {},
+  ): Promise<ObjectList<T>> {
     return this.request<ObjectList<T>>('GET', KubeClient.path(type, opts.namespace), {
       query: { labelSelector: opts.labelSelector, limit: opts.limit, continue: opts.continue },
       accept: opts.accept,

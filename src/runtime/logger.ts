@@ -3,10 +3,21 @@
 import pino, { type Logger } from 'pino';
 
 export const REDACTED_PATHS = [
-  'password', '*.password', '*.*.password',
-  'PGPASSWORD', '*.PGPASSWORD',
-  'token', '*.token', 'authorization', '*.authorization', '*.headers.authorization', '*.headers.Authorization',
-  'secret', '*.secret', 'connectionString', '*.connectionString',
+  'password',
+  '*.password',
+  '*.*.password',
+  'PGPASSWORD',
+  '*.PGPASSWORD',
+  'token',
+  '*.token',
+  'authorization',
+  '*.authorization',
+  '*.headers.authorization',
+  '*.headers.Authorization',
+  'secret',
+  '*.secret',
+  'connectionString',
+  '*.connectionString',
 ];
 
 export function createLogger(options: { level?: string; name?: string; destination?: pino.DestinationStream } = {}): Logger {

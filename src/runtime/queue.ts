@@ -124,7 +124,10 @@ export class WorkQueue {
    */
   addAfter(key: string, delayMs: number, urgent = false): void {
     if (this.shuttingDown) return;
-    if (delayMs <= 0) return this.add(key, urgent);
+    if (delayMs <= 0) {
+      this.add(key, urgent);
+      return;
+    }
     const at = this.now() + delayMs;
     const existing = this.waitingUntil.get(key);
     if (existing !== undefined && existing <= at) return;

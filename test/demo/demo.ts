@@ -26,7 +26,11 @@ function say(text = ''): void {
 
 async function sql(database: string, text: string): Promise<pg.QueryResult> {
   const client = new pg.Client({
-    host: env.PGHOST, port: Number(env.PGPORT), user: env.PGUSER, password: env.PGPASSWORD, database,
+    host: env.PGHOST,
+    port: Number(env.PGPORT),
+    user: env.PGUSER,
+    password: env.PGPASSWORD,
+    database,
     ssl: { ca: readFileSync(env.PGSSLROOTCERT!, 'utf8'), rejectUnauthorized: true },
   });
   await client.connect();
@@ -45,7 +49,9 @@ const stewardPassword = randomBytes(18).toString('base64url');
 async function seedWarehouse(): Promise<void> {
   const exists = await sql('postgres', "SELECT 1 FROM pg_database WHERE datname = 'analytics'");
   if (exists.rowCount === 0) await sql('postgres', 'CREATE DATABASE analytics');
-  await sql('analytics', `
+  await sql(
+    'analytics',
+    `
     CREATE SCHEMA IF NOT EXISTS raw;
     CREATE SCHEMA IF NOT EXISTS curated;
     CREATE TABLE IF NOT EXISTS raw.customers (id int PRIMARY KEY, email text, phone text, country text);
@@ -82,7 +88,8 @@ async function seedWarehouse(): Promise<void> {
     GRANT USAGE ON SCHEMA raw TO ${STEWARD_LOGIN} WITH GRANT OPTION;
     GRANT SELECT, INSERT ON raw.customers, raw.orders TO ${STEWARD_LOGIN} WITH GRANT OPTION;
     GRANT USAGE, CREATE ON SCHEMA curated TO ${STEWARD_LOGIN} WITH GRANT OPTION;
-  `);
+  `,
+  );
 }
 
 function applyExamples(): void {
@@ -114,7 +121,11 @@ async function as(user: 'alice' | 'priya', query: string): Promise<string> {
   const password = randomBytes(18).toString('base64url');
   await sql('postgres', `ALTER ROLE ${user} PASSWORD '${password}'`);
   const client = new pg.Client({
-    host: env.PGHOST, port: Number(env.PGPORT), user, password, database: 'analytics',
+    host: env.PGHOST,
+    port: Number(env.PGPORT),
+    user,
+    password,
+    database: 'analytics',
     ssl: { ca: readFileSync(env.PGSSLROOTCERT!, 'utf8'), rejectUnauthorized: true },
   });
   await client.connect();
@@ -146,7 +157,10 @@ function startSteward(): { pid: number; log: string } {
   const log = join(stackDir, 'logs', 'steward-demo.log');
   const out = openSync(log, 'a');
   const child = spawn(process.execPath, [join(REPO, 'src/main.ts'), '--leader-elect=false', '--metrics-bind-address', '127.0.0.1:8080'], {
-    cwd: REPO, env: { ...env, POD_NAME: 'steward-demo' }, stdio: ['ignore', out, out], detached: true,
+    cwd: REPO,
+    env: { ...env, POD_NAME: 'steward-demo' },
+    stdio: ['ignore', out, out],
+    detached: true,
   });
   child.unref();
   writeFileSync(pidFile, String(child.pid));
@@ -175,7 +189,12 @@ say('$ kubectl get warehouse');
 say(kubectl(['get', 'warehouse']).trimEnd());
 say();
 say('$ kubectl get warehouse analytics -o jsonpath=<conditions>');
-for (const c of JSON.parse(kubectl(['get', 'warehouse', 'analytics', '-o', 'jsonpath={.status.conditions}']) || '[]') as { type: string; status: string; reason: string; message: string }[]) {
+for (const c of JSON.parse(kubectl(['get', 'warehouse', 'analytics', '-o', 'jsonpath={.status.conditions}']) || '[]') as {
+  type: string;
+  status: string;
+  reason: string;
+  message: string;
+}[]) {
   say(`  ${c.type.padEnd(12)} ${c.status.padEnd(6)} ${c.reason}: ${c.message}`);
 }
 say();
@@ -185,7 +204,10 @@ const tls = await sql('analytics', 'SELECT ssl, version, cipher FROM pg_stat_ssl
 say(`  ssl=${tls.rows[0].ssl} version=${tls.rows[0].version} cipher=${tls.rows[0].cipher}`);
 say();
 say('The audit trail (steward.audit_log in the analytics database, append-only; the latest, connection checks left out):');
-const audit = await sql('analytics', "SELECT ts, request_id, actor, action, resource, outcome FROM steward.audit_log WHERE action <> 'audit_table.ensure' ORDER BY id DESC LIMIT 6").catch(() => ({ rows: [] as Record<string, unknown>[] }));
+const audit = await sql(
+  'analytics',
+  "SELECT ts, request_id, actor, action, resource, outcome FROM steward.audit_log WHERE action <> 'audit_table.ensure' ORDER BY id DESC LIMIT 6",
+).catch(() => ({ rows: [] as Record<string, unknown>[] }));
 for (const r of audit.rows) say(`  ${new Date(r.ts as string).toISOString()} ${r.request_id} ${r.actor} ${r.action} ${r.resource} ${r.outcome}`);
 say();
 const viewReady = await waitForReason('mv', 'data-eng', 'customer-sales', 'ViewReady');
@@ -198,17 +220,33 @@ say('$ kubectl get mv -n data-eng   (the masked view, built from the MaskedView 
 say(kubectl(['get', 'mv', '-n', 'data-eng']).trimEnd());
 say();
 say('alice is a login in analytics_reader. What she reads, connecting over TLS:');
-say(`  SELECT order_id, email, phone, gross_revenue FROM curated.customer_sales  -> ${await as('alice', 'SELECT order_id, email, phone, gross_revenue FROM curated.customer_sales ORDER BY order_id')}`);
+say(
+  `  SELECT order_id, email, phone, gross_revenue FROM curated.customer_sales  -> ${await as('alice', 'SELECT order_id, email, phone, gross_revenue FROM curated.customer_sales ORDER BY order_id')}`,
+);
 say(`  SELECT * FROM raw.customers  -> ${await as('alice', 'SELECT * FROM raw.customers')}`);
 say('priya is also in pii_reader. The same view shows her the raw values:');
-say(`  SELECT order_id, email, phone, gross_revenue FROM curated.customer_sales  -> ${await as('priya', 'SELECT order_id, email, phone, gross_revenue FROM curated.customer_sales ORDER BY order_id')}`);
+say(
+  `  SELECT order_id, email, phone, gross_revenue FROM curated.customer_sales  -> ${await as('priya', 'SELECT order_id, email, phone, gross_revenue FROM curated.customer_sales ORDER BY order_id')}`,
+);
 say();
 say('$ bin/steward lineage -o text');
-say(spawnSync(join(REPO, 'bin/steward'), ['lineage', '-o', 'text'], { encoding: 'utf8' }).stdout.trimEnd().split('\n').map((l) => `  ${l}`).join('\n'));
+say(
+  spawnSync(join(REPO, 'bin/steward'), ['lineage', '-o', 'text'], { encoding: 'utf8' })
+    .stdout.trimEnd()
+    .split('\n')
+    .map((l) => `  ${l}`)
+    .join('\n'),
+);
 say();
 say('$ bin/steward plan -f test/demo/datasetaccess-denied.yaml   (exits 1: gate pull requests with it)');
 const plan = spawnSync(join(REPO, 'bin/steward'), ['plan', '-f', join(REPO, 'test/demo/datasetaccess-denied.yaml')], { encoding: 'utf8' });
-say(plan.stdout.trimEnd().split('\n').map((l) => `  ${l}`).join('\n'));
+say(
+  plan.stdout
+    .trimEnd()
+    .split('\n')
+    .map((l) => `  ${l}`)
+    .join('\n'),
+);
 say(`  (exit ${plan.status})`);
 say();
 say('$ kubectl get steward -A   (every Steward object; kinds without a controller yet show no READY)');

@@ -10,8 +10,26 @@ import { DATASET_ACCESS_TYPE } from '../../src/controllers/datasetaccess.ts';
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
 import { groupRoleName } from '../../src/governance/grants.ts';
 import {
-  REPO, Steward, allEventsText, apply, condition, ensureNamespace, eventsAbout, kube, kubectl, kstatus, pgConfig, putSecret, randomPassword, stackCa, unique,
-  waitFor, waitForCondition, warehouseYaml, withPg, type Conditioned,
+  REPO,
+  Steward,
+  allEventsText,
+  apply,
+  condition,
+  ensureNamespace,
+  eventsAbout,
+  kube,
+  kubectl,
+  kstatus,
+  pgConfig,
+  putSecret,
+  randomPassword,
+  stackCa,
+  unique,
+  waitFor,
+  waitForCondition,
+  warehouseYaml,
+  withPg,
+  type Conditioned,
 } from './harness.ts';
 
 const id = unique('x').slice(2).replace(/-/g, '');
@@ -31,10 +49,18 @@ async function asAlice<T>(fn: (c: pg.Client) => Promise<T>): Promise<T> {
 
 /** Can Alice (a member of the principal) run this? true, or the error message. */
 async function can(sql: string): Promise<true | string> {
-  return asAlice(async (c) => c.query(sql).then(() => true as const, (e: Error) => e.message));
+  return asAlice(async (c) =>
+    c.query(sql).then(
+      () => true as const,
+      (e: Error) => e.message,
+    ),
+  );
 }
 
-function dsa(name: string, spec: { tables?: string[]; privileges?: string[]; expiresAt?: string; duration?: string; schema?: string; role?: string; deletionPolicy?: string }): string {
+function dsa(
+  name: string,
+  spec: { tables?: string[]; privileges?: string[]; expiresAt?: string; duration?: string; schema?: string; role?: string; deletionPolicy?: string },
+): string {
   return `
 apiVersion: steward.dev/v1alpha1
 kind: DatasetAccess
@@ -66,7 +92,12 @@ const get = (name: string) => kube.get<Conditioned>(DATASET_ACCESS_TYPE, name, N
 
 async function deleteAccess(name: string): Promise<void> {
   await kube.delete(DATASET_ACCESS_TYPE, name, NS);
-  await waitFor(`${name} to be gone`, async () => kube.get(DATASET_ACCESS_TYPE, name, NS).then(() => false, () => true));
+  await waitFor(`${name} to be gone`, async () =>
+    kube.get(DATASET_ACCESS_TYPE, name, NS).then(
+      () => false,
+      () => true,
+    ),
+  );
 }
 
 async function auditRows(name: string): Promise<Record<string, any>[]> {
@@ -75,7 +106,8 @@ async function auditRows(name: string): Promise<Record<string, any>[]> {
 
 beforeAll(async () => {
   await withPg((c) => c.query(`CREATE DATABASE ${DB}`));
-  await asSuperuser((c) => c.query(`
+  await asSuperuser((c) =>
+    c.query(`
     CREATE SCHEMA raw; CREATE SCHEMA curated;
     CREATE TABLE raw.customers (id int PRIMARY KEY, email text, phone text, country text);
     CREATE TABLE raw.orders (id int PRIMARY KEY, customer_id int, quantity int, unit_price numeric, created_at timestamptz);
@@ -85,7 +117,8 @@ beforeAll(async () => {
     INSERT INTO curated.customer_sales VALUES (1, 'US', 19.0);
     CREATE ROLE ${READER} NOLOGIN;
     CREATE ROLE ${ALICE} LOGIN PASSWORD '${ALICE_PW}' IN ROLE ${READER};
-  `));
+  `),
+  );
   await ensureNamespace(NS);
   await putSecret('steward-system', `${WH}-ca`, { 'ca.crt': stackCa() });
   await putSecret('steward-system', `${WH}-creds`, { username: process.env.PGUSER!, password: process.env.PGPASSWORD! });
@@ -119,9 +152,18 @@ describe('DatasetAccess grants', () => {
     expect(await can("INSERT INTO curated.customer_sales VALUES (2, 'DE', 1)")).toMatch(/permission denied/);
 
     // The catalog shows one ACL entry for the group role, and the principal as its only member.
-    const acl = await asSuperuser(async (c) => (await c.query(`SELECT a.privilege_type, pg_get_userbyid(a.grantee) AS grantee FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = 'curated.customer_sales'::regclass AND a.grantee <> c.relowner`)).rows);
+    const acl = await asSuperuser(
+      async (c) =>
+        (
+          await c.query(
+            `SELECT a.privilege_type, pg_get_userbyid(a.grantee) AS grantee FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = 'curated.customer_sales'::regclass AND a.grantee <> c.relowner`,
+          )
+        ).rows,
+    );
     expect(acl).toEqual([{ privilege_type: 'SELECT', grantee: role }]);
-    const members = await asSuperuser(async (c) => (await c.query(`SELECT pg_get_userbyid(member) AS m FROM pg_auth_members WHERE roleid = $1::regrole`, [role])).rows);
+    const members = await asSuperuser(
+      async (c) => (await c.query(`SELECT pg_get_userbyid(member) AS m FROM pg_auth_members WHERE roleid = $1::regrole`, [role])).rows,
+    );
     expect(members).toEqual([{ m: READER }]);
 
     const printed = kubectl(['get', 'dsa', '-n', NS, 'churn', '-o', 'wide']);
@@ -154,10 +196,20 @@ describe('DatasetAccess grants', () => {
     expect(await can('SELECT * FROM curated.customer_sales')).toBe(true);
     await deleteAccess('twin-b');
     expect(await can('SELECT * FROM curated.customer_sales')).toMatch(/permission denied/);
-    const memberships = await asSuperuser(async (c) => (await c.query(
-      `SELECT g.rolname FROM pg_auth_members am JOIN pg_roles g ON g.oid = am.roleid WHERE am.member = $1::regrole AND g.rolname LIKE 'stw\\_%'`, [READER])).rows);
+    const memberships = await asSuperuser(
+      async (c) =>
+        (
+          await c.query(
+            `SELECT g.rolname FROM pg_auth_members am JOIN pg_roles g ON g.oid = am.roleid WHERE am.member = $1::regrole AND g.rolname LIKE 'stw\\_%'`,
+            [READER],
+          )
+        ).rows,
+    );
     expect(memberships).toEqual([]);
-    const roles = await asSuperuser(async (c) => (await c.query(`SELECT rolname FROM pg_roles WHERE rolname = ANY($1)`, [['churn', 'twin-a', 'twin-b'].map((n) => groupRoleName(NS, n))])).rows);
+    const roles = await asSuperuser(
+      async (c) =>
+        (await c.query(`SELECT rolname FROM pg_roles WHERE rolname = ANY($1)`, [['churn', 'twin-a', 'twin-b'].map((n) => groupRoleName(NS, n))])).rows,
+    );
     expect(roles).toEqual([]);
     const drops = (await auditRows('twin-b')).filter((r) => r.action === 'role.drop');
     expect(drops).toHaveLength(1);
@@ -195,9 +247,11 @@ describe('DatasetAccess policy', () => {
     apply(dsa('policy-change', {}));
     await waitReady('policy-change');
     expect(await can('SELECT * FROM curated.customer_sales')).toBe(true);
-    apply(warehouse(`    - namespaces: {matchNames: [someone-else]}
+    apply(
+      warehouse(`    - namespaces: {matchNames: [someone-else]}
       schemas: [curated]
-      privileges: [SELECT]`));
+      privileges: [SELECT]`),
+    );
     await waitForCondition(DATASET_ACCESS_TYPE, 'policy-change', NS, 'Ready', 'False', 'PolicyDenied');
     expect(await can('SELECT * FROM curated.customer_sales')).toMatch(/permission denied/);
     apply(warehouse(POLICY));
@@ -231,9 +285,15 @@ describe('DatasetAccess expiry', () => {
       let lastAllowed = 0;
       let deniedAt = 0;
       while (Date.now() < exact.getTime() + 5000) {
-        const ok = await client.query('SELECT 1 FROM curated.customer_sales LIMIT 1').then(() => true, () => false);
+        const ok = await client.query('SELECT 1 FROM curated.customer_sales LIMIT 1').then(
+          () => true,
+          () => false,
+        );
         if (ok) lastAllowed = Date.now();
-        else if (Date.now() >= exact.getTime()) { deniedAt = Date.now(); break; }
+        else if (Date.now() >= exact.getTime()) {
+          deniedAt = Date.now();
+          break;
+        }
         await new Promise((r) => setTimeout(r, 10));
       }
       const lag = deniedAt - exact.getTime();
@@ -274,7 +334,10 @@ describe('DatasetAccess expiry', () => {
     await waitForCondition(DATASET_ACCESS_TYPE, 'while-down', NS, 'Expired', 'True');
     expect(await can('SELECT * FROM curated.customer_sales')).toMatch(/permission denied/);
     await waitReady('aaa-pending');
-    const work = steward.logLines().map((l) => l.audit as { kind?: string; name?: string } | undefined).filter((a) => a?.kind === 'DatasetAccess');
+    const work = steward
+      .logLines()
+      .map((l) => l.audit as { kind?: string; name?: string } | undefined)
+      .filter((a) => a?.kind === 'DatasetAccess');
     expect(work[0]?.name).toBe('while-down');
     expect(work.some((a) => a?.name === 'aaa-pending')).toBe(true);
     await deleteAccess('while-down');
@@ -287,13 +350,25 @@ describe('DatasetAccess drift', () => {
     apply(dsa('drifty', {}));
     await waitReady('drifty');
     const role = groupRoleName(NS, 'drifty');
-    await asSuperuser((c) => c.query(`GRANT USAGE ON SCHEMA raw TO "${role}"; GRANT SELECT ON raw.customers TO "${role}"; CREATE ROLE mallory_${id} NOLOGIN; GRANT "${role}" TO mallory_${id}`));
+    await asSuperuser((c) =>
+      c.query(
+        `GRANT USAGE ON SCHEMA raw TO "${role}"; GRANT SELECT ON raw.customers TO "${role}"; CREATE ROLE mallory_${id} NOLOGIN; GRANT "${role}" TO mallory_${id}`,
+      ),
+    );
     expect(await can('SELECT * FROM raw.customers')).toBe(true);
     await waitFor('the drift to be corrected', async () => (await can('SELECT * FROM raw.customers')) !== true, 15_000);
-    const members = await asSuperuser(async (c) => (await c.query(`SELECT pg_get_userbyid(member) AS m FROM pg_auth_members WHERE roleid = $1::regrole`, [role])).rows.map((r) => r.m));
+    const members = await asSuperuser(async (c) =>
+      (await c.query(`SELECT pg_get_userbyid(member) AS m FROM pg_auth_members WHERE roleid = $1::regrole`, [role])).rows.map((r) => r.m),
+    );
     expect(members).toEqual([READER]);
     const drift = (await auditRows('drifty')).filter((r) => r.action === 'drift_corrected');
-    expect(drift.map((r) => r.details.statement)).toEqual(expect.arrayContaining([`REVOKE SELECT ON TABLE "raw"."customers" FROM "${role}"`, `REVOKE "${role}" FROM "mallory_${id}"`, `REVOKE USAGE ON SCHEMA "raw" FROM "${role}"`]));
+    expect(drift.map((r) => r.details.statement)).toEqual(
+      expect.arrayContaining([
+        `REVOKE SELECT ON TABLE "raw"."customers" FROM "${role}"`,
+        `REVOKE "${role}" FROM "mallory_${id}"`,
+        `REVOKE USAGE ON SCHEMA "raw" FROM "${role}"`,
+      ]),
+    );
     expect(JSON.stringify(drift[0]!.details.found)).toContain('raw.customers');
     expect((await eventsAbout('drifty')).some((e) => e.type === 'Warning' && e.reason === 'DriftCorrected')).toBe(true);
     await deleteAccess('drifty');
@@ -317,30 +392,53 @@ describe('DatasetAccess at scale', () => {
     const started = Date.now();
     const r = kubectl(['apply', '-f', '-'], names.map((n) => dsa(n, {})).join('\n---\n'));
     expect(r.code, r.stderr).toBe(0);
-    await waitFor('200 accesses Ready', async () => {
-      const list = await kube.list<Conditioned>(DATASET_ACCESS_TYPE, { namespace: NS });
-      const ready = list.items.filter((a) => a.metadata.name.startsWith('many-') && condition(a, 'Ready')?.status === 'True');
-      return ready.length === 200;
-    }, 120_000, 250);
+    await waitFor(
+      '200 accesses Ready',
+      async () => {
+        const list = await kube.list<Conditioned>(DATASET_ACCESS_TYPE, { namespace: NS });
+        const ready = list.items.filter((a) => a.metadata.name.startsWith('many-') && condition(a, 'Ready')?.status === 'True');
+        return ready.length === 200;
+      },
+      120_000,
+      250,
+    );
     console.log(`200 DatasetAccess on one table Ready after ${Date.now() - started} ms`);
     const errors = steward.logLines().filter((l) => l.level === 'error' || String(l.err ?? '').includes('concurrently'));
     expect(errors).toEqual([]);
-    const acl = await asSuperuser(async (c) => (await c.query(`SELECT count(*)::int AS n FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = 'curated.customer_sales'::regclass AND pg_get_userbyid(a.grantee) LIKE 'stw\\_${NS.replace(/-/g, '\\_')}\\_many%'`)).rows[0].n);
+    const acl = await asSuperuser(
+      async (c) =>
+        (
+          await c.query(
+            `SELECT count(*)::int AS n FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = 'curated.customer_sales'::regclass AND pg_get_userbyid(a.grantee) LIKE 'stw\\_${NS.replace(/-/g, '\\_')}\\_many%'`,
+          )
+        ).rows[0].n,
+    );
     expect(acl).toBe(200);
     const del = kubectl(['delete', 'dsa', '-n', NS, ...names, '--wait=false']);
     expect(del.code, del.stderr).toBe(0);
-    await waitFor('200 accesses deleted', async () => (await kube.list<Conditioned>(DATASET_ACCESS_TYPE, { namespace: NS })).items.every((a) => !a.metadata.name.startsWith('many-')), 120_000, 250);
+    await waitFor(
+      '200 accesses deleted',
+      async () => (await kube.list<Conditioned>(DATASET_ACCESS_TYPE, { namespace: NS })).items.every((a) => !a.metadata.name.startsWith('many-')),
+      120_000,
+      250,
+    );
   });
 });
 
 /** Everything an access could change: roles, memberships, and every ACL in the database. */
 async function catalogSnapshot(): Promise<string> {
-  return asSuperuser(async (c) => JSON.stringify((await c.query(`
+  return asSuperuser(async (c) =>
+    JSON.stringify(
+      (
+        await c.query(`
     SELECT (SELECT json_agg(rolname ORDER BY rolname) FROM pg_roles) AS roles,
            (SELECT json_agg(roleid::regrole::text || '>' || member::regrole::text ORDER BY 1) FROM pg_auth_members) AS members,
            (SELECT json_agg(oid::regclass::text || '=' || coalesce(relacl::text, '') ORDER BY 1) FROM pg_class WHERE relnamespace::regnamespace::text IN ('raw', 'curated')) AS acls,
            (SELECT json_agg(nspname || '=' || coalesce(nspacl::text, '') ORDER BY 1) FROM pg_namespace) AS schemas,
-           (SELECT count(*) FROM pg_default_acl) AS defaults`)).rows[0]));
+           (SELECT count(*) FROM pg_default_acl) AS defaults`)
+      ).rows[0],
+    ),
+  );
 }
 
 describe('hostile identifiers', () => {
@@ -412,9 +510,11 @@ describe('DatasetAccess failures', () => {
   it('a statement the warehouse refuses is audited as a failure in the table, and nothing is half-granted', async () => {
     const limited = `steward_limited_${id}`;
     const pw = randomPassword();
-    await asSuperuser((c) => c.query(`CREATE ROLE ${limited} LOGIN PASSWORD '${pw}';
+    await asSuperuser((c) =>
+      c.query(`CREATE ROLE ${limited} LOGIN PASSWORD '${pw}';
       GRANT USAGE ON SCHEMA steward TO ${limited}; GRANT INSERT ON steward.audit_log TO ${limited};
-      GRANT USAGE ON SEQUENCE steward.audit_log_id_seq TO ${limited}; GRANT USAGE ON SCHEMA curated TO ${limited}`));
+      GRANT USAGE ON SEQUENCE steward.audit_log_id_seq TO ${limited}; GRANT USAGE ON SCHEMA curated TO ${limited}`),
+    );
     const lim = `${WH}-limited`;
     await putSecret('steward-system', `${lim}-creds`, { username: limited, password: pw });
     apply(warehouse(POLICY).replace(`name: ${WH}}`, `name: ${lim}}`).replace(`name: ${WH}-creds`, `name: ${lim}-creds`));
@@ -425,7 +525,11 @@ describe('DatasetAccess failures', () => {
     expect((await eventsAbout('refused')).some((e) => e.type === 'Warning' && e.reason === 'InsufficientPrivilege')).toBe(true);
     const failures = (await auditRows('refused')).filter((r) => r.outcome === 'failure');
     expect(failures.length).toBeGreaterThanOrEqual(1);
-    expect(failures[0]).toMatchObject({ action: 'reconcile', error: expect.stringMatching(/permission denied to create role/), request_id: expect.any(String) });
+    expect(failures[0]).toMatchObject({
+      action: 'reconcile',
+      error: expect.stringMatching(/permission denied to create role/),
+      request_id: expect.any(String),
+    });
     expect(await asSuperuser(async (c) => (await c.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [groupRoleName(NS, 'refused')])).rowCount)).toBe(0);
     // Deleting it while nothing was granted completes.
     await deleteAccess('refused');
@@ -447,7 +551,15 @@ describe('DatasetAccess failures', () => {
     expect(condition(obj, 'Ready')?.message).toMatch(/cannot revoke yet: .*ECONNREFUSED|cannot revoke yet/);
     expect(await can('SELECT * FROM curated.customer_sales')).toBe(true); // still granted: nothing lost silently
     apply(warehouse(POLICY));
-    await waitFor('stuck to be gone', async () => kube.get(DATASET_ACCESS_TYPE, 'stuck', NS).then(() => false, () => true), 60_000);
+    await waitFor(
+      'stuck to be gone',
+      async () =>
+        kube.get(DATASET_ACCESS_TYPE, 'stuck', NS).then(
+          () => false,
+          () => true,
+        ),
+      60_000,
+    );
     expect(await can('SELECT * FROM curated.customer_sales')).toMatch(/permission denied/);
   });
 });

@@ -14,7 +14,9 @@ let steward: Steward | undefined;
 let warehouse: string | undefined;
 
 function docs(yaml: string): Record<string, any>[] {
-  return parseAllDocuments(yaml).map((d) => d.toJSON()).filter(Boolean);
+  return parseAllDocuments(yaml)
+    .map((d) => d.toJSON())
+    .filter(Boolean);
 }
 
 function helm(): string {
@@ -43,7 +45,9 @@ describe('install manifests', () => {
     const bin = helm();
     const lint = spawnSync(bin, ['lint', join(REPO, 'charts/steward')], { encoding: 'utf8' });
     expect(lint.status, lint.stdout + lint.stderr).toBe(0);
-    const rendered = spawnSync(bin, ['template', 'steward', join(REPO, 'charts/steward'), '--namespace', 'steward-system', '--include-crds'], { encoding: 'utf8' });
+    const rendered = spawnSync(bin, ['template', 'steward', join(REPO, 'charts/steward'), '--namespace', 'steward-system', '--include-crds'], {
+      encoding: 'utf8',
+    });
     expect(rendered.status, rendered.stderr).toBe(0);
     const r = kubectl(['apply', '--dry-run=server', '-f', '-'], rendered.stdout);
     expect(r.code, r.stderr).toBe(0);

@@ -22,7 +22,10 @@ export function unique(prefix: string): string {
 
 export function kubectl(args: string[], input?: string): { code: number; stdout: string; stderr: string } {
   const r = spawnSync('kubectl', args, { input, encoding: 'utf8', env: process.env });
-  const stderr = (r.stderr ?? '').split('\n').filter((l) => !l.startsWith('WARNING: version difference')).join('\n');
+  const stderr = (r.stderr ?? '')
+    .split('\n')
+    .filter((l) => !l.startsWith('WARNING: version difference'))
+    .join('\n');
   return { code: r.status ?? -1, stdout: r.stdout ?? '', stderr };
 }
 
@@ -31,7 +34,12 @@ export function apply(yaml: string): void {
   if (r.code !== 0) throw new Error(`kubectl apply failed: ${r.stderr}`);
 }
 
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false | null> | T | undefined | false | null, timeoutMs = 30_000, intervalMs = 50): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined | false | null> | T | undefined | false | null,
+  timeoutMs = 30_000,
+  intervalMs = 50,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {
@@ -72,7 +80,11 @@ export async function putSecret(namespace: string, name: string, data: Record<st
 }
 
 export interface Conditioned extends KubeObject {
-  status?: { conditions?: { type: string; status: string; reason: string; message: string; lastTransitionTime: string; observedGeneration?: number }[]; observedGeneration?: number; [k: string]: unknown };
+  status?: {
+    conditions?: { type: string; status: string; reason: string; message: string; lastTransitionTime: string; observedGeneration?: number }[];
+    observedGeneration?: number;
+    [k: string]: unknown;
+  };
   spec?: Record<string, unknown>;
 }
 
@@ -81,22 +93,36 @@ export function condition(obj: Conditioned | undefined, type: string) {
 }
 
 /** Waits until the object's condition has the status (and reason, when given) for its current generation. */
-export async function waitForCondition(type: ResourceType, name: string, namespace: string | undefined, cond: string, status: string, reason?: string, timeoutMs = 30_000): Promise<Conditioned> {
+export async function waitForCondition(
+  type: ResourceType,
+  name: string,
+  namespace: string | undefined,
+  cond: string,
+  status: string,
+  reason?: string,
+  timeoutMs = 30_000,
+): Promise<Conditioned> {
   let last = 'not read yet';
-  return waitFor(`${type.kind} ${name}: ${cond}=${status}${reason ? ` (${reason})` : ''}`, async () => {
-    const obj = await kube.get<Conditioned>(type, name, namespace);
-    const c = condition(obj, cond);
-    // On a timeout the error shows where the object stood, which is what one needs to debug it.
-    last = c ? `${c.status} (${c.reason}): ${c.message}` : 'no such condition';
-    const current = obj.status?.observedGeneration === obj.metadata.generation;
-    return current && c?.status === status && (!reason || c.reason === reason) ? obj : undefined;
-  }, timeoutMs).catch((e: Error) => {
+  return waitFor(
+    `${type.kind} ${name}: ${cond}=${status}${reason ? ` (${reason})` : ''}`,
+    async () => {
+      const obj = await kube.get<Conditioned>(type, name, namespace);
+      const c = condition(obj, cond);
+      // On a timeout the error shows where the object stood, which is what one needs to debug it.
+      last = c ? `${c.status} (${c.reason}): ${c.message}` : 'no such condition';
+      const current = obj.status?.observedGeneration === obj.metadata.generation;
+      return current && c?.status === status && (!reason || c.reason === reason) ? obj : undefined;
+    },
+    timeoutMs,
+  ).catch((e: Error) => {
     throw new Error(`${e.message}; last seen ${cond}=${last}`);
   });
 }
 
 export async function eventsAbout(name: string): Promise<{ reason: string; note: string; type: string; series?: { count: number } }[]> {
-  const list = await kube.list<{ reason: string; note: string; type: string; regarding: { name: string }; series?: { count: number } } & KubeObject>(EVENT_TYPE);
+  const list = await kube.list<{ reason: string; note: string; type: string; regarding: { name: string }; series?: { count: number } } & KubeObject>(
+    EVENT_TYPE,
+  );
   return list.items.filter((e) => e.regarding.name === name);
 }
 
@@ -140,10 +166,12 @@ export class Steward {
     this.child = child;
     this.logFile = logFile;
     this.identity = identity;
-    this.exited = new Promise((resolveExit) => child.on('exit', (code, signal) => {
-      this.exitCode = code ?? (signal ? -1 : null);
-      resolveExit(this.exitCode);
-    }));
+    this.exited = new Promise((resolveExit) =>
+      child.on('exit', (code, signal) => {
+        this.exitCode = code ?? (signal ? -1 : null);
+        resolveExit(this.exitCode);
+      }),
+    );
   }
 
   static start(opts: { lease?: string; args?: string[]; env?: Record<string, string>; identity?: string } = {}): Steward {
@@ -154,9 +182,12 @@ export class Steward {
     const out = createWriteStream(logFile);
     const args = [
       join(REPO, 'src', 'main.ts'),
-      '--metrics-bind-address', '127.0.0.1:0',
-      '--leader-election-id', opts.lease ?? unique('lease'),
-      '--leader-election-namespace', 'steward-system',
+      '--metrics-bind-address',
+      '127.0.0.1:0',
+      '--leader-election-id',
+      opts.lease ?? unique('lease'),
+      '--leader-election-namespace',
+      'steward-system',
       ...(opts.args ?? []),
     ];
     const child = spawn(process.execPath, args, {
@@ -182,7 +213,10 @@ export class Steward {
   }
 
   logLines(): Record<string, unknown>[] {
-    return this.logs().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    return this.logs()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
   }
 
   async waitForLog(what: string, match: (line: Record<string, unknown>) => boolean, timeoutMs = 30_000): Promise<Record<string, unknown>> {
@@ -200,7 +234,15 @@ export class Steward {
 }
 
 /** A Warehouse on the stack's PostgreSQL, its Secrets in steward-system. `policy` is YAML list items. */
-export function warehouseYaml(o: { name: string; credsSecret: string; caSecret?: string; database?: string; port?: number | string; sslMode?: string; policy?: string }): string {
+export function warehouseYaml(o: {
+  name: string;
+  credsSecret: string;
+  caSecret?: string;
+  database?: string;
+  port?: number | string;
+  sslMode?: string;
+  policy?: string;
+}): string {
   return `
 apiVersion: steward.dev/v1alpha1
 kind: Warehouse
@@ -242,8 +284,11 @@ export function kstatus(obj: unknown): { status: string; message: string } {
 /** A CA nobody trusts, made with openssl for this run. */
 export function makeUnrelatedCa(): string {
   const dir = mkdtempSync(join(tmpdir(), 'steward-ca-'));
-  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=unrelated-ca',
-    '-keyout', join(dir, 'ca.key'), '-out', join(dir, 'ca.crt')], { encoding: 'utf8' });
+  const r = spawnSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=unrelated-ca', '-keyout', join(dir, 'ca.key'), '-out', join(dir, 'ca.crt')],
+    { encoding: 'utf8' },
+  );
   if (r.status !== 0) throw new Error(`openssl failed: ${r.stderr}`);
   return readFileSync(join(dir, 'ca.crt'), 'utf8');
 }

@@ -14,7 +14,22 @@ import { groupRoleName } from '../../src/governance/grants.ts';
 import { poolConfig } from '../../src/drivers/postgres/connection.ts';
 import { quoteLiteral } from '../../src/governance/sql-text.ts';
 import {
-  REPO, Steward, apply, condition, ensureNamespace, kube, kubectl, maskedViewYaml, putSecret, randomPassword, stackCa, unique, waitFor, waitForCondition, warehouseYaml, withPg,
+  REPO,
+  Steward,
+  apply,
+  condition,
+  ensureNamespace,
+  kube,
+  kubectl,
+  maskedViewYaml,
+  putSecret,
+  randomPassword,
+  stackCa,
+  unique,
+  waitFor,
+  waitForCondition,
+  warehouseYaml,
+  withPg,
   type Conditioned,
 } from './harness.ts';
 
@@ -41,8 +56,31 @@ let steward: Steward;
 let logOffset = 0;
 
 const asSuperuser = <T>(fn: (c: pg.Client) => Promise<T>) => withPg(fn, { database: DB });
+/**
+ * Out-of-band DDL on a catalog row Steward may be changing at the same moment (a schema's ACL while
+ * it withdraws or builds other views there): PostgreSQL refuses the second of two concurrent
+ * changes with "tuple concurrently updated", which an administrator would simply run again.
+ */
+async function outOfBand(sql: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await asSuperuser((c) => c.query(sql));
+      return;
+    } catch (e) {
+      if (attempt >= 20 || !String(e).includes('tuple concurrently updated')) throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
 async function as(user: string, sql: string): Promise<Record<string, any>[] | string> {
-  return withPg(async (c) => c.query(sql).then((r) => r.rows, (e: Error) => e.message), { database: DB, user, password: PW });
+  return withPg(
+    async (c) =>
+      c.query(sql).then(
+        (r) => r.rows,
+        (e: Error) => e.message,
+      ),
+    { database: DB, user, password: PW },
+  );
 }
 const exists = async (relation: string) => (await asSuperuser(async (c) => (await c.query('SELECT to_regclass($1) AS r', [relation])).rows[0].r)) !== null;
 
@@ -88,7 +126,8 @@ const refusedAtAdmission = (yaml: string) => kubectl(['apply', '--dry-run=server
 beforeAll(async () => {
   await loadModule();
   await withPg((c) => c.query(`CREATE DATABASE ${DB}`));
-  await asSuperuser((c) => c.query(`
+  await asSuperuser((c) =>
+    c.query(`
     CREATE ROLE ${OWNER} NOLOGIN;
     CREATE ROLE ${STEWARD} LOGIN PASSWORD '${PW}' CREATEROLE;
     -- What an older database may keep on the login: Steward must not depend on the session's defaults.
@@ -116,7 +155,8 @@ beforeAll(async () => {
     GRANT CREATE ON DATABASE ${DB} TO ${STEWARD};
     GRANT USAGE ON SCHEMA raw TO ${STEWARD} WITH GRANT OPTION;
     GRANT SELECT ON raw.customers, raw.orders TO ${STEWARD} WITH GRANT OPTION;
-  `));
+  `),
+  );
   for (const ns of [NS, NS_NONE, NS_NARROW, NS_LABEL]) await ensureNamespace(ns);
   kubectl(['label', 'namespace', NS_LABEL, `${LABEL}=yes`, '--overwrite']);
   await putSecret('steward-system', `${WH}-ca`, { 'ca.crt': stackCa() });
@@ -150,41 +190,101 @@ function loggedStatements(): string[] {
   const text = readFileSync(serverLog()).subarray(logOffset).toString('utf8');
   const entries = text.split(/\n(?=\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)/);
   // The server puts a tab after each newline of a message it logs.
-  return entries.map((e) => /^\S+ \S+ \S+ \[\d+\] LOG:  (?:statement|execute [^:]*): ([\s\S]*)$/.exec(e)?.[1]?.replace(/\n$/, '').replace(/\n\t/g, '\n')).filter((s): s is string => s !== undefined);
+  return entries
+    .map((e) => /^\S+ \S+ \S+ \[\d+\] LOG: {2}(?:statement|execute [^:]*): ([\s\S]*)$/.exec(e)?.[1]?.replace(/\n$/, '').replace(/\n\t/g, '\n'))
+    .filter((s): s is string => s !== undefined);
 }
 
 /** The byte ranges of a statement's string literals and quoted identifiers, as PostgreSQL's own scanner reads them. */
 function quotedRanges(sql: string): [number, number][] {
-  return scanSync(sql).tokens.filter((t) => t.tokenName === 'SCONST' || (t.tokenName === 'IDENT' && t.text.startsWith('"'))).map((t) => [t.start, t.end]);
+  return scanSync(sql)
+    .tokens.filter((t) => t.tokenName === 'SCONST' || (t.tokenName === 'IDENT' && t.text.startsWith('"')))
+    .map((t) => [t.start, t.end]);
 }
 
 describe('1. SQL that is safe under any session setting', () => {
   it('random text, every byte that matters among it, round-trips through quoteLiteral and PostgreSQL unchanged under both settings', async () => {
-    const alphabet = ['\\', "'", '"', ';', '-', '/', '*', '$', 'E', 'e', 'U', '&', '\n', '\t', '\r', '%', '_', ' ', 'a', 'Z', '0', 'é', '€', '😀', '\u0001', '\u2028', '\\\\', "\\'", "''"];
+    const alphabet = [
+      '\\',
+      "'",
+      '"',
+      ';',
+      '-',
+      '/',
+      '*',
+      '$',
+      'E',
+      'e',
+      'U',
+      '&',
+      '\n',
+      '\t',
+      '\r',
+      '%',
+      '_',
+      ' ',
+      'a',
+      'Z',
+      '0',
+      'é',
+      '€',
+      '😀',
+      '\u0001',
+      '\u2028',
+      '\\\\',
+      "\\'",
+      "''",
+    ];
     let seed = 7;
-    const random = () => ((seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31) / 2 ** 31);
-    const texts = Array.from({ length: 400 }, () => Array.from({ length: Math.floor(random() * 24) }, () => alphabet[Math.floor(random() * alphabet.length)]).join(''));
+    // A fixed linear congruential sequence: the same texts on every run, so a failure can be replayed.
+    const random = () => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const texts = Array.from({ length: 400 }, () =>
+      Array.from({ length: Math.floor(random() * 24) }, () => alphabet[Math.floor(random() * alphabet.length)]).join(''),
+    );
     texts.push('', '\\', "'", "\\'", 'x\\', "'; CREATE ROLE x; --");
-    for (const settings of ['standard_conforming_strings = on', 'standard_conforming_strings = off', 'standard_conforming_strings = off; SET backslash_quote = off']) {
-      const back = await withPg(async (c) => {
-        await c.query(`SET ${settings}`);
-        return (await c.query(`SELECT ARRAY[${texts.map(quoteLiteral).join(', ')}]::text[] AS v`)).rows[0].v as string[];
-      }, { database: DB });
+    for (const settings of [
+      'standard_conforming_strings = on',
+      'standard_conforming_strings = off',
+      'standard_conforming_strings = off; SET backslash_quote = off',
+    ]) {
+      const back = await withPg(
+        async (c) => {
+          await c.query(`SET ${settings}`);
+          return (await c.query(`SELECT ARRAY[${texts.map(quoteLiteral).join(', ')}]::text[] AS v`)).rows[0].v as string[];
+        },
+        { database: DB },
+      );
       expect(back, settings).toEqual(texts);
     }
   });
 
   it("Steward's sessions pin the settings its SQL depends on, whatever its role says, and refuse a second statement in one query", async () => {
-    const pool = new pg.Pool(poolConfig({ host: 'localhost', port: Number(process.env.PGPORT), database: DB, sslMode: 'verify-full', ca: stackCa(), username: STEWARD, password: PW }, 1));
+    const pool = new pg.Pool(
+      poolConfig(
+        { host: 'localhost', port: Number(process.env.PGPORT), database: DB, sslMode: 'verify-full', ca: stackCa(), username: STEWARD, password: PW },
+        1,
+      ),
+    );
     try {
-      const shown = (await pool.query(`SELECT current_setting('standard_conforming_strings') AS scs, current_setting('backslash_quote') AS bq, current_setting('search_path') AS path`)).rows[0];
+      const shown = (
+        await pool.query(
+          `SELECT current_setting('standard_conforming_strings') AS scs, current_setting('backslash_quote') AS bq, current_setting('search_path') AS path`,
+        )
+      ).rows[0];
       expect(shown).toEqual({ scs: 'on', bq: 'off', path: 'pg_catalog,pg_temp' });
       await expect(pool.query(`SELECT 1; CREATE ROLE ${MARKER}_two`)).rejects.toThrow(/cannot insert multiple commands into a prepared statement/);
     } finally {
       await pool.end();
     }
     // The role's own defaults are what a plain session of that login gets: the pinning is Steward's.
-    const plain = await withPg(async (c) => (await c.query(`SELECT current_setting('standard_conforming_strings') AS scs`)).rows[0].scs, { database: DB, user: STEWARD, password: PW });
+    const plain = await withPg(async (c) => (await c.query(`SELECT current_setting('standard_conforming_strings') AS scs`)).rows[0].scs, {
+      database: DB,
+      user: STEWARD,
+      password: PW,
+    });
     expect(plain).toBe('off');
   });
 
@@ -193,11 +293,16 @@ describe('1. SQL that is safe under any session setting', () => {
     // backslash escapes, the first literal swallows the comma and the rest would run as SQL.
     const text = `) AS "__c0") AS "s"; CREATE ROLE ${MARKER} LOGIN; --`;
     const expr = `concat('x\\', '${text.replace(/'/g, "''")}')`;
-    apply(view('inject', `  view: {schema: curated, name: inject}
+    apply(
+      view(
+        'inject',
+        `  view: {schema: curated, name: inject}
   from: {table: raw.orders, alias: o}
   columns:
     - {name: order_id, expr: o.id}
-    - {name: tag, expr: ${JSON.stringify(expr)}}`));
+    - {name: tag, expr: ${JSON.stringify(expr)}}`,
+      ),
+    );
     await waitForCondition(MASKED_VIEW_TYPE, 'inject', NS, 'Ready', 'True');
     expect(await asSuperuser(async (c) => (await c.query('SELECT count(*)::int AS n FROM pg_roles WHERE rolname LIKE $1', [`${MARKER}%`])).rows[0].n)).toBe(0);
     expect(await as(EVE, 'SELECT tag FROM curated.inject WHERE order_id = 100')).toEqual([{ tag: `x\\${text}` }]);
@@ -214,7 +319,10 @@ describe('1. SQL that is safe under any session setting', () => {
       const bytes = Buffer.from(sql, 'utf8');
       const ranges = quotedRanges(sql);
       for (let at = bytes.indexOf(MARKER); at >= 0; at = bytes.indexOf(MARKER, at + 1)) {
-        expect(ranges.some(([s, e]) => s <= at && at + MARKER.length <= e), `${MARKER} outside a literal in: ${sql}`).toBe(true);
+        expect(
+          ranges.some(([s, e]) => s <= at && at + MARKER.length <= e),
+          `${MARKER} outside a literal in: ${sql}`,
+        ).toBe(true);
       }
     }
     expect(statements.some((s) => s.includes(MARKER))).toBe(true);
@@ -283,7 +391,11 @@ describe('2. The accessPolicy governs MaskedView', () => {
     apply(warehouse());
     await waitForCondition(MASKED_VIEW_TYPE, 'served', NS_LABEL, 'Ready', 'True');
     expect(await as(EVE, 'SELECT email FROM curated.served WHERE order_id = 100')).toEqual([{ email: 'al***@example.com' }]);
-    const audit = await asSuperuser(async (c) => (await c.query(`SELECT count(*)::int AS n FROM steward.audit_log WHERE action = 'view.withdraw' AND namespace = $1 AND name = 'served'`, [NS_LABEL])).rows[0].n);
+    const audit = await asSuperuser(
+      async (c) =>
+        (await c.query(`SELECT count(*)::int AS n FROM steward.audit_log WHERE action = 'view.withdraw' AND namespace = $1 AND name = 'served'`, [NS_LABEL]))
+          .rows[0].n,
+    );
     expect(audit).toBeGreaterThanOrEqual(2);
   });
 });
@@ -296,7 +408,10 @@ describe("3. Steward's own objects are out of reach", () => {
     ['a view reading pg_authid', view('authid', MASKS_BODY().replace('table: raw.customers', 'table: pg_catalog.pg_authid'))],
     ['a DatasetAccess on the audit table', access('audit', { principal: READER, schema: 'steward', tables: ['audit_log'] })],
     ['a DatasetAccess on information_schema', access('info', { principal: READER, schema: 'information_schema', tables: ['tables'] })],
-    ['a Warehouse policy that lists schema steward', warehouse(`${POLICY}\n    - namespaces: {matchNames: [${NS}]}\n      schemas: [steward]\n      privileges: [SELECT, INSERT]`)],
+    [
+      'a Warehouse policy that lists schema steward',
+      warehouse(`${POLICY}\n    - namespaces: {matchNames: [${NS}]}\n      schemas: [steward]\n      privileges: [SELECT, INSERT]`),
+    ],
   ])('refuses %s at admission, with the reason', (_what, yaml) => {
     const r = refusedAtAdmission(yaml);
     expect(r.code).not.toBe(0);
@@ -304,7 +419,7 @@ describe("3. Steward's own objects are out of reach", () => {
   });
 
   it.each([
-    ['another namespace\'s group role as principal', access('stw', { principal: 'stw_other_ns_access_0123abcd' })],
+    ["another namespace's group role as principal", access('stw', { principal: 'stw_other_ns_access_0123abcd' })],
     ['a predefined role as principal', access('pg', { principal: 'pg_read_all_data' })],
     ["a view's reader role as a reader", view('stw-reader', MASKS_BODY(), { readers: ['stw_mvr_other_view_0123abcd'] })],
     ['a predefined role as an unmasked role', view('pg-unmasked', MASKS_BODY(), { unmaskedRoles: ['pg_read_all_data'] })],
@@ -367,7 +482,7 @@ describe('4. Principals are governed', () => {
     apply(access('mallory', { principal: MALLORY }));
     await waitForCondition(DATASET_ACCESS_TYPE, 'mallory', NS, 'Ready', 'True');
     expect(await as(MALLORY_LOGIN, 'SELECT count(*)::int AS n FROM raw.orders')).toEqual([{ n: 4 }]);
-    await asSuperuser((c) => c.query(`ALTER ROLE ${MALLORY} BYPASSRLS`));
+    await outOfBand(`ALTER ROLE ${MALLORY} BYPASSRLS`);
     const obj = await waitForCondition(DATASET_ACCESS_TYPE, 'mallory', NS, 'Ready', 'False', 'PolicyDenied', 20_000);
     expect(condition(obj, 'Ready')?.message).toContain('bypasses row-level security');
     expect(await as(MALLORY_LOGIN, 'SELECT count(*)::int AS n FROM raw.orders')).toMatch(/permission denied/);
@@ -390,19 +505,87 @@ describe('4. Principals are governed', () => {
 describe("5. A view's own spec cannot undo its masks", () => {
   const withColumn = (column: string) => MASKS_BODY().replace('    - {name: amount, expr: o.amount}', `    - {name: amount, expr: o.amount}\n    - ${column}`);
   it.each([
-    ['an unmasked copy of a masked column', withColumn('{name: leak, expr: c.email}'), 'MaskBypass', /spec\.columns\[4\]\.expr: c\.email \(raw\.customers\.email\) is masked in column email, so it may appear only through its mask \(at position 1\)/],
-    ['md5() of a masked column', withColumn('{name: leak, expr: md5(c.email)}'), 'MaskBypass', /columns\[4\]\.expr: c\.email .* only through its mask \(at position 5\)/],
-    ['a CASE that asks about a masked column', withColumn(`{name: leak, expr: "CASE WHEN c.email LIKE 'a%' THEN 1 END"}`), 'MaskBypass', /only through its mask \(at position 11\)/],
-    ['a join condition on a masked column', MASKS_BODY().replace('on: c.id = o.customer_id', `on: "c.id = o.customer_id AND c.email LIKE 'alice%'"`), 'MaskBypass', /spec\.joins\[0\]\.on: c\.email .* only through its mask/],
-    ['an unguarded copy of a quasi-identifier', withColumn('{name: zip2, expr: c.zip}'), 'MaskBypass', /columns\[4\]\.expr: c\.zip .* is a kAnonymity quasi-identifier \(column zip\), so it may appear only in guarded columns/],
-    ['a mask over a quasi-identifier', withColumn('{name: zip3, expr: c.zip, mask: partial, partial: {keepStart: 3, keepEnd: 0}}'), 'MaskBypass', /spec\.columns\[2\]\.expr: c\.zip \(raw\.customers\.zip\) is masked in column zip3, so it may appear only through its mask/],
-    ['a join that multiplies rows under the guard', MASKS_BODY().replace('on: c.id = o.customer_id', 'on: "TRUE"'), 'MaskBypass', /spec\.joins\[0\]\.on: with kAnonymity, a join must match at most one row of raw\.customers: .*its unique keys are \(id\)/],
-    ['a join on a column that is not unique', MASKS_BODY().replace('on: c.id = o.customer_id', 'on: c.country = c.country'), 'MaskBypass', /at most one row of raw\.customers/],
-    ['a mask over an expression that encodes the hidden value', withColumn(`{name: leak, expr: "CASE WHEN c.ssn LIKE '1%' THEN 'a' ELSE 'b' END", mask: hash}`), 'MaskBypass', /columns\[4\]\.expr: a mask takes one column as it is \(alias\.column\), not an expression/],
-    ['a mask over a cast whose error would show the raw value', withColumn('{name: leak, expr: "c.ssn::int", mask: redact}'), 'MaskBypass', /columns\[4\]\.expr: a mask takes one column as it is/],
-    ['a guarded column whose cast would fail on the value', MASKS_BODY().replace('{name: zip, expr: c.zip}', '{name: zip, expr: "c.zip::int"}'), 'MaskBypass', /columns\[2\]\.expr: a cast to int4, whose errors show the value may not stand in the quasi-identifier zip/],
-    ['a masked column read through a second alias of its table', withColumn('{name: leak, expr: c2.email}').replace('  columns:', '    - {table: raw.customers, alias: c2, on: c2.id = o.customer_id, type: inner}\n  columns:'), 'MaskBypass', /columns\[4\]\.expr: c2\.email \(raw\.customers\.email\) is masked in column email/],
-    ['a regular expression', withColumn(`{name: initial, expr: "substring(c.country from '^(.)')"}`), 'InvalidExpression', /substring\(\) takes positions \(whole numbers\), not a pattern: regular expressions are not allowed \(at position 26\)/],
+    [
+      'an unmasked copy of a masked column',
+      withColumn('{name: leak, expr: c.email}'),
+      'MaskBypass',
+      /spec\.columns\[4\]\.expr: c\.email \(raw\.customers\.email\) is masked in column email, so it may appear only through its mask \(at position 1\)/,
+    ],
+    [
+      'md5() of a masked column',
+      withColumn('{name: leak, expr: md5(c.email)}'),
+      'MaskBypass',
+      /columns\[4\]\.expr: c\.email .* only through its mask \(at position 5\)/,
+    ],
+    [
+      'a CASE that asks about a masked column',
+      withColumn(`{name: leak, expr: "CASE WHEN c.email LIKE 'a%' THEN 1 END"}`),
+      'MaskBypass',
+      /only through its mask \(at position 11\)/,
+    ],
+    [
+      'a join condition on a masked column',
+      MASKS_BODY().replace('on: c.id = o.customer_id', `on: "c.id = o.customer_id AND c.email LIKE 'alice%'"`),
+      'MaskBypass',
+      /spec\.joins\[0\]\.on: c\.email .* only through its mask/,
+    ],
+    [
+      'an unguarded copy of a quasi-identifier',
+      withColumn('{name: zip2, expr: c.zip}'),
+      'MaskBypass',
+      /columns\[4\]\.expr: c\.zip .* is a kAnonymity quasi-identifier \(column zip\), so it may appear only in guarded columns/,
+    ],
+    [
+      'a mask over a quasi-identifier',
+      withColumn('{name: zip3, expr: c.zip, mask: partial, partial: {keepStart: 3, keepEnd: 0}}'),
+      'MaskBypass',
+      /spec\.columns\[2\]\.expr: c\.zip \(raw\.customers\.zip\) is masked in column zip3, so it may appear only through its mask/,
+    ],
+    [
+      'a join that multiplies rows under the guard',
+      MASKS_BODY().replace('on: c.id = o.customer_id', 'on: "TRUE"'),
+      'MaskBypass',
+      /spec\.joins\[0\]\.on: with kAnonymity, a join must match at most one row of raw\.customers: .*its unique keys are \(id\)/,
+    ],
+    [
+      'a join on a column that is not unique',
+      MASKS_BODY().replace('on: c.id = o.customer_id', 'on: c.country = c.country'),
+      'MaskBypass',
+      /at most one row of raw\.customers/,
+    ],
+    [
+      'a mask over an expression that encodes the hidden value',
+      withColumn(`{name: leak, expr: "CASE WHEN c.ssn LIKE '1%' THEN 'a' ELSE 'b' END", mask: hash}`),
+      'MaskBypass',
+      /columns\[4\]\.expr: a mask takes one column as it is \(alias\.column\), not an expression/,
+    ],
+    [
+      'a mask over a cast whose error would show the raw value',
+      withColumn('{name: leak, expr: "c.ssn::int", mask: redact}'),
+      'MaskBypass',
+      /columns\[4\]\.expr: a mask takes one column as it is/,
+    ],
+    [
+      'a guarded column whose cast would fail on the value',
+      MASKS_BODY().replace('{name: zip, expr: c.zip}', '{name: zip, expr: "c.zip::int"}'),
+      'MaskBypass',
+      /columns\[2\]\.expr: a cast to int4, whose errors show the value may not stand in the quasi-identifier zip/,
+    ],
+    [
+      'a masked column read through a second alias of its table',
+      withColumn('{name: leak, expr: c2.email}').replace(
+        '  columns:',
+        '    - {table: raw.customers, alias: c2, on: c2.id = o.customer_id, type: inner}\n  columns:',
+      ),
+      'MaskBypass',
+      /columns\[4\]\.expr: c2\.email \(raw\.customers\.email\) is masked in column email/,
+    ],
+    [
+      'a regular expression',
+      withColumn(`{name: initial, expr: "substring(c.country from '^(.)')"}`),
+      'InvalidExpression',
+      /substring\(\) takes positions \(whole numbers\), not a pattern: regular expressions are not allowed \(at position 26\)/,
+    ],
   ])('refuses %s, with the position, and builds nothing', async (_what, body, reason, message) => {
     const name = unique('bypass');
     const relation = name.replace(/-/g, '_');
@@ -425,8 +608,10 @@ describe("5. A view's own spec cannot undo its masks", () => {
     apply(view('edited', body));
     await waitForCondition(MASKED_VIEW_TYPE, 'edited', NS, 'Ready', 'True');
     expect(await as(EVE, 'SELECT email, zip FROM curated.edited ORDER BY order_id')).toEqual([
-      { email: 'al***@example.com', zip: '10001' }, { email: 'bo***@example.org', zip: '10001' },
-      { email: 'ca***@example.net', zip: '94105' }, { email: 'ca***@example.net', zip: '94105' },
+      { email: 'al***@example.com', zip: '10001' },
+      { email: 'bo***@example.org', zip: '10001' },
+      { email: 'ca***@example.net', zip: '94105' },
+      { email: 'ca***@example.net', zip: '94105' },
     ]);
   });
 });
@@ -435,18 +620,20 @@ describe("6. The view is Steward's alone", () => {
   it('refuses a schema another role owns', async () => {
     apply(view('eve-space', MASKS_BODY('eve_space', 'masks')));
     const obj = await waitForCondition(MASKED_VIEW_TYPE, 'eve-space', NS, 'Ready', 'False', 'ViewSchemaUnsafe');
-    expect(condition(obj, 'Ready')?.message).toContain(`${EVE} can act as ${EVE}, the owner of schema eve_space, and so drop the view and create another under its name`);
+    expect(condition(obj, 'Ready')?.message).toContain(
+      `${EVE} can act as ${EVE}, the owner of schema eve_space, and so drop the view and create another under its name`,
+    );
     expect(await exists('eve_space.masks')).toBe(false);
     await kube.delete(MASKED_VIEW_TYPE, 'eve-space', NS);
   });
 
   it('withdraws the view while a reader may create in its schema, and rebuilds it once that is revoked', async () => {
-    await asSuperuser((c) => c.query(`GRANT CREATE ON SCHEMA curated TO ${READER}`));
+    await outOfBand(`GRANT CREATE ON SCHEMA curated TO ${READER}`);
     const obj = await waitForCondition(MASKED_VIEW_TYPE, 'masks', NS, 'Ready', 'False', 'ViewSchemaUnsafe', 20_000);
     // READER cannot log in: EVE, its member, is the one who could.
     expect(condition(obj, 'Ready')?.message).toContain(`${EVE} can create in schema curated (through ${READER})`);
     expect(await exists('curated.masks')).toBe(false);
-    await asSuperuser((c) => c.query(`REVOKE CREATE ON SCHEMA curated FROM ${READER}`));
+    await outOfBand(`REVOKE CREATE ON SCHEMA curated FROM ${READER}`);
     await waitForCondition(MASKED_VIEW_TYPE, 'masks', NS, 'Ready', 'True', undefined, 20_000);
     expect(await as(EVE, 'SELECT email FROM curated.masks WHERE order_id = 100')).toEqual([{ email: 'al***@example.com' }]);
   });
@@ -454,11 +641,16 @@ describe("6. The view is Steward's alone", () => {
   it('rebuilds, and audits, a view changed behind its back, and one put in its place under its comment', async () => {
     const masked = [{ email: 'al***@example.com' }];
     const read = () => as(EVE, 'SELECT email FROM curated.masks WHERE order_id = 100');
-    const tampered = async () => (await asSuperuser(async (c) => (await c.query(`SELECT count(*)::int AS n FROM steward.audit_log WHERE action = 'view.tampered' AND name = 'masks'`)).rows[0].n)) as number;
+    const tampered = async () =>
+      (await asSuperuser(
+        async (c) => (await c.query(`SELECT count(*)::int AS n FROM steward.audit_log WHERE action = 'view.tampered' AND name = 'masks'`)).rows[0].n,
+      )) as number;
     expect(await read()).toEqual(masked);
     // The definition replaced in place (same owner, same comment): raw emails.
-    await asSuperuser((c) => c.query(`CREATE OR REPLACE VIEW curated.masks AS
-      SELECT o.id AS order_id, c.email, c.zip, o.amount FROM raw.orders o JOIN raw.customers c ON c.id = o.customer_id`));
+    await asSuperuser((c) =>
+      c.query(`CREATE OR REPLACE VIEW curated.masks AS
+      SELECT o.id AS order_id, c.email, c.zip, o.amount FROM raw.orders o JOIN raw.customers c ON c.id = o.customer_id`),
+    );
     await waitFor('the view to be rebuilt', async () => JSON.stringify(await read()) === JSON.stringify(masked) && (await tampered()) === 1, 20_000);
 
     // Dropped, and another view put in its place by another owner, with Steward's comment copied.
@@ -468,11 +660,20 @@ describe("6. The view is Steward's alone", () => {
         ALTER VIEW curated.masks OWNER TO ${OWNER}; GRANT SELECT ON curated.masks TO ${READER}; COMMENT ON VIEW curated.masks IS ${quoteLiteral(comment)}`);
     });
     await waitFor('the impostor to be replaced', async () => (await tampered()) === 2, 20_000);
-    const owner = await asSuperuser(async (c) => (await c.query(`SELECT pg_get_userbyid(relowner) AS o FROM pg_class WHERE oid = 'curated.masks'::regclass`)).rows[0].o);
+    const owner = await asSuperuser(
+      async (c) => (await c.query(`SELECT pg_get_userbyid(relowner) AS o FROM pg_class WHERE oid = 'curated.masks'::regclass`)).rows[0].o,
+    );
     expect(owner).toBe(ownerRoleName(NS, 'masks'));
     expect(await read()).toEqual(masked);
     // What the impostor's owner granted did not survive the rebuild.
-    const grantees = await asSuperuser(async (c) => (await c.query(`SELECT array_agg(pg_get_userbyid(a.grantee)::text ORDER BY 1) AS g FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = 'curated.masks'::regclass`)).rows[0].g as string[]);
+    const grantees = await asSuperuser(
+      async (c) =>
+        (
+          await c.query(
+            `SELECT array_agg(pg_get_userbyid(a.grantee)::text ORDER BY 1) AS g FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = 'curated.masks'::regclass`,
+          )
+        ).rows[0].g as string[],
+    );
     expect(grantees).not.toContain(READER);
     const obj = await waitForCondition(MASKED_VIEW_TYPE, 'masks', NS, 'Ready', 'True');
     expect(condition(obj, 'SourcesLocked')?.status).toBe('True');

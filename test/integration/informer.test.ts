@@ -22,7 +22,11 @@ class BlackholeProxy {
       this.sockets.add(pair);
       client.on('data', (d) => !pair.silenced && upstream.write(d));
       upstream.on('data', (d) => !pair.silenced && client.write(d));
-      const close = () => { client.destroy(); upstream.destroy(); this.sockets.delete(pair); };
+      const close = () => {
+        client.destroy();
+        upstream.destroy();
+        this.sockets.delete(pair);
+      };
       client.on('close', close);
       upstream.on('close', close);
       client.on('error', close);
@@ -38,7 +42,10 @@ class BlackholeProxy {
     return this.sockets.size;
   }
   close(): void {
-    for (const p of this.sockets) { p.client.destroy(); p.upstream.destroy(); }
+    for (const p of this.sockets) {
+      p.client.destroy();
+      p.upstream.destroy();
+    }
     this.server.close();
   }
 }

@@ -4,13 +4,28 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import pg from 'pg';
+import type pg from 'pg';
 import { DATASET_ACCESS_TYPE } from '../../src/controllers/datasetaccess.ts';
 import { MASKED_VIEW_TYPE, readerRoleName } from '../../src/controllers/maskedview.ts';
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
 import { groupRoleName } from '../../src/governance/grants.ts';
 import {
-  REPO, Steward, apply, condition, ensureNamespace, kube, maskedViewYaml, putSecret, randomPassword, stackCa, unique, waitFor, waitForCondition, warehouseYaml, withPg, type Conditioned,
+  REPO,
+  Steward,
+  apply,
+  condition,
+  ensureNamespace,
+  kube,
+  maskedViewYaml,
+  putSecret,
+  randomPassword,
+  stackCa,
+  unique,
+  waitFor,
+  waitForCondition,
+  warehouseYaml,
+  withPg,
+  type Conditioned,
 } from './harness.ts';
 
 const id = unique('x').slice(2).replace(/-/g, '');
@@ -31,13 +46,21 @@ let steward: Steward;
 
 const asSuperuser = <T>(fn: (c: pg.Client) => Promise<T>) => withPg(fn, { database: DB });
 async function as(user: string, sql: string): Promise<Record<string, any>[] | string> {
-  return withPg(async (c) => c.query(sql).then((r) => r.rows, (e: Error) => e.message), { database: DB, user, password: PW });
+  return withPg(
+    async (c) =>
+      c.query(sql).then(
+        (r) => r.rows,
+        (e: Error) => e.message,
+      ),
+    { database: DB, user, password: PW },
+  );
 }
 const asAlice = (sql: string) => as(ALICE, sql);
 
 beforeAll(async () => {
   await withPg((c) => c.query(`CREATE DATABASE ${DB}`));
-  await asSuperuser((c) => c.query(`
+  await asSuperuser((c) =>
+    c.query(`
     CREATE ROLE ${OWNER} NOLOGIN;
     CREATE SCHEMA raw AUTHORIZATION ${OWNER}; CREATE SCHEMA curated AUTHORIZATION ${OWNER};
     SET ROLE ${OWNER};
@@ -62,14 +85,20 @@ beforeAll(async () => {
     CREATE ROLE ${ALICE} LOGIN PASSWORD '${PW}';
     CREATE ROLE ${BI} NOLOGIN;
     CREATE ROLE ${BOB} LOGIN PASSWORD '${PW}' IN ROLE ${BI};
-  `));
+  `),
+  );
   await ensureNamespace(NS);
   await putSecret('steward-system', `${WH}-ca`, { 'ca.crt': stackCa() });
   await putSecret('steward-system', `${WH}-creds`, { username: STEWARD, password: PW });
-  apply(warehouseYaml({
-    name: WH, database: DB, caSecret: `${WH}-ca`, credsSecret: `${WH}-creds`,
-    policy: `    - namespaces: {matchNames: [${NS}]}\n      schemas: [raw, curated]\n      privileges: [SELECT, INSERT]`,
-  }));
+  apply(
+    warehouseYaml({
+      name: WH,
+      database: DB,
+      caSecret: `${WH}-ca`,
+      credsSecret: `${WH}-creds`,
+      policy: `    - namespaces: {matchNames: [${NS}]}\n      schemas: [raw, curated]\n      privileges: [SELECT, INSERT]`,
+    }),
+  );
   steward = Steward.start({ args: ['--resync', '2s'] });
   await waitForCondition(WAREHOUSE_TYPE, WH, undefined, 'Ready', 'True');
 });
@@ -98,12 +127,19 @@ spec:
 const maskedView = (name: string, body: string) => maskedViewYaml({ name, namespace: NS, warehouse: WH, body, readers: [READER] });
 async function deleteAndWait(type: typeof DATASET_ACCESS_TYPE, name: string): Promise<void> {
   await kube.delete(type, name, NS);
-  await waitFor(`${type.kind} ${name} to be gone`, async () => kube.get(type, name, NS).then(() => false, () => true));
+  await waitFor(`${type.kind} ${name} to be gone`, async () =>
+    kube.get(type, name, NS).then(
+      () => false,
+      () => true,
+    ),
+  );
 }
 
 describe('Steward as a login without superuser', () => {
   it('runs the Warehouse: TLS verified and the audit table created by that login', async () => {
-    const owner = await asSuperuser(async (c) => (await c.query(`SELECT pg_get_userbyid(relowner) AS o FROM pg_class WHERE oid = 'steward.audit_log'::regclass`)).rows[0].o);
+    const owner = await asSuperuser(
+      async (c) => (await c.query(`SELECT pg_get_userbyid(relowner) AS o FROM pg_class WHERE oid = 'steward.audit_log'::regclass`)).rows[0].o,
+    );
     expect(owner).toBe(STEWARD);
     const superuser = await asSuperuser(async (c) => (await c.query('SELECT rolsuper FROM pg_roles WHERE rolname = $1', [STEWARD])).rows[0].rolsuper);
     expect(superuser).toBe(false);
@@ -127,7 +163,9 @@ describe('Steward as a login without superuser', () => {
     const group = groupRoleName(NS, 'drift');
     await asSuperuser((c) => c.query(`GRANT SELECT ON raw.customers TO "${group}"`));
     const stuck = await waitForCondition(DATASET_ACCESS_TYPE, 'drift', NS, 'Ready', 'False', 'InsufficientPrivilege');
-    expect(condition(stuck, 'Ready')?.message).toMatch(/may not change raw\.customers: PostgreSQL left it unchanged \(REVOKE SELECT ON TABLE "raw"\."customers"/);
+    expect(condition(stuck, 'Ready')?.message).toMatch(
+      /may not change raw\.customers: PostgreSQL left it unchanged \(REVOKE SELECT ON TABLE "raw"\."customers"/,
+    );
     // What the status says is what the catalog says: the grant is still there.
     expect(await asAlice('SELECT count(*)::int AS n FROM raw.customers')).toEqual([{ n: 2 }]);
     await asSuperuser((c) => c.query(`REVOKE SELECT ON raw.customers FROM "${group}"`));
@@ -172,9 +210,14 @@ describe('Steward as a login without superuser', () => {
   });
 
   it('refuses a MaskedView over a table it may not pass on, and changes nothing', async () => {
-    apply(maskedView('pay', `  view: {schema: curated, name: pay}
+    apply(
+      maskedView(
+        'pay',
+        `  view: {schema: curated, name: pay}
   from: {table: raw.payroll, alias: p}
-  columns: [{name: id, expr: p.id}, {name: salary, expr: p.salary, mask: redact}]`));
+  columns: [{name: id, expr: p.id}, {name: salary, expr: p.salary, mask: redact}]`,
+      ),
+    );
     const obj = await waitForCondition(MASKED_VIEW_TYPE, 'pay', NS, 'Ready', 'False', 'InsufficientPrivilege');
     expect(condition(obj, 'Ready')?.message).toContain('raw.payroll');
     expect(await asSuperuser(async (c) => (await c.query(`SELECT to_regclass('curated.pay') AS v`)).rows[0].v)).toBeNull();
@@ -190,9 +233,14 @@ describe('Steward as a login without superuser', () => {
     - {name: email_hash, expr: c.email, mask: hash}`;
 
   it('removes the readers while the reader role holds what the login may not revoke, and gives the view back once it is revoked', async () => {
-    apply(maskedView('drift', `  view: {schema: curated, name: drift}
+    apply(
+      maskedView(
+        'drift',
+        `  view: {schema: curated, name: drift}
   from: {table: raw.customers, alias: c}
-  columns: [{name: id, expr: c.id}, {name: email, expr: c.email, mask: email}]`));
+  columns: [{name: id, expr: c.id}, {name: email, expr: c.email, mask: email}]`,
+      ),
+    );
     await waitForCondition(MASKED_VIEW_TYPE, 'drift', NS, 'Ready', 'True', 'ViewReady');
     await asSuperuser((c) => c.query(`GRANT ${READER} TO ${ALICE}`));
     expect(await asAlice('SELECT email FROM curated.drift WHERE id = 1')).toEqual([{ email: 'al***@example.com' }]);
@@ -223,22 +271,43 @@ describe('Steward as a login without superuser', () => {
     apply(access('bi-sales', ['sales'], ['SELECT'], 'curated', BI));
     await waitForCondition(DATASET_ACCESS_TYPE, 'bi-sales', NS, 'Ready', 'True', 'Granted');
     expect(await as(BOB, 'SELECT email FROM curated.sales ORDER BY order_id LIMIT 1')).toEqual([{ email: 'al***@example.com' }]);
-    apply(maskedView('sales', `${SALES}
-    - {name: quantity, expr: o.quantity}`));
+    apply(
+      maskedView(
+        'sales',
+        `${SALES}
+    - {name: quantity, expr: o.quantity}`,
+      ),
+    );
     await waitFor('the view to have its new column', async () => Array.isArray(await as(BOB, 'SELECT quantity FROM curated.sales')));
     await deleteAndWait(DATASET_ACCESS_TYPE, 'bi-sales');
     expect(await as(BOB, 'SELECT 1 FROM curated.sales')).toMatch(/permission denied/);
     expect(await asAlice('SELECT quantity FROM curated.sales ORDER BY order_id LIMIT 1')).toEqual([{ quantity: 2 }]);
 
     await deleteAndWait(MASKED_VIEW_TYPE, 'sales');
-    const left = await asSuperuser(async (c) => (await c.query(`SELECT to_regclass('curated.sales') AS v, (SELECT count(*)::int FROM pg_roles WHERE rolname LIKE 'stw\\_mv%' AND shobj_description(oid, 'pg_authid') LIKE $1) AS roles`, [`%${NS}%`])).rows[0]);
+    const left = await asSuperuser(
+      async (c) =>
+        (
+          await c.query(
+            `SELECT to_regclass('curated.sales') AS v, (SELECT count(*)::int FROM pg_roles WHERE rolname LIKE 'stw\\_mv%' AND shobj_description(oid, 'pg_authid') LIKE $1) AS roles`,
+            [`%${NS}%`],
+          )
+        ).rows[0],
+    );
     expect(left).toEqual({ v: null, roles: 0 });
   });
 });
 
-describe('an audit trail Steward\'s login cannot rewrite', () => {
+describe("an audit trail Steward's login cannot rewrite", () => {
   const asAuditor = (sql: string) => withPg((c) => c.query(`SET ROLE ${AUDITOR}; ${sql}`), { database: AUDITED_DB });
-  const asSteward = (sql: string) => withPg(async (c) => c.query(sql).then(() => 'ok', (e: Error) => e.message), { database: AUDITED_DB, user: STEWARD, password: PW });
+  const asSteward = (sql: string) =>
+    withPg(
+      async (c) =>
+        c.query(sql).then(
+          () => 'ok',
+          (e: Error) => e.message,
+        ),
+      { database: AUDITED_DB, user: STEWARD, password: PW },
+    );
 
   it('is created by another role from `steward audit-table`; Steward appends to it and can do nothing else', async () => {
     await withPg((c) => c.query(`CREATE DATABASE ${AUDITED_DB}`));
@@ -249,27 +318,49 @@ describe('an audit trail Steward\'s login cannot rewrite', () => {
     await asAuditor(ddl!);
 
     // Without the grants Steward says which ones it needs, and does not take the Warehouse into use.
-    apply(warehouseYaml({ name: AUDITED_WH, database: AUDITED_DB, caSecret: `${WH}-ca`, credsSecret: `${WH}-creds`, policy: `    - namespaces: {matchNames: [${NS}]}\n      schemas: [raw, curated]` }));
+    apply(
+      warehouseYaml({
+        name: AUDITED_WH,
+        database: AUDITED_DB,
+        caSecret: `${WH}-ca`,
+        credsSecret: `${WH}-creds`,
+        policy: `    - namespaces: {matchNames: [${NS}]}\n      schemas: [raw, curated]`,
+      }),
+    );
     const unusable = await waitForCondition(WAREHOUSE_TYPE, AUDITED_WH, undefined, 'Ready', 'False', 'AuditTableUnavailable');
     expect(condition(unusable, 'Ready')?.message).toContain(`GRANT USAGE ON SEQUENCE steward.audit_log_id_seq TO "${STEWARD}";`);
 
     await asAuditor(grants!.slice(grants!.indexOf('\n') + 1));
     await waitForCondition(WAREHOUSE_TYPE, AUDITED_WH, undefined, 'Ready', 'True', 'Connected');
-    const written = await withPg(async (c) => (await c.query(`SELECT action FROM steward.audit_log WHERE name = $1`, [AUDITED_WH])).rows.map((r) => r.action), { database: AUDITED_DB });
+    const written = await withPg(async (c) => (await c.query(`SELECT action FROM steward.audit_log WHERE name = $1`, [AUDITED_WH])).rows.map((r) => r.action), {
+      database: AUDITED_DB,
+    });
     expect(written).toContain('warehouse.connect');
     expect(await asSteward('DELETE FROM steward.audit_log')).toMatch(/permission denied/);
     expect(await asSteward('ALTER TABLE steward.audit_log DISABLE TRIGGER ALL')).toMatch(/must be owner/);
     expect(await asSteward('DROP TABLE steward.audit_log')).toMatch(/must be owner/);
 
     // MaskedView hash keys still find a home in the auditor's schema (the last printed grant).
-    await withPg((c) => c.query(`CREATE SCHEMA raw; CREATE SCHEMA curated; CREATE TABLE raw.people (id int, email text);
+    await withPg(
+      (c) =>
+        c.query(`CREATE SCHEMA raw; CREATE SCHEMA curated; CREATE TABLE raw.people (id int, email text);
       INSERT INTO raw.people VALUES (1, 'alice@example.com');
       GRANT USAGE ON SCHEMA raw TO ${STEWARD} WITH GRANT OPTION; GRANT SELECT ON raw.people TO ${STEWARD} WITH GRANT OPTION;
-      GRANT USAGE, CREATE ON SCHEMA curated TO ${STEWARD} WITH GRANT OPTION`), { database: AUDITED_DB });
+      GRANT USAGE, CREATE ON SCHEMA curated TO ${STEWARD} WITH GRANT OPTION`),
+      { database: AUDITED_DB },
+    );
     // Without CREATE on this database Steward cannot install pgcrypto, and says so.
-    apply(maskedViewYaml({ name: 'hashed', namespace: NS, warehouse: AUDITED_WH, readers: [READER], body: `  view: {schema: curated, name: hashed}
+    apply(
+      maskedViewYaml({
+        name: 'hashed',
+        namespace: NS,
+        warehouse: AUDITED_WH,
+        readers: [READER],
+        body: `  view: {schema: curated, name: hashed}
   from: {table: raw.people, alias: p}
-  columns: [{name: id, expr: p.id}, {name: email, expr: p.email, mask: hash}]` }));
+  columns: [{name: id, expr: p.id}, {name: email, expr: p.email, mask: hash}]`,
+      }),
+    );
     const refused = await waitForCondition(MASKED_VIEW_TYPE, 'hashed', NS, 'Ready', 'False', 'InsufficientPrivilege');
     expect(condition(refused, 'Ready')?.message).toContain('permission denied to create extension "pgcrypto"');
     await withPg((c) => c.query('CREATE EXTENSION pgcrypto'), { database: AUDITED_DB });

@@ -7,11 +7,27 @@ import { createHmac } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import pg from 'pg';
+import type pg from 'pg';
 import { MASKED_VIEW_TYPE, ownerRoleName, readerRoleName } from '../../src/controllers/maskedview.ts';
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
 import {
-  REPO, Steward, apply, condition, ensureNamespace, kube, kubectl, maskedViewYaml, putSecret, randomPassword, stackCa, unique, waitFor, waitForCondition, warehouseYaml, withPg, type Conditioned,
+  REPO,
+  Steward,
+  apply,
+  condition,
+  ensureNamespace,
+  kube,
+  kubectl,
+  maskedViewYaml,
+  putSecret,
+  randomPassword,
+  stackCa,
+  unique,
+  waitFor,
+  waitForCondition,
+  warehouseYaml,
+  withPg,
+  type Conditioned,
 } from './harness.ts';
 
 const id = unique('x').slice(2).replace(/-/g, '');
@@ -38,13 +54,22 @@ const endpoint = http.createServer((req, res) => {
 
 const asSuperuser = <T>(fn: (c: pg.Client) => Promise<T>) => withPg(fn, { database: DB });
 async function query(user: string, sql: string): Promise<Record<string, any>[] | string> {
-  return withPg(async (c) => c.query(sql).then((r) => r.rows, (e: Error) => e.message), { database: DB, user, password: PW });
+  return withPg(
+    async (c) =>
+      c.query(sql).then(
+        (r) => r.rows,
+        (e: Error) => e.message,
+      ),
+    { database: DB, user, password: PW },
+  );
 }
 
 function view(name: string, body: string): string {
   return maskedViewYaml({ name, namespace: NS, warehouse: WH, body, readers: [READER], unmaskedRoles: [PII] });
 }
-const CUSTOMER_SALES = view('customer-sales', `  view: {schema: curated, name: customer_sales}
+const CUSTOMER_SALES = view(
+  'customer-sales',
+  `  view: {schema: curated, name: customer_sales}
   from: {table: raw.orders, alias: o}
   joins:
     - {table: raw.customers, alias: c, on: c.id = o.customer_id, type: inner}
@@ -54,9 +79,12 @@ const CUSTOMER_SALES = view('customer-sales', `  view: {schema: curated, name: c
     - {name: phone, expr: c.phone, mask: phone}
     - {name: customer_region, expr: c.country}
     - {name: gross_revenue, expr: o.quantity * o.unit_price}
-    - {name: created_at, expr: o.created_at}`);
+    - {name: created_at, expr: o.created_at}`,
+);
 
-const ALL_MASKS = view('all-masks', `  view: {schema: curated, name: all_masks}
+const ALL_MASKS = view(
+  'all-masks',
+  `  view: {schema: curated, name: all_masks}
   from: {table: raw.customers, alias: c}
   columns:
     - {name: id, expr: c.id}
@@ -68,21 +96,27 @@ const ALL_MASKS = view('all-masks', `  view: {schema: curated, name: all_masks}
     - {name: signup_month, expr: c.signed_up, mask: truncate, truncate: {unit: month}}
     - {name: country, expr: c.country}
     - {name: id_redacted, expr: c.points, mask: redact}
-  kAnonymity: {quasiIdentifiers: [country], k: 2}`);
+  kAnonymity: {quasiIdentifiers: [country], k: 2}`,
+);
 
 // Two quasi-identifiers, NULLs among them, and phone numbers written every usual way.
-const GUARD = view('guard', `  view: {schema: curated, name: guard}
+const GUARD = view(
+  'guard',
+  `  view: {schema: curated, name: guard}
   from: {table: raw.people, alias: p}
   columns:
     - {name: id, expr: p.id}
     - {name: phone, expr: p.phone, mask: phone}
     - {name: country, expr: p.country}
     - {name: city, expr: p.city}
-  kAnonymity: {quasiIdentifiers: [country, city], k: 2}`);
+  kAnonymity: {quasiIdentifiers: [country, city], k: 2}`,
+);
 
 // Masks on a joined table, a hash among them, and the guard: the shape that must still run in
 // parallel workers.
-const PARALLEL = view('parallel', `  view: {schema: curated, name: parallel}
+const PARALLEL = view(
+  'parallel',
+  `  view: {schema: curated, name: parallel}
   from: {table: raw.orders, alias: o}
   joins:
     - {table: raw.customers, alias: c, on: c.id = o.customer_id, type: inner}
@@ -91,7 +125,8 @@ const PARALLEL = view('parallel', `  view: {schema: curated, name: parallel}
     - {name: email, expr: c.email, mask: email}
     - {name: email_hash, expr: c.email, mask: hash}
     - {name: country, expr: c.country}
-  kAnonymity: {quasiIdentifiers: [country], k: 2}`);
+  kAnonymity: {quasiIdentifiers: [country], k: 2}`,
+);
 
 // Everyday analytics SQL: each expression must mean in the view exactly what it means typed into psql.
 const EVERYDAY_EXPRESSIONS: [string, string][] = [
@@ -108,15 +143,19 @@ const EVERYDAY_EXPRESSIONS: [string, string][] = [
   ['utc', "(make_date(2026, p.id, 1) + interval '12 hours') AT TIME ZONE 'UTC'"],
   ['code', "lpad(p.id::text, 3, '0') || '-' || upper(coalesce(p.country, 'xx'))"],
 ];
-const EVERYDAY = view('everyday', `  view: {schema: curated, name: everyday}
+const EVERYDAY = view(
+  'everyday',
+  `  view: {schema: curated, name: everyday}
   from: {table: raw.people, alias: p}
   columns:
     - {name: id, expr: p.id}
-${EVERYDAY_EXPRESSIONS.map(([name, expr]) => `    - {name: ${name}, expr: ${JSON.stringify(expr)}}`).join('\n')}`);
+${EVERYDAY_EXPRESSIONS.map(([name, expr]) => `    - {name: ${name}, expr: ${JSON.stringify(expr)}}`).join('\n')}`,
+);
 
 beforeAll(async () => {
   await withPg((c) => c.query(`CREATE DATABASE ${DB}`));
-  await asSuperuser((c) => c.query(`
+  await asSuperuser((c) =>
+    c.query(`
     CREATE SCHEMA raw; CREATE SCHEMA curated;
     CREATE TABLE raw.customers (id int PRIMARY KEY, email text, phone text, country text, signed_up date, points int);
     CREATE TABLE raw.orders (id int PRIMARY KEY, customer_id int REFERENCES raw.customers, quantity int, unit_price numeric(10,2), created_at timestamptz);
@@ -131,11 +170,20 @@ beforeAll(async () => {
     CREATE ROLE ${READER} NOLOGIN; CREATE ROLE ${PII} NOLOGIN;
     CREATE ROLE ${ANA} LOGIN PASSWORD '${PW}' IN ROLE ${READER};
     CREATE ROLE ${PIA} LOGIN PASSWORD '${PW}' IN ROLE ${READER}, ${PII};
-  `));
+  `),
+  );
   await ensureNamespace(NS);
   await putSecret('steward-system', `${WH}-ca`, { 'ca.crt': stackCa() });
   await putSecret('steward-system', `${WH}-creds`, { username: process.env.PGUSER!, password: process.env.PGPASSWORD! });
-  apply(warehouseYaml({ name: WH, database: DB, caSecret: `${WH}-ca`, credsSecret: `${WH}-creds`, policy: `    - namespaces: {matchNames: [${NS}]}\n      schemas: [raw, curated]` }));
+  apply(
+    warehouseYaml({
+      name: WH,
+      database: DB,
+      caSecret: `${WH}-ca`,
+      credsSecret: `${WH}-creds`,
+      policy: `    - namespaces: {matchNames: [${NS}]}\n      schemas: [raw, curated]`,
+    }),
+  );
   await new Promise<void>((r) => endpoint.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(endpoint.address() as { port: number }).port}/api/v1/lineage`;
   steward = Steward.start({ args: ['--resync', '2s', '--openlineage-file', lineageFile, '--openlineage-url', url] });
@@ -182,7 +230,10 @@ describe('MaskedView', () => {
   });
 
   it('the view is a security_barrier view owned by a Steward role that alone can read the sources', async () => {
-    const v = await asSuperuser(async (c) => (await c.query(`SELECT pg_get_userbyid(c.relowner) AS owner, c.reloptions FROM pg_class c WHERE c.oid = 'curated.customer_sales'::regclass`)).rows[0]);
+    const v = await asSuperuser(
+      async (c) =>
+        (await c.query(`SELECT pg_get_userbyid(c.relowner) AS owner, c.reloptions FROM pg_class c WHERE c.oid = 'curated.customer_sales'::regclass`)).rows[0],
+    );
     expect(v.owner).toMatch(/^stw_mv_/);
     expect(v.reloptions).toContain('security_barrier=true');
   });
@@ -190,12 +241,21 @@ describe('MaskedView', () => {
   it('every mask gives the documented output; the hash is keyed, stable, and not in the view definition', async () => {
     const rows = (await query(ANA, 'SELECT * FROM curated.all_masks ORDER BY id')) as Record<string, any>[];
     const alice = rows[0]!;
-    expect(alice).toMatchObject({ phone_last4: '****1234', email_partial: 'a************.com', phone_redacted: '[REDACTED]', email_null: null, country: 'US', id_redacted: '[REDACTED]' });
+    expect(alice).toMatchObject({
+      phone_last4: '****1234',
+      email_partial: 'a************.com',
+      phone_redacted: '[REDACTED]',
+      email_null: null,
+      country: 'US',
+      id_redacted: '[REDACTED]',
+    });
     // A text mask over an integer makes the column text for everyone: privileged readers get '1'.
     expect(await query(PIA, 'SELECT id_redacted FROM curated.all_masks WHERE id = 1')).toEqual([{ id_redacted: '1' }]); // points 1
     expect(new Date(alice.signup_month).toISOString().slice(0, 10)).toBe('2026-03-01');
     expect(alice.email_hash).toMatch(/^[0-9a-f]{64}$/);
-    const key = await asSuperuser(async (c) => (await c.query(`SELECT key FROM steward.mask_keys WHERE view_name = 'curated.all_masks'`)).rows[0].key as Buffer);
+    const key = await asSuperuser(
+      async (c) => (await c.query(`SELECT key FROM steward.mask_keys WHERE view_name = 'curated.all_masks'`)).rows[0].key as Buffer,
+    );
     expect(alice.email_hash).toBe(createHmac('sha256', key).update('alice@example.com').digest('hex'));
     const again = (await query(ANA, 'SELECT email_hash FROM curated.all_masks WHERE id = 1')) as Record<string, any>[];
     expect(again[0]!.email_hash).toBe(alice.email_hash);
@@ -208,7 +268,11 @@ describe('MaskedView', () => {
   it('the k-anonymity guard sets to NULL exactly the quasi-identifiers of groups smaller than k', async () => {
     const rows = (await query(ANA, 'SELECT id, country FROM curated.all_masks ORDER BY id')) as Record<string, any>[];
     expect(rows).toEqual([
-      { id: 1, country: 'US' }, { id: 2, country: 'US' }, { id: 3, country: 'US' }, { id: 4, country: null }, { id: 5, country: null },
+      { id: 1, country: 'US' },
+      { id: 2, country: 'US' },
+      { id: 3, country: 'US' },
+      { id: 4, country: null },
+      { id: 5, country: null },
     ]);
     const privileged = (await query(PIA, 'SELECT id, country FROM curated.all_masks ORDER BY id')) as Record<string, any>[];
     expect(privileged.map((r) => r.country)).toEqual(['US', 'US', 'US', 'DE', 'FR']);
@@ -217,9 +281,11 @@ describe('MaskedView', () => {
   it('the guard counts combinations of several quasi-identifiers over the whole view, NULL being a value like any other', async () => {
     const rows = (await query(ANA, 'SELECT id, country, city FROM curated.guard ORDER BY id')) as Record<string, any>[];
     expect(rows).toEqual([
-      { id: 1, country: 'US', city: 'Austin' }, { id: 2, country: 'US', city: 'Austin' },
+      { id: 1, country: 'US', city: 'Austin' },
+      { id: 2, country: 'US', city: 'Austin' },
       { id: 3, country: null, city: null }, // (US, Boston) occurs once
-      { id: 4, country: null, city: 'Paris' }, { id: 5, country: null, city: 'Paris' }, // (NULL, Paris) occurs twice
+      { id: 4, country: null, city: 'Paris' },
+      { id: 5, country: null, city: 'Paris' }, // (NULL, Paris) occurs twice
       { id: 6, country: null, city: null }, // (DE, NULL) occurs once
     ]);
     // A reader's WHERE does not shrink the population the guard counts.
@@ -234,11 +300,17 @@ describe('MaskedView', () => {
     // PostgreSQL 15 can still gather the view's rows from workers but cannot compute a reader's
     // aggregate in them: every row goes through the leader first. The view must hold none.
     // Parallel plans are made free here so that three-row tables get one, and forced to run.
-    const parallel = (user: string, sql: string) => withPg(async (c) => {
-      await c.query('SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0; SET force_parallel_mode = on');
-      return (await c.query(sql)).rows;
-    }, { database: DB, user, password: PW });
-    const plan = JSON.stringify((await parallel(ANA, 'EXPLAIN (FORMAT JSON) SELECT count(*), max(email), max(email_hash) FROM curated.parallel'))[0]['QUERY PLAN']);
+    const parallel = (user: string, sql: string) =>
+      withPg(
+        async (c) => {
+          await c.query('SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0; SET force_parallel_mode = on');
+          return (await c.query(sql)).rows;
+        },
+        { database: DB, user, password: PW },
+      );
+    const plan = JSON.stringify(
+      (await parallel(ANA, 'EXPLAIN (FORMAT JSON) SELECT count(*), max(email), max(email_hash) FROM curated.parallel'))[0]['QUERY PLAN'],
+    );
     expect(plan).toMatch(/"Node Type":"Gather( Merge)?"/);
     expect(plan).toContain('"Partial Mode":"Partial"');
     expect(plan).not.toContain('InitPlan');
@@ -265,12 +337,17 @@ describe('MaskedView', () => {
     // Visits with no person (NULL or unknown person_id), people with no visit: each join type keeps
     // or drops different rows, and the guard must count what the view holds. RIGHT and FULL joins
     // add unmatched people, which the per-key count of visits has no row for.
-    await asSuperuser((c) => c.query(`
+    await asSuperuser((c) =>
+      c.query(`
       CREATE TABLE raw.visits (id int PRIMARY KEY, person_id int);
-      INSERT INTO raw.visits VALUES (1, 1), (2, 1), (3, 2), (4, 3), (5, 4), (6, NULL), (7, NULL), (8, 99);`));
+      INSERT INTO raw.visits VALUES (1, 1), (2, 1), (3, 2), (4, 3), (5, 4), (6, NULL), (7, NULL), (8, 99);`),
+    );
     const types = ['inner', 'left', 'right', 'full'];
     for (const type of types) {
-      apply(view(`visits-${type}`, `  view: {schema: curated, name: visits_${type}}
+      apply(
+        view(
+          `visits-${type}`,
+          `  view: {schema: curated, name: visits_${type}}
   from: {table: raw.visits, alias: v}
   joins:
     - {table: raw.people, alias: p, on: p.id = v.person_id, type: ${type}}
@@ -278,28 +355,49 @@ describe('MaskedView', () => {
     - {name: visit_id, expr: v.id}
     - {name: person_id, expr: p.id}
     - {name: city, expr: p.city}
-  kAnonymity: {quasiIdentifiers: [city], k: 2}`));
+  kAnonymity: {quasiIdentifiers: [city], k: 2}`,
+        ),
+      );
     }
     for (const type of types) await waitForCondition(MASKED_VIEW_TYPE, `visits-${type}`, NS, 'Ready', 'True');
     for (const type of types) {
       const def = await asSuperuser(async (c) => (await c.query(`SELECT pg_get_viewdef('curated.visits_${type}'::regclass) AS d`)).rows[0].d as string);
       expect(def, 'visits are counted per join key').toContain('__steward_rows');
       // The reference: a window count over the same join, typed into psql.
-      const expected = await asSuperuser(async (c) => (await c.query(`
+      const expected = await asSuperuser(
+        async (c) =>
+          (
+            await c.query(`
         SELECT v.id AS visit_id, p.id AS person_id, CASE WHEN count(*) OVER (PARTITION BY p.city) >= 2 THEN p.city END AS city
-          FROM raw.visits v ${type.toUpperCase()} JOIN raw.people p ON p.id = v.person_id ORDER BY 1 NULLS LAST, 2 NULLS LAST`)).rows);
+          FROM raw.visits v ${type.toUpperCase()} JOIN raw.people p ON p.id = v.person_id ORDER BY 1 NULLS LAST, 2 NULLS LAST`)
+          ).rows,
+      );
       const seen = await query(ANA, `SELECT * FROM curated.visits_${type} ORDER BY 1 NULLS LAST, 2 NULLS LAST`);
       expect(seen, type).toEqual(expected);
     }
     // Spot checks of the reference itself: Paris has one visit, and one more row from an unmatched
     // person in RIGHT and FULL joins only.
-    const paris = async (type: string) => ((await query(ANA, `SELECT count(*)::int AS n FROM curated.visits_${type} WHERE city = 'Paris'`)) as { n: number }[])[0]!.n;
+    const paris = async (type: string) =>
+      ((await query(ANA, `SELECT count(*)::int AS n FROM curated.visits_${type} WHERE city = 'Paris'`)) as { n: number }[])[0]!.n;
     expect([await paris('inner'), await paris('left'), await paris('right'), await paris('full')]).toEqual([0, 0, 2, 2]);
     for (const type of types) await kube.delete(MASKED_VIEW_TYPE, `visits-${type}`, NS);
+    // Gone before the next test: their cleanup REVOKEs on schema raw would race the next test's own
+    // out-of-band REVOKE there ("tuple concurrently updated" is PostgreSQL's answer to two at once).
+    for (const type of types) {
+      await waitFor(`visits-${type} to be dropped`, async () =>
+        kube.get(MASKED_VIEW_TYPE, `visits-${type}`, NS).then(
+          () => false,
+          () => true,
+        ),
+      );
+    }
   });
 
   it('everyday SQL (IN, LIKE, BETWEEN, NULLIF, IS DISTINCT FROM, typmods, EXTRACT, intervals, AT TIME ZONE) means what it means in psql', async () => {
-    const direct = await asSuperuser(async (c) => (await c.query(`SELECT p.id, ${EVERYDAY_EXPRESSIONS.map(([name, expr]) => `${expr} AS ${name}`).join(', ')} FROM raw.people p ORDER BY p.id`)).rows);
+    const direct = await asSuperuser(
+      async (c) =>
+        (await c.query(`SELECT p.id, ${EVERYDAY_EXPRESSIONS.map(([name, expr]) => `${expr} AS ${name}`).join(', ')} FROM raw.people p ORDER BY p.id`)).rows,
+    );
     const viaView = await query(ANA, 'SELECT * FROM curated.everyday ORDER BY id');
     expect(direct).toHaveLength(6);
     expect(viaView).toEqual(direct);
@@ -323,10 +421,18 @@ describe('MaskedView', () => {
 
   it('readers reach the view through its reader role; a direct grant an earlier Steward made to a reader is replaced by it', async () => {
     const role = readerRoleName(NS, 'customer-sales');
-    const grantees = () => asSuperuser(async (c) => (await c.query(
-      `SELECT ARRAY(SELECT DISTINCT pg_get_userbyid(a.grantee)::text FROM pg_class c, aclexplode(c.relacl) a
+    const grantees = () =>
+      asSuperuser(
+        async (c) =>
+          (
+            await c.query(
+              `SELECT ARRAY(SELECT DISTINCT pg_get_userbyid(a.grantee)::text FROM pg_class c, aclexplode(c.relacl) a
          WHERE c.oid = 'curated.customer_sales'::regclass AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner ORDER BY 1) AS selects,
-              ARRAY(SELECT pg_get_userbyid(m.member)::text FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid WHERE r.rolname = $1) AS members`, [role])).rows[0]);
+              ARRAY(SELECT pg_get_userbyid(m.member)::text FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid WHERE r.rolname = $1) AS members`,
+              [role],
+            )
+          ).rows[0],
+      );
     expect(await grantees()).toEqual({ selects: [role], members: [READER] });
     // What Steward before the reader role did: SELECT on the view to the reader itself.
     await asSuperuser((c) => c.query(`GRANT SELECT ON curated.customer_sales TO ${READER}`));
@@ -338,16 +444,26 @@ describe('MaskedView', () => {
   it("the reader role is Steward's: a member, a membership or a grant elsewhere added out of band is taken away", async () => {
     const role = readerRoleName(NS, 'customer-sales');
     const OUTSIDER = `outsider_${id}`;
-    const held = () => asSuperuser(async (c) => (await c.query(
-      `SELECT ARRAY(SELECT pg_get_userbyid(m.member)::text FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid WHERE r.rolname = $1 ORDER BY 1) AS members,
+    const held = () =>
+      asSuperuser(
+        async (c) =>
+          (
+            await c.query(
+              `SELECT ARRAY(SELECT pg_get_userbyid(m.member)::text FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid WHERE r.rolname = $1 ORDER BY 1) AS members,
               ARRAY(SELECT pg_get_userbyid(m.roleid)::text FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.member WHERE r.rolname = $1) AS "memberOf",
               has_table_privilege($1, 'raw.people', 'SELECT') AS people, has_table_privilege($1, 'raw.customers', 'SELECT') AS customers,
-              has_schema_privilege($1, 'raw', 'USAGE') AS raw`, [role])).rows[0]);
+              has_schema_privilege($1, 'raw', 'USAGE') AS raw`,
+              [role],
+            )
+          ).rows[0],
+      );
     // Left in place, pii_reader would show the readers raw values, and the grants would let them read
     // another table and a source of the view directly (the login here may revoke them all; where it
     // may not, see least-privilege.test.ts: the readers are removed instead).
-    await asSuperuser((c) => c.query(`CREATE ROLE ${OUTSIDER} LOGIN PASSWORD '${PW}'; GRANT ${role} TO ${OUTSIDER}; GRANT ${PII} TO ${role};
-      GRANT USAGE ON SCHEMA raw TO ${role}; GRANT SELECT ON raw.people, raw.customers TO ${role}`));
+    await asSuperuser((c) =>
+      c.query(`CREATE ROLE ${OUTSIDER} LOGIN PASSWORD '${PW}'; GRANT ${role} TO ${OUTSIDER}; GRANT ${PII} TO ${role};
+      GRANT USAGE ON SCHEMA raw TO ${role}; GRANT SELECT ON raw.people, raw.customers TO ${role}`),
+    );
     const clean = { members: [READER], memberOf: [], people: false, customers: false, raw: false };
     await waitFor('the drift to be taken away', async () => JSON.stringify(await held()) === JSON.stringify(clean), 20_000);
     await waitForCondition(MASKED_VIEW_TYPE, 'customer-sales', NS, 'Ready', 'True', undefined, 20_000);
@@ -359,18 +475,46 @@ describe('MaskedView', () => {
   });
 
   it.each([
-    ['a subquery in expr', (y: string) => y.replace('expr: o.id}', 'expr: "(SELECT max(id) FROM raw.customers)"}'), /subqueries are not allowed \(at position \d+\)/],
+    [
+      'a subquery in expr',
+      (y: string) => y.replace('expr: o.id}', 'expr: "(SELECT max(id) FROM raw.customers)"}'),
+      /subqueries are not allowed \(at position \d+\)/,
+    ],
     ['a semicolon in expr', (y: string) => y.replace('expr: o.id}', 'expr: "o.id; DROP TABLE raw.orders"}'), /single expression .*\(at position \d+\)/],
     ['a comment in expr', (y: string) => y.replace('expr: o.id}', 'expr: "o.id -- hidden"}'), /comments are not allowed \(at position 6\)/],
-    ['a function that is not allowed in expr', (y: string) => y.replace('expr: o.id}', 'expr: "pg_read_file(\'/etc/passwd\')"}'), /function pg_read_file is not allowed \(at position 1\)/],
-    ['a subquery in on', (y: string) => y.replace('on: c.id = o.customer_id', 'on: "c.id = (SELECT 1)"'), /joins\[0\]\.on: subqueries are not allowed \(at position \d+\)/],
-    ['a comment in on', (y: string) => y.replace('on: c.id = o.customer_id', 'on: "c.id = o.customer_id /* x */"'), /comments are not allowed \(at position \d+\)/],
+    [
+      'a function that is not allowed in expr',
+      (y: string) => y.replace('expr: o.id}', 'expr: "pg_read_file(\'/etc/passwd\')"}'),
+      /function pg_read_file is not allowed \(at position 1\)/,
+    ],
+    [
+      'a subquery in on',
+      (y: string) => y.replace('on: c.id = o.customer_id', 'on: "c.id = (SELECT 1)"'),
+      /joins\[0\]\.on: subqueries are not allowed \(at position \d+\)/,
+    ],
+    [
+      'a comment in on',
+      (y: string) => y.replace('on: c.id = o.customer_id', 'on: "c.id = o.customer_id /* x */"'),
+      /comments are not allowed \(at position \d+\)/,
+    ],
     ['a function in on', (y: string) => y.replace('on: c.id = o.customer_id', 'on: "pg_sleep(1) IS NULL"'), /function pg_sleep is not allowed/],
-    ['a column that does not exist (PostgreSQL\'s verdict)', (y: string) => y.replace('expr: o.id}', 'expr: o.idd}'), /PostgreSQL refused the view: column o.idd does not exist/],
-    ['types that do not match (PostgreSQL\'s verdict)', (y: string) => y.replace('expr: o.id}', 'expr: "o.id + c.country"}'), /PostgreSQL refused the view: operator does not exist: integer \+ text/],
+    [
+      "a column that does not exist (PostgreSQL's verdict)",
+      (y: string) => y.replace('expr: o.id}', 'expr: o.idd}'),
+      /PostgreSQL refused the view: column o.idd does not exist/,
+    ],
+    [
+      "types that do not match (PostgreSQL's verdict)",
+      (y: string) => y.replace('expr: o.id}', 'expr: "o.id + c.country"}'),
+      /PostgreSQL refused the view: operator does not exist: integer \+ text/,
+    ],
   ])('refuses %s with a position, and leaves the view unchanged', async (_what, mutate, message) => {
     const name = unique('bad');
-    apply(mutate(CUSTOMER_SALES).replace('name: customer-sales', `name: ${name}`).replace('name: customer_sales}', `name: ${name.replace(/-/g, '_')}}`));
+    apply(
+      mutate(CUSTOMER_SALES)
+        .replace('name: customer-sales', `name: ${name}`)
+        .replace('name: customer_sales}', `name: ${name.replace(/-/g, '_')}}`),
+    );
     const obj = await waitForCondition(MASKED_VIEW_TYPE, name, NS, 'Ready', 'False', 'InvalidExpression');
     expect(condition(obj, 'Ready')?.message).toMatch(message);
     const exists = await asSuperuser(async (c) => (await c.query('SELECT to_regclass($1) AS r', [`curated.${name.replace(/-/g, '_')}`])).rows[0].r);
@@ -394,15 +538,25 @@ describe('MaskedView', () => {
     expect(lineage.dataset).toBe('curated.customer_sales');
     expect(lineage.columns.map((c) => c.name)).toEqual(['order_id', 'email', 'phone', 'customer_region', 'gross_revenue', 'created_at']);
     expect(lineage.columns.find((c) => c.name === 'gross_revenue')).toEqual({
-      name: 'gross_revenue', source: 'raw.orders.quantity * raw.orders.unit_price', inputs: ['raw.orders.quantity', 'raw.orders.unit_price'], masked: false,
+      name: 'gross_revenue',
+      source: 'raw.orders.quantity * raw.orders.unit_price',
+      inputs: ['raw.orders.quantity', 'raw.orders.unit_price'],
+      masked: false,
     });
     expect(lineage.columns.find((c) => c.name === 'email')).toMatchObject({ inputs: ['raw.customers.email'], masked: true, mask: 'email' });
-    const cm = await kube.get<{ data: Record<string, string> } & Conditioned>({ group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true }, 'customer-sales-lineage', NS);
+    const cm = await kube.get<{ data: Record<string, string> } & Conditioned>(
+      { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true },
+      'customer-sales-lineage',
+      NS,
+    );
     const doc = JSON.parse(cm.data['lineage.json']!);
     expect(doc).toMatchObject({ dataset: 'curated.customer_sales', owner: 'data-eng', last_updated: expect.stringMatching(/^\d{4}-\d{2}-\d{2}$/) });
     expect(doc.columns).toEqual(lineage.columns);
     expect(existsSync(lineageFile)).toBe(true);
-    const events = readFileSync(lineageFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const events = readFileSync(lineageFile, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     const event = events.reverse().find((e) => e.job.name === `${NS}/customer-sales`);
     expect(event.eventType).toBe('COMPLETE');
     const fields = event.outputs[0].facets.columnLineage.fields;
@@ -417,7 +571,7 @@ describe('MaskedView', () => {
     expect(posted.some((e) => JSON.stringify(e.outputs[0].facets.columnLineage.fields) === JSON.stringify(fields))).toBe(true);
   });
 
-  it('steward lineage prints every view\'s lineage as one report', () => {
+  it("steward lineage prints every view's lineage as one report", () => {
     const r = spawnSync(join(REPO, 'bin/steward'), ['lineage'], { encoding: 'utf8', env: process.env });
     expect(r.status, r.stderr).toBe(0);
     const report = JSON.parse(r.stdout);
@@ -433,7 +587,9 @@ describe('MaskedView', () => {
     const snapshot = async () => ({
       view: await asSuperuser(async (c) => (await c.query(`SELECT oid::int, xmin::text FROM pg_class WHERE oid = 'curated.customer_sales'::regclass`)).rows[0]),
       cm: (await kube.get<Conditioned>(CM, 'customer-sales-lineage', NS)).metadata.resourceVersion,
-      audit: await asSuperuser(async (c) => (await c.query(`SELECT count(*)::int AS n FROM steward.audit_log WHERE kind = 'MaskedView' AND name = 'customer-sales'`)).rows[0].n),
+      audit: await asSuperuser(
+        async (c) => (await c.query(`SELECT count(*)::int AS n FROM steward.audit_log WHERE kind = 'MaskedView' AND name = 'customer-sales'`)).rows[0].n,
+      ),
       status: (await kube.get<Conditioned>(MASKED_VIEW_TYPE, 'customer-sales', NS)).metadata.resourceVersion,
     });
     const before = await snapshot();
@@ -458,11 +614,20 @@ describe('MaskedView', () => {
         if (Array.isArray(r)) seen.push(...r.map((x) => String(x.email)));
       }
     })();
-    apply(CUSTOMER_SALES.replace('    - {name: created_at, expr: o.created_at}', '    - {name: created_at, expr: o.created_at}\n    - {name: quantity, expr: o.quantity}'));
-    await waitFor('the new column', async () => {
-      const r = await query(ANA, 'SELECT quantity FROM curated.customer_sales LIMIT 1');
-      return Array.isArray(r);
-    }, 20_000);
+    apply(
+      CUSTOMER_SALES.replace(
+        '    - {name: created_at, expr: o.created_at}',
+        '    - {name: created_at, expr: o.created_at}\n    - {name: quantity, expr: o.quantity}',
+      ),
+    );
+    await waitFor(
+      'the new column',
+      async () => {
+        const r = await query(ANA, 'SELECT quantity FROM curated.customer_sales LIMIT 1');
+        return Array.isArray(r);
+      },
+      20_000,
+    );
     stop = true;
     await poll;
     expect(seen.length).toBeGreaterThan(0);
@@ -473,11 +638,20 @@ describe('MaskedView', () => {
     const LATE = `late_${id}`;
     const LATE_READER = `latereader_${id}`;
     const LATE_LOGIN = `latelogin_${id}`;
-    apply(maskedViewYaml({ name: 'late-role', namespace: NS, warehouse: WH, readers: [READER, LATE_READER], unmaskedRoles: [LATE], body: `  view: {schema: curated, name: late_role}
+    apply(
+      maskedViewYaml({
+        name: 'late-role',
+        namespace: NS,
+        warehouse: WH,
+        readers: [READER, LATE_READER],
+        unmaskedRoles: [LATE],
+        body: `  view: {schema: curated, name: late_role}
   from: {table: raw.customers, alias: c}
   columns:
     - {name: id, expr: c.id}
-    - {name: email, expr: c.email, mask: email}` }));
+    - {name: email, expr: c.email, mask: email}`,
+      }),
+    );
     const stalled = await waitForCondition(MASKED_VIEW_TYPE, 'late-role', NS, 'Ready', 'False', 'RoleNotFound');
     expect(condition(stalled, 'Ready')?.message).toContain(`roles ${LATE_READER} (readers), ${LATE} (unmaskedRoles) do not exist`);
     expect(await asSuperuser(async (c) => (await c.query(`SELECT to_regclass('curated.late_role') AS r`)).rows[0].r)).toBeNull();
@@ -500,35 +674,72 @@ describe('MaskedView', () => {
     await asSuperuser((c) => c.query(`DROP ROLE ${LATE}`));
     expect(await email(LATE_LOGIN)).toEqual([{ email: 'al***@example.com' }]);
     await asSuperuser((c) => c.query(`CREATE ROLE ${LATE} NOLOGIN; GRANT ${LATE} TO ${LATE_LOGIN}`));
-    await waitFor('the view rebuilt for the new role', async () => JSON.stringify(await email(LATE_LOGIN)) === JSON.stringify([{ email: 'alice@example.com' }]), 20_000);
+    await waitFor(
+      'the view rebuilt for the new role',
+      async () => JSON.stringify(await email(LATE_LOGIN)) === JSON.stringify([{ email: 'alice@example.com' }]),
+      20_000,
+    );
     expect(await email(ANA)).toEqual([{ email: 'al***@example.com' }]);
 
     // A reader reaches the view through the view's reader role. Taken out of readers, it loses the
     // view and the schema's USAGE with it; the other reader keeps both.
-    const reach = (role: string) => asSuperuser(async (c) => (await c.query(
-      `SELECT has_table_privilege($1, 'curated.late_role', 'SELECT') AS view, has_schema_privilege($1, 'curated', 'USAGE') AS schema`, [role])).rows[0]);
+    const reach = (role: string) =>
+      asSuperuser(
+        async (c) =>
+          (
+            await c.query(`SELECT has_table_privilege($1, 'curated.late_role', 'SELECT') AS view, has_schema_privilege($1, 'curated', 'USAGE') AS schema`, [
+              role,
+            ])
+          ).rows[0],
+      );
     expect(await reach(LATE_READER)).toEqual({ view: true, schema: true });
-    apply(maskedViewYaml({ name: 'late-role', namespace: NS, warehouse: WH, readers: [READER], unmaskedRoles: [LATE], body: `  view: {schema: curated, name: late_role}
+    apply(
+      maskedViewYaml({
+        name: 'late-role',
+        namespace: NS,
+        warehouse: WH,
+        readers: [READER],
+        unmaskedRoles: [LATE],
+        body: `  view: {schema: curated, name: late_role}
   from: {table: raw.customers, alias: c}
   columns:
     - {name: id, expr: c.id}
-    - {name: email, expr: c.email, mask: email}` }));
+    - {name: email, expr: c.email, mask: email}`,
+      }),
+    );
     await waitFor('the reader taken out to lose the view', async () => !(await reach(LATE_READER)).view, 20_000);
     expect(await reach(LATE_READER)).toEqual({ view: false, schema: false });
     expect(await reach(READER)).toEqual({ view: true, schema: true });
 
     await kube.delete(MASKED_VIEW_TYPE, 'late-role', NS);
-    await waitFor('the view to be dropped', async () => (await asSuperuser(async (c) => (await c.query(`SELECT to_regclass('curated.late_role') AS r`)).rows[0].r)) === null);
+    await waitFor(
+      'the view to be dropped',
+      async () => (await asSuperuser(async (c) => (await c.query(`SELECT to_regclass('curated.late_role') AS r`)).rows[0].r)) === null,
+    );
     expect(await query(LATE_LOGIN, 'SELECT 1 FROM raw.customers')).toMatch(/permission denied/);
     await asSuperuser((c) => c.query(`DROP ROLE ${LATE_LOGIN}; DROP ROLE ${LATE}; DROP ROLE ${LATE_READER}`));
   });
 
   it('deletion drops the view, its owner role and its reader role, and leaves the reader nothing it gave', async () => {
     const roles = [ownerRoleName(NS, 'all-masks'), readerRoleName(NS, 'all-masks')];
-    const left = () => asSuperuser(async (c) => (await c.query(`SELECT to_regclass('curated.all_masks') AS view, ARRAY(SELECT rolname::text FROM pg_roles WHERE rolname = ANY($1) ORDER BY 1) AS roles`, [roles])).rows[0]);
+    const left = () =>
+      asSuperuser(
+        async (c) =>
+          (
+            await c.query(
+              `SELECT to_regclass('curated.all_masks') AS view, ARRAY(SELECT rolname::text FROM pg_roles WHERE rolname = ANY($1) ORDER BY 1) AS roles`,
+              [roles],
+            )
+          ).rows[0],
+      );
     expect(await left()).toMatchObject({ roles: [...roles].sort() });
     await kube.delete(MASKED_VIEW_TYPE, 'all-masks', NS);
-    await waitFor('the object to be gone', async () => kube.get(MASKED_VIEW_TYPE, 'all-masks', NS).then(() => false, () => true));
+    await waitFor('the object to be gone', async () =>
+      kube.get(MASKED_VIEW_TYPE, 'all-masks', NS).then(
+        () => false,
+        () => true,
+      ),
+    );
     expect(await left()).toEqual({ view: null, roles: [] });
     // The reader still reads the views it is a reader of, through their own reader roles.
     expect(await query(ANA, 'SELECT count(*)::int AS n FROM curated.customer_sales')).toEqual([{ n: 3 }]);

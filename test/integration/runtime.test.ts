@@ -20,7 +20,9 @@ async function newWarehouse(): Promise<string> {
 
 const CONFIGMAP = { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true };
 
-interface Lease { spec?: { holderIdentity?: string; leaseTransitions?: number } }
+interface Lease {
+  spec?: { holderIdentity?: string; leaseTransitions?: number };
+}
 
 beforeAll(async () => {
   await ensureNamespace(NS);

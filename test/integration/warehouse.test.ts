@@ -4,8 +4,24 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
 import {
-  Steward, allEventsText, apply, kstatus, condition, ensureNamespace, eventsAbout, kube, makeUnrelatedCa, putSecret, randomPassword,
-  stackCa, unique, waitFor, waitForCondition, warehouseYaml, withPg, type Conditioned,
+  Steward,
+  allEventsText,
+  apply,
+  kstatus,
+  condition,
+  ensureNamespace,
+  eventsAbout,
+  kube,
+  makeUnrelatedCa,
+  putSecret,
+  randomPassword,
+  stackCa,
+  unique,
+  waitFor,
+  waitForCondition,
+  warehouseYaml,
+  withPg,
+  type Conditioned,
 } from './harness.ts';
 
 const NS = 'steward-system';
@@ -18,7 +34,9 @@ async function makeWarehouse(opts: { password?: string; ca?: string; port?: numb
   created.push(name);
   await putSecret(NS, `${name}-creds`, { username: process.env.PGUSER!, password: opts.password ?? process.env.PGPASSWORD! });
   if (opts.ca !== undefined) await putSecret(NS, `${name}-ca`, { 'ca.crt': opts.ca });
-  apply(warehouseYaml({ name, port: opts.port, sslMode: opts.sslMode, caSecret: opts.ca !== undefined ? `${name}-ca` : undefined, credsSecret: `${name}-creds` }));
+  apply(
+    warehouseYaml({ name, port: opts.port, sslMode: opts.sslMode, caSecret: opts.ca !== undefined ? `${name}-ca` : undefined, credsSecret: `${name}-creds` }),
+  );
   return name;
 }
 
@@ -40,7 +58,9 @@ describe('Warehouse', () => {
     expect(tls).toMatchObject({ status: 'True', reason: 'CertificateVerified' });
 
     // The server's own view of a verify-full session from this machine, for comparison.
-    const server = await withPg(async (c) => (await c.query('SELECT version, cipher, current_setting(\'server_version\') AS v FROM pg_stat_ssl WHERE pid = pg_backend_pid()')).rows[0]);
+    const server = await withPg(
+      async (c) => (await c.query("SELECT version, cipher, current_setting('server_version') AS v FROM pg_stat_ssl WHERE pid = pg_backend_pid()")).rows[0],
+    );
     expect(wh.status?.tls).toEqual({ version: server.version, cipher: server.cipher });
     expect(wh.status?.tls).toMatchObject({ version: expect.stringMatching(/^TLSv1\.[23]$/) });
     expect(String(server.v)).toContain(String(wh.status?.serverVersion));
@@ -52,7 +72,9 @@ describe('Warehouse', () => {
     expect(printed.stdout).toMatch(new RegExp(`${name}\\s+localhost\\s+\\S+\\s+TLSv1\\.[23]\\s+True`));
 
     // Its Steward's own sessions show up in pg_stat_ssl as encrypted, every one of them.
-    const sessions = await withPg(async (c) => (await c.query("SELECT s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = 'steward'")).rows);
+    const sessions = await withPg(
+      async (c) => (await c.query("SELECT s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) WHERE a.application_name = 'steward'")).rows,
+    );
     expect(sessions.length).toBeGreaterThan(0);
     expect(sessions.every((s) => s.ssl === true)).toBe(true);
   });
@@ -133,7 +155,7 @@ describe('Warehouse', () => {
     }
     const logged = steward.logLines().filter((l) => (l.audit as { name?: string } | undefined)?.name === name);
     expect(logged.length).toBeGreaterThanOrEqual(rows.length);
-    for (const sql of ['UPDATE steward.audit_log SET outcome = \'failure\'', 'DELETE FROM steward.audit_log', 'TRUNCATE steward.audit_log']) {
+    for (const sql of ["UPDATE steward.audit_log SET outcome = 'failure'", 'DELETE FROM steward.audit_log', 'TRUNCATE steward.audit_log']) {
       await expect(withPg((c) => c.query(sql))).rejects.toThrow(/append-only/);
     }
     // Failures are audited too (in the log: a Warehouse that cannot be reached has no table to write to).
@@ -162,7 +184,12 @@ describe('Warehouse', () => {
     const audit = JSON.stringify(await withPg(async (c) => (await c.query('SELECT * FROM steward.audit_log')).rows));
     for (const secret of secretsSeen) {
       expect(secret.length).toBeGreaterThan(8);
-      for (const [where, text] of [['logs', logs], ['events', events], ['status', statuses], ['audit table', audit]] as const) {
+      for (const [where, text] of [
+        ['logs', logs],
+        ['events', events],
+        ['status', statuses],
+        ['audit table', audit],
+      ] as const) {
         expect(text.includes(secret), `${where} contain a secret`).toBe(false);
       }
     }

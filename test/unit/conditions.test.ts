@@ -16,11 +16,16 @@ describe('conditions', () => {
   });
 
   it('keeps one condition per type and the order of existing ones', () => {
-    const list = setConditions([], [
-      { type: 'Ready', status: 'True', reason: 'R', message: '' },
-      { type: 'TLSVerified', status: 'True', reason: 'T', message: '' },
-      { type: 'Ready', status: 'False', reason: 'R2', message: '' },
-    ], 1, t0);
+    const list = setConditions(
+      [],
+      [
+        { type: 'Ready', status: 'True', reason: 'R', message: '' },
+        { type: 'TLSVerified', status: 'True', reason: 'T', message: '' },
+        { type: 'Ready', status: 'False', reason: 'R2', message: '' },
+      ],
+      1,
+      t0,
+    );
     expect(list.map((c) => `${c.type}=${c.status}`)).toEqual(['Ready=False', 'TLSVerified=True']);
   });
 });
@@ -43,7 +48,12 @@ describe('status from an outcome (kstatus)', () => {
     expect(c.map((x) => `${x.type}=${x.status}`)).toEqual(['Ready=False', 'Reconciling=False', 'Stalled=True']);
   });
   it('writes observedGeneration and merges domain fields; null removes one', () => {
-    const s = desiredStatus({ tls: { version: 'TLSv1.2' }, old: 1 }, { state: 'Ready', reason: 'R', message: '', status: { tls: { version: 'TLSv1.3' }, old: null } }, 7, t0);
+    const s = desiredStatus(
+      { tls: { version: 'TLSv1.2' }, old: 1 },
+      { state: 'Ready', reason: 'R', message: '', status: { tls: { version: 'TLSv1.3' }, old: null } },
+      7,
+      t0,
+    );
     expect(s.observedGeneration).toBe(7);
     expect(s.tls).toEqual({ version: 'TLSv1.3' });
     expect(s.old).toBeNull();

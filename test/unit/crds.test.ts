@@ -6,13 +6,18 @@ import { crdFileName, renderCrdYaml } from '../../src/api/crd.ts';
 
 describe('generated CRDs', () => {
   const dirs = ['crds', 'charts/steward/crds'];
-  it.each(dirs.flatMap((dir) => KINDS.map((k) => [dir, k.kind, k] as const)))('%s matches src/api for %s (run `make crds` after a schema change)', (dir, _kind, def) => {
-    const onDisk = readFileSync(new URL(`../../${dir}/${crdFileName(def)}`, import.meta.url), 'utf8');
-    expect(onDisk).toBe(renderCrdYaml(def));
-  });
+  it.each(dirs.flatMap((dir) => KINDS.map((k) => [dir, k.kind, k] as const)))(
+    '%s matches src/api for %s (run `make crds` after a schema change)',
+    (dir, _kind, def) => {
+      const onDisk = readFileSync(new URL(`../../${dir}/${crdFileName(def)}`, import.meta.url), 'utf8');
+      expect(onDisk).toBe(renderCrdYaml(def));
+    },
+  );
 
   it.each(dirs)('%s has a CRD for every kind and nothing else', (dir) => {
-    const files = readdirSync(new URL(`../../${dir}/`, import.meta.url)).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml').sort();
+    const files = readdirSync(new URL(`../../${dir}/`, import.meta.url))
+      .filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml')
+      .sort();
     expect(files).toEqual(KINDS.map(crdFileName).sort());
   });
 

@@ -14,10 +14,17 @@ const tenant = { name: 'analytics', labels: { 'steward.dev/tenant': 'analytics' 
 
 describe('evaluatePolicy (default deny)', () => {
   it('allows what a rule covers, with its maxDuration', () => {
-    expect(evaluatePolicy(rules, { namespace: tenant, schema: 'curated', privileges: ['SELECT'] })).toEqual({ allowed: true, rule: 0, maxDurationMs: 2160 * 3_600_000 });
+    expect(evaluatePolicy(rules, { namespace: tenant, schema: 'curated', privileges: ['SELECT'] })).toEqual({
+      allowed: true,
+      rule: 0,
+      maxDurationMs: 2160 * 3_600_000,
+    });
   });
   it('an uncapped rule wins over a capped one', () => {
-    expect(evaluatePolicy(rules, { namespace: { name: 'data-eng', labels: tenant.labels }, schema: 'curated', privileges: ['SELECT'] })).toEqual({ allowed: true, rule: 1 });
+    expect(evaluatePolicy(rules, { namespace: { name: 'data-eng', labels: tenant.labels }, schema: 'curated', privileges: ['SELECT'] })).toEqual({
+      allowed: true,
+      rule: 1,
+    });
   });
   it.each([
     [{ namespace: { name: 'other', labels: {} }, schema: 'curated', privileges: ['SELECT'] }, /no accessPolicy rule .* covers namespace other/],
@@ -46,7 +53,10 @@ describe('effectiveExpiry', () => {
     expect(effectiveExpiry({ duration: '24h', now }).at?.toISOString()).toBe('2026-06-02T00:00:00.000Z');
   });
   it('maxDuration caps, and says so', () => {
-    expect(effectiveExpiry({ expiresAt: '2027-01-01T00:00:00Z', maxDurationMs: 86_400_000, grantedAt: '2026-06-01T00:00:00Z', now })).toEqual({ at: new Date('2026-06-02T00:00:00Z'), capped: true });
+    expect(effectiveExpiry({ expiresAt: '2027-01-01T00:00:00Z', maxDurationMs: 86_400_000, grantedAt: '2026-06-01T00:00:00Z', now })).toEqual({
+      at: new Date('2026-06-02T00:00:00Z'),
+      capped: true,
+    });
     expect(effectiveExpiry({ maxDurationMs: 86_400_000, now })).toEqual({ at: new Date('2026-06-02T00:00:00Z'), capped: true });
     expect(effectiveExpiry({ expiresAt: '2026-06-01T06:00:00Z', maxDurationMs: 86_400_000, now }).capped).toBe(false);
   });
@@ -85,7 +95,12 @@ describe('grant diff', () => {
   });
   it('converged: nothing to do', () => expect(isEmptyDiff(diffGrants(desired, desired))).toBe(true));
   it('drift: extra privileges, members and memberships are taken away first', () => {
-    const actual = { ...desired, tablePrivileges: [...desired.tablePrivileges, { schema: 'raw', table: 'orders', privilege: 'SELECT' }], members: ['reader', 'mallory'], memberOf: ['stw_usage', 'pii_reader'] };
+    const actual = {
+      ...desired,
+      tablePrivileges: [...desired.tablePrivileges, { schema: 'raw', table: 'orders', privilege: 'SELECT' }],
+      members: ['reader', 'mallory'],
+      memberOf: ['stw_usage', 'pii_reader'],
+    };
     expect(diffStatements('stw_x', diffGrants(desired, actual)).map((s) => s.sql)).toEqual([
       'REVOKE "stw_x" FROM "mallory"',
       'REVOKE "pii_reader" FROM "stw_x"',
@@ -93,7 +108,16 @@ describe('grant diff', () => {
     ]);
   });
   it('"*" covers every table and future ones through default privileges of each owner', () => {
-    const all = desiredState({ schema: 'curated', tables: ['*'], existingTables: [{ name: 'a', owner: 'etl' }, { name: 'b', owner: 'dbt' }], privileges: ['SELECT'], usageRole: 'stw_usage' });
+    const all = desiredState({
+      schema: 'curated',
+      tables: ['*'],
+      existingTables: [
+        { name: 'a', owner: 'etl' },
+        { name: 'b', owner: 'dbt' },
+      ],
+      privileges: ['SELECT'],
+      usageRole: 'stw_usage',
+    });
     const sql = diffStatements('stw_x', diffGrants(all, EMPTY_STATE)).map((s) => s.sql);
     expect(sql).toContain('GRANT SELECT ON TABLE "curated"."a" TO "stw_x"');
     expect(sql).toContain('ALTER DEFAULT PRIVILEGES FOR ROLE "dbt" IN SCHEMA "curated" GRANT SELECT ON TABLES TO "stw_x"');
@@ -110,16 +134,22 @@ describe('grant diff', () => {
   });
 });
 
-describe('the accessPolicy names principals, and never grants what is Steward\'s or PostgreSQL\'s', () => {
-  const named: AccessRule[] = [{ namespaces: { matchNames: ['t'] }, schemas: ['curated', 'raw'], privileges: ['SELECT'], principals: ['analytics_*', 'pii_reader'] }];
+describe("the accessPolicy names principals, and never grants what is Steward's or PostgreSQL's", () => {
+  const named: AccessRule[] = [
+    { namespaces: { matchNames: ['t'] }, schemas: ['curated', 'raw'], privileges: ['SELECT'], principals: ['analytics_*', 'pii_reader'] },
+  ];
   const t = { name: 't', labels: {} };
   it('allows the names and patterns a rule lists, and only those', () => {
-    expect(evaluatePolicy(named, { namespace: t, schema: 'curated', privileges: ['SELECT'], principals: ['analytics_reader', 'pii_reader'] }).allowed).toBe(true);
+    expect(evaluatePolicy(named, { namespace: t, schema: 'curated', privileges: ['SELECT'], principals: ['analytics_reader', 'pii_reader'] }).allowed).toBe(
+      true,
+    );
     const d = evaluatePolicy(named, { namespace: t, schema: 'curated', privileges: ['SELECT'], principals: ['analytics_reader', 'etl'] });
     expect(!d.allowed && d.message).toBe('namespace t may not name role etl on schema curated: its rules allow analytics_*, pii_reader');
     // A pattern is anchored and * is the only wildcard: no regular expression gets through it.
     expect(evaluatePolicy(named, { namespace: t, schema: 'curated', privileges: ['SELECT'], principals: ['x_analytics_reader'] }).allowed).toBe(false);
-    expect(evaluatePolicy([{ ...named[0]!, principals: ['a.b'] }], { namespace: t, schema: 'curated', privileges: ['SELECT'], principals: ['axb'] }).allowed).toBe(false);
+    expect(
+      evaluatePolicy([{ ...named[0]!, principals: ['a.b'] }], { namespace: t, schema: 'curated', privileges: ['SELECT'], principals: ['axb'] }).allowed,
+    ).toBe(false);
   });
   it('a rule without principals allows any role (as before principals existed); the never-grantable list still applies', () => {
     expect(evaluatePolicy(rules, { namespace: tenant, schema: 'curated', privileges: ['SELECT'], principals: ['anyone'] }).allowed).toBe(true);
@@ -140,7 +170,16 @@ describe('the accessPolicy names principals, and never grants what is Steward\'s
 });
 
 describe('refusedRole', () => {
-  const role = (o: Partial<GranteeFacts> = {}): GranteeFacts => ({ name: 'analytics_reader', oid: 20000, superuser: false, bypassRls: false, createRole: false, comment: null, isSteward: false, ...o });
+  const role = (o: Partial<GranteeFacts> = {}): GranteeFacts => ({
+    name: 'analytics_reader',
+    oid: 20000,
+    superuser: false,
+    bypassRls: false,
+    createRole: false,
+    comment: null,
+    isSteward: false,
+    ...o,
+  });
   it.each([
     [{ isSteward: true }, "is Steward's own login"],
     [{ superuser: true }, 'is a superuser'],
@@ -155,14 +194,19 @@ describe('refusedRole', () => {
 });
 
 describe('refusedTargets', () => {
-  const tables = [{ name: 'orders', owner: 'data_owner' }, { name: 'customer_sales', owner: 'stw_mv_data_eng_customer_sales_0123abcd' }];
+  const tables = [
+    { name: 'orders', owner: 'data_owner' },
+    { name: 'customer_sales', owner: 'stw_mv_data_eng_customer_sales_0123abcd' },
+  ];
   it("allows anything on other tables, and SELECT on Steward's views", () => {
     expect(refusedTargets('curated', tables, ['orders'], ['SELECT', 'INSERT', 'TRIGGER'])).toBeUndefined();
     expect(refusedTargets('curated', tables, ['customer_sales'], ['SELECT'])).toBeUndefined();
     expect(refusedTargets('curated', tables, ['*'], ['SELECT'])).toBeUndefined();
   });
   it("refuses more than SELECT on Steward's views, named or under *", () => {
-    expect(refusedTargets('curated', tables, ['customer_sales'], ['SELECT', 'TRIGGER'])).toBe("curated.customer_sales is one of Steward's own MaskedViews, on which only SELECT is grantable, not TRIGGER");
+    expect(refusedTargets('curated', tables, ['customer_sales'], ['SELECT', 'TRIGGER'])).toBe(
+      "curated.customer_sales is one of Steward's own MaskedViews, on which only SELECT is grantable, not TRIGGER",
+    );
     expect(refusedTargets('curated', tables, ['*'], ['INSERT'])).toMatch(/curated\.customer_sales is one of Steward's own MaskedViews/);
   });
 });

@@ -1,7 +1,16 @@
 // What one DatasetAccess would change in the warehouse, from an observation of the catalog. Shared
 // by the reconciler (which applies it) and `steward plan` (which prints it).
 import {
-  EMPTY_STATE, desiredState, describeDiff, diffGrants, isAllTables, isEmptyDiff, lockKeys, usageRoleComment, usageRoleName, type GrantDiff,
+  EMPTY_STATE,
+  desiredState,
+  describeDiff,
+  diffGrants,
+  isAllTables,
+  isEmptyDiff,
+  lockKeys,
+  usageRoleComment,
+  usageRoleName,
+  type GrantDiff,
 } from '../../governance/grants.ts';
 import { createRoleStatements, diffStatements, hardenRoleStatement, usageRoleStatements, type Observation, type Statement } from './grants.ts';
 
@@ -33,7 +42,13 @@ export interface AccessPlan {
 export function planAccess(o: Observation, i: AccessPlanInput): AccessPlan {
   const none = { principalMissing: !o.principalExists, expiryStatements: [], statements: [], locks: [] };
   if (o.role.exists && o.role.comment !== i.comment) {
-    return { ...none, blocked: { reason: 'RoleConflict', message: `role ${i.groupRole} exists but Steward did not create it (its comment is ${JSON.stringify(o.role.comment)}); rename or drop that role` } };
+    return {
+      ...none,
+      blocked: {
+        reason: 'RoleConflict',
+        message: `role ${i.groupRole} exists but Steward did not create it (its comment is ${JSON.stringify(o.role.comment)}); rename or drop that role`,
+      },
+    };
   }
   const usageRole = usageRoleName(i.database, i.schema);
   if (o.usageRole.exists && o.usageRole.comment !== usageRoleComment(i.database, i.schema)) {
@@ -41,7 +56,8 @@ export function planAccess(o: Observation, i: AccessPlanInput): AccessPlan {
   }
   if (!o.schemaExists) return { ...none, blocked: { reason: 'SchemaNotFound', message: `schema ${i.schema} does not exist` } };
   const missing = isAllTables(i.tables) ? [] : i.tables.filter((t) => !o.tables.some((x) => x.name === t));
-  if (missing.length) return { ...none, blocked: { reason: 'TableNotFound', message: `table ${missing.map((t) => `${i.schema}.${t}`).join(', ')} does not exist` } };
+  if (missing.length)
+    return { ...none, blocked: { reason: 'TableNotFound', message: `table ${missing.map((t) => `${i.schema}.${t}`).join(', ')} does not exist` } };
 
   const member = i.expired || !o.principalExists ? undefined : i.principal;
   const desired = desiredState({ schema: i.schema, tables: i.tables, existingTables: o.tables, privileges: i.privileges, member, usageRole });

@@ -7,7 +7,6 @@ import { quoteIdent } from '../../governance/sql-text.ts';
 import type { AuditRecord } from '../../audit/record.ts';
 import type { AuditSink } from '../../audit/sink.ts';
 
-
 // Fixed DDL: no user text is pasted into it. It runs only when the table does not exist yet, so a
 // second Warehouse on the same database (or a Steward whose user does not own the table) reuses it.
 // One statement per entry: Steward sends each on its own (the extended protocol takes no more).
@@ -55,7 +54,9 @@ export async function ensureAuditTable(pool: pg.Pool): Promise<void> {
       try {
         for (const statement of AUDIT_TABLE_STATEMENTS) await client.query(statement);
       } catch (e) {
-        throw new Error(`cannot create it: ${(e as Error).message}. Grant the login CREATE on the database, or have another role create it (steward audit-table prints the SQL)`);
+        throw new Error(
+          `cannot create it: ${(e as Error).message}. Grant the login CREATE on the database, or have another role create it (steward audit-table prints the SQL)`,
+        );
       }
       return;
     }
@@ -99,7 +100,19 @@ export class AuditTableSink implements AuditSink {
     const values: unknown[] = [];
     const rows = records.map((r) => {
       const base = values.length;
-      values.push(r.ts, r.request_id, r.actor, r.action, r.resource, r.outcome, r.error ?? null, r.kind, r.namespace ?? null, r.name, r.details ? JSON.stringify(r.details) : null);
+      values.push(
+        r.ts,
+        r.request_id,
+        r.actor,
+        r.action,
+        r.resource,
+        r.outcome,
+        r.error ?? null,
+        r.kind,
+        r.namespace ?? null,
+        r.name,
+        r.details ? JSON.stringify(r.details) : null,
+      );
       return `(${Array.from({ length: 11 }, (_, i) => `$${base + i + 1}`).join(', ')})`;
     });
     await this.db.query(

@@ -41,7 +41,9 @@ export const PINNED_SETTINGS: Readonly<Record<string, string>> = {
 };
 
 export function startupOptions(settings: Readonly<Record<string, string>> = PINNED_SETTINGS): string {
-  return Object.entries(settings).map(([k, v]) => `-c ${k}=${v}`).join(' ');
+  return Object.entries(settings)
+    .map(([k, v]) => `-c ${k}=${v}`)
+    .join(' ');
 }
 
 /**
@@ -51,10 +53,14 @@ export function startupOptions(settings: Readonly<Record<string, string>> = PINN
  * instead of running its second half.
  */
 export class SingleStatementClient extends pg.Client {
+  // biome-ignore lint/suspicious/noExplicitAny: one signature standing in for pg.Client's many overloads, each passed on as it came
   override query(config: any, values?: any, callback?: any): any {
-    const single = typeof config === 'string' ? { text: config, queryMode: 'extended' }
-      : config && typeof config === 'object' && typeof config.submit !== 'function' ? { ...config, queryMode: 'extended' }
-      : config;
+    const single =
+      typeof config === 'string'
+        ? { text: config, queryMode: 'extended' }
+        : config && typeof config === 'object' && typeof config.submit !== 'function'
+          ? { ...config, queryMode: 'extended' }
+          : config;
     return (super.query as (...args: unknown[]) => unknown).call(this, single, values, callback);
   }
 }
@@ -94,7 +100,9 @@ function isIpAddress(host: string): boolean {
 
 /** A fingerprint of everything that makes a pool: a change means a new pool. Holds no secret. */
 export function fingerprint(s: ConnectionSettings): string {
-  return createHash('sha256').update(JSON.stringify([s.host, s.port, s.database, s.sslMode, s.ca ?? '', s.username, s.password])).digest('hex');
+  return createHash('sha256')
+    .update(JSON.stringify([s.host, s.port, s.database, s.sslMode, s.ca ?? '', s.username, s.password]))
+    .digest('hex');
 }
 
 export async function observeSession(client: pg.ClientBase): Promise<SessionFacts> {
@@ -105,7 +113,13 @@ export async function observeSession(client: pg.ClientBase): Promise<SessionFact
   const row = r.rows[0];
   if (!row) throw new Error('pg_stat_ssl has no row for this session');
   // server_version may carry a distribution suffix ("15.8 (Debian 15.8-1)"): keep the number.
-  return { ssl: row.ssl === true, tlsVersion: row.version, cipher: row.cipher, serverVersion: row.server_version.split(' ')[0] ?? row.server_version, currentUser: row.current_user };
+  return {
+    ssl: row.ssl === true,
+    tlsVersion: row.version,
+    cipher: row.cipher,
+    serverVersion: row.server_version.split(' ')[0] ?? row.server_version,
+    currentUser: row.current_user,
+  };
 }
 
 interface PoolEntry {
@@ -145,18 +159,21 @@ export class PoolCache {
   }
 }
 
-export type ConnectionFailure =
-  | 'Unreachable'
-  | 'TLSVerificationFailed'
-  | 'TLSUnavailable'
-  | 'AuthenticationFailed'
-  | 'DatabaseNotFound'
-  | 'ConnectionFailed';
+export type ConnectionFailure = 'Unreachable' | 'TLSVerificationFailed' | 'TLSUnavailable' | 'AuthenticationFailed' | 'DatabaseNotFound' | 'ConnectionFailed';
 
 const TLS_CODES = new Set([
-  'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_SIGNATURE_FAILURE',
-  'CERT_UNTRUSTED', 'CERT_REJECTED', 'HOSTNAME_MISMATCH',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'HOSTNAME_MISMATCH',
 ]);
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'EPIPE']);
 

@@ -43,7 +43,7 @@ export class WarehouseConnections {
         throw new WarehouseSecretError('CASecretNotFound', `${(err as Error).message}: create it with the CA certificate under the key ${key}`);
       });
       ca = data[key];
-      if (!ca || !ca.includes('-----BEGIN CERTIFICATE-----')) {
+      if (!ca?.includes('-----BEGIN CERTIFICATE-----')) {
         throw new WarehouseSecretError('CASecretInvalid', `Secret ${caRef.namespace}/${caRef.name} has no PEM certificate under the key ${key}`);
       }
     }

@@ -59,7 +59,15 @@ SELECT
 
 interface ObserveRow {
   usage_role: { comment: string | null; has_usage: boolean } | null;
-  role: { comment: string | null; rolcanlogin: boolean; rolsuper: boolean; rolcreaterole: boolean; rolcreatedb: boolean; rolreplication: boolean; rolbypassrls: boolean } | null;
+  role: {
+    comment: string | null;
+    rolcanlogin: boolean;
+    rolsuper: boolean;
+    rolcreaterole: boolean;
+    rolcreatedb: boolean;
+    rolreplication: boolean;
+    rolbypassrls: boolean;
+  } | null;
   schema_exists: boolean;
   tables: { name: string; owner: string }[];
   principal: (GranteeFacts & { oid: number | string }) | null;
@@ -71,13 +79,34 @@ interface ObserveRow {
 }
 
 /** Reads everything the group role holds, from the catalog, in one query. */
-export async function observe(db: pg.ClientBase | pg.Pool, groupRole: string, schema: string, principal: string | undefined, usageRole: string): Promise<Observation> {
+export async function observe(
+  db: pg.ClientBase | pg.Pool,
+  groupRole: string,
+  schema: string,
+  principal: string | undefined,
+  usageRole: string,
+): Promise<Observation> {
   const row = (await db.query<ObserveRow>(OBSERVE_SQL, [groupRole, schema, principal ?? null, usageRole])).rows[0]!;
   const u = row.usage_role;
   const r = row.role;
-  const attrs = r ? { LOGIN: r.rolcanlogin, SUPERUSER: r.rolsuper, CREATEROLE: r.rolcreaterole, CREATEDB: r.rolcreatedb, REPLICATION: r.rolreplication, BYPASSRLS: r.rolbypassrls } : {};
+  const attrs = r
+    ? {
+        LOGIN: r.rolcanlogin,
+        SUPERUSER: r.rolsuper,
+        CREATEROLE: r.rolcreaterole,
+        CREATEDB: r.rolcreatedb,
+        REPLICATION: r.rolreplication,
+        BYPASSRLS: r.rolbypassrls,
+      }
+    : {};
   return {
-    role: { exists: r !== null, comment: r?.comment ?? null, dangerousAttributes: Object.entries(attrs).filter(([, v]) => v).map(([k]) => k) },
+    role: {
+      exists: r !== null,
+      comment: r?.comment ?? null,
+      dangerousAttributes: Object.entries(attrs)
+        .filter(([, v]) => v)
+        .map(([k]) => k),
+    },
     usageRole: { exists: u !== null, comment: u?.comment ?? null, hasUsage: u?.has_usage ?? false },
     schemaExists: row.schema_exists,
     tables: row.tables,
@@ -112,7 +141,11 @@ export function createRoleStatements(groupRole: string, comment: string): Statem
 }
 
 export function hardenRoleStatement(groupRole: string): Statement {
-  return { sql: `ALTER ROLE ${quoteIdent(groupRole)} NOLOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS`, action: 'role.harden', object: `role:${groupRole}` };
+  return {
+    sql: `ALTER ROLE ${quoteIdent(groupRole)} NOLOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOREPLICATION NOBYPASSRLS`,
+    action: 'role.harden',
+    object: `role:${groupRole}`,
+  };
 }
 
 /** The schema's shared usage role: created once, holding USAGE on the schema and nothing else. */
@@ -213,5 +246,3 @@ export async function lockObjects(client: pg.ClientBase, keys: readonly string[]
 }
 
 export const isSchemaLock = (key: string): boolean => key.startsWith('schema:');
-
-

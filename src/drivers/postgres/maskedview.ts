@@ -29,10 +29,19 @@ export async function observeView(client: pg.ClientBase, schema: string, name: s
             coalesce('security_barrier=true' = ANY(c.reloptions), false) AS security_barrier,
             CASE WHEN c.relkind = 'v' THEN encode(sha256(convert_to(pg_get_viewdef(c.oid), 'UTF8')), 'hex') END AS definition_sha
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = $1 AND c.relname = $2`, [schema, name]);
+      WHERE n.nspname = $1 AND c.relname = $2`,
+    [schema, name],
+  );
   const row = r.rows[0];
   if (!row) return { exists: false, comment: null };
-  return { exists: true, comment: row.comment, relkind: row.relkind, owner: row.owner, securityBarrier: row.security_barrier, definitionSha: row.definition_sha ?? undefined };
+  return {
+    exists: true,
+    comment: row.comment,
+    relkind: row.relkind,
+    owner: row.owner,
+    securityBarrier: row.security_barrier,
+    definitionSha: row.definition_sha ?? undefined,
+  };
 }
 
 /**
@@ -54,14 +63,22 @@ export async function viewSchemaProblems(client: pg.ClientBase, schema: string):
      SELECT l.rolname::text AS login, CASE WHEN h.role = 0 THEN NULL ELSE pg_get_userbyid(h.role)::text END AS holder, h.owns
        FROM pg_roles l JOIN holders h ON h.role = 0 OR pg_has_role(l.oid, h.role, 'MEMBER')
       WHERE l.rolcanlogin AND NOT l.rolsuper AND l.rolname <> current_user AND l.rolname <> session_user
-      ORDER BY h.owns DESC, 1, 2`, [schema]);
+      ORDER BY h.owns DESC, 1, 2`,
+    [schema],
+  );
   const seen = new Set<string>();
   const problems: string[] = [];
   for (const row of r.rows) {
     if (seen.has(row.login)) continue;
     seen.add(row.login);
-    if (row.owns) problems.push(`${row.login} can act as ${row.holder}, the owner of schema ${schema}${row.holder === row.login ? '' : ` (a member of it)`}, and so drop the view and create another under its name`);
-    else problems.push(`${row.login} can create in schema ${schema}${row.holder === null ? ' (PUBLIC may)' : row.holder === row.login ? '' : ` (through ${row.holder})`}`);
+    if (row.owns)
+      problems.push(
+        `${row.login} can act as ${row.holder}, the owner of schema ${schema}${row.holder === row.login ? '' : ` (a member of it)`}, and so drop the view and create another under its name`,
+      );
+    else
+      problems.push(
+        `${row.login} can create in schema ${schema}${row.holder === null ? ' (PUBLIC may)' : row.holder === row.login ? '' : ` (through ${row.holder})`}`,
+      );
   }
   return problems;
 }
@@ -73,7 +90,9 @@ export async function uniqueKeys(client: pg.ClientBase, tables: readonly string[
                            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.n) AS columns
        FROM unnest($1::text[]) AS t(tbl)
        JOIN pg_index i ON i.indrelid = to_regclass(t.tbl)
-      WHERE i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL`, [tables]);
+      WHERE i.indisunique AND i.indisvalid AND i.indpred IS NULL AND i.indexprs IS NULL`,
+    [tables],
+  );
   const keys = new Map<string, string[][]>();
   for (const row of r.rows) keys.set(row.tbl, [...(keys.get(row.tbl) ?? []), row.columns]);
   return keys;
@@ -106,7 +125,9 @@ export async function dropManagedRole(client: pg.ClientBase, role: string): Prom
       WHERE a.grantee = (SELECT oid FROM pg_roles WHERE rolname = $1)
      UNION
      SELECT 'schema', n.nspname, n.nspname FROM pg_namespace n, aclexplode(n.nspacl) a
-      WHERE a.grantee = (SELECT oid FROM pg_roles WHERE rolname = $1)`, [role]);
+      WHERE a.grantee = (SELECT oid FROM pg_roles WHERE rolname = $1)`,
+    [role],
+  );
   for (const h of held.rows) {
     const on = h.kind === 'table' ? `TABLE ${quoteQualified(h.schema, h.name)}` : `SCHEMA ${quoteIdent(h.name)}`;
     await runChecked(client, `REVOKE ALL ON ${on} FROM ${quoteIdent(role)}`, h.kind === 'table' ? `${h.schema}.${h.name}` : `schema ${h.name}`);
@@ -122,7 +143,9 @@ export async function roleOids(client: pg.ClientBase, names: string[]): Promise<
 
 /** The schema pgcrypto is installed in, if it is. Read-only. */
 async function findPgcryptoSchema(client: pg.ClientBase): Promise<string | undefined> {
-  const r = await client.query<{ nspname: string }>(`SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pgcrypto'`);
+  const r = await client.query<{ nspname: string }>(
+    `SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pgcrypto'`,
+  );
   return r.rows[0]?.nspname;
 }
 
@@ -145,13 +168,17 @@ export async function ensureHashKey(client: pg.ClientBase, viewName: string, own
   // Look before creating: CREATE ... IF NOT EXISTS checks the privilege to create first, and an
   // administrator may have made the schema (steward audit-table) or installed pgcrypto already.
   const has = await client.query<{ schema: boolean; pgcrypto: boolean }>(
-    "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'steward') AS schema, EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pgcrypto') AS pgcrypto");
+    "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'steward') AS schema, EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pgcrypto') AS pgcrypto",
+  );
   // In public, where it went before Steward pinned search_path to pg_catalog (connection.ts).
   if (!has.rows[0]!.pgcrypto) await runChecked(client, 'CREATE EXTENSION IF NOT EXISTS pgcrypto SCHEMA public', 'extension pgcrypto');
   if (!has.rows[0]!.schema) await runChecked(client, 'CREATE SCHEMA IF NOT EXISTS steward', 'schema steward');
   for (const statement of KEYS_STATEMENTS) await runChecked(client, statement, 'steward.mask_keys');
   const pgcrypto = (await findPgcryptoSchema(client))!;
-  await client.query(`INSERT INTO steward.mask_keys (view_name, key) VALUES ($1, ${quoteIdent(pgcrypto)}."gen_random_bytes"(32)) ON CONFLICT (view_name) DO NOTHING`, [viewName]);
+  await client.query(
+    `INSERT INTO steward.mask_keys (view_name, key) VALUES ($1, ${quoteIdent(pgcrypto)}."gen_random_bytes"(32)) ON CONFLICT (view_name) DO NOTHING`,
+    [viewName],
+  );
   await runChecked(client, `GRANT USAGE ON SCHEMA steward TO ${quoteIdent(owner)}`, 'schema steward');
   await runChecked(client, `GRANT SELECT ON steward.mask_keys TO ${quoteIdent(owner)}`, 'steward.mask_keys');
   return `${quoteIdent(pgcrypto)}."hmac"`;
@@ -219,7 +246,9 @@ export function commentViewStatement(schema: string, name: string, comment: stri
 export async function viewGrants(client: pg.ClientBase, schema: string, name: string): Promise<{ grantee: string; privilege: string }[]> {
   const r = await client.query<{ grantee: string; privilege: string }>(
     `SELECT pg_get_userbyid(a.grantee) AS grantee, a.privilege_type AS privilege FROM pg_class c, aclexplode(c.relacl) a
-      WHERE c.oid = $1::regclass AND a.grantee <> c.relowner AND a.grantee <> 0`, [`${quoteIdent(schema)}.${quoteIdent(name)}`]);
+      WHERE c.oid = $1::regclass AND a.grantee <> c.relowner AND a.grantee <> 0`,
+    [`${quoteIdent(schema)}.${quoteIdent(name)}`],
+  );
   return r.rows;
 }
 
@@ -251,32 +280,64 @@ export interface ReaderGrants {
  * DatasetAccess on the view) are not the MaskedView's to take. Reads first: an idle resync changes
  * nothing and takes no lock.
  */
-export async function setReaders(client: pg.ClientBase, schema: string, name: string, role: string, comment: string, readers: string[], formerReaders: string[]): Promise<ReaderGrants> {
+export async function setReaders(
+  client: pg.ClientBase,
+  schema: string,
+  name: string,
+  role: string,
+  comment: string,
+  readers: string[],
+  formerReaders: string[],
+): Promise<ReaderGrants> {
   const view = quoteQualified(schema, name);
   // No usage role to observe (''): the reader role holds USAGE on the view's schema itself.
   const look = () => observe(client, role, schema, undefined, '');
   const seen = await look();
   if (seen.role.exists && seen.role.comment !== comment) throw new Error(`role ${role} exists but Steward did not create it`);
-  const desired = (members: string[]): GrantState => ({ tablePrivileges: [{ schema, table: name, privilege: 'SELECT' }], schemaUsage: [schema], defaultPrivileges: [], members, memberOf: [] });
+  const desired = (members: string[]): GrantState => ({
+    tablePrivileges: [{ schema, table: name, privilege: 'SELECT' }],
+    schemaUsage: [schema],
+    defaultPrivileges: [],
+    members,
+    memberOf: [],
+  });
   // Split the diff: what is on the view and its schema, the members, and the roles it is in, Steward
   // can always change (it owns the view; CREATEROLE covers memberships); what is elsewhere it may not.
-  const onView = (d: GrantDiff): GrantDiff => ({ ...d, revokeTable: d.revokeTable.filter((p) => p.schema === schema && p.table === name), revokeUsage: [], revokeDefault: [] });
+  const onView = (d: GrantDiff): GrantDiff => ({
+    ...d,
+    revokeTable: d.revokeTable.filter((p) => p.schema === schema && p.table === name),
+    revokeUsage: [],
+    revokeDefault: [],
+  });
   const elsewhere = (d: GrantDiff): GrantDiff => ({
     ...diffGrants(EMPTY_STATE, EMPTY_STATE),
-    revokeTable: d.revokeTable.filter((p) => p.schema !== schema || p.table !== name), revokeUsage: d.revokeUsage, revokeDefault: d.revokeDefault,
+    revokeTable: d.revokeTable.filter((p) => p.schema !== schema || p.table !== name),
+    revokeUsage: d.revokeUsage,
+    revokeDefault: d.revokeDefault,
   });
-  const directGrantees = async () => (await viewGrants(client, schema, name)).filter((g) => g.privilege === 'SELECT' && formerReaders.includes(g.grantee)).map((g) => g.grantee);
+  const directGrantees = async () =>
+    (await viewGrants(client, schema, name)).filter((g) => g.privilege === 'SELECT' && formerReaders.includes(g.grantee)).map((g) => g.grantee);
   const full = diffGrants(desired(readers), seen.role.exists ? seen.state : EMPTY_STATE);
   const direct = await directGrantees();
   if (seen.role.exists && !seen.role.dangerousAttributes.length && isEmptyDiff(full) && !direct.length) return { ran: [], heldElsewhere: [] };
 
   // The same lock order as DatasetAccess: the role, default ACLs and tables first, schemas last.
   const locks = [...new Set([`role:${role}`, `table:${schema}.${name}`, ...lockKeys(role, full)])];
-  await lockObjects(client, locks.filter((k) => !isSchemaLock(k)));
+  await lockObjects(
+    client,
+    locks.filter((k) => !isSchemaLock(k)),
+  );
   await lockObjects(client, locks.filter(isSchemaLock));
   const ran: string[] = [];
-  const run = async (st: Statement) => { await runChecked(client, st.sql, st.object); ran.push(st.sql); };
-  for (const st of [...(seen.role.exists ? [] : createRoleStatements(role, comment)), ...(seen.role.dangerousAttributes.length ? [hardenRoleStatement(role)] : [])]) await run(st);
+  const run = async (st: Statement) => {
+    await runChecked(client, st.sql, st.object);
+    ran.push(st.sql);
+  };
+  for (const st of [
+    ...(seen.role.exists ? [] : createRoleStatements(role, comment)),
+    ...(seen.role.dangerousAttributes.length ? [hardenRoleStatement(role)] : []),
+  ])
+    await run(st);
   // Elsewhere first, under a savepoint: a REVOKE PostgreSQL refuses must not undo the rest.
   const away = diffStatements(role, elsewhere(full));
   if (away.length) {
@@ -296,8 +357,15 @@ export async function setReaders(client: pg.ClientBase, schema: string, name: st
   const heldElsewhere = describeDiff(elsewhere(diffGrants(desired(readers), now)));
   const members = heldElsewhere.length ? [] : readers;
   const core = onView(diffGrants(desired(members), now));
-  for (const st of [...direct.map((g) => ({ sql: `REVOKE SELECT ON ${view} FROM ${quoteIdent(g)}`, action: 'revoke.privileges', object: `${schema}.${name}` })), ...diffStatements(role, core)]) await run(st);
-  const left = [...describeDiff(onView(diffGrants(desired(members), (await look()).state))), ...(await directGrantees()).map((g) => `SELECT on ${schema}.${name} to ${g}`)];
+  for (const st of [
+    ...direct.map((g) => ({ sql: `REVOKE SELECT ON ${view} FROM ${quoteIdent(g)}`, action: 'revoke.privileges', object: `${schema}.${name}` })),
+    ...diffStatements(role, core),
+  ])
+    await run(st);
+  const left = [
+    ...describeDiff(onView(diffGrants(desired(members), (await look()).state))),
+    ...(await directGrantees()).map((g) => `SELECT on ${schema}.${name} to ${g}`),
+  ];
   if (left.length) throw new InsufficientPrivilege(`role:${role}`, `PostgreSQL left it unchanged (${left.join('; ')}); was it granted by another role?`);
   return { ran, heldElsewhere };
 }
