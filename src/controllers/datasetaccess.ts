@@ -13,8 +13,9 @@ import type { AuditOutcome } from '../audit/record.ts';
 import { evaluatePolicy } from '../governance/policy.ts';
 import { refusedRole, refusedTargets } from '../governance/reserved.ts';
 import { effectiveExpiry } from '../governance/expiry.ts';
-import { EMPTY_STATE, diffGrants, groupRoleName, lockKeys, ownershipComment, usageRoleName } from '../governance/grants.ts';
-import { dropRoleStatements, isSchemaLock, lockObjects, observe, type Observation, type Statement } from '../drivers/postgres/grants.ts';
+import { EMPTY_STATE, diffGrants, groupRoleName, lockKeys, lockName, ownershipComment, usageRoleName, type LockKey } from '../governance/grants.ts';
+import { dropRoleStatements, observe, type Observation, type Statement } from '../drivers/postgres/grants.ts';
+import { ObjectLocks } from '../drivers/postgres/locks.ts';
 import { planAccess, type AccessPlan } from '../drivers/postgres/access-plan.ts';
 import { AuditTableSink } from '../drivers/postgres/audit-table.ts';
 import { InsufficientPrivilege, runChecked } from '../drivers/postgres/checked.ts';
@@ -60,7 +61,7 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
     principal: string | undefined,
     plan: (o: Observation) => {
       statements: Statement[];
-      locks: string[];
+      locks: LockKey[];
       records: { action: string; resource: string; outcome: AuditOutcome; details?: Record<string, unknown>; error?: string }[];
     },
     /** What would still be left to do, planned afresh from an observation (to check the work took). */
@@ -75,22 +76,19 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
         await client.query('COMMIT');
         return { observation: first, statements: [] };
       }
-      await lockObjects(
-        client,
-        expected.locks.filter((k) => !isSchemaLock(k)),
-      );
+      // Everything but schemas now; a schema's lock (shared by every access in it) just before the
+      // first statement on it, so it is held only until commit.
+      const locks = new ObjectLocks(client);
+      await locks.take(expected.locks.filter((k) => k.kind !== 'schema'));
       // Under the locks, look again: another access may have changed what we saw. (READ COMMITTED:
       // each statement sees what was committed before it, including by the lock's previous holder.)
       const observation = expected.locks.length ? await observe(client, groupRole, schema, principal, usageRole) : first;
       const actual = expected.locks.length ? plan(observation) : expected;
-      const unlocked = actual.locks.filter((k) => !expected.locks.includes(k));
+      const expectedNames = new Set(expected.locks.map(lockName));
+      const unlocked = actual.locks.map(lockName).filter((k) => !expectedNames.has(k));
       if (unlocked.length) throw new StaleObservation(`objects changed while locking (${unlocked.join(', ')}); retrying`);
-      let schemasLocked = false;
       for (const s of actual.statements) {
-        if (!schemasLocked && s.object.startsWith('schema:')) {
-          await lockObjects(client, actual.locks.filter(isSchemaLock));
-          schemasLocked = true;
-        }
+        if (s.object.startsWith('schema:')) await locks.take(actual.locks.filter((k) => k.kind === 'schema'));
         await runChecked(client, s.sql, s.object);
       }
       // Read the catalog again before saying it is done: a REVOKE of a grant another role made, say,
@@ -393,13 +391,8 @@ export function datasetAccessCleanup(deps: DatasetAccessDeps) {
         const o = await observe(client, groupRole, target.schema, undefined, usageRoleName(wh.spec.postgres.database, target.schema));
         const ours = o.role.exists && o.role.comment === comment;
         const statements = ours && !orphan ? dropRoleStatements(groupRole, o.state) : [];
-        // The same lock order as granting: roles and tables first, schemas last (no deadlocks).
-        const keys = ours ? lockKeys(groupRole, diffGrants(EMPTY_STATE, o.state)) : [];
-        await lockObjects(
-          client,
-          keys.filter((k) => !isSchemaLock(k)),
-        );
-        await lockObjects(client, keys.filter(isSchemaLock));
+        // In the one lock order (roles and tables first, schemas last): no deadlocks.
+        if (ours) await new ObjectLocks(client).take(lockKeys(groupRole, diffGrants(EMPTY_STATE, o.state)));
         for (const s of statements) await runChecked(client, s.sql, s.object);
         const sink = new AuditTableSink(client);
         const base = { request_id: ctx.requestId, kind: 'DatasetAccess', namespace, name: dsa.metadata.name };

@@ -8,7 +8,7 @@ import { maskedViewKind, type MaskedView } from '../api/maskedview.ts';
 import type { Warehouse } from '../api/warehouse.ts';
 import { resourceType } from '../api/schema.ts';
 import { isNotFound, type KubeClient, type KubeObject, type ResourceType } from '../runtime/kube.ts';
-import type { Outcome, ReconcileContext } from '../runtime/controller.ts';
+import { StaleObservation, type Outcome, type ReconcileContext } from '../runtime/controller.ts';
 import { findCondition } from '../runtime/conditions.ts';
 import type { AuditTrail } from '../audit/sink.ts';
 import { ExpressionError, MaskBypassError, loadParser } from '../governance/expression.ts';
@@ -26,6 +26,7 @@ import {
   findHmacFunction,
   hashKeyQuery,
   observeView,
+  readerRoleLocks,
   regrantStatements,
   setReaders,
   sourceExposure,
@@ -37,7 +38,8 @@ import {
   type ViewFacts,
 } from '../drivers/postgres/maskedview.ts';
 import { quoteQualified } from '../governance/sql-text.ts';
-import { lockObjects } from '../drivers/postgres/grants.ts';
+import { ObjectLocks } from '../drivers/postgres/locks.ts';
+import { LockOrderError, tableLock, type LockKey } from '../governance/grants.ts';
 import { inTransaction } from '../drivers/postgres/transaction.ts';
 import { InsufficientPrivilege, runChecked } from '../drivers/postgres/checked.ts';
 import type { WarehouseConnections } from '../drivers/postgres/connector.ts';
@@ -160,6 +162,12 @@ function judgeView(facts: ViewFacts, mv: MaskedView, owner: string): Found {
   return problems.length ? { kind: 'tampered', problems } : { kind: 'ours' };
 }
 
+/** The view's and its sources' table locks, and their schemas'. */
+function viewLocks(spec: MaskedView['spec'], sources: readonly string[]): LockKey[] {
+  const tables = [`${spec.view.schema}.${spec.view.name}`, ...sources];
+  return [...tables.map(tableLock), ...[spec.view.schema, ...sources.map((t) => t.split('.')[0]!)].map((schema) => ({ kind: 'schema', schema }) as const)];
+}
+
 /**
  * Drops the view (only when it is the one Steward built) and the view's owner and reader roles (only
  * when Steward made them): afterwards nothing Steward made for the view serves anyone. Returns what
@@ -186,15 +194,7 @@ async function dropViewAndRoles(client: pg.ClientBase, mv: MaskedView): Promise<
   if (!before.view && before.roles.length === 0) return [];
   // The locks the build takes, in the same order: a REVOKE on a source beside a DatasetAccess's
   // GRANT on it would otherwise fail with "tuple concurrently updated".
-  const sources = [mv.spec.from.table, ...(mv.spec.joins ?? []).map((j) => j.table)];
-  await lockObjects(
-    client,
-    [`${schema}.${name}`, ...sources].map((t) => `table:${t}`),
-  );
-  await lockObjects(
-    client,
-    [...new Set([schema, ...sources.map((t) => t.split('.')[0]!)])].map((x) => `schema:${x}`),
-  );
+  await new ObjectLocks(client).take(viewLocks(mv.spec, [mv.spec.from.table, ...(mv.spec.joins ?? []).map((j) => j.table)]));
   const found = await look();
   const dropped: string[] = [];
   if (found.view) {
@@ -355,6 +355,7 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
     const readerRole = readerRoleName(namespace, mv.metadata.name);
     let changedView = false;
     let tampered: string[] = [];
+    const locks = new ObjectLocks(client);
     try {
       await client.query('BEGIN');
       // Plan with what is there, read-only: an idle resync changes nothing and takes no lock.
@@ -375,17 +376,15 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
       }
       if (found.kind === 'tampered') tampered = found.problems;
       if (found.kind !== 'ours' || !facts.comment?.startsWith(`${viewCommentPrefix(mv)}sha=${sha} `)) {
-        // The same locks, in the same order, as DatasetAccess: tables (the view is one too) first,
-        // then schemas. GRANTs on one table or schema from two sessions would fail with "tuple
-        // concurrently updated".
-        await lockObjects(
-          client,
-          [viewName, ...plan.sourceTables].map((t) => `table:${t}`),
-        );
-        await lockObjects(
-          client,
-          [...new Set([spec.view.schema, ...plan.sourceTables.map((t) => t.split('.')[0]!)])].map((x) => `schema:${x}`),
-        );
+        // Every lock this transaction will take, at once and in the one order: GRANTs on one table
+        // or schema from two sessions fail with "tuple concurrently updated", and the reader role's
+        // (which setReaders changes below) may not come after the schemas.
+        await locks.take([
+          ...viewLocks(spec, plan.sourceTables),
+          { kind: 'role', role: owner },
+          ...(plan.usesHash ? [tableLock('steward.mask_keys'), { kind: 'schema', schema: 'steward' } as const] : []),
+          ...(await readerRoleLocks(client, spec.view.schema, spec.view.name, readerRole)),
+        ]);
         await ensureOwnerRole(client, owner, ownerComment(mv));
         if (plan.usesHash) {
           hmac = await ensureHashKey(client, viewName, owner);
@@ -411,6 +410,7 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
       const formerReaders = [...new Set([...spec.readers, ...(mv.status?.readers ?? '').split(',').filter(Boolean)])];
       readerGrants = await setReaders(
         client,
+        locks,
         spec.view.schema,
         spec.view.name,
         readerRole,
@@ -429,6 +429,8 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
       await client.query('COMMIT');
     } catch (e) {
       await client.query('ROLLBACK').catch(() => undefined);
+      // The reader role changed between the look that chose the locks and the change: look again.
+      if (e instanceof LockOrderError) throw new StaleObservation(`${e.message}; retrying`);
       await record(pool, 'view.replace', 'failure', undefined, e instanceof Error ? e.message : String(e)).catch(() => undefined);
       const code = (e as { code?: string }).code;
       // Privilege errors arrive as InsufficientPrivilege (every statement that needs one runs through

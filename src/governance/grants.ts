@@ -139,17 +139,69 @@ export function isEmptyDiff(d: GrantDiff): boolean {
 }
 
 /**
- * The warehouse objects a diff touches, as lock keys. GRANT and REVOKE on one object from two
- * sessions fail with "tuple concurrently updated", so each key is locked (in sorted order, which
- * rules out deadlocks) for the transaction that changes it.
+ * A warehouse object a transaction changes, as an advisory lock key. GRANT and REVOKE on one object
+ * from two sessions fail with "tuple concurrently updated", so each is locked for the transaction
+ * that changes it, in one global order (drivers/postgres/locks.ts): schemas last.
  */
-export function lockKeys(groupRole: string, d: GrantDiff): string[] {
-  const keys = new Set<string>();
-  for (const p of [...d.grantTable, ...d.revokeTable]) keys.add(`table:${p.schema}.${p.table}`);
-  for (const s of [...d.grantUsage, ...d.revokeUsage]) keys.add(`schema:${s}`);
-  for (const p of [...d.grantDefault, ...d.revokeDefault]) keys.add(`defacl:${p.owner}@${p.schema}`);
-  if (d.addMembers.length || d.removeMembers.length || d.leaveRoles.length || d.joinRoles.length) keys.add(`role:${groupRole}`);
-  return [...keys].sort();
+export type LockKey =
+  | { kind: 'role'; role: string }
+  | { kind: 'table'; schema: string; table: string }
+  | { kind: 'defacl'; owner: string; schema: string }
+  | { kind: 'schema'; schema: string };
+
+/** The key's name, hashed into the advisory lock: the same text every Steward version has used. */
+export function lockName(k: LockKey): string {
+  switch (k.kind) {
+    case 'role':
+      return `role:${k.role}`;
+    case 'table':
+      return `table:${k.schema}.${k.table}`;
+    case 'defacl':
+      return `defacl:${k.owner}@${k.schema}`;
+    case 'schema':
+      return `schema:${k.schema}`;
+  }
+}
+
+/** schema.table as a table lock key. */
+export function tableLock(qualified: string): LockKey {
+  const [schema, table] = qualified.split('.') as [string, string];
+  return { kind: 'table', schema, table };
+}
+
+/** The warehouse objects a diff touches, as lock keys (each once). */
+export function lockKeys(groupRole: string, d: GrantDiff): LockKey[] {
+  const keys = new Map<string, LockKey>();
+  const add = (k: LockKey) => keys.set(lockName(k), k);
+  for (const p of [...d.grantTable, ...d.revokeTable]) add({ kind: 'table', schema: p.schema, table: p.table });
+  for (const s of [...d.grantUsage, ...d.revokeUsage]) add({ kind: 'schema', schema: s });
+  for (const p of [...d.grantDefault, ...d.revokeDefault]) add({ kind: 'defacl', owner: p.owner, schema: p.schema });
+  if (d.addMembers.length || d.removeMembers.length || d.leaveRoles.length || d.joinRoles.length) add({ kind: 'role', role: groupRole });
+  return [...keys.values()];
+}
+
+/**
+ * The order locks are taken in, given those a transaction already holds: every key but schemas
+ * first, sorted; schemas last, sorted (every access in a schema shares it, so it is held for the
+ * shortest time). A key already held is not taken again. A key that is not a schema, asked for once
+ * a schema is held, would break the order (and so the promise that two transactions never
+ * deadlock): refused with LockOrderError, for the caller to take its keys earlier.
+ */
+export function lockOrder(held: ReadonlySet<string>, schemaHeld: boolean, keys: readonly LockKey[]): LockKey[] {
+  const fresh = new Map<string, LockKey>();
+  for (const k of keys) if (!held.has(lockName(k))) fresh.set(lockName(k), k);
+  const byName = (a: LockKey, b: LockKey) => (lockName(a) < lockName(b) ? -1 : 1);
+  const objects = [...fresh.values()].filter((k) => k.kind !== 'schema').sort(byName);
+  const schemas = [...fresh.values()].filter((k) => k.kind === 'schema').sort(byName);
+  if (objects.length && schemaHeld) throw new LockOrderError(objects.map(lockName));
+  return [...objects, ...schemas];
+}
+
+export class LockOrderError extends Error {
+  constructor(names: string[]) {
+    super(`lock order: ${names.join(', ')} asked for after a schema lock; take every other key first`);
+    this.name = 'LockOrderError';
+  }
 }
 
 /** A short human summary of a diff, for events and audit details. */

@@ -2,7 +2,19 @@ import { describe, expect, it } from 'vitest';
 import { evaluatePolicy, viewPolicyDenial } from '../../src/governance/policy.ts';
 import { refusedRole, refusedTargets, type GranteeFacts } from '../../src/governance/reserved.ts';
 import { effectiveExpiry } from '../../src/governance/expiry.ts';
-import { EMPTY_STATE, desiredState, diffGrants, groupRoleName, isEmptyDiff, lockKeys, usageRoleName } from '../../src/governance/grants.ts';
+import {
+  EMPTY_STATE,
+  LockOrderError,
+  desiredState,
+  diffGrants,
+  groupRoleName,
+  isEmptyDiff,
+  lockKeys,
+  lockName,
+  lockOrder,
+  usageRoleName,
+  type LockKey,
+} from '../../src/governance/grants.ts';
 import { diffStatements, createRoleStatements } from '../../src/drivers/postgres/grants.ts';
 import type { AccessRule } from '../../src/api/warehouse.ts';
 
@@ -91,7 +103,7 @@ describe('grant diff', () => {
       'GRANT "stw_usage" TO "stw_x"',
       'GRANT "stw_x" TO "reader"',
     ]);
-    expect(lockKeys('stw_x', d)).toEqual(['role:stw_x', 'table:curated.sales']);
+    expect(lockKeys('stw_x', d).map(lockName).sort()).toEqual(['role:stw_x', 'table:curated.sales']);
   });
   it('converged: nothing to do', () => expect(isEmptyDiff(diffGrants(desired, desired))).toBe(true));
   it('drift: extra privileges, members and memberships are taken away first', () => {
@@ -208,5 +220,30 @@ describe('refusedTargets', () => {
       "curated.customer_sales is one of Steward's own MaskedViews, on which only SELECT is grantable, not TRIGGER",
     );
     expect(refusedTargets('curated', tables, ['*'], ['INSERT'])).toMatch(/curated\.customer_sales is one of Steward's own MaskedViews/);
+  });
+});
+
+describe('lockOrder: one global order for every advisory lock', () => {
+  const role: LockKey = { kind: 'role', role: 'stw_b' };
+  const table: LockKey = { kind: 'table', schema: 'raw', table: 'orders' };
+  const defacl: LockKey = { kind: 'defacl', owner: 'o', schema: 'raw' };
+  const schema: LockKey = { kind: 'schema', schema: 'raw' };
+  const curated: LockKey = { kind: 'schema', schema: 'curated' };
+  it('takes everything but schemas first, each sorted by name, and each key once', () => {
+    expect(lockOrder(new Set(), false, [schema, table, role, curated, defacl, table]).map(lockName)).toEqual([
+      'defacl:o@raw',
+      'role:stw_b',
+      'table:raw.orders',
+      'schema:curated',
+      'schema:raw',
+    ]);
+  });
+  it('skips what is held, and refuses a key that is not a schema once a schema is held', () => {
+    expect(lockOrder(new Set(['table:raw.orders', 'schema:raw']), true, [table, schema, curated]).map(lockName)).toEqual(['schema:curated']);
+    expect(() => lockOrder(new Set(['schema:raw']), true, [role])).toThrow(LockOrderError);
+    expect(() => lockOrder(new Set(['schema:raw']), true, [role])).toThrow(/role:stw_b asked for after a schema lock/);
+  });
+  it('names keys as every Steward version has, so replicas of two versions still exclude each other', () => {
+    expect([role, table, defacl, schema].map(lockName)).toEqual(['role:stw_b', 'table:raw.orders', 'defacl:o@raw', 'schema:raw']);
   });
 });

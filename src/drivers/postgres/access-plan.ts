@@ -11,6 +11,7 @@ import {
   usageRoleComment,
   usageRoleName,
   type GrantDiff,
+  type LockKey,
 } from '../../governance/grants.ts';
 import { createRoleStatements, diffStatements, hardenRoleStatement, usageRoleStatements, type Observation, type Statement } from './grants.ts';
 
@@ -36,7 +37,7 @@ export interface AccessPlan {
   statements: Statement[];
   /** What was found changed behind Steward's back, when it had converged before. */
   drift?: string[];
-  locks: string[];
+  locks: LockKey[];
 }
 
 export function planAccess(o: Observation, i: AccessPlanInput): AccessPlan {
@@ -78,9 +79,9 @@ export function planAccess(o: Observation, i: AccessPlanInput): AccessPlan {
     drift: drifted ? [...describeDiff(rest), ...(attrs.length ? [`role attributes ${attrs.join(', ')}`] : [])] : undefined,
     locks: [
       ...lockKeys(i.groupRole, diff),
-      ...(o.role.exists ? [] : [`role:${i.groupRole}`]),
-      ...(usage.length ? [`role:${usageRole}`] : []),
-      ...(o.usageRole.hasUsage ? [] : [`schema:${i.schema}`]),
+      ...(o.role.exists ? [] : [{ kind: 'role', role: i.groupRole } as const]),
+      ...(usage.length ? [{ kind: 'role', role: usageRole } as const] : []),
+      ...(o.usageRole.hasUsage ? [] : [{ kind: 'schema', schema: i.schema } as const]),
     ],
   };
 }

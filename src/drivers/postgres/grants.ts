@@ -194,7 +194,7 @@ export function diffStatements(groupRole: string, d: GrantDiff, beforeJoining: S
     });
   }
   // Schema statements come late: every access in a schema shares its catalog row, so the schema's lock
-  // is taken just before them and held only until commit (see lockObjects).
+  // is taken just before them and held only until commit (see ObjectLocks in locks.ts).
   for (const s of d.revokeUsage) out.push({ sql: `REVOKE USAGE ON SCHEMA ${quoteIdent(s)} FROM ${g}`, action: 'revoke.usage', object: `schema:${s}` });
   for (const s of d.grantUsage) out.push({ sql: `GRANT USAGE ON SCHEMA ${quoteIdent(s)} TO ${g}`, action: 'grant.usage', object: `schema:${s}` });
   out.push(...beforeJoining);
@@ -232,17 +232,3 @@ export function dropRoleStatements(groupRole: string, held: GrantState): Stateme
     { sql: `DROP ROLE ${quoteIdent(groupRole)}`, action: 'role.drop', object: `role:${groupRole}` },
   ];
 }
-
-/**
- * Takes advisory locks for the objects a change touches. Every transaction takes its locks in one
- * global order — roles, default ACLs and tables first (sorted), schemas last (sorted) — so no two
- * can deadlock. Schemas are shared by every access in them, so callers take their locks separately,
- * right before the schema statements, to hold them only briefly.
- */
-export async function lockObjects(client: pg.ClientBase, keys: readonly string[]): Promise<void> {
-  for (const key of [...keys].sort()) {
-    await client.query("SELECT pg_advisory_xact_lock(hashtextextended('steward:' || $1, 0))", [key]);
-  }
-}
-
-export const isSchemaLock = (key: string): boolean => key.startsWith('schema:');

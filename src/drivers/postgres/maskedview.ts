@@ -4,8 +4,9 @@
 import type pg from 'pg';
 import { InsufficientPrivilege, runChecked } from './checked.ts';
 import { quoteIdent, quoteLiteral, quoteQualified } from '../../governance/sql-text.ts';
-import { createRoleStatements, diffStatements, hardenRoleStatement, isSchemaLock, lockObjects, observe, type Statement } from './grants.ts';
-import { EMPTY_STATE, describeDiff, diffGrants, isEmptyDiff, lockKeys, type GrantDiff, type GrantState } from '../../governance/grants.ts';
+import { createRoleStatements, diffStatements, hardenRoleStatement, observe, type Statement } from './grants.ts';
+import type { ObjectLocks } from './locks.ts';
+import { EMPTY_STATE, describeDiff, diffGrants, isEmptyDiff, lockKeys, type GrantDiff, type GrantState, type LockKey } from '../../governance/grants.ts';
 
 const KEYS_STATEMENTS = [
   'CREATE TABLE IF NOT EXISTS steward.mask_keys (view_name text PRIMARY KEY, key bytea NOT NULL)',
@@ -280,8 +281,22 @@ export interface ReaderGrants {
  * DatasetAccess on the view) are not the MaskedView's to take. Reads first: an idle resync changes
  * nothing and takes no lock.
  */
+/** What a view's reader role holds: SELECT on the view, USAGE on its schema, the readers as members. */
+function readerRoleState(schema: string, name: string, members: string[]): GrantState {
+  return { tablePrivileges: [{ schema, table: name, privilege: 'SELECT' }], schemaUsage: [schema], defaultPrivileges: [], members, memberOf: [] };
+}
+
+/** Every lock setReaders may take for the view's reader role, whoever its readers are: to take first. Read-only. */
+export async function readerRoleLocks(client: pg.ClientBase, schema: string, name: string, role: string): Promise<LockKey[]> {
+  // No usage role to observe (''): the reader role holds USAGE on the view's schema itself.
+  const seen = await observe(client, role, schema, undefined, '');
+  const diff = diffGrants(readerRoleState(schema, name, []), seen.role.exists ? seen.state : EMPTY_STATE);
+  return [{ kind: 'role', role }, { kind: 'table', schema, table: name }, ...lockKeys(role, diff)];
+}
+
 export async function setReaders(
   client: pg.ClientBase,
+  locks: ObjectLocks,
   schema: string,
   name: string,
   role: string,
@@ -294,13 +309,7 @@ export async function setReaders(
   const look = () => observe(client, role, schema, undefined, '');
   const seen = await look();
   if (seen.role.exists && seen.role.comment !== comment) throw new Error(`role ${role} exists but Steward did not create it`);
-  const desired = (members: string[]): GrantState => ({
-    tablePrivileges: [{ schema, table: name, privilege: 'SELECT' }],
-    schemaUsage: [schema],
-    defaultPrivileges: [],
-    members,
-    memberOf: [],
-  });
+  const desired = (members: string[]): GrantState => readerRoleState(schema, name, members);
   // Split the diff: what is on the view and its schema, the members, and the roles it is in, Steward
   // can always change (it owns the view; CREATEROLE covers memberships); what is elsewhere it may not.
   const onView = (d: GrantDiff): GrantDiff => ({
@@ -321,13 +330,8 @@ export async function setReaders(
   const direct = await directGrantees();
   if (seen.role.exists && !seen.role.dangerousAttributes.length && isEmptyDiff(full) && !direct.length) return { ran: [], heldElsewhere: [] };
 
-  // The same lock order as DatasetAccess: the role, default ACLs and tables first, schemas last.
-  const locks = [...new Set([`role:${role}`, `table:${schema}.${name}`, ...lockKeys(role, full)])];
-  await lockObjects(
-    client,
-    locks.filter((k) => !isSchemaLock(k)),
-  );
-  await lockObjects(client, locks.filter(isSchemaLock));
+  // In the one lock order; a caller that already holds schema locks took these first (readerRoleLocks).
+  await locks.take([{ kind: 'role', role }, { kind: 'table', schema, table: name }, ...lockKeys(role, full)]);
   const ran: string[] = [];
   const run = async (st: Statement) => {
     await runChecked(client, st.sql, st.object);
