@@ -3,6 +3,16 @@
 import type { Logger } from 'pino';
 import type { AuditInput, AuditRecord } from './record.ts';
 
+/** What every record of one reconcile shares. */
+export type AuditBase = Pick<AuditInput, 'request_id' | 'kind' | 'namespace' | 'name'>;
+/** A record of that reconcile: the action, the resource, the outcome and what else it has. */
+export type ScopedInput = Omit<AuditInput, keyof AuditBase>;
+
+export interface AuditScope {
+  record(input: ScopedInput, ...sinks: AuditSink[]): Promise<AuditRecord>;
+  recordMany(inputs: ScopedInput[], ...sinks: AuditSink[]): Promise<AuditRecord[]>;
+}
+
 export interface AuditSink {
   write(record: AuditRecord): Promise<void>;
   /** Several records at once (one round trip where the sink can). */
@@ -37,6 +47,18 @@ export class AuditTrail {
    */
   async record(input: AuditInput, ...sinks: AuditSink[]): Promise<AuditRecord> {
     return (await this.recordMany([input], ...sinks))[0]!;
+  }
+
+  /** The records of one reconcile: who it was for (request_id, kind, namespace, name) said once. */
+  scope(base: AuditBase): AuditScope {
+    return {
+      record: (input, ...sinks) => this.record({ ...base, ...input }, ...sinks),
+      recordMany: (inputs, ...sinks) =>
+        this.recordMany(
+          inputs.map((input) => ({ ...base, ...input })),
+          ...sinks,
+        ),
+    };
   }
 
   async recordMany(inputs: AuditInput[], ...sinks: AuditSink[]): Promise<AuditRecord[]> {

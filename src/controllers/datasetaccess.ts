@@ -8,7 +8,7 @@ import { resourceType } from '../api/schema.ts';
 import type { KubeObject, ResourceType } from '../runtime/kube.ts';
 import { StaleObservation, type Outcome, type ReconcileContext } from '../runtime/controller.ts';
 import { findCondition, isTrue } from '../runtime/conditions.ts';
-import type { AuditTrail } from '../audit/sink.ts';
+import type { AuditScope, AuditTrail } from '../audit/sink.ts';
 import type { AuditOutcome } from '../audit/record.ts';
 import { evaluatePolicy } from '../governance/policy.ts';
 import { refusedRole, refusedTargets } from '../governance/reserved.ts';
@@ -53,8 +53,7 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
   /** Runs `plan(observation)` under locks in one transaction, with an audit record per statement. */
   async function applyInTransaction(
     pool: pg.Pool,
-    ctx: ReconcileContext,
-    dsa: DatasetAccess,
+    trail: AuditScope,
     groupRole: string,
     schema: string,
     usageRole: string,
@@ -102,10 +101,7 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
           );
       }
       // One record per statement, written in the same transaction: committed together or not at all.
-      await deps.audit.recordMany(
-        actual.records.map((r) => ({ request_id: ctx.requestId, kind: 'DatasetAccess', namespace: dsa.metadata.namespace, name: dsa.metadata.name, ...r })),
-        new AuditTableSink(client),
-      );
+      await trail.recordMany(actual.records, new AuditTableSink(client));
       await client.query('COMMIT');
       return { observation, statements: actual.statements };
     } catch (err) {
@@ -137,6 +133,7 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
       };
     }
     const namespace = dsa.metadata.namespace!;
+    const trail = deps.audit.scope({ request_id: ctx.requestId, kind: 'DatasetAccess', namespace, name: dsa.metadata.name });
     const connected = await connectWarehouse(deps, target.name, 'nothing granted');
     if ('outcome' in connected) return { ...connected.outcome, status: shown };
     const { wh, pool, settings } = connected;
@@ -187,8 +184,7 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
       if (!decision.allowed) {
         const { statements } = await applyInTransaction(
           pool,
-          ctx,
-          dsa,
+          trail,
           groupRole,
           target.schema,
           usageRoleName(wh.spec.postgres.database, target.schema),
@@ -226,8 +222,7 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
       };
       const { statements } = await applyInTransaction(
         pool,
-        ctx,
-        dsa,
+        trail,
         groupRole,
         target.schema,
         usageRoleName(wh.spec.postgres.database, target.schema),
@@ -336,13 +331,9 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
     } catch (err) {
       if (err instanceof StaleObservation) throw err;
       const message = scrub(err instanceof Error ? err.message : String(err), settings);
-      await deps.audit
+      await trail
         .record(
           {
-            request_id: ctx.requestId,
-            kind: 'DatasetAccess',
-            namespace,
-            name: dsa.metadata.name,
             action: 'reconcile',
             resource: `${target.name}/role:${groupRole}`,
             outcome: 'failure',
@@ -383,6 +374,7 @@ export function datasetAccessCleanup(deps: DatasetAccessDeps) {
         message: `cannot revoke: Warehouse ${target.name} does not exist. Recreate it, or set deletionPolicy: Orphan to leave the grants.`,
       };
     }
+    const trail = deps.audit.scope({ request_id: ctx.requestId, kind: 'DatasetAccess', namespace, name: dsa.metadata.name });
     let pool: pg.Pool;
     try {
       pool = (await deps.connections.pool(wh)).pool;
@@ -395,11 +387,9 @@ export function datasetAccessCleanup(deps: DatasetAccessDeps) {
         if (ours) await new ObjectLocks(client).take(lockKeys(groupRole, diffGrants(EMPTY_STATE, o.state)));
         for (const s of statements) await runChecked(client, s.sql, s.object);
         const sink = new AuditTableSink(client);
-        const base = { request_id: ctx.requestId, kind: 'DatasetAccess', namespace, name: dsa.metadata.name };
         if (orphan) {
-          await deps.audit.record(
+          await trail.record(
             {
-              ...base,
               action: 'access.orphan',
               resource: `${target.name}/role:${groupRole}`,
               outcome: 'success',
@@ -408,9 +398,8 @@ export function datasetAccessCleanup(deps: DatasetAccessDeps) {
             sink,
           );
         }
-        await deps.audit.recordMany(
+        await trail.recordMany(
           statements.map((s) => ({
-            ...base,
             action: s.action,
             resource: `${target.name}/${s.object}`,
             outcome: 'success' as const,
@@ -421,11 +410,7 @@ export function datasetAccessCleanup(deps: DatasetAccessDeps) {
       });
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
-      await deps.audit.record({
-        request_id: ctx.requestId,
-        kind: 'DatasetAccess',
-        namespace,
-        name: dsa.metadata.name,
+      await trail.record({
         action: 'role.drop',
         resource: `${target.name}/role:${groupRole}`,
         outcome: 'failure',

@@ -219,6 +219,7 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
     const { wh, pool } = connected;
     await loadParser();
     const owner = ownerRoleName(namespace, mv.metadata.name);
+    const trail = deps.audit.scope({ request_id: ctx.requestId, kind: 'MaskedView', namespace, name: mv.metadata.name });
     const record = (
       db: pg.ClientBase | pg.Pool,
       action: string,
@@ -226,12 +227,8 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
       details?: Record<string, unknown>,
       error?: string,
     ) =>
-      deps.audit.record(
+      trail.record(
         {
-          request_id: ctx.requestId,
-          kind: 'MaskedView',
-          namespace,
-          name: mv.metadata.name,
           action,
           resource: `${wh.metadata.name}/${viewName}`,
           outcome,
@@ -559,12 +556,8 @@ export function maskedViewCleanup(deps: MaskedViewDeps) {
       const { pool } = await deps.connections.pool(wh);
       await inTransaction(pool, async (client) => {
         const dropped = await dropViewAndRoles(client, mv);
-        await deps.audit.record(
+        await deps.audit.scope({ request_id: ctx.requestId, kind: 'MaskedView', namespace: mv.metadata.namespace, name: mv.metadata.name }).record(
           {
-            request_id: ctx.requestId,
-            kind: 'MaskedView',
-            namespace: mv.metadata.namespace,
-            name: mv.metadata.name,
             action: 'view.drop',
             resource: `${wh.metadata.name}/${spec.view.schema}.${spec.view.name}`,
             outcome: 'success',

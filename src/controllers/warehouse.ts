@@ -31,8 +31,9 @@ export function warehouseReconciler(deps: WarehouseDeps) {
 
   return async function reconcileWarehouse(wh: Warehouse, ctx: ReconcileContext): Promise<Outcome> {
     const target = `postgres://${wh.spec.postgres.host}:${wh.spec.postgres.port ?? 5432}/${wh.spec.postgres.database}`;
+    const trail = deps.audit.scope({ request_id: ctx.requestId, kind: 'Warehouse', name: wh.metadata.name });
     const audit = (outcome: 'success' | 'failure', action: string, error?: string, details?: Record<string, unknown>) =>
-      deps.audit.record({ request_id: ctx.requestId, action, resource: target, outcome, error, kind: 'Warehouse', name: wh.metadata.name, details });
+      trail.record({ action, resource: target, outcome, error, details });
 
     let settings: ConnectionSettings | undefined;
     try {
