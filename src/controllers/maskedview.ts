@@ -77,6 +77,8 @@ export const readerRoleName = (namespace: string, name: string): string => viewR
 const viewCommentPrefix = (mv: MaskedView) => `managed by steward: MaskedView ${mv.metadata.namespace}/${mv.metadata.name} `;
 /** Whose the view is, the hash of the SQL it was built from, and that of the definition PostgreSQL stored. */
 const viewComment = (mv: MaskedView, sha: string, definitionSha: string) => `${viewCommentPrefix(mv)}sha=${sha} def=${definitionSha}`;
+/** The two hashes a view's comment records (views built before the definition was recorded have no def). */
+const recordedHashes = (comment: string | null) => ({ sha: /\bsha=([0-9a-f]+)/.exec(comment ?? '')?.[1], def: /\bdef=([0-9a-f]+)/.exec(comment ?? '')?.[1] });
 const ownerComment = (mv: MaskedView) => `managed by steward: owner of MaskedView ${mv.metadata.namespace}/${mv.metadata.name}`;
 const readerComment = (mv: MaskedView) => `managed by steward: readers of MaskedView ${mv.metadata.namespace}/${mv.metadata.name}`;
 
@@ -151,7 +153,7 @@ type Found = { kind: 'absent' } | { kind: 'ours' } | { kind: 'tampered'; problem
 function judgeView(facts: ViewFacts, mv: MaskedView, owner: string): Found {
   if (!facts.exists) return { kind: 'absent' };
   if (!facts.comment?.startsWith(viewCommentPrefix(mv))) return { kind: 'foreign' };
-  const recordedDefinition = /\bdef=([0-9a-f]+)/.exec(facts.comment)?.[1];
+  const recordedDefinition = recordedHashes(facts.comment).def;
   const problems = [
     ...(facts.relkind !== 'v' ? [`it is not a view (relkind ${facts.relkind})`] : []),
     ...(facts.owner !== owner ? [`it is owned by ${facts.owner}, not ${owner}`] : []),
@@ -372,7 +374,9 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
         };
       }
       if (found.kind === 'tampered') tampered = found.problems;
-      if (found.kind !== 'ours' || !facts.comment?.startsWith(`${viewCommentPrefix(mv)}sha=${sha} `)) {
+      // Built again unless it is Steward's, as this spec makes it, and its definition was recorded.
+      const recorded = recordedHashes(facts.comment);
+      if (found.kind !== 'ours' || recorded.sha !== sha || !recorded.def) {
         // Every lock this transaction will take, at once and in the one order: GRANTs on one table
         // or schema from two sessions fail with "tuple concurrently updated", and the reader role's
         // (which setReaders changes below) may not come after the schemas.

@@ -55,33 +55,28 @@ export async function observeView(client: pg.ClientBase, schema: string, name: s
  * only member is Steward's login, or Steward's MaskedView owner roles, are no problem.
  */
 export async function viewSchemaProblems(client: pg.ClientBase, schema: string): Promise<string[]> {
-  const found = await client.query<{ exists: boolean }>('SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS exists', [schema]);
-  if (!found.rows[0]!.exists) return [`schema ${schema} does not exist`];
-  const r = await client.query<{ login: string; holder: string | null; owns: boolean }>(
+  // One round trip: whether the schema exists, and each login that reaches it (as its owner if it
+  // does both: that is the graver), owners first.
+  const r = await client.query<{ exists: boolean; reach: { login: string; holder: string | null; owns: boolean }[] }>(
     `WITH n AS (SELECT oid, nspowner, nspacl FROM pg_namespace WHERE nspname = $1),
           holders AS (SELECT n.nspowner AS role, true AS owns FROM n
-                      UNION SELECT a.grantee, false FROM n, aclexplode(n.nspacl) a WHERE a.privilege_type = 'CREATE')
-     SELECT l.rolname::text AS login, CASE WHEN h.role = 0 THEN NULL ELSE pg_get_userbyid(h.role)::text END AS holder, h.owns
-       FROM pg_roles l JOIN holders h ON h.role = 0 OR pg_has_role(l.oid, h.role, 'MEMBER')
-      WHERE l.rolcanlogin AND NOT l.rolsuper AND l.rolname <> current_user AND l.rolname <> session_user
-      ORDER BY h.owns DESC, 1, 2`,
+                      UNION SELECT a.grantee, false FROM n, aclexplode(n.nspacl) a WHERE a.privilege_type = 'CREATE'),
+          reach AS (SELECT DISTINCT ON (l.rolname) l.rolname::text AS login,
+                           CASE WHEN h.role = 0 THEN NULL ELSE pg_get_userbyid(h.role)::text END AS holder, h.owns
+                      FROM pg_roles l JOIN holders h ON h.role = 0 OR pg_has_role(l.oid, h.role, 'MEMBER')
+                     WHERE l.rolcanlogin AND NOT l.rolsuper AND l.rolname <> current_user AND l.rolname <> session_user
+                     ORDER BY l.rolname, h.owns DESC, 2)
+     SELECT EXISTS (SELECT 1 FROM n) AS exists,
+            coalesce((SELECT json_agg(reach ORDER BY NOT reach.owns, reach.login) FROM reach), '[]') AS reach`,
     [schema],
   );
-  const seen = new Set<string>();
-  const problems: string[] = [];
-  for (const row of r.rows) {
-    if (seen.has(row.login)) continue;
-    seen.add(row.login);
-    if (row.owns)
-      problems.push(
-        `${row.login} can act as ${row.holder}, the owner of schema ${schema}${row.holder === row.login ? '' : ` (a member of it)`}, and so drop the view and create another under its name`,
-      );
-    else
-      problems.push(
-        `${row.login} can create in schema ${schema}${row.holder === null ? ' (PUBLIC may)' : row.holder === row.login ? '' : ` (through ${row.holder})`}`,
-      );
-  }
-  return problems;
+  const { exists, reach } = r.rows[0]!;
+  if (!exists) return [`schema ${schema} does not exist`];
+  return reach.map((row) =>
+    row.owns
+      ? `${row.login} can act as ${row.holder}, the owner of schema ${schema}${row.holder === row.login ? '' : ' (a member of it)'}, and so drop the view and create another under its name`
+      : `${row.login} can create in schema ${schema}${row.holder === null ? ' (PUBLIC may)' : row.holder === row.login ? '' : ` (through ${row.holder})`}`,
+  );
 }
 
 /** The primary keys and unique indexes of tables (valid, not partial, not on expressions), by schema.table. */
@@ -134,12 +129,6 @@ export async function dropManagedRole(client: pg.ClientBase, role: string): Prom
     await runChecked(client, `REVOKE ALL ON ${on} FROM ${quoteIdent(role)}`, h.kind === 'table' ? `${h.schema}.${h.name}` : `schema ${h.name}`);
   }
   await client.query(`DROP ROLE ${quoteIdent(role)}`);
-}
-
-/** The OIDs of the roles that exist, by name. Read-only. */
-export async function roleOids(client: pg.ClientBase, names: string[]): Promise<Map<string, number>> {
-  const r = await client.query<{ rolname: string; oid: number }>('SELECT rolname, oid::int8 AS oid FROM pg_roles WHERE rolname = ANY($1::text[])', [names]);
-  return new Map(r.rows.map((row) => [row.rolname, Number(row.oid)]));
 }
 
 /** The schema pgcrypto is installed in, if it is. Read-only. */
