@@ -214,7 +214,7 @@ async function convergenceFloor(n: number): Promise<Timings> {
           for (let attempt = 0; ; attempt++) {
             try {
               await c.query('BEGIN');
-              for (const s of dropRoleStatements(groupRoleName(f.ns, name), held)) await c.query(s.sql);
+              for (const s of dropRoleStatements(groupRoleName(f.ns, name), diffGrants(EMPTY_STATE, held))) await c.query(s.sql);
               await c.query('COMMIT');
               break;
             } catch (e) {

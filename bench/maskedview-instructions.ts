@@ -14,9 +14,9 @@ import { chownSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { loadParser } from '../src/governance/expression.ts';
-import { planView } from '../src/governance/maskedview.ts';
-import { createViewStatements, hashKeyQuery } from '../src/drivers/postgres/maskedview.ts';
+import { loadParser } from '../src/drivers/postgres/expression.ts';
+import { planView } from '../src/drivers/postgres/view-sql.ts';
+import { createViewStatements, hashKeyQuery } from '../src/drivers/postgres/view-catalog.ts';
 import { RAW_JOIN, benchDataSql, benchViewSpec, touchAll } from './maskedview.ts';
 
 export interface InstructionCounts {

@@ -4,7 +4,7 @@
 import { parseArgs } from 'node:util';
 import type { Writable } from 'node:stream';
 import { AUDIT_TABLE_STATEMENTS, auditWriterGrants } from '../drivers/postgres/audit-table.ts';
-import { quoteIdent } from '../governance/sql-text.ts';
+import { quoteIdent } from '../drivers/postgres/sql-text.ts';
 
 export function runAuditTable(argv: string[], out: Writable, err: Writable): number {
   let writer: string | undefined;

@@ -12,12 +12,13 @@ import { KubeClient, type KubeObject, type ResourceType } from '../runtime/kube.
 import { evaluatePolicy } from '../governance/policy.ts';
 import { refusedRole, refusedTargets } from '../governance/reserved.ts';
 import { effectiveExpiry } from '../governance/expiry.ts';
-import { groupRoleName, ownershipComment, usageRoleName } from '../governance/grants.ts';
-import { observe, type Observation } from '../drivers/postgres/grants.ts';
+import { groupRoleName, ownershipComment, usageRoleComment, usageRoleName } from '../governance/grants.ts';
+import { planAccess, type AccessObservation, type AccessTarget } from '../governance/access-plan.ts';
+import { accessStatements, observeRole } from '../drivers/postgres/grants.ts';
+import { withSession } from '../drivers/postgres/session.ts';
 import { warehouseKind } from '../api/warehouse.ts';
 import { resourceType } from '../api/schema.ts';
 import { WarehouseConnections } from '../drivers/postgres/connector.ts';
-import { planAccess } from '../drivers/postgres/access-plan.ts';
 
 const NAMESPACE_TYPE: ResourceType = { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false };
 
@@ -112,19 +113,21 @@ export async function runPlan(argv: string[], out: Writable, err: Writable): Pro
       }
       say(`#   group role ${groupRole}, principal ${principal}, ${privileges.join(', ')} on ${target.schema}.${target.tables.join(', ')}`);
 
-      let observation: Observation | undefined;
+      const database = wh?.spec.postgres.database ?? '';
+      const access: AccessTarget = {
+        groupRole,
+        comment: ownershipComment(namespace, dsa.metadata.name),
+        schema: target.schema,
+        usageRole: usageRoleName(database, target.schema),
+        usageRoleComment: usageRoleComment(database, target.schema),
+        principal,
+      };
+      let observation: AccessObservation | undefined;
       let dbProblem = 'no Warehouse to connect to';
       if (wh && connections) {
         try {
           const { pool } = await connections.pool(wh);
-          const c = await pool.connect();
-          try {
-            await c.query('BEGIN READ ONLY');
-            observation = await observe(c, groupRole, target.schema, principal, usageRoleName(wh.spec.postgres.database, target.schema));
-          } finally {
-            await c.query('ROLLBACK').catch(() => undefined);
-            c.release();
-          }
+          observation = await withSession(pool, (session) => observeRole(session.client, access), 'READ ONLY');
         } catch (e) {
           dbProblem = (e as Error).message;
         }
@@ -139,11 +142,7 @@ export async function runPlan(argv: string[], out: Writable, err: Writable): Pro
         say('');
         continue;
       }
-      const plan = planAccess(observation ?? emptyObservation(target.tables), {
-        database: wh?.spec.postgres.database ?? '',
-        groupRole,
-        comment: ownershipComment(namespace, dsa.metadata.name),
-        schema: target.schema,
+      const plan = planAccess(observation ?? emptyObservation(target.tables), access, {
         tables: target.tables,
         privileges,
         principal,
@@ -153,7 +152,8 @@ export async function runPlan(argv: string[], out: Writable, err: Writable): Pro
       if (!observation) say(`#   not compared with the catalog (${dbProblem}): the full SQL for an empty warehouse follows`);
       if (plan.blocked) say(`#   blocked: ${plan.blocked.message}`);
       if (observation && !observation.principalExists) say(`#   note: principal ${principal} does not exist; the membership would wait for it`);
-      const sql = [...plan.expiryStatements, ...plan.statements];
+      const { expiry, rest } = accessStatements(access, plan);
+      const sql = [...expiry, ...rest];
       if (sql.length === 0 && !plan.blocked) say('#   no changes: the warehouse already matches');
       for (const s of sql) say(`${s.sql};`);
       say('');
@@ -166,7 +166,7 @@ export async function runPlan(argv: string[], out: Writable, err: Writable): Pro
 }
 
 /** What an unreachable warehouse is assumed to hold: nothing; the listed tables exist. */
-function emptyObservation(tables: readonly string[]): Observation {
+function emptyObservation(tables: readonly string[]): AccessObservation {
   return {
     role: { exists: false, comment: null, dangerousAttributes: [] },
     usageRole: { exists: false, comment: null, hasUsage: false },

@@ -3,47 +3,23 @@
 // publish its column-level lineage (status, a ConfigMap, an OpenLineage event).
 import { createHash, randomUUID } from 'node:crypto';
 import { appendFile } from 'node:fs/promises';
-import type pg from 'pg';
 import { maskedViewKind, type MaskedView } from '../api/maskedview.ts';
 import type { Warehouse } from '../api/warehouse.ts';
 import { resourceType } from '../api/schema.ts';
 import { isNotFound, type KubeClient, type KubeObject, type ResourceType } from '../runtime/kube.ts';
 import { StaleObservation, type Outcome, type ReconcileContext } from '../runtime/controller.ts';
 import { findCondition } from '../runtime/conditions.ts';
-import type { AuditTrail } from '../audit/sink.ts';
-import { ExpressionError, MaskBypassError, loadParser } from '../governance/expression.ts';
-import { planView, refuseRowMultiplyingJoins, type ViewPlan } from '../governance/maskedview.ts';
+import type { AuditScope, AuditTrail } from '../audit/sink.ts';
 import { viewPolicyDenial } from '../governance/policy.ts';
 import { refusedRole } from '../governance/reserved.ts';
-import { describeRoles } from '../drivers/postgres/roles.ts';
-import { AuditTableSink } from '../drivers/postgres/audit-table.ts';
-import {
-  commentViewStatement,
-  createViewStatements,
-  dropManagedRole,
-  ensureHashKey,
-  ensureOwnerRole,
-  findHmacFunction,
-  hashKeyQuery,
-  observeView,
-  readerRoleLocks,
-  regrantStatements,
-  setReaders,
-  sourceExposure,
-  tablesMissing,
-  uniqueKeys,
-  viewGrants,
-  viewSchemaProblems,
-  type ReaderGrants,
-  type ViewFacts,
-} from '../drivers/postgres/maskedview.ts';
-import { quoteQualified } from '../governance/sql-text.ts';
-import { ObjectLocks } from '../drivers/postgres/locks.ts';
-import { LockOrderError, tableLock, type LockKey } from '../governance/grants.ts';
-import { inTransaction } from '../drivers/postgres/transaction.ts';
-import { InsufficientPrivilege, runChecked } from '../drivers/postgres/checked.ts';
-import type { WarehouseConnections } from '../drivers/postgres/connector.ts';
-import { connectWarehouse } from './warehouse-preamble.ts';
+import { LockOrderError } from '../governance/grants.ts';
+import { ExpressionError, MaskBypassError, loadParser } from '../drivers/postgres/expression.ts';
+import { planView, refuseRowMultiplyingJoins, type ViewPlan } from '../drivers/postgres/view-sql.ts';
+import { hashKeyQuery } from '../drivers/postgres/view-catalog.ts';
+import { judgeView, recordedHashes, type ViewTarget } from '../drivers/postgres/view-driver.ts';
+import { InsufficientPrivilege } from '../drivers/postgres/checked.ts';
+import type { WarehouseDrivers } from '../drivers/postgres/connector.ts';
+import { connectWarehouse, type WarehouseDeps } from './warehouse-preamble.ts';
 
 export const MASKED_VIEW_TYPE: ResourceType = resourceType(maskedViewKind);
 export const MASKED_VIEW_FINALIZER = 'steward.dev/drop-view';
@@ -54,11 +30,9 @@ export interface OpenLineageTarget {
   file?: string;
 }
 
-export interface MaskedViewDeps {
+export interface MaskedViewDeps extends WarehouseDeps {
   client: KubeClient;
-  connections: WarehouseConnections;
   audit: AuditTrail;
-  warehouse: (name: string) => Warehouse | undefined;
   namespaceLabels: (name: string) => Record<string, string> | undefined;
   openLineage?: OpenLineageTarget;
 }
@@ -74,13 +48,28 @@ export const ownerRoleName = (namespace: string, name: string): string => viewRo
 /** The role that holds SELECT on the view (and USAGE on its schema); the readers are its members. */
 export const readerRoleName = (namespace: string, name: string): string => viewRoleName('stw_mvr_', namespace, name);
 
-const viewCommentPrefix = (mv: MaskedView) => `managed by steward: MaskedView ${mv.metadata.namespace}/${mv.metadata.name} `;
-/** Whose the view is, the hash of the SQL it was built from, and that of the definition PostgreSQL stored. */
-const viewComment = (mv: MaskedView, sha: string, definitionSha: string) => `${viewCommentPrefix(mv)}sha=${sha} def=${definitionSha}`;
-/** The two hashes a view's comment records (views built before the definition was recorded have no def). */
-const recordedHashes = (comment: string | null) => ({ sha: /\bsha=([0-9a-f]+)/.exec(comment ?? '')?.[1], def: /\bdef=([0-9a-f]+)/.exec(comment ?? '')?.[1] });
 const ownerComment = (mv: MaskedView) => `managed by steward: owner of MaskedView ${mv.metadata.namespace}/${mv.metadata.name}`;
 const readerComment = (mv: MaskedView) => `managed by steward: readers of MaskedView ${mv.metadata.namespace}/${mv.metadata.name}`;
+
+/** The view and its roles in the Warehouse, as the driver sees them. `sources` defaults to what the spec names. */
+export function viewTarget(mv: MaskedView, sources?: string[]): ViewTarget {
+  const { spec } = mv;
+  const namespace = mv.metadata.namespace!;
+  return {
+    schema: spec.view.schema,
+    name: spec.view.name,
+    commentPrefix: `managed by steward: MaskedView ${namespace}/${mv.metadata.name} `,
+    owner: ownerRoleName(namespace, mv.metadata.name),
+    ownerComment: ownerComment(mv),
+    readerRole: readerRoleName(namespace, mv.metadata.name),
+    readerComment: readerComment(mv),
+    sources: sources ?? [spec.from.table, ...(spec.joins ?? []).map((j) => j.table)],
+    readers: spec.readers,
+    unmaskedRoles: spec.unmaskedRoles ?? [],
+    formerReaders: [...new Set([...spec.readers, ...(mv.status?.readers ?? '').split(',').filter(Boolean)])],
+    keyedTables: spec.kAnonymity ? (spec.joins ?? []).map((j) => j.table) : [],
+  };
+}
 
 /** The guide's lineage format, with inputs and masked added per column. */
 export function lineageDocument(mv: MaskedView, plan: ViewPlan, now: Date) {
@@ -142,74 +131,6 @@ async function sendOpenLineage(target: OpenLineageTarget | undefined, event: unk
   }
 }
 
-/** What Steward finds under the view's name: nothing, its own view as it built it, its view changed behind its back, or someone else's. */
-type Found = { kind: 'absent' } | { kind: 'ours' } | { kind: 'tampered'; problems: string[] } | { kind: 'foreign' };
-
-/**
- * Steward's view is the relation with its comment, owned by the view's owner role (only Steward's
- * login may hand it that role), a security_barrier view whose definition is the one Steward
- * recorded when it built it. A comment anyone who owns a view can copy; the rest they cannot fake.
- */
-function judgeView(facts: ViewFacts, mv: MaskedView, owner: string): Found {
-  if (!facts.exists) return { kind: 'absent' };
-  if (!facts.comment?.startsWith(viewCommentPrefix(mv))) return { kind: 'foreign' };
-  const recordedDefinition = recordedHashes(facts.comment).def;
-  const problems = [
-    ...(facts.relkind !== 'v' ? [`it is not a view (relkind ${facts.relkind})`] : []),
-    ...(facts.owner !== owner ? [`it is owned by ${facts.owner}, not ${owner}`] : []),
-    ...(facts.relkind === 'v' && !facts.securityBarrier ? ['security_barrier is off'] : []),
-    // Views built before Steward recorded the definition have none to compare: they are rebuilt anyway (the comment differs).
-    ...(recordedDefinition && facts.definitionSha !== recordedDefinition ? ['its definition is not the one Steward built'] : []),
-  ];
-  return problems.length ? { kind: 'tampered', problems } : { kind: 'ours' };
-}
-
-/** The view's and its sources' table locks, and their schemas'. */
-function viewLocks(spec: MaskedView['spec'], sources: readonly string[]): LockKey[] {
-  const tables = [`${spec.view.schema}.${spec.view.name}`, ...sources];
-  return [...tables.map(tableLock), ...[spec.view.schema, ...sources.map((t) => t.split('.')[0]!)].map((schema) => ({ kind: 'schema', schema }) as const)];
-}
-
-/**
- * Drops the view (only when it is the one Steward built) and the view's owner and reader roles (only
- * when Steward made them): afterwards nothing Steward made for the view serves anyone. Returns what
- * it dropped. Used on deletion, and to withdraw a view that may not serve.
- */
-async function dropViewAndRoles(client: pg.ClientBase, mv: MaskedView): Promise<string[]> {
-  const { schema, name } = mv.spec.view;
-  const owner = ownerRoleName(mv.metadata.namespace!, mv.metadata.name);
-  // A view the owner role owns is Steward's to drop, even changed behind its back (else the owner
-  // role could not be dropped after it); one someone else owns is not, whatever its comment says.
-  const droppable = (facts: ViewFacts) => facts.relkind === 'v' && facts.owner === owner && judgeView(facts, mv, owner).kind !== 'foreign';
-  const look = async () => ({
-    view: droppable(await observeView(client, schema, name)),
-    // Steward's roles for the view, if it made them (a role of that name it did not make is not its to drop).
-    roles: (
-      await client.query<{ rolname: string }>(
-        `SELECT rolname FROM pg_roles WHERE (rolname, coalesce(shobj_description(oid, 'pg_authid'), '')) IN (($1, $2), ($3, $4))`,
-        [owner, ownerComment(mv), readerRoleName(mv.metadata.namespace!, mv.metadata.name), readerComment(mv)],
-      )
-    ).rows.map((r) => r.rolname),
-  });
-  // Read first: a view already withdrawn costs a resync no lock.
-  const before = await look();
-  if (!before.view && before.roles.length === 0) return [];
-  // The locks the build takes, in the same order: a REVOKE on a source beside a DatasetAccess's
-  // GRANT on it would otherwise fail with "tuple concurrently updated".
-  await new ObjectLocks(client).take(viewLocks(mv.spec, [mv.spec.from.table, ...(mv.spec.joins ?? []).map((j) => j.table)]));
-  const found = await look();
-  const dropped: string[] = [];
-  if (found.view) {
-    await client.query(`DROP VIEW ${quoteQualified(schema, name)}`);
-    dropped.push(`view ${schema}.${name}`);
-  }
-  for (const role of found.roles) {
-    await dropManagedRole(client, role);
-    dropped.push(`role ${role}`);
-  }
-  return dropped;
-}
-
 export function maskedViewReconciler(deps: MaskedViewDeps) {
   return async function reconcileMaskedView(mv: MaskedView, ctx: ReconcileContext): Promise<Outcome> {
     const spec = mv.spec;
@@ -218,49 +139,11 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
     const shown = { view: viewName, readers: spec.readers.join(',') };
     const connected = await connectWarehouse(deps, spec.warehouse, 'the view was not changed');
     if ('outcome' in connected) return { ...connected.outcome, status: shown };
-    const { wh, pool } = connected;
+    const { wh, drivers } = connected;
     await loadParser();
-    const owner = ownerRoleName(namespace, mv.metadata.name);
     const trail = deps.audit.scope({ request_id: ctx.requestId, kind: 'MaskedView', namespace, name: mv.metadata.name });
-    const record = (
-      db: pg.ClientBase | pg.Pool,
-      action: string,
-      outcome: 'success' | 'failure' | 'denied',
-      details?: Record<string, unknown>,
-      error?: string,
-    ) =>
-      trail.record(
-        {
-          action,
-          resource: `${wh.metadata.name}/${viewName}`,
-          outcome,
-          details,
-          error,
-        },
-        new AuditTableSink(db),
-      );
-
-    /**
-     * Fail closed: a view that may not serve is taken away from everyone (dropped, with its roles;
-     * grants others made on it go with it), in its own transaction, and audited when that changed
-     * something or the reason is new. It is built again once the cause is gone.
-     */
-    const withdraw = async (reason: string, why: string): Promise<Outcome> => {
-      const again = findCondition(mv.status?.conditions, 'Ready')?.reason === reason;
-      const dropped = await inTransaction(pool, async (c) => {
-        const d = await dropViewAndRoles(c, mv);
-        if (d.length || !again) await record(c, 'view.withdraw', 'denied', { reason, dropped: d }, why);
-        return d;
-      });
-      return {
-        state: 'Stalled',
-        reason,
-        message: `${why}; ${dropped.length ? 'the view was withdrawn' : 'no view is built'}: it serves no one until this is fixed`,
-        status: { ...shown, readers: '' },
-        conditions: [{ type: 'SourcesLocked', status: 'Unknown', reason: 'NotServing', message: 'the view is not served, so its sources were not checked' }],
-        events: again && !dropped.length ? [] : [{ type: 'Warning', reason, note: why, action: 'Withdraw' }],
-      };
-    };
+    const resource = `${wh.metadata.name}/${viewName}`;
+    const withdraw = (reason: string, why: string) => withdrawView(drivers, trail, mv, resource, reason, why, viewTarget(mv));
 
     // 1. What no database needs to be asked about: the policy (Steward's own schema and PostgreSQL's
     // are never grantable, whatever it says), and expressions that would undo the view's masks.
@@ -269,14 +152,14 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
     const roles = [...spec.readers, ...(spec.unmaskedRoles ?? [])];
     const denial = viewPolicyDenial(wh.spec.accessPolicy, { namespace: { name: namespace, labels }, viewSchema: spec.view.schema, sourceSchemas, roles });
     if (denial) return withdraw('PolicyDenied', `${denial}. Ask the Warehouse owner to extend spec.accessPolicy, or change the view`);
-    let plan: ViewPlan;
+    let sources: string[];
     try {
       // Validate expressions before touching anything (the hash key expression is fixed SQL).
-      plan = planView(spec, { hmacFunction: '"public"."hmac"', keyQuery: 'SELECT NULL::bytea AS key' });
+      sources = planView(spec, { hmacFunction: '"public"."hmac"', keyQuery: 'SELECT NULL::bytea AS key' }).sourceTables;
     } catch (e) {
       if (e instanceof MaskBypassError) return withdraw('MaskBypass', e.message);
       if (!(e instanceof ExpressionError)) throw e;
-      await record(pool, 'view.validate', 'denied', undefined, e.message).catch(() => undefined);
+      await trail.record({ action: 'view.validate', resource, outcome: 'denied', error: e.message }, drivers.auditTable).catch(() => undefined);
       return {
         state: 'Stalled',
         reason: 'InvalidExpression',
@@ -286,86 +169,50 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
       };
     }
 
-    // 2. What the catalog must confirm before anything is built: sources, roles, the schema.
-    const checked = await inTransaction(
-      pool,
-      async (client): Promise<{ outcome: Outcome } | { withdraw: string; why: string } | { unmaskedRoleOids: number[] }> => {
-        const missing = await tablesMissing(client, plan.sourceTables);
-        if (missing.length)
-          return {
-            outcome: { state: 'Progressing', reason: 'SourceNotFound', message: `source table ${missing.join(', ')} does not exist; retrying`, status: shown },
-          };
-        // Steward never creates the roles a view names: a missing one is for its owner to create.
-        const named = [
-          ...spec.readers.map((role) => ({ role, field: 'readers' })),
-          ...(spec.unmaskedRoles ?? []).map((role) => ({ role, field: 'unmaskedRoles' })),
-        ];
-        const facts = await describeRoles(
-          client,
-          named.map((n) => n.role),
-        );
-        const absent = named.filter((n) => !facts.has(n.role));
-        if (absent.length) {
-          const list = absent.map((n) => `${n.role} (${n.field})`).join(', ');
-          const what = absent.length === 1 ? `role ${list} does not exist` : `roles ${list} do not exist`;
-          const why = `${what} in Warehouse ${spec.warehouse}; Steward never creates the roles a view names. Once they exist, the next resync builds the view; the view was not changed`;
-          return {
-            outcome: {
-              state: 'Stalled',
-              reason: 'RoleNotFound',
-              message: why,
-              status: shown,
-              events: [{ type: 'Warning', reason: 'RoleNotFound', note: why, action: 'Validate' }],
-            },
-          };
-        }
-        const refused = named.map((n) => ({ ...n, why: refusedRole(facts.get(n.role)!) })).find((n) => n.why);
-        if (refused) return { withdraw: 'PolicyDenied', why: `${refused.field}: ${refused.why}: it is never grantable, whatever the accessPolicy says` };
-        if (spec.kAnonymity) {
-          try {
-            refuseRowMultiplyingJoins(
-              spec,
-              await uniqueKeys(
-                client,
-                (spec.joins ?? []).map((j) => j.table),
-              ),
-            );
-          } catch (e) {
-            if (e instanceof MaskBypassError) return { withdraw: 'MaskBypass', why: e.message };
-            throw e;
-          }
-        }
-        const unsafe = await viewSchemaProblems(client, spec.view.schema);
-        if (unsafe.length)
-          return { withdraw: 'ViewSchemaUnsafe', why: `${unsafe.join('; ')}. Revoke that, or place the view in a schema only Steward's login may create in` };
-        // Membership is checked by OID: a role dropped and re-created under its name is a new role,
-        // and the view is rebuilt for it (the OIDs are part of the SQL, so of its hash).
-        return { unmaskedRoleOids: (spec.unmaskedRoles ?? []).map((r) => facts.get(r)!.oid) };
-      },
-    );
-    if ('withdraw' in checked) return withdraw(checked.withdraw, checked.why);
-    if ('outcome' in checked) return checked.outcome;
-    const { unmaskedRoleOids } = checked;
-
-    // 3. Build (when the view is not the one this spec makes), lock the sources, grant the readers.
-    const client = await pool.connect();
-    let exposed: { role: string; table: string }[];
-    let readerGrants: ReaderGrants;
-    const readerRole = readerRoleName(namespace, mv.metadata.name);
-    let changedView = false;
-    let tampered: string[] = [];
-    const locks = new ObjectLocks(client);
     try {
-      await client.query('BEGIN');
-      // Plan with what is there, read-only: an idle resync changes nothing and takes no lock.
-      const keyQuery = hashKeyQuery(viewName);
-      let hmac = plan.usesHash ? await findHmacFunction(client) : undefined;
-      plan = planView(spec, { hmacFunction: hmac ?? '"public"."hmac"', keyQuery, unmaskedRoleOids });
-      let sha = createHash('sha256').update(plan.select).digest('hex').slice(0, 16);
-      const facts = await observeView(client, spec.view.schema, spec.view.name);
-      const found = judgeView(facts, mv, owner);
-      if (found.kind === 'foreign' || (found.kind === 'tampered' && facts.relkind !== 'v')) {
-        await client.query('ROLLBACK');
+      // 2. Observe once: sources, the roles the spec names, the schema, the view as found, who can read the sources.
+      const target = viewTarget(mv, sources);
+      const observed = await drivers.views.observe(target);
+
+      // 3. Decide, from the observation alone.
+      if (observed.missingSources.length) {
+        const message = `source table ${observed.missingSources.join(', ')} does not exist; retrying`;
+        return { state: 'Progressing', reason: 'SourceNotFound', message, status: shown };
+      }
+      // Steward never creates the roles a view names: a missing one is for its owner to create.
+      const named = [
+        ...spec.readers.map((role) => ({ role, field: 'readers' })),
+        ...(spec.unmaskedRoles ?? []).map((role) => ({ role, field: 'unmaskedRoles' })),
+      ];
+      const absent = named.filter((n) => !observed.roles[n.role]);
+      if (absent.length) {
+        const list = absent.map((n) => `${n.role} (${n.field})`).join(', ');
+        const what = absent.length === 1 ? `role ${list} does not exist` : `roles ${list} do not exist`;
+        const why = `${what} in Warehouse ${spec.warehouse}; Steward never creates the roles a view names. Once they exist, the next resync builds the view; the view was not changed`;
+        return {
+          state: 'Stalled',
+          reason: 'RoleNotFound',
+          message: why,
+          status: shown,
+          events: [{ type: 'Warning', reason: 'RoleNotFound', note: why, action: 'Validate' }],
+        };
+      }
+      const refused = named.map((n) => ({ ...n, why: refusedRole(observed.roles[n.role]!) })).find((n) => n.why);
+      if (refused) return withdraw('PolicyDenied', `${refused.field}: ${refused.why}: it is never grantable, whatever the accessPolicy says`);
+      if (spec.kAnonymity) {
+        try {
+          refuseRowMultiplyingJoins(spec, new Map(Object.entries(observed.uniqueKeys)));
+        } catch (e) {
+          if (e instanceof MaskBypassError) return withdraw('MaskBypass', e.message);
+          throw e;
+        }
+      }
+      if (observed.schemaProblems.length) {
+        const why = `${observed.schemaProblems.join('; ')}. Revoke that, or place the view in a schema only Steward's login may create in`;
+        return withdraw('ViewSchemaUnsafe', why);
+      }
+      const found = judgeView(observed.view, target);
+      if (found.kind === 'foreign' || (found.kind === 'tampered' && observed.view.relkind !== 'v')) {
         return {
           state: 'Stalled',
           reason: 'ViewConflict',
@@ -373,73 +220,58 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
           status: { ...shown, readers: '' },
         };
       }
-      if (found.kind === 'tampered') tampered = found.problems;
-      // Built again unless it is Steward's, as this spec makes it, and its definition was recorded.
-      const recorded = recordedHashes(facts.comment);
-      if (found.kind !== 'ours' || recorded.sha !== sha || !recorded.def) {
-        // Every lock this transaction will take, at once and in the one order: GRANTs on one table
-        // or schema from two sessions fail with "tuple concurrently updated", and the reader role's
-        // (which setReaders changes below) may not come after the schemas.
-        await locks.take([
-          ...viewLocks(spec, plan.sourceTables),
-          { kind: 'role', role: owner },
-          ...(plan.usesHash ? [tableLock('steward.mask_keys'), { kind: 'schema', schema: 'steward' } as const] : []),
-          ...(await readerRoleLocks(client, spec.view.schema, spec.view.name, readerRole)),
-        ]);
-        await ensureOwnerRole(client, owner, ownerComment(mv));
-        if (plan.usesHash) {
-          hmac = await ensureHashKey(client, viewName, owner);
-          plan = planView(spec, { hmacFunction: hmac, keyQuery, unmaskedRoleOids });
-          sha = createHash('sha256').update(plan.select).digest('hex').slice(0, 16);
-        }
-        // Replace in one transaction: readers wait on the lock, then see the new masked view. Grants
-        // others made on Steward's view (a DatasetAccess) are carried over to the new one; what was
-        // granted on a view put in its place is not.
-        const kept = found.kind === 'ours' ? await viewGrants(client, spec.view.schema, spec.view.name) : [];
-        for (const s of createViewStatements(spec.view.schema, spec.view.name, plan.select, owner, plan.sourceTables, facts.exists))
-          await runChecked(client, s.sql, s.object);
-        // The definition as PostgreSQL stored it, recorded beside the SQL's hash: a resync that finds
-        // another definition under the comment knows the view was changed behind Steward's back.
-        const built = await observeView(client, spec.view.schema, spec.view.name);
-        await runChecked(client, commentViewStatement(spec.view.schema, spec.view.name, viewComment(mv, sha, built.definitionSha!)), viewName);
-        for (const s of regrantStatements(spec.view.schema, spec.view.name, kept, owner)) await runChecked(client, s, viewName);
-        changedView = true;
-      }
-      if (tampered.length) await record(client, 'view.tampered', 'denied', { found: tampered, rebuilt: true });
-      // SourcesLocked: nobody outside unmaskedRoles may read a source directly. Otherwise fail closed.
-      exposed = await sourceExposure(client, plan.sourceTables, spec.readers, spec.unmaskedRoles ?? [], owner);
-      const formerReaders = [...new Set([...spec.readers, ...(mv.status?.readers ?? '').split(',').filter(Boolean)])];
-      readerGrants = await setReaders(
-        client,
-        locks,
-        spec.view.schema,
-        spec.view.name,
-        readerRole,
-        readerComment(mv),
-        exposed.length ? [] : spec.readers,
-        formerReaders,
-      );
-      if (changedView || readerGrants.ran.length)
-        await record(client, changedView ? 'view.replace' : 'view.grants', 'success', { sha, grants: readerGrants.ran, maskedColumns: plan.maskedColumns });
+
+      // 4. Plan (pure): the SQL this spec makes now. Membership is checked by OID: a role dropped and
+      // re-created under its name is a new role, and the view is rebuilt for it (the OIDs are part of
+      // the SQL, so of its hash). Built again unless the view is Steward's, as this spec makes it, and
+      // its definition was recorded.
+      const hmacFunction = observed.hmacFunction ?? '"public"."hmac"';
+      const unmaskedRoleOids = (spec.unmaskedRoles ?? []).map((r) => observed.roles[r]!.oid);
+      const plan = planView(spec, { hmacFunction, keyQuery: hashKeyQuery(viewName), unmaskedRoleOids });
+      const sha = createHash('sha256').update(plan.select).digest('hex').slice(0, 16);
+      const recorded = recordedHashes(observed.view.comment);
+      const build = found.kind !== 'ours' || recorded.sha !== sha || !recorded.def;
+      const exposed = observed.exposure;
       // Audited when it is found, not on every resync while it lasts.
       const alreadyExposed = findCondition(mv.status?.conditions, 'SourcesLocked')?.status === 'False';
-      if (exposed.length && !alreadyExposed) await record(client, 'view.sources_exposed', 'denied', { exposed });
-      const alreadyDrifted = findCondition(mv.status?.conditions, 'Ready')?.reason === 'ReaderRoleDrift';
-      if (readerGrants.heldElsewhere.length && !alreadyDrifted)
-        await record(client, 'view.reader_role_drift', 'denied', { role: readerRole, held: readerGrants.heldElsewhere });
-      await client.query('COMMIT');
+      const notes = [
+        ...(found.kind === 'tampered'
+          ? [{ action: 'view.tampered', resource, outcome: 'denied' as const, details: { found: found.problems, rebuilt: true } }]
+          : []),
+        ...(exposed.length && !alreadyExposed ? [{ action: 'view.sources_exposed', resource, outcome: 'denied' as const, details: { exposed } }] : []),
+      ];
+
+      // 5. Apply: build (when needed) and set the readers (none while the sources are exposed: fail closed).
+      const applied = await drivers.views.apply(
+        target,
+        observed,
+        {
+          build: build ? { select: plan.select, sha, usesHash: plan.usesHash, hmacFunction, keepGrants: found.kind === 'ours' } : undefined,
+          readers: exposed.length ? [] : spec.readers,
+          maskedColumns: plan.maskedColumns,
+          driftKnown: findCondition(mv.status?.conditions, 'Ready')?.reason === 'ReaderRoleDrift',
+        },
+        trail,
+        notes,
+      );
+      return await servedOutcome(deps, mv, wh, plan, ctx, {
+        exposed,
+        built: applied.built,
+        heldElsewhere: applied.heldElsewhere,
+        readerRole: target.readerRole,
+      });
     } catch (e) {
-      await client.query('ROLLBACK').catch(() => undefined);
       // The reader role changed between the look that chose the locks and the change: look again.
       if (e instanceof LockOrderError) throw new StaleObservation(`${e.message}; retrying`);
-      await record(pool, 'view.replace', 'failure', undefined, e instanceof Error ? e.message : String(e)).catch(() => undefined);
+      if (e instanceof StaleObservation) throw e;
+      const message = drivers.scrub(e instanceof Error ? e.message : String(e));
+      await trail.record({ action: 'view.replace', resource, outcome: 'failure', error: message }, drivers.auditTable).catch(() => undefined);
       const code = (e as { code?: string }).code;
-      // Privilege errors arrive as InsufficientPrivilege (every statement that needs one runs through
-      // runChecked); any other class-42 error is PostgreSQL's verdict on the SQL.
+      // Privilege errors arrive as InsufficientPrivilege (every statement that needs one is checked);
+      // any other class-42 error is PostgreSQL's verdict on the SQL.
       if (code?.startsWith('42') && code !== '42501' && !(e instanceof InsufficientPrivilege)) {
-        // PostgreSQL's own verdict on the SQL (a column that does not exist, types that do not
-        // match): the spec must change, so say so instead of retrying with backoff.
-        const why = `PostgreSQL refused the view: ${e instanceof Error ? e.message : String(e)}; the view was not changed`;
+        // A column that does not exist, types that do not match: the spec must change, so say so instead of retrying with backoff.
+        const why = `PostgreSQL refused the view: ${message}; the view was not changed`;
         return {
           state: 'Stalled',
           reason: 'InvalidExpression',
@@ -450,7 +282,7 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
       }
       if (e instanceof InsufficientPrivilege) {
         // Rolled back: the view and its readers are as they were. Resyncs retry once the login is granted more.
-        const advice = `${e.message}. Nothing was changed. Grant the login what docs/warehouse.md lists`;
+        const advice = `${message}. Nothing was changed. Grant the login what docs/warehouse.md lists`;
         return {
           state: 'Stalled',
           reason: 'InsufficientPrivilege',
@@ -460,64 +292,105 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
         };
       }
       throw e;
-    } finally {
-      client.release();
     }
+  };
+}
 
-    // Lineage: status, ConfigMap, OpenLineage (when it changed).
-    // Only when something changed: an idle resync makes no API call.
-    const lineageChanged = JSON.stringify(mv.status?.lineage) !== JSON.stringify(plan.lineage);
-    if (lineageChanged || mv.status?.observedGeneration !== mv.metadata.generation) {
-      await writeLineageConfigMap(deps.client, mv, lineageDocument(mv, plan, ctx.now));
-    }
-    if (lineageChanged) {
-      await sendOpenLineage(deps.openLineage, openLineageEvent(mv, wh, plan, ctx.now)).catch((e: unknown) =>
-        ctx.logger.warn({ err: String(e) }, 'could not send the OpenLineage event'),
-      );
-    }
-    const status = { ...shown, maskedColumns: plan.maskedColumns, lineage: plan.lineage };
-    if (exposed.length) {
-      const list = exposed.map((x) => `${x.role} can read ${x.table}`).join('; ');
-      return {
-        state: 'Stalled',
-        reason: 'SourcesExposed',
-        message: `${list} directly, bypassing the mask; readers were removed from the view until that is revoked (or, if that role may see raw data, list it in unmaskedRoles)`,
-        status: { ...status, readers: '' },
-        conditions: [{ type: 'SourcesLocked', status: 'False', reason: 'SourcesExposed', message: list }],
-        events: [{ type: 'Warning', reason: 'SourcesExposed', note: list, action: 'Verify' }],
-      };
-    }
-    const locked = {
-      type: 'SourcesLocked',
-      status: 'True',
-      reason: 'SourcesLocked',
-      message: `no reader and no role outside unmaskedRoles can read ${plan.sourceTables.join(', ')} directly`,
-    } as const;
-    if (readerGrants.heldElsewhere.length) {
-      const held = `the view's reader role ${readerRole} was granted out of band what Steward's login may not revoke (${readerGrants.heldElsewhere.join('; ')})`;
-      return {
-        state: 'Stalled',
-        reason: 'ReaderRoleDrift',
-        message: `${held}; its members would read that through it, so the readers were removed until it is revoked`,
-        status: { ...status, readers: '' },
-        conditions: [locked],
-        events: [{ type: 'Warning', reason: 'ReaderRoleDrift', note: held, action: 'Verify' }],
-      };
-    }
-    // A Normal event when the view is built, and when readers get it back after SourcesExposed or ReaderRoleDrift.
-    const wasServing =
-      findCondition(mv.status?.conditions, 'SourcesLocked')?.status === 'True' && findCondition(mv.status?.conditions, 'Ready')?.reason !== 'ReaderRoleDrift';
+/**
+ * Fail closed: a view that may not serve is taken away from everyone (dropped, with its roles;
+ * grants others made on it go with it), audited when that changed something or the reason is new.
+ * It is built again once the cause is gone.
+ */
+async function withdrawView(
+  drivers: WarehouseDrivers,
+  trail: AuditScope,
+  mv: MaskedView,
+  resource: string,
+  reason: string,
+  why: string,
+  target: ViewTarget,
+): Promise<Outcome> {
+  const again = findCondition(mv.status?.conditions, 'Ready')?.reason === reason;
+  const { dropped } = await drivers.views.remove(
+    target,
+    trail,
+    [{ action: 'view.withdraw', resource, outcome: 'denied', details: { reason }, error: why }],
+    again,
+  );
+  return {
+    state: 'Stalled',
+    reason,
+    message: `${why}; ${dropped.length ? 'the view was withdrawn' : 'no view is built'}: it serves no one until this is fixed`,
+    status: { view: `${mv.spec.view.schema}.${mv.spec.view.name}`, readers: '' },
+    conditions: [{ type: 'SourcesLocked', status: 'Unknown', reason: 'NotServing', message: 'the view is not served, so its sources were not checked' }],
+    events: again && !dropped.length ? [] : [{ type: 'Warning', reason, note: why, action: 'Withdraw' }],
+  };
+}
+
+/** The view is built: publish its lineage (when it changed) and say whether it serves its readers. */
+async function servedOutcome(
+  deps: MaskedViewDeps,
+  mv: MaskedView,
+  wh: Warehouse,
+  plan: ViewPlan,
+  ctx: ReconcileContext,
+  r: { exposed: { role: string; table: string }[]; built: boolean; heldElsewhere: string[]; readerRole: string },
+): Promise<Outcome> {
+  const spec = mv.spec;
+  const viewName = `${spec.view.schema}.${spec.view.name}`;
+  const shown = { view: viewName, readers: spec.readers.join(',') };
+  // Lineage: status, ConfigMap, OpenLineage. Only when something changed: an idle resync makes no API call.
+  const lineageChanged = JSON.stringify(mv.status?.lineage) !== JSON.stringify(plan.lineage);
+  if (lineageChanged || mv.status?.observedGeneration !== mv.metadata.generation) {
+    await writeLineageConfigMap(deps.client, mv, lineageDocument(mv, plan, ctx.now));
+  }
+  if (lineageChanged) {
+    await sendOpenLineage(deps.openLineage, openLineageEvent(mv, wh, plan, ctx.now)).catch((e: unknown) =>
+      ctx.logger.warn({ err: String(e) }, 'could not send the OpenLineage event'),
+    );
+  }
+  const status = { ...shown, maskedColumns: plan.maskedColumns, lineage: plan.lineage };
+  if (r.exposed.length) {
+    const list = r.exposed.map((x) => `${x.role} can read ${x.table}`).join('; ');
     return {
-      state: 'Ready',
-      reason: 'ViewReady',
-      message: `${viewName} serves ${plan.maskedColumns} masked column(s) to ${spec.readers.join(', ')}`,
-      status,
-      conditions: [locked],
-      events:
-        changedView || !wasServing
-          ? [{ type: 'Normal', reason: 'ViewReady', note: `${viewName} built with ${plan.maskedColumns} masked column(s)`, action: 'Build' }]
-          : [],
+      state: 'Stalled',
+      reason: 'SourcesExposed',
+      message: `${list} directly, bypassing the mask; readers were removed from the view until that is revoked (or, if that role may see raw data, list it in unmaskedRoles)`,
+      status: { ...status, readers: '' },
+      conditions: [{ type: 'SourcesLocked', status: 'False', reason: 'SourcesExposed', message: list }],
+      events: [{ type: 'Warning', reason: 'SourcesExposed', note: list, action: 'Verify' }],
     };
+  }
+  const locked = {
+    type: 'SourcesLocked',
+    status: 'True',
+    reason: 'SourcesLocked',
+    message: `no reader and no role outside unmaskedRoles can read ${plan.sourceTables.join(', ')} directly`,
+  } as const;
+  if (r.heldElsewhere.length) {
+    const held = `the view's reader role ${r.readerRole} was granted out of band what Steward's login may not revoke (${r.heldElsewhere.join('; ')})`;
+    return {
+      state: 'Stalled',
+      reason: 'ReaderRoleDrift',
+      message: `${held}; its members would read that through it, so the readers were removed until it is revoked`,
+      status: { ...status, readers: '' },
+      conditions: [locked],
+      events: [{ type: 'Warning', reason: 'ReaderRoleDrift', note: held, action: 'Verify' }],
+    };
+  }
+  // A Normal event when the view is built, and when readers get it back after SourcesExposed or ReaderRoleDrift.
+  const wasServing =
+    findCondition(mv.status?.conditions, 'SourcesLocked')?.status === 'True' && findCondition(mv.status?.conditions, 'Ready')?.reason !== 'ReaderRoleDrift';
+  return {
+    state: 'Ready',
+    reason: 'ViewReady',
+    message: `${viewName} serves ${plan.maskedColumns} masked column(s) to ${spec.readers.join(', ')}`,
+    status,
+    conditions: [locked],
+    events:
+      r.built || !wasServing
+        ? [{ type: 'Normal', reason: 'ViewReady', note: `${viewName} built with ${plan.maskedColumns} masked column(s)`, action: 'Build' }]
+        : [],
   };
 }
 
@@ -554,25 +427,17 @@ async function writeLineageConfigMap(client: KubeClient, mv: MaskedView, doc: Re
 export function maskedViewCleanup(deps: MaskedViewDeps) {
   return async function cleanupMaskedView(mv: MaskedView, ctx: ReconcileContext): Promise<Outcome> {
     const spec = mv.spec;
-    const wh = deps.warehouse(spec.warehouse);
-    if (!wh) return { state: 'Progressing', reason: 'WarehouseNotFound', message: `cannot drop the view: Warehouse ${spec.warehouse} does not exist` };
+    const connected = await connectWarehouse(deps, spec.warehouse, 'the view stays until it does', { mustBeReady: false });
+    if ('outcome' in connected) return { ...connected.outcome, message: `cannot drop the view: ${connected.outcome.message}` };
+    const { wh, drivers } = connected;
     try {
-      const { pool } = await deps.connections.pool(wh);
-      await inTransaction(pool, async (client) => {
-        const dropped = await dropViewAndRoles(client, mv);
-        await deps.audit.scope({ request_id: ctx.requestId, kind: 'MaskedView', namespace: mv.metadata.namespace, name: mv.metadata.name }).record(
-          {
-            action: 'view.drop',
-            resource: `${wh.metadata.name}/${spec.view.schema}.${spec.view.name}`,
-            outcome: 'success',
-            details: { dropped },
-          },
-          new AuditTableSink(client),
-        );
-      });
+      const trail = deps.audit.scope({ request_id: ctx.requestId, kind: 'MaskedView', namespace: mv.metadata.namespace, name: mv.metadata.name });
+      const resource = `${wh.metadata.name}/${spec.view.schema}.${spec.view.name}`;
+      await drivers.views.remove(viewTarget(mv), trail, [{ action: 'view.drop', resource, outcome: 'success' }]);
       await deps.client.delete(CONFIGMAP_TYPE, `${mv.metadata.name}-lineage`, mv.metadata.namespace).catch(() => undefined);
     } catch (e) {
-      return { state: 'Progressing', reason: 'DropFailed', message: `cannot drop the view yet: ${e instanceof Error ? e.message : String(e)}; retrying` };
+      const message = drivers.scrub(e instanceof Error ? e.message : String(e));
+      return { state: 'Progressing', reason: 'DropFailed', message: `cannot drop the view yet: ${message}; retrying` };
     }
     return {
       state: 'Ready',

@@ -1,16 +1,20 @@
 // The preamble every controller that works in a Warehouse shares (see connectWarehouse).
-import type pg from 'pg';
 import type { Warehouse } from '../api/warehouse.ts';
 import type { Outcome } from '../runtime/controller.ts';
 import { findCondition, isTrue } from '../runtime/conditions.ts';
-import type { ConnectionSettings } from '../drivers/postgres/connection.ts';
-import { WarehouseSecretError, type WarehouseConnections } from '../drivers/postgres/connector.ts';
+import { WarehouseSecretError, type WarehouseDrivers } from '../drivers/postgres/connector.ts';
 
-/** A Warehouse a reconciler may work in: Ready, with a pool built from its Secrets. */
+/** What a controller that works in Warehouses needs: the cached Warehouses, and their drivers. */
+export interface WarehouseDeps {
+  warehouse: (name: string) => Warehouse | undefined;
+  /** The drivers of a Warehouse (drivers/postgres/connector.ts; in memory in the reconciler tests). Throws WarehouseSecretError. */
+  connections: { drivers(wh: Warehouse): Promise<WarehouseDrivers> };
+}
+
+/** A Warehouse a reconciler may work in, with its drivers. */
 export interface ConnectedWarehouse {
   wh: Warehouse;
-  pool: pg.Pool;
-  settings: ConnectionSettings;
+  drivers: WarehouseDrivers;
 }
 
 /**
@@ -18,15 +22,17 @@ export interface ConnectedWarehouse {
  * for the same cause: the Warehouse does not exist (WarehouseNotFound), is not Ready, or its Secrets
  * do not give a connection (WarehouseNotReady, with why). All three wait (Progressing): they resolve
  * without a change to the object itself. `nothing` says what did not happen ("nothing granted").
+ * Deletion asks for `mustBeReady: false`: taking grants away needs a connection, not a Ready Warehouse.
  */
 export async function connectWarehouse(
-  deps: { warehouse: (name: string) => Warehouse | undefined; connections: WarehouseConnections },
+  deps: WarehouseDeps,
   name: string,
   nothing: string,
+  { mustBeReady = true } = {},
 ): Promise<ConnectedWarehouse | { outcome: Outcome }> {
   const wh = deps.warehouse(name);
   if (!wh) return { outcome: { state: 'Progressing', reason: 'WarehouseNotFound', message: `Warehouse ${name} does not exist; ${nothing}` } };
-  if (!isTrue(wh.status?.conditions, 'Ready')) {
+  if (mustBeReady && !isTrue(wh.status?.conditions, 'Ready')) {
     const why = findCondition(wh.status?.conditions, 'Ready');
     return {
       outcome: {
@@ -37,7 +43,7 @@ export async function connectWarehouse(
     };
   }
   try {
-    return { wh, ...(await deps.connections.pool(wh)) };
+    return { wh, drivers: await deps.connections.drivers(wh) };
   } catch (err) {
     if (err instanceof WarehouseSecretError) return { outcome: { state: 'Progressing', reason: 'WarehouseNotReady', message: `${err.message}; ${nothing}` } };
     throw err;

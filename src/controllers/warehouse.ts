@@ -8,9 +8,8 @@ import type { Outcome, ReconcileContext } from '../runtime/controller.ts';
 import type { ConditionInput } from '../runtime/conditions.ts';
 import { findCondition } from '../runtime/conditions.ts';
 import type { AuditTrail } from '../audit/sink.ts';
-import { classifyConnectionError, observeSession, type ConnectionSettings, type SessionFacts } from '../drivers/postgres/connection.ts';
-import { AuditTableSink, ensureAuditTable } from '../drivers/postgres/audit-table.ts';
-import { type WarehouseConnections, WarehouseSecretError, scrub } from '../drivers/postgres/connector.ts';
+import { classifyConnectionError } from '../drivers/postgres/connection.ts';
+import { type WarehouseConnections, type WarehouseSession, WarehouseSecretError } from '../drivers/postgres/connector.ts';
 
 export const WAREHOUSE_TYPE: ResourceType = resourceType(warehouseKind);
 
@@ -35,17 +34,10 @@ export function warehouseReconciler(deps: WarehouseDeps) {
     const audit = (outcome: 'success' | 'failure', action: string, error?: string, details?: Record<string, unknown>) =>
       trail.record({ action, resource: target, outcome, error, details });
 
-    let settings: ConnectionSettings | undefined;
+    let session: WarehouseSession | undefined;
     try {
-      const { pool, settings: s } = await deps.connections.pool(wh);
-      settings = s;
-      const client = await pool.connect();
-      let facts: SessionFacts;
-      try {
-        facts = await observeSession(client);
-      } finally {
-        client.release();
-      }
+      session = await deps.connections.session(wh);
+      const facts = await session.sessionFacts();
       if (!facts.ssl) {
         // Cannot happen with the TLS settings Steward uses; if it does, trust nothing.
         return failedOutcome(
@@ -55,19 +47,19 @@ export function warehouseReconciler(deps: WarehouseDeps) {
           tlsUnknown('NotEncrypted', 'session not encrypted'),
         );
       }
-      if (!auditTableReady.has(pool)) {
+      if (!auditTableReady.has(session)) {
         try {
-          await ensureAuditTable(pool);
-          auditTableReady.add(pool);
+          await session.ensureAuditTable();
+          auditTableReady.add(session);
         } catch (err) {
-          const message = scrub(errMessage(err), settings);
+          const message = session.scrub(errMessage(err));
           await audit('failure', 'audit_table.ensure', message);
           return failedOutcome('Stalled', 'AuditTableUnavailable', `cannot use the append-only audit table steward.audit_log: ${message}`);
         }
-        await audit('success', 'audit_table.ensure', undefined, { table: 'steward.audit_log' }).then((r) => new AuditTableSink(pool).write(r));
+        await audit('success', 'audit_table.ensure', undefined, { table: 'steward.audit_log' }).then((r) => session!.auditTable.write(r));
       }
 
-      const sslMode = settings.sslMode;
+      const sslMode = (wh.spec.postgres.sslMode ?? 'verify-full') as keyof typeof TLS_REASON;
       const tlsMessage = `${facts.tlsVersion} ${facts.cipher}: ${TLS_WHAT[sslMode]}`;
       const wasReady = findCondition(wh.status?.conditions, 'Ready')?.status === 'True';
       if (!wasReady) {
@@ -77,7 +69,7 @@ export function warehouseReconciler(deps: WarehouseDeps) {
           sslMode,
           serverVersion: facts.serverVersion,
         });
-        await new AuditTableSink(pool).write(record);
+        await session.auditTable.write(record);
       }
       return {
         state: 'Ready',
@@ -99,7 +91,7 @@ export function warehouseReconciler(deps: WarehouseDeps) {
       }
       const failure = classifyConnectionError(err);
       // Node appends advice about its own trust store to TLS errors; it does not apply to a Warehouse.
-      const detail = scrub(errMessage(err), settings).replace(/; if the root CA is installed locally.*$/, '');
+      const detail = (session?.scrub(errMessage(err)) ?? errMessage(err)).replace(/; if the root CA is installed locally.*$/, '');
       await auditOnChange(wh, failure, () => audit('failure', 'warehouse.connect', detail));
       const [state, message, tls] = describeFailure(failure, wh, detail);
       return failedOutcome(state, failure, message, tls);

@@ -141,7 +141,7 @@ export function isEmptyDiff(d: GrantDiff): boolean {
 /**
  * A warehouse object a transaction changes, as an advisory lock key. GRANT and REVOKE on one object
  * from two sessions fail with "tuple concurrently updated", so each is locked for the transaction
- * that changes it, in one global order (drivers/postgres/locks.ts): schemas last.
+ * that changes it, in one global order (Session in drivers/postgres/session.ts): schemas last.
  */
 export type LockKey =
   | { kind: 'role'; role: string }

@@ -12,7 +12,7 @@ import { MASKED_VIEW_TYPE, ownerRoleName } from '../../src/controllers/maskedvie
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
 import { groupRoleName } from '../../src/governance/grants.ts';
 import { poolConfig } from '../../src/drivers/postgres/connection.ts';
-import { quoteLiteral } from '../../src/governance/sql-text.ts';
+import { quoteLiteral } from '../../src/drivers/postgres/sql-text.ts';
 import {
   REPO,
   Steward,

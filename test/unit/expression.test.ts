@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ExpressionError, MaskBypassError, loadParser, parseExpression } from '../../src/governance/expression.ts';
-import { planView, refuseRowMultiplyingJoins } from '../../src/governance/maskedview.ts';
+import { ExpressionError, MaskBypassError, loadParser, parseExpression } from '../../src/drivers/postgres/expression.ts';
+import { planView, refuseRowMultiplyingJoins } from '../../src/drivers/postgres/view-sql.ts';
 import type { MaskedViewSpec } from '../../src/api/maskedview.ts';
 
 beforeAll(loadParser);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { quoteIdent, quoteLiteral, quoteQualified } from '../../src/governance/sql-text.ts';
+import { quoteIdent, quoteLiteral, quoteQualified } from '../../src/drivers/postgres/sql-text.ts';
 import { parseDuration } from '../../src/runtime/duration.ts';
 
 describe('quoteIdent', () => {

@@ -2,8 +2,8 @@
 // revokes UPDATE, DELETE and TRUNCATE on it (from PUBLIC and from itself), and a trigger refuses those
 // statements for everyone, superusers included, so a record once written stays.
 import type pg from 'pg';
-import { inTransaction } from './transaction.ts';
-import { quoteIdent } from '../../governance/sql-text.ts';
+import { withSession } from './session.ts';
+import { quoteIdent } from './sql-text.ts';
 import type { AuditRecord } from '../../audit/record.ts';
 import type { AuditSink } from '../../audit/sink.ts';
 
@@ -42,9 +42,10 @@ END $$`,
 
 /** Creates steward.audit_log unless it exists; then checks that Steward can append to it. */
 export async function ensureAuditTable(pool: pg.Pool): Promise<void> {
-  await inTransaction(pool, async (client) => {
+  await withSession(pool, async (session) => {
+    const { client } = session;
     // Two Steward processes, or two Warehouses on one database, must not race on the DDL.
-    await client.query("SELECT pg_advisory_xact_lock(hashtext('steward.audit_log'))");
+    await session.lock([{ kind: 'table', schema: 'steward', table: 'audit_log' }]);
     // From the catalog, by OID: naming steward.audit_log would need USAGE on the schema first.
     const found = await client.query<{ tbl: number; seq: number | null }>(
       `SELECT c.oid AS tbl, s.oid AS seq FROM pg_namespace n JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = 'audit_log'

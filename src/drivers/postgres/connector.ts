@@ -1,11 +1,34 @@
 // The connector: resolves a Warehouse into a live connection pool, reading its credentials and CA
-// from Secrets on demand and keeping one pool per Warehouse. Every controller (and `steward plan`)
-// gets its pools here, so every connection Steward makes uses the same verified TLS settings.
+// from Secrets on demand and keeping one pool per Warehouse, and hands out the drivers that work on
+// that pool. Every controller (and `steward plan`) gets its connections here, so every connection
+// Steward makes uses the same verified TLS settings.
 import type pg from 'pg';
 import type { Warehouse } from '../../api/warehouse.ts';
 import type { KubeClient } from '../../runtime/kube.ts';
 import { readSecret } from '../../runtime/secrets.ts';
-import { PoolCache, type ConnectionSettings, type SslMode } from './connection.ts';
+import type { AuditSink } from '../../audit/sink.ts';
+import { PoolCache, observeSession, type ConnectionSettings, type SessionFacts, type SslMode } from './connection.ts';
+import { PostgresAccessDriver, type AccessDriver } from './access-driver.ts';
+import { PostgresViewDriver, type ViewDriver } from './view-driver.ts';
+import { AuditTableSink, ensureAuditTable } from './audit-table.ts';
+
+/** What a reconciler may do in one Warehouse: the drivers of its targets, its audit table, its secrets kept out of messages. */
+export interface WarehouseDrivers {
+  access: AccessDriver;
+  views: ViewDriver;
+  /** The Warehouse's append-only audit table, for records outside a driver's transaction. */
+  auditTable: AuditSink;
+  /** The message with every secret of the Warehouse's connection taken out. */
+  scrub(message: string): string;
+}
+
+/** What the Warehouse reconciler asks of a connection: how the session is protected, and the audit table. */
+export interface WarehouseSession {
+  sessionFacts(): Promise<SessionFacts>;
+  ensureAuditTable(): Promise<void>;
+  auditTable: AuditSink;
+  scrub(message: string): string;
+}
 
 /** A reason a Warehouse cannot be connected to that a human must fix in its Secrets. */
 export class WarehouseSecretError extends Error {
@@ -20,6 +43,8 @@ export class WarehouseConnections {
   readonly pools: PoolCache;
 
   private readonly client: KubeClient;
+  private readonly byPool = new WeakMap<pg.Pool, WarehouseDrivers>();
+  private readonly sessions = new WeakMap<pg.Pool, WarehouseSession>();
 
   constructor(client: KubeClient, maxConnectionsPerWarehouse = 10) {
     this.client = client;
@@ -62,6 +87,44 @@ export class WarehouseConnections {
   async pool(wh: Warehouse): Promise<{ pool: pg.Pool; settings: ConnectionSettings }> {
     const settings = await this.settings(wh);
     return { pool: this.pools.get(wh.metadata.name, settings), settings };
+  }
+
+  /** The drivers of a Warehouse, on its pool (rebuilt with the pool). Throws WarehouseSecretError. */
+  async drivers(wh: Warehouse): Promise<WarehouseDrivers> {
+    const { pool, settings } = await this.pool(wh);
+    let drivers = this.byPool.get(pool);
+    if (!drivers) {
+      drivers = {
+        access: new PostgresAccessDriver(pool, wh.metadata.name),
+        views: new PostgresViewDriver(pool, wh.metadata.name),
+        auditTable: new AuditTableSink(pool),
+        scrub: (message) => scrub(message, settings),
+      };
+      this.byPool.set(pool, drivers);
+    }
+    return drivers;
+  }
+
+  /** What the Warehouse reconciler checks, on the Warehouse's pool: the same object while the pool lives. Throws WarehouseSecretError. */
+  async session(wh: Warehouse): Promise<WarehouseSession> {
+    const { pool, settings } = await this.pool(wh);
+    const known = this.sessions.get(pool);
+    if (known) return known;
+    const session: WarehouseSession = {
+      sessionFacts: async () => {
+        const client = await pool.connect();
+        try {
+          return await observeSession(client);
+        } finally {
+          client.release();
+        }
+      },
+      ensureAuditTable: () => ensureAuditTable(pool),
+      auditTable: new AuditTableSink(pool),
+      scrub: (message) => scrub(message, settings),
+    };
+    this.sessions.set(pool, session);
+    return session;
   }
 
   forget(name: string): Promise<void> {

@@ -1,32 +1,14 @@
-// The PostgreSQL side of a DatasetAccess: observe what a group role holds (from the catalog, never
-// from memory), render the SQL that closes a diff (identifiers quoted, nothing pasted), and apply it
-// in one transaction under advisory locks on exactly the objects it touches.
+// The PostgreSQL side of a group role: observe what it holds (from the catalog, never from memory)
+// and render the SQL that closes a diff (identifiers quoted, nothing pasted). Used for DatasetAccess
+// group roles and for MaskedView reader roles alike; session.ts runs it.
 import type pg from 'pg';
-import type { GrantDiff, GrantState } from '../../governance/grants.ts';
+import type { GrantDiff } from '../../governance/grants.ts';
 import { EMPTY_STATE, diffGrants } from '../../governance/grants.ts';
-import { quoteIdent, quoteLiteral, quoteQualified } from '../../governance/sql-text.ts';
+import type { AccessObservation, AccessTarget, GrantPlan, RevokePlan, UsageRoleFacts } from '../../governance/access-plan.ts';
+import { quoteIdent, quoteLiteral, quoteQualified } from './sql-text.ts';
 import type { GranteeFacts } from '../../governance/reserved.ts';
 import { ROLE_FACTS_COLUMNS, toRoleFacts } from './roles.ts';
-
-export interface RoleFacts {
-  exists: boolean;
-  comment: string | null;
-  /** Attributes a group role must never have. */
-  dangerousAttributes: string[];
-}
-
-export interface Observation {
-  role: RoleFacts;
-  /** The schema's shared usage role. */
-  usageRole: UsageRoleFacts;
-  state: GrantState;
-  schemaExists: boolean;
-  /** Tables (and views) of the schema, with owners. */
-  tables: { name: string; owner: string }[];
-  principalExists: boolean;
-  /** What the catalog says about the principal, when it exists (reserved.ts judges it). */
-  principal?: GranteeFacts;
-}
+import type { Statement } from './session.ts';
 
 // Everything observe() needs, in one round trip: the group role, its grants, members and
 // memberships, the schema, its tables, and whether the principal exists. Bind parameters only.
@@ -43,17 +25,17 @@ SELECT
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')) AS tables,
   (SELECT row_to_json(x) FROM (SELECT ${ROLE_FACTS_COLUMNS} FROM pg_roles r WHERE r.rolname = $3) x) AS principal,
-  (SELECT coalesce(json_agg(json_build_object('schema', n.nspname, 'table', c.relname, 'privilege', a.privilege_type)), '[]')
+  (SELECT coalesce(json_agg(json_build_object('schema', n.nspname, 'table', c.relname, 'privilege', a.privilege_type) ORDER BY n.nspname, c.relname, a.privilege_type), '[]')
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN LATERAL aclexplode(c.relacl) a
     WHERE a.grantee = (SELECT oid FROM g)) AS table_privileges,
-  (SELECT coalesce(json_agg(n.nspname), '[]') FROM pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) a
+  (SELECT coalesce(json_agg(n.nspname ORDER BY n.nspname), '[]') FROM pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) a
     WHERE a.grantee = (SELECT oid FROM g) AND a.privilege_type = 'USAGE') AS schema_usage,
-  (SELECT coalesce(json_agg(json_build_object('owner', pg_get_userbyid(d.defaclrole), 'schema', coalesce(n.nspname, ''), 'privilege', a.privilege_type)), '[]')
+  (SELECT coalesce(json_agg(json_build_object('owner', pg_get_userbyid(d.defaclrole), 'schema', coalesce(n.nspname, ''), 'privilege', a.privilege_type) ORDER BY d.defaclrole, n.nspname, a.privilege_type), '[]')
      FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace CROSS JOIN LATERAL aclexplode(d.defaclacl) a
     WHERE d.defaclobjtype = 'r' AND a.grantee = (SELECT oid FROM g)) AS default_privileges,
-  (SELECT coalesce(json_agg(m.rolname), '[]') FROM pg_auth_members am JOIN pg_roles m ON m.oid = am.member
+  (SELECT coalesce(json_agg(m.rolname ORDER BY m.rolname), '[]') FROM pg_auth_members am JOIN pg_roles m ON m.oid = am.member
     WHERE am.roleid = (SELECT oid FROM g)) AS members,
-  (SELECT coalesce(json_agg(r.rolname), '[]') FROM pg_auth_members am JOIN pg_roles r ON r.oid = am.roleid
+  (SELECT coalesce(json_agg(r.rolname ORDER BY r.rolname), '[]') FROM pg_auth_members am JOIN pg_roles r ON r.oid = am.roleid
     WHERE am.member = (SELECT oid FROM g)) AS member_of
 `;
 
@@ -79,14 +61,11 @@ interface ObserveRow {
 }
 
 /** Reads everything the group role holds, from the catalog, in one query. */
-export async function observe(
+export async function observeRole(
   db: pg.ClientBase | pg.Pool,
-  groupRole: string,
-  schema: string,
-  principal: string | undefined,
-  usageRole: string,
-): Promise<Observation> {
-  const row = (await db.query<ObserveRow>(OBSERVE_SQL, [groupRole, schema, principal ?? null, usageRole])).rows[0]!;
+  t: Pick<AccessTarget, 'groupRole' | 'schema' | 'principal' | 'usageRole'>,
+): Promise<AccessObservation> {
+  const row = (await db.query<ObserveRow>(OBSERVE_SQL, [t.groupRole, t.schema, t.principal ?? null, t.usageRole])).rows[0]!;
   const u = row.usage_role;
   const r = row.role;
   const attrs = r
@@ -122,14 +101,6 @@ export async function observe(
   };
 }
 
-/** One statement and what it does, for the audit trail and `steward plan`. */
-export interface Statement {
-  sql: string;
-  action: string;
-  /** The warehouse object it changes, e.g. curated.customer_sales or role:stw_… */
-  object: string;
-}
-
 export function createRoleStatements(groupRole: string, comment: string): Statement[] {
   const r = quoteIdent(groupRole);
   return [
@@ -156,14 +127,8 @@ export function usageRoleStatements(usage: UsageRoleFacts, schema: string, role:
     out.push({ sql: `CREATE ROLE ${r} NOLOGIN NOINHERIT`, action: 'usage_role.create', object: `role:${role}` });
     out.push({ sql: `COMMENT ON ROLE ${r} IS ${quoteLiteral(comment)}`, action: 'usage_role.comment', object: `role:${role}` });
   }
-  if (!usage.hasUsage) out.push({ sql: `GRANT USAGE ON SCHEMA ${quoteIdent(schema)} TO ${r}`, action: 'usage_role.grant', object: `schema:${schema}` });
+  if (!usage.hasUsage) out.push({ sql: `GRANT USAGE ON SCHEMA ${quoteIdent(schema)} TO ${r}`, action: 'usage_role.grant', object: `schema:${schema}`, schema });
   return out;
-}
-
-export interface UsageRoleFacts {
-  exists: boolean;
-  comment: string | null;
-  hasUsage: boolean;
 }
 
 /** The statements that turn `actual` into `desired`: take-aways first, the new membership last. */
@@ -194,9 +159,10 @@ export function diffStatements(groupRole: string, d: GrantDiff, beforeJoining: S
     });
   }
   // Schema statements come late: every access in a schema shares its catalog row, so the schema's lock
-  // is taken just before them and held only until commit (see ObjectLocks in locks.ts).
-  for (const s of d.revokeUsage) out.push({ sql: `REVOKE USAGE ON SCHEMA ${quoteIdent(s)} FROM ${g}`, action: 'revoke.usage', object: `schema:${s}` });
-  for (const s of d.grantUsage) out.push({ sql: `GRANT USAGE ON SCHEMA ${quoteIdent(s)} TO ${g}`, action: 'grant.usage', object: `schema:${s}` });
+  // is taken just before them and held only until commit (Session.run in session.ts).
+  for (const s of d.revokeUsage)
+    out.push({ sql: `REVOKE USAGE ON SCHEMA ${quoteIdent(s)} FROM ${g}`, action: 'revoke.usage', object: `schema:${s}`, schema: s });
+  for (const s of d.grantUsage) out.push({ sql: `GRANT USAGE ON SCHEMA ${quoteIdent(s)} TO ${g}`, action: 'grant.usage', object: `schema:${s}`, schema: s });
   out.push(...beforeJoining);
   for (const r of d.joinRoles) out.push({ sql: `GRANT ${quoteIdent(r)} TO ${g}`, action: 'grant.usage', object: `role:${groupRole}` });
   // The principal joins last, once everything it is to hold is in place.
@@ -220,15 +186,32 @@ function byTable(ps: GrantDiff['grantTable']): Map<{ sql: string; name: string }
 }
 
 /**
- * Revokes everything the role was observed to hold, then drops it. Explicit REVOKEs rather than
- * DROP OWNED BY: DROP OWNED needs membership in the role (Steward's login is not a superuser on a
- * managed database) and scans every dependency of the database under the table locks. Anything else
- * granted to the role out of band makes DROP ROLE fail with PostgreSQL's list of what is left, which
- * the caller reports.
+ * Takes away what the role holds (`held`: the diff from it to nothing), then drops it. Explicit
+ * REVOKEs rather than DROP OWNED BY, which needs membership in the role (Steward's login is not a
+ * superuser on a managed database) and scans every dependency of the database under the table
+ * locks. Anything else granted to the role out of band makes DROP ROLE fail with PostgreSQL's list
+ * of what is left, which the reconciler reports.
  */
-export function dropRoleStatements(groupRole: string, held: GrantState): Statement[] {
-  return [
-    ...diffStatements(groupRole, diffGrants(EMPTY_STATE, held)),
-    { sql: `DROP ROLE ${quoteIdent(groupRole)}`, action: 'role.drop', object: `role:${groupRole}` },
-  ];
+export function dropRoleStatements(groupRole: string, held: GrantDiff): Statement[] {
+  return [...diffStatements(groupRole, held), { sql: `DROP ROLE ${quoteIdent(groupRole)}`, action: 'role.drop', object: `role:${groupRole}` }];
+}
+
+/** The SQL of a DatasetAccess plan, in the order it runs: the expiring membership first, the new one last. */
+export function accessStatements(t: AccessTarget, p: GrantPlan | RevokePlan): { expiry: Statement[]; rest: Statement[] } {
+  if (p.kind === 'revoke') return { expiry: [], rest: p.drop ? dropRoleStatements(t.groupRole, p.diff) : [] };
+  if (p.blocked) return { expiry: [], rest: [] };
+  const usage: Statement[] = usageRoleStatements(
+    { exists: !p.createUsageRole, comment: null, hasUsage: !p.grantUsageRoleUsage },
+    t.schema,
+    t.usageRole,
+    t.usageRoleComment,
+  );
+  return {
+    expiry: p.expire ? diffStatements(t.groupRole, { ...diffGrants(EMPTY_STATE, EMPTY_STATE), removeMembers: [p.expire] }) : [],
+    rest: [
+      ...(p.createRole ? createRoleStatements(t.groupRole, t.comment) : []),
+      ...(p.harden.length ? [hardenRoleStatement(t.groupRole)] : []),
+      ...diffStatements(t.groupRole, p.diff, usage),
+    ],
+  };
 }

@@ -1,12 +1,13 @@
-// The PostgreSQL side of a MaskedView: the owner role that alone reads the sources, the hash key
-// table, the check that no reader can read a source directly (SourcesLocked), and the view itself,
-// replaced in one transaction so that no reader ever sees an unmasked moment.
+// What the catalog says about a MaskedView, and the statements that change it: the owner role that
+// alone reads the sources, the hash key table, who can read a source directly (SourcesLocked), the
+// view itself, and its reader role. view-driver.ts runs them in one transaction.
 import type pg from 'pg';
 import { InsufficientPrivilege, runChecked } from './checked.ts';
-import { quoteIdent, quoteLiteral, quoteQualified } from '../../governance/sql-text.ts';
-import { createRoleStatements, diffStatements, hardenRoleStatement, observe, type Statement } from './grants.ts';
-import type { ObjectLocks } from './locks.ts';
+import { quoteIdent, quoteLiteral, quoteQualified } from './sql-text.ts';
+import { createRoleStatements, diffStatements, hardenRoleStatement, observeRole } from './grants.ts';
+import type { Session, Statement } from './session.ts';
 import { EMPTY_STATE, describeDiff, diffGrants, isEmptyDiff, lockKeys, type GrantDiff, type GrantState, type LockKey } from '../../governance/grants.ts';
+import type { AccessObservation } from '../../governance/access-plan.ts';
 
 const KEYS_STATEMENTS = [
   'CREATE TABLE IF NOT EXISTS steward.mask_keys (view_name text PRIMARY KEY, key bytea NOT NULL)',
@@ -24,7 +25,7 @@ export interface ViewFacts {
   definitionSha?: string;
 }
 
-export async function observeView(client: pg.ClientBase, schema: string, name: string): Promise<ViewFacts> {
+export async function observeView(client: pg.ClientBase | pg.Pool, schema: string, name: string): Promise<ViewFacts> {
   const r = await client.query<{ comment: string | null; relkind: string; owner: string; security_barrier: boolean; definition_sha: string | null }>(
     `SELECT obj_description(c.oid, 'pg_class') AS comment, c.relkind, pg_get_userbyid(c.relowner) AS owner,
             coalesce('security_barrier=true' = ANY(c.reloptions), false) AS security_barrier,
@@ -54,7 +55,7 @@ export async function observeView(client: pg.ClientBase, schema: string, name: s
  * cannot log in act only through their members, who are counted instead: so a NOLOGIN owner whose
  * only member is Steward's login, or Steward's MaskedView owner roles, are no problem.
  */
-export async function viewSchemaProblems(client: pg.ClientBase, schema: string): Promise<string[]> {
+export async function viewSchemaProblems(client: pg.ClientBase | pg.Pool, schema: string): Promise<string[]> {
   // One round trip: whether the schema exists, and each login that reaches it (as its owner if it
   // does both: that is the graver), owners first.
   const r = await client.query<{ exists: boolean; reach: { login: string; holder: string | null; owns: boolean }[] }>(
@@ -80,7 +81,7 @@ export async function viewSchemaProblems(client: pg.ClientBase, schema: string):
 }
 
 /** The primary keys and unique indexes of tables (valid, not partial, not on expressions), by schema.table. */
-export async function uniqueKeys(client: pg.ClientBase, tables: readonly string[]): Promise<Map<string, string[][]>> {
+export async function uniqueKeys(client: pg.ClientBase | pg.Pool, tables: readonly string[]): Promise<Map<string, string[][]>> {
   const r = await client.query<{ tbl: string; columns: string[] }>(
     `SELECT t.tbl, ARRAY(SELECT a.attname::text FROM unnest(i.indkey) WITH ORDINALITY k(attnum, n)
                            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.n) AS columns
@@ -115,8 +116,8 @@ export async function ensureOwnerRole(client: pg.ClientBase, role: string, comme
  * Explicit REVOKEs rather than DROP OWNED BY, which needs more than a CREATEROLE login has. If
  * something else was granted to the role out of band, DROP ROLE fails and says what is left.
  */
-export async function dropManagedRole(client: pg.ClientBase, role: string): Promise<void> {
-  const held = await client.query<{ kind: string; schema: string; name: string }>(
+export async function dropManagedRole(session: Session, role: string): Promise<string[]> {
+  const held = await session.client.query<{ kind: string; schema: string; name: string }>(
     `SELECT 'table' AS kind, n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) a
       WHERE a.grantee = (SELECT oid FROM pg_roles WHERE rolname = $1)
      UNION
@@ -124,15 +125,21 @@ export async function dropManagedRole(client: pg.ClientBase, role: string): Prom
       WHERE a.grantee = (SELECT oid FROM pg_roles WHERE rolname = $1)`,
     [role],
   );
-  for (const h of held.rows) {
-    const on = h.kind === 'table' ? `TABLE ${quoteQualified(h.schema, h.name)}` : `SCHEMA ${quoteIdent(h.name)}`;
-    await runChecked(client, `REVOKE ALL ON ${on} FROM ${quoteIdent(role)}`, h.kind === 'table' ? `${h.schema}.${h.name}` : `schema ${h.name}`);
-  }
-  await client.query(`DROP ROLE ${quoteIdent(role)}`);
+  const revokes: Statement[] = held.rows.map((h) =>
+    h.kind === 'table'
+      ? {
+          sql: `REVOKE ALL ON TABLE ${quoteQualified(h.schema, h.name)} FROM ${quoteIdent(role)}`,
+          action: 'revoke.privileges',
+          object: `${h.schema}.${h.name}`,
+        }
+      : { sql: `REVOKE ALL ON SCHEMA ${quoteIdent(h.name)} FROM ${quoteIdent(role)}`, action: 'revoke.usage', object: `schema ${h.name}`, schema: h.name },
+  );
+  // The caller holds the locks (the view's, in the one order): none are named here.
+  return session.run([...revokes, { sql: `DROP ROLE ${quoteIdent(role)}`, action: 'role.drop', object: `role:${role}` }], []);
 }
 
 /** The schema pgcrypto is installed in, if it is. Read-only. */
-async function findPgcryptoSchema(client: pg.ClientBase): Promise<string | undefined> {
+async function findPgcryptoSchema(client: pg.ClientBase | pg.Pool): Promise<string | undefined> {
   const r = await client.query<{ nspname: string }>(
     `SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pgcrypto'`,
   );
@@ -140,7 +147,7 @@ async function findPgcryptoSchema(client: pg.ClientBase): Promise<string | undef
 }
 
 /** Where pgcrypto's hmac() lives, if pgcrypto is installed. Read-only. */
-export async function findHmacFunction(client: pg.ClientBase): Promise<string | undefined> {
+export async function findHmacFunction(client: pg.ClientBase | pg.Pool): Promise<string | undefined> {
   const schema = await findPgcryptoSchema(client);
   return schema ? `${quoteIdent(schema)}."hmac"` : undefined;
 }
@@ -184,7 +191,13 @@ export interface Exposure {
  * every reader, and every other role except superusers, the table's owner, the owner roles of
  * Steward's MaskedViews, Steward's own user, and members of the unmasked roles.
  */
-export async function sourceExposure(client: pg.ClientBase, tables: string[], readers: string[], unmasked: string[], owner: string): Promise<Exposure[]> {
+export async function sourceExposure(
+  client: pg.ClientBase | pg.Pool,
+  tables: string[],
+  readers: string[],
+  unmasked: string[],
+  owner: string,
+): Promise<Exposure[]> {
   const r = await client.query<{ role: string; tbl: string }>(
     `SELECT r.rolname AS role, t.tbl
        FROM unnest($1::text[]) AS t(tbl)
@@ -204,39 +217,46 @@ export async function sourceExposure(client: pg.ClientBase, tables: string[], re
   return r.rows.map((x) => ({ role: x.role, table: x.tbl }));
 }
 
-export async function tablesMissing(client: pg.ClientBase, tables: string[]): Promise<string[]> {
+export async function tablesMissing(client: pg.ClientBase | pg.Pool, tables: string[]): Promise<string[]> {
   const r = await client.query<{ tbl: string }>(`SELECT t.tbl FROM unnest($1::text[]) AS t(tbl) WHERE to_regclass(t.tbl) IS NULL`, [tables]);
   return r.rows.map((x) => x.tbl);
 }
 
-/** A statement and the object it changes (named in the error if Steward may not change it). */
-export type ViewStatement = Pick<Statement, 'sql' | 'object'>;
-
-export function createViewStatements(schema: string, name: string, select: string, owner: string, sources: string[], exists: boolean): ViewStatement[] {
+export function createViewStatements(schema: string, name: string, select: string, owner: string, sources: string[], exists: boolean): Statement[] {
   const view = quoteQualified(schema, name);
   const o = quoteIdent(owner);
   const viewName = `${schema}.${name}`;
+  // The view's schema and its sources' are locked by the caller before anything runs (the view is
+  // created in its schema first): no statement here names a schema for Session.run to lock late.
   return [
-    ...(exists ? [{ sql: `DROP VIEW ${view}`, object: viewName }] : []),
-    { sql: `CREATE VIEW ${view} WITH (security_barrier = true) AS ${select}`, object: `schema ${schema}` },
-    ...[...new Set(sources.map((t) => t.split('.')[0]!))].map((s) => ({ sql: `GRANT USAGE ON SCHEMA ${quoteIdent(s)} TO ${o}`, object: `schema ${s}` })),
-    ...sources.map((t) => ({ sql: `GRANT SELECT ON TABLE ${quoteQualified(t.split('.')[0]!, t.split('.')[1]!)} TO ${o}`, object: t })),
+    ...(exists ? [{ sql: `DROP VIEW ${view}`, action: 'view.drop', object: viewName }] : []),
+    { sql: `CREATE VIEW ${view} WITH (security_barrier = true) AS ${select}`, action: 'view.create', object: `schema ${schema}` },
+    ...[...new Set(sources.map((t) => t.split('.')[0]!))].map((s) => ({
+      sql: `GRANT USAGE ON SCHEMA ${quoteIdent(s)} TO ${o}`,
+      action: 'grant.usage',
+      object: `schema ${s}`,
+    })),
+    ...sources.map((t) => ({
+      sql: `GRANT SELECT ON TABLE ${quoteQualified(t.split('.')[0]!, t.split('.')[1]!)} TO ${o}`,
+      action: 'grant.privileges',
+      object: t,
+    })),
     // A view's new owner must be allowed to create in its schema.
-    { sql: `GRANT CREATE ON SCHEMA ${quoteIdent(schema)} TO ${o}`, object: `schema ${schema}` },
-    { sql: `ALTER VIEW ${view} OWNER TO ${o}`, object: viewName },
+    { sql: `GRANT CREATE ON SCHEMA ${quoteIdent(schema)} TO ${o}`, action: 'grant.create', object: `schema ${schema}` },
+    { sql: `ALTER VIEW ${view} OWNER TO ${o}`, action: 'view.owner', object: viewName },
   ];
 }
 
 /** The comment that marks the view as Steward's (set once the definition it records exists). */
-export function commentViewStatement(schema: string, name: string, comment: string): string {
-  return `COMMENT ON VIEW ${quoteQualified(schema, name)} IS ${quoteLiteral(comment)}`;
+export function commentViewStatement(schema: string, name: string, comment: string): Statement {
+  return { sql: `COMMENT ON VIEW ${quoteQualified(schema, name)} IS ${quoteLiteral(comment)}`, action: 'view.comment', object: `${schema}.${name}` };
 }
 
 /** The view's grants to others than its owner (e.g. a DatasetAccess on it), to carry across a re-create. */
-export async function viewGrants(client: pg.ClientBase, schema: string, name: string): Promise<{ grantee: string; privilege: string }[]> {
+export async function viewGrants(client: pg.ClientBase | pg.Pool, schema: string, name: string): Promise<{ grantee: string; privilege: string }[]> {
   const r = await client.query<{ grantee: string; privilege: string }>(
     `SELECT pg_get_userbyid(a.grantee) AS grantee, a.privilege_type AS privilege FROM pg_class c, aclexplode(c.relacl) a
-      WHERE c.oid = $1::regclass AND a.grantee <> c.relowner AND a.grantee <> 0`,
+      WHERE c.oid = to_regclass($1) AND a.grantee <> c.relowner AND a.grantee <> 0`,
     [`${quoteIdent(schema)}.${quoteIdent(name)}`],
   );
   return r.rows;
@@ -244,10 +264,40 @@ export async function viewGrants(client: pg.ClientBase, schema: string, name: st
 
 const PRIVILEGES = new Set(['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']);
 
-export function regrantStatements(schema: string, name: string, grants: { grantee: string; privilege: string }[], owner: string): string[] {
+export function regrantStatements(schema: string, name: string, grants: { grantee: string; privilege: string }[], owner: string): Statement[] {
   return grants
     .filter((g) => g.grantee !== owner && PRIVILEGES.has(g.privilege))
-    .map((g) => `GRANT ${g.privilege} ON ${quoteQualified(schema, name)} TO ${quoteIdent(g.grantee)}`);
+    .map((g) => ({
+      sql: `GRANT ${g.privilege} ON ${quoteQualified(schema, name)} TO ${quoteIdent(g.grantee)}`,
+      action: 'grant.privileges',
+      object: `${schema}.${name}`,
+    }));
+}
+
+/** What a view's reader role holds: SELECT on the view, USAGE on its schema, the readers as members. */
+function readerRoleState(schema: string, name: string, members: string[]): GrantState {
+  return { tablePrivileges: [{ schema, table: name, privilege: 'SELECT' }], schemaUsage: [schema], defaultPrivileges: [], members, memberOf: [] };
+}
+
+/** The reader role as the catalog has it: no usage role to observe (''), it holds USAGE on the view's schema itself. */
+export function observeReaderRole(db: pg.ClientBase | pg.Pool, schema: string, role: string): Promise<AccessObservation> {
+  return observeRole(db, { groupRole: role, schema, usageRole: '' });
+}
+
+/** Every lock setReaders may take for the view's reader role, whoever its readers are, from an observation of it: to take first. */
+export function readerRoleLocks(seen: AccessObservation, schema: string, name: string, role: string): LockKey[] {
+  const diff = diffGrants(readerRoleState(schema, name, []), seen.role.exists ? seen.state : EMPTY_STATE);
+  return [{ kind: 'role', role }, { kind: 'table', schema, table: name }, ...lockKeys(role, diff)];
+}
+
+/**
+ * Whether the reader role already is what setReaders would make it, from observations alone: then
+ * an idle resync opens no transaction. `direct` are the former readers still granted SELECT on the view itself.
+ */
+export function readerRoleSettled(seen: AccessObservation, schema: string, name: string, readers: string[], direct: string[]): boolean {
+  return (
+    seen.role.exists && !seen.role.dangerousAttributes.length && isEmptyDiff(diffGrants(readerRoleState(schema, name, readers), seen.state)) && !direct.length
+  );
 }
 
 /** What setReaders did, and what the reader role still holds beyond its view that Steward may not take. */
@@ -255,6 +305,11 @@ export interface ReaderGrants {
   ran: string[];
   /** Non-empty: the readers were removed (fail closed) until that is revoked. */
   heldElsewhere: string[];
+}
+
+/** The former readers still granted SELECT on the view itself (an earlier Steward did that). */
+export async function directGrantees(db: pg.ClientBase | pg.Pool, schema: string, name: string, formerReaders: readonly string[]): Promise<string[]> {
+  return (await viewGrants(db, schema, name)).filter((g) => g.privilege === 'SELECT' && formerReaders.includes(g.grantee)).map((g) => g.grantee);
 }
 
 /**
@@ -267,25 +322,11 @@ export interface ReaderGrants {
  * Taking a reader out is one REVOKE of its membership, and nothing Steward granted outlives the
  * view: the role is dropped with it. A direct SELECT on the view that an earlier Steward granted a
  * reader (one of `formerReaders`) is revoked: the role stands in for it. Grants others made (a
- * DatasetAccess on the view) are not the MaskedView's to take. Reads first: an idle resync changes
+ * DatasetAccess on the view) are not the MaskedView's to take. Reads first: a settled role changes
  * nothing and takes no lock.
  */
-/** What a view's reader role holds: SELECT on the view, USAGE on its schema, the readers as members. */
-function readerRoleState(schema: string, name: string, members: string[]): GrantState {
-  return { tablePrivileges: [{ schema, table: name, privilege: 'SELECT' }], schemaUsage: [schema], defaultPrivileges: [], members, memberOf: [] };
-}
-
-/** Every lock setReaders may take for the view's reader role, whoever its readers are: to take first. Read-only. */
-export async function readerRoleLocks(client: pg.ClientBase, schema: string, name: string, role: string): Promise<LockKey[]> {
-  // No usage role to observe (''): the reader role holds USAGE on the view's schema itself.
-  const seen = await observe(client, role, schema, undefined, '');
-  const diff = diffGrants(readerRoleState(schema, name, []), seen.role.exists ? seen.state : EMPTY_STATE);
-  return [{ kind: 'role', role }, { kind: 'table', schema, table: name }, ...lockKeys(role, diff)];
-}
-
 export async function setReaders(
-  client: pg.ClientBase,
-  locks: ObjectLocks,
+  session: Session,
   schema: string,
   name: string,
   role: string,
@@ -293,9 +334,9 @@ export async function setReaders(
   readers: string[],
   formerReaders: string[],
 ): Promise<ReaderGrants> {
+  const { client } = session;
   const view = quoteQualified(schema, name);
-  // No usage role to observe (''): the reader role holds USAGE on the view's schema itself.
-  const look = () => observe(client, role, schema, undefined, '');
+  const look = () => observeReaderRole(client, schema, role);
   const seen = await look();
   if (seen.role.exists && seen.role.comment !== comment) throw new Error(`role ${role} exists but Steward did not create it`);
   const desired = (members: string[]): GrantState => readerRoleState(schema, name, members);
@@ -313,35 +354,23 @@ export async function setReaders(
     revokeUsage: d.revokeUsage,
     revokeDefault: d.revokeDefault,
   });
-  const directGrantees = async () =>
-    (await viewGrants(client, schema, name)).filter((g) => g.privilege === 'SELECT' && formerReaders.includes(g.grantee)).map((g) => g.grantee);
-  const full = diffGrants(desired(readers), seen.role.exists ? seen.state : EMPTY_STATE);
-  const direct = await directGrantees();
-  if (seen.role.exists && !seen.role.dangerousAttributes.length && isEmptyDiff(full) && !direct.length) return { ran: [], heldElsewhere: [] };
+  const direct = await directGrantees(client, schema, name, formerReaders);
+  if (readerRoleSettled(seen, schema, name, readers, direct)) return { ran: [], heldElsewhere: [] };
 
   // In the one lock order; a caller that already holds schema locks took these first (readerRoleLocks).
-  await locks.take([{ kind: 'role', role }, { kind: 'table', schema, table: name }, ...lockKeys(role, full)]);
-  const ran: string[] = [];
-  const run = async (st: Statement) => {
-    await runChecked(client, st.sql, st.object);
-    ran.push(st.sql);
-  };
-  for (const st of [
-    ...(seen.role.exists ? [] : createRoleStatements(role, comment)),
-    ...(seen.role.dangerousAttributes.length ? [hardenRoleStatement(role)] : []),
-  ])
-    await run(st);
+  const locks = readerRoleLocks(seen, schema, name, role);
+  const full = diffGrants(desired(readers), seen.role.exists ? seen.state : EMPTY_STATE);
+  const ran = await session.run(
+    [...(seen.role.exists ? [] : createRoleStatements(role, comment)), ...(seen.role.dangerousAttributes.length ? [hardenRoleStatement(role)] : [])],
+    [...locks, ...lockKeys(role, full)],
+  );
   // Elsewhere first, under a savepoint: a REVOKE PostgreSQL refuses must not undo the rest.
   const away = diffStatements(role, elsewhere(full));
   if (away.length) {
-    const before = ran.length;
-    await client.query('SAVEPOINT steward_reader_role');
     try {
-      for (const st of away) await run(st);
+      ran.push(...(await session.attempt(() => session.run(away, locks))));
     } catch (e) {
       if (!(e instanceof InsufficientPrivilege)) throw e;
-      await client.query('ROLLBACK TO SAVEPOINT steward_reader_role');
-      ran.length = before;
     }
   }
   // Read the catalog again, as DatasetAccess does: a REVOKE of what another role granted can do
@@ -350,14 +379,18 @@ export async function setReaders(
   const heldElsewhere = describeDiff(elsewhere(diffGrants(desired(readers), now)));
   const members = heldElsewhere.length ? [] : readers;
   const core = onView(diffGrants(desired(members), now));
-  for (const st of [
-    ...direct.map((g) => ({ sql: `REVOKE SELECT ON ${view} FROM ${quoteIdent(g)}`, action: 'revoke.privileges', object: `${schema}.${name}` })),
-    ...diffStatements(role, core),
-  ])
-    await run(st);
+  ran.push(
+    ...(await session.run(
+      [
+        ...direct.map((g) => ({ sql: `REVOKE SELECT ON ${view} FROM ${quoteIdent(g)}`, action: 'revoke.privileges', object: `${schema}.${name}` })),
+        ...diffStatements(role, core),
+      ],
+      [...locks, ...lockKeys(role, core)],
+    )),
+  );
   const left = [
     ...describeDiff(onView(diffGrants(desired(members), (await look()).state))),
-    ...(await directGrantees()).map((g) => `SELECT on ${schema}.${name} to ${g}`),
+    ...(await directGrantees(client, schema, name, formerReaders)).map((g) => `SELECT on ${schema}.${name} to ${g}`),
   ];
   if (left.length) throw new InsufficientPrivilege(`role:${role}`, `PostgreSQL left it unchanged (${left.join('; ')}); was it granted by another role?`);
   return { ran, heldElsewhere };

@@ -1,8 +1,8 @@
 // A MaskedView's SQL and lineage, built from parse trees. Pure: no I/O. The only text that reaches
 // SQL is rendered by expression.ts (allow-listed nodes) or generated here from validated identifiers
 // and integers, each quoted.
-import type { MaskedViewSpec } from '../api/maskedview.ts';
-import { joinCondition } from '../api/maskedview.ts';
+import type { MaskedViewSpec } from '../../api/maskedview.ts';
+import { joinCondition } from '../../api/maskedview.ts';
 import { MaskBypassError, parseExpression, type ColumnInput, type ParsedExpression } from './expression.ts';
 import { quoteIdent, quoteLiteral } from './sql-text.ts';
 

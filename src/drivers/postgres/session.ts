@@ -1,0 +1,81 @@
+// The one way Steward changes a warehouse: a transaction on one pooled connection that owns the
+// advisory locks taken in it. Locks go in the global order of lockOrder() (everything but schemas
+// first, schemas last, each sorted), so two transactions never deadlock; they live in PostgreSQL,
+// so the order holds across Steward processes and across kinds. Nothing else takes advisory locks.
+import type pg from 'pg';
+import { type LockKey, lockName, lockOrder } from '../../governance/grants.ts';
+import { runChecked } from './checked.ts';
+
+/** A statement, what it does (for the audit trail and `steward plan`) and the object it changes (its lock). */
+export interface Statement {
+  sql: string;
+  action: string;
+  /** The warehouse object it changes, e.g. curated.customer_sales or role:stw_… */
+  object: string;
+  /** The schema whose catalog row it changes: its lock is taken just before it (see Session.run). */
+  schema?: string;
+}
+
+export class Session {
+  readonly client: pg.ClientBase;
+  private readonly held = new Set<string>();
+  private schemaHeld = false;
+
+  constructor(client: pg.ClientBase) {
+    this.client = client;
+  }
+
+  /** Takes the keys not held yet, in order; throws LockOrderError for a key that would break it. */
+  async lock(keys: readonly LockKey[]): Promise<void> {
+    for (const key of lockOrder(this.held, this.schemaHeld, keys)) {
+      await this.client.query("SELECT pg_advisory_xact_lock(hashtextextended('steward:' || $1, 0))", [lockName(key)]);
+      this.held.add(lockName(key));
+      if (key.kind === 'schema') this.schemaHeld = true;
+    }
+  }
+
+  /**
+   * Runs statements under `locks`: every key but schemas first; a schema's (shared by everything in
+   * it) just before the first statement on a schema, so it is held only until commit. Each statement
+   * is checked (checked.ts): a GRANT or REVOKE PostgreSQL declined throws InsufficientPrivilege.
+   */
+  async run(statements: readonly Statement[], locks: readonly LockKey[]): Promise<string[]> {
+    await this.lock(locks.filter((k) => k.kind !== 'schema'));
+    const ran: string[] = [];
+    for (const s of statements) {
+      if (s.schema) await this.lock(locks.filter((k) => k.kind === 'schema'));
+      await runChecked(this.client, s.sql, s.object);
+      ran.push(s.sql);
+    }
+    return ran;
+  }
+
+  /** Runs fn; a PostgreSQL error inside it undoes what fn did and nothing before (a SAVEPOINT), and is rethrown. */
+  async attempt<T>(fn: () => Promise<T>): Promise<T> {
+    await this.client.query('SAVEPOINT steward_attempt');
+    try {
+      const out = await fn();
+      await this.client.query('RELEASE SAVEPOINT steward_attempt');
+      return out;
+    } catch (e) {
+      await this.client.query('ROLLBACK TO SAVEPOINT steward_attempt');
+      throw e;
+    }
+  }
+}
+
+/** One transaction: COMMIT when fn resolves, ROLLBACK when it throws; the connection goes back to the pool either way. */
+export async function withSession<T>(pool: pg.Pool, fn: (session: Session) => Promise<T>, mode?: 'READ ONLY'): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query(mode ? `BEGIN ${mode}` : 'BEGIN');
+    const result = await fn(new Session(client));
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
