@@ -6,7 +6,7 @@ import { datasetAccessKind, type DatasetAccess } from '../api/datasetaccess.ts';
 import type { Warehouse } from '../api/warehouse.ts';
 import { resourceType } from '../api/schema.ts';
 import type { KubeObject, ResourceType } from '../runtime/kube.ts';
-import { StaleObservation, type Outcome, type ReconcileContext } from '../runtime/controller.ts';
+import { StaleObservation, stalled, type Outcome, type ReconcileContext } from '../runtime/controller.ts';
 import { findCondition, isTrue } from '../runtime/conditions.ts';
 import type { AuditTrail, ScopedInput } from '../audit/sink.ts';
 import { evaluatePolicy } from '../governance/policy.ts';
@@ -220,13 +220,7 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
       if (err instanceof InsufficientPrivilege) {
         // A human has to grant Steward's login more; resyncs retry, so it recovers once they have.
         const advice = `${message}. Nothing was changed. Grant the login what docs/warehouse.md lists (CREATEROLE; the privileges it grants, WITH GRANT OPTION)`;
-        return {
-          state: 'Stalled',
-          reason: 'InsufficientPrivilege',
-          message: advice,
-          status: shown,
-          events: [{ type: 'Warning', reason: 'InsufficientPrivilege', note: advice, action: 'Grant' }],
-        };
+        return stalled('InsufficientPrivilege', advice, 'Grant', shown);
       }
       throw err;
     }

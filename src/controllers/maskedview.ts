@@ -7,12 +7,12 @@ import { maskedViewKind, type MaskedView } from '../api/maskedview.ts';
 import type { Warehouse } from '../api/warehouse.ts';
 import { resourceType } from '../api/schema.ts';
 import { isNotFound, type KubeClient, type KubeObject, type ResourceType } from '../runtime/kube.ts';
-import { StaleObservation, type Outcome, type ReconcileContext } from '../runtime/controller.ts';
+import { StaleObservation, stalled, type Outcome, type ReconcileContext } from '../runtime/controller.ts';
 import { findCondition } from '../runtime/conditions.ts';
 import type { AuditScope, AuditTrail } from '../audit/sink.ts';
 import { viewPolicyDenial } from '../governance/policy.ts';
 import { refusedRole } from '../governance/reserved.ts';
-import { LockOrderError } from '../governance/grants.ts';
+import { LockOrderError, objectRoleName } from '../governance/grants.ts';
 import { ExpressionError, MaskBypassError, loadParser } from '../drivers/postgres/expression.ts';
 import { planView, refuseRowMultiplyingJoins, type ViewPlan } from '../drivers/postgres/view-sql.ts';
 import { hashKeyQuery } from '../drivers/postgres/view-catalog.ts';
@@ -37,16 +37,10 @@ export interface MaskedViewDeps extends WarehouseDeps {
   openLineage?: OpenLineageTarget;
 }
 
-/** A role name for a MaskedView, unique to it (the hash) and readable (its namespace and name). */
-function viewRoleName(prefix: string, namespace: string, name: string): string {
-  const hash = createHash('sha256').update(`${namespace}/${name}`).digest('hex').slice(0, 8);
-  return `${prefix}${`${namespace}_${name}`.replace(/[^a-z0-9_]/g, '_').slice(0, 63 - prefix.length - 1 - 8)}_${hash}`;
-}
-
 /** The role that owns the view and alone reads its sources. */
-export const ownerRoleName = (namespace: string, name: string): string => viewRoleName('stw_mv_', namespace, name);
+export const ownerRoleName = (namespace: string, name: string): string => objectRoleName('stw_mv_', namespace, name);
 /** The role that holds SELECT on the view (and USAGE on its schema); the readers are its members. */
-export const readerRoleName = (namespace: string, name: string): string => viewRoleName('stw_mvr_', namespace, name);
+export const readerRoleName = (namespace: string, name: string): string => objectRoleName('stw_mvr_', namespace, name);
 
 const ownerComment = (mv: MaskedView) => `managed by steward: owner of MaskedView ${mv.metadata.namespace}/${mv.metadata.name}`;
 const readerComment = (mv: MaskedView) => `managed by steward: readers of MaskedView ${mv.metadata.namespace}/${mv.metadata.name}`;
@@ -189,13 +183,7 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
         const list = absent.map((n) => `${n.role} (${n.field})`).join(', ');
         const what = absent.length === 1 ? `role ${list} does not exist` : `roles ${list} do not exist`;
         const why = `${what} in Warehouse ${spec.warehouse}; Steward never creates the roles a view names. Once they exist, the next resync builds the view; the view was not changed`;
-        return {
-          state: 'Stalled',
-          reason: 'RoleNotFound',
-          message: why,
-          status: shown,
-          events: [{ type: 'Warning', reason: 'RoleNotFound', note: why, action: 'Validate' }],
-        };
+        return stalled('RoleNotFound', why, 'Validate', shown);
       }
       const refused = named.map((n) => ({ ...n, why: refusedRole(observed.roles[n.role]!) })).find((n) => n.why);
       if (refused) return withdraw('PolicyDenied', `${refused.field}: ${refused.why}: it is never grantable, whatever the accessPolicy says`);
@@ -272,24 +260,12 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
       if (code?.startsWith('42') && code !== '42501' && !(e instanceof InsufficientPrivilege)) {
         // A column that does not exist, types that do not match: the spec must change, so say so instead of retrying with backoff.
         const why = `PostgreSQL refused the view: ${message}; the view was not changed`;
-        return {
-          state: 'Stalled',
-          reason: 'InvalidExpression',
-          message: why,
-          status: shown,
-          events: [{ type: 'Warning', reason: 'InvalidExpression', note: why, action: 'Build' }],
-        };
+        return stalled('InvalidExpression', why, 'Build', shown);
       }
       if (e instanceof InsufficientPrivilege) {
         // Rolled back: the view and its readers are as they were. Resyncs retry once the login is granted more.
         const advice = `${message}. Nothing was changed. Grant the login what docs/warehouse.md lists`;
-        return {
-          state: 'Stalled',
-          reason: 'InsufficientPrivilege',
-          message: advice,
-          status: shown,
-          events: [{ type: 'Warning', reason: 'InsufficientPrivilege', note: advice, action: 'Build' }],
-        };
+        return stalled('InsufficientPrivilege', advice, 'Build', shown);
       }
       throw e;
     }

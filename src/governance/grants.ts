@@ -6,14 +6,19 @@ export const ROLE_PREFIX = 'stw_';
 const MAX_ROLE_BYTES = 63;
 
 /**
- * The group role Steward owns for one DatasetAccess: readable (stw_<namespace>_<name>) and unique
- * (a hash of namespace/name, since "a-b/c" and "a/b-c" would otherwise read alike), at most 63 bytes.
+ * A role Steward owns for one object: readable (<prefix><namespace>_<name>) and unique (a hash of
+ * namespace/name, since "a-b/c" and "a/b-c" would otherwise read alike), at most 63 bytes.
  */
-export function groupRoleName(namespace: string, name: string): string {
+export function objectRoleName(prefix: string, namespace: string, name: string): string {
   const hash = createHash('sha256').update(`${namespace}/${name}`).digest('hex').slice(0, 8);
   const readable = `${namespace}_${name}`.replace(/[^a-z0-9_]/g, '_');
-  const room = MAX_ROLE_BYTES - ROLE_PREFIX.length - hash.length - 1;
-  return `${ROLE_PREFIX}${readable.slice(0, room)}_${hash}`;
+  const room = MAX_ROLE_BYTES - prefix.length - hash.length - 1;
+  return `${prefix}${readable.slice(0, room)}_${hash}`;
+}
+
+/** The group role Steward owns for one DatasetAccess: stw_<namespace>_<name>_<hash>. */
+export function groupRoleName(namespace: string, name: string): string {
+  return objectRoleName(ROLE_PREFIX, namespace, name);
 }
 
 /**

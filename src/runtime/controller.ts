@@ -38,6 +38,11 @@ export interface Outcome {
   requeueAfterMs?: number;
 }
 
+/** Stalled, with a Warning event that says the same: a human must act, and is told so in both places. */
+export function stalled(reason: string, message: string, action: string, status?: Record<string, unknown>): Outcome {
+  return { state: 'Stalled', reason, message, ...(status ? { status } : {}), events: [{ type: 'Warning', reason, note: message, action }] };
+}
+
 /**
  * Thrown by a reconciler whose view of an external system went stale mid-way (another writer got
  * there first). Like an API conflict, it is retried soon and quietly: it is not an error to report.

@@ -17,6 +17,7 @@ import {
 } from '../../src/governance/grants.ts';
 import { diffStatements, createRoleStatements } from '../../src/drivers/postgres/grants.ts';
 import type { AccessRule } from '../../src/api/warehouse.ts';
+import { ownerRoleName, readerRoleName } from '../../src/controllers/maskedview.ts';
 
 const rules: AccessRule[] = [
   { namespaces: { matchLabels: { 'steward.dev/tenant': 'analytics' } }, schemas: ['curated'], privileges: ['SELECT'], maxDuration: '2160h' },
@@ -91,6 +92,12 @@ describe('groupRoleName', () => {
     const n = groupRoleName('n'.repeat(63), 'x'.repeat(253));
     expect(Buffer.byteLength(n)).toBeLessThanOrEqual(63);
     expect(n).toMatch(/^stw_[a-z0-9_]+_[0-9a-f]{8}$/);
+  });
+  it("names a MaskedView's owner and reader roles the same way, under their own prefixes (the names Steward has always used)", () => {
+    const hash = groupRoleName('analytics', 'churn-analysis').slice(-8);
+    expect(ownerRoleName('analytics', 'churn-analysis')).toBe(`stw_mv_analytics_churn_analysis_${hash}`);
+    expect(readerRoleName('analytics', 'churn-analysis')).toBe(`stw_mvr_analytics_churn_analysis_${hash}`);
+    expect(Buffer.byteLength(readerRoleName('n'.repeat(63), 'x'.repeat(253)))).toBeLessThanOrEqual(63);
   });
 });
 

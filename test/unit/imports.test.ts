@@ -55,4 +55,22 @@ describe('imports point one way', () => {
   it('every room is known, so a new one gets its rule', () => {
     expect([...new Set(edges.map((e) => room(e.from)))].filter((r) => !(r in ALLOWED))).toEqual([]);
   });
+
+  it('controllers are glue: none imports pg, opens a transaction or takes a lock (the drivers do)', () => {
+    const controllers = files(join(SRC, 'controllers'));
+    expect(controllers.length).toBeGreaterThan(3);
+    const found = controllers.flatMap((f) => {
+      const text = readFileSync(f, 'utf8');
+      return [
+        ...(/from\s+'pg'/.test(text) ? [`${relative(SRC, f)} imports pg`] : []),
+        ...[...text.matchAll(/BEGIN|COMMIT|ROLLBACK|SAVEPOINT|pg_advisory/g)].map((m) => `${relative(SRC, f)}: ${m[0]}`),
+      ];
+    });
+    expect(found).toEqual([]);
+  });
+
+  it('only the session takes advisory locks', () => {
+    const takers = files(SRC).filter((f) => readFileSync(f, 'utf8').includes('pg_advisory'));
+    expect(takers.map((f) => relative(SRC, f))).toEqual(['drivers/postgres/session.ts']);
+  });
 });

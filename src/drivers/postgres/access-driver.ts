@@ -38,6 +38,14 @@ export class PostgresAccessDriver implements AccessDriver {
       return { ran: [] };
     }
     const ran = await withSession(this.pool, async (session) => {
+      if (plan.kind === 'revoke') {
+        // Nothing to look again at: DROP ROLE is its own proof. If the role holds more than was
+        // observed, it fails with PostgreSQL's list of what is left, the transaction rolls back and
+        // the reconcile retries; if it holds less, a REVOKE of nothing is harmless.
+        const ran = await session.run([...expiry, ...rest], plan.locks);
+        await audit.recordMany(records, new AuditTableSink(session.client));
+        return ran;
+      }
       // Alone with the objects the plan touches, look again: the plan holds only for what it was made from.
       await session.lock(plan.locks.filter((k) => k.kind !== 'schema'));
       const now = await observeRole(session.client, t);
@@ -45,19 +53,11 @@ export class PostgresAccessDriver implements AccessDriver {
       const ran = await session.run([...expiry, ...rest], plan.locks);
       // Read the catalog back before saying it is done: a REVOKE of a grant another role made, say,
       // does nothing and PostgreSQL does not even warn.
-      const after = await observeRole(session.client, t);
-      if (plan.kind === 'grant') {
-        const left = grantLeftUndone(after, t, plan);
-        if (left) {
-          const undone = diffStatements(t.groupRole, left.diff);
-          const what = [...undone.map((s) => s.sql), ...left.other].join('; ');
-          throw new InsufficientPrivilege(
-            undone[0]?.object ?? `role:${t.groupRole}`,
-            `PostgreSQL left it unchanged (${what}); was it granted by another role?`,
-          );
-        }
-      } else if (plan.drop && after.role.exists) {
-        throw new InsufficientPrivilege(`role:${t.groupRole}`, 'PostgreSQL did not drop it');
+      const left = grantLeftUndone(await observeRole(session.client, t), t, plan);
+      if (left) {
+        const undone = diffStatements(t.groupRole, left.diff);
+        const what = [...undone.map((s) => s.sql), ...left.other].join('; ');
+        throw new InsufficientPrivilege(undone[0]?.object ?? `role:${t.groupRole}`, `PostgreSQL left it unchanged (${what}); was it granted by another role?`);
       }
       await audit.recordMany(records, new AuditTableSink(session.client));
       return ran;

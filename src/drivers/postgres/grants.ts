@@ -170,13 +170,13 @@ export function diffStatements(groupRole: string, d: GrantDiff, beforeJoining: S
   return out;
 }
 
-const PRIVILEGE_WORDS = new Set(['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER', 'MAINTAIN']);
+/** The table privileges PostgreSQL knows: privilege names come from the catalog or the CRD's enum, and anything else is refused, not pasted. */
+export const TABLE_PRIVILEGES: ReadonlySet<string> = new Set(['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER', 'MAINTAIN']);
 
 function byTable(ps: GrantDiff['grantTable']): Map<{ sql: string; name: string }, string[]> {
   const grouped = new Map<string, { key: { sql: string; name: string }; privileges: string[] }>();
   for (const p of ps) {
-    // Privilege names come from the catalog or the CRD's enum; anything else is refused, not pasted.
-    if (!PRIVILEGE_WORDS.has(p.privilege)) throw new Error(`unexpected privilege ${JSON.stringify(p.privilege)}`);
+    if (!TABLE_PRIVILEGES.has(p.privilege)) throw new Error(`unexpected privilege ${JSON.stringify(p.privilege)}`);
     const name = `${p.schema}.${p.table}`;
     const entry = grouped.get(name) ?? { key: { sql: quoteQualified(p.schema, p.table), name }, privileges: [] };
     entry.privileges.push(p.privilege);

@@ -4,7 +4,7 @@
 import type pg from 'pg';
 import { InsufficientPrivilege, runChecked } from './checked.ts';
 import { quoteIdent, quoteLiteral, quoteQualified } from './sql-text.ts';
-import { createRoleStatements, diffStatements, hardenRoleStatement, observeRole } from './grants.ts';
+import { TABLE_PRIVILEGES, createRoleStatements, diffStatements, hardenRoleStatement, observeRole } from './grants.ts';
 import type { Session, Statement } from './session.ts';
 import { EMPTY_STATE, describeDiff, diffGrants, isEmptyDiff, lockKeys, type GrantDiff, type GrantState, type LockKey } from '../../governance/grants.ts';
 import type { AccessObservation } from '../../governance/access-plan.ts';
@@ -262,11 +262,9 @@ export async function viewGrants(client: pg.ClientBase | pg.Pool, schema: string
   return r.rows;
 }
 
-const PRIVILEGES = new Set(['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER']);
-
 export function regrantStatements(schema: string, name: string, grants: { grantee: string; privilege: string }[], owner: string): Statement[] {
   return grants
-    .filter((g) => g.grantee !== owner && PRIVILEGES.has(g.privilege))
+    .filter((g) => g.grantee !== owner && TABLE_PRIVILEGES.has(g.privilege))
     .map((g) => ({
       sql: `GRANT ${g.privilege} ON ${quoteQualified(schema, name)} TO ${quoteIdent(g.grantee)}`,
       action: 'grant.privileges',
