@@ -41,6 +41,14 @@ describe('install manifests', () => {
     expect(r.stdout).toMatch(/deployment.apps\/steward (created|configured|unchanged)/);
   });
 
+  it('kubectl apply -f crds/ and -k crds/ are both accepted: the first thing users type works', () => {
+    for (const flag of ['-f', '-k']) {
+      const r = kubectl(['apply', '--server-side', '--dry-run=server', flag, join(REPO, 'crds')]);
+      expect(r.code, `${flag}: ${r.stderr}`).toBe(0);
+      expect(r.stdout.match(/customresourcedefinition.apiextensions.k8s.io\/\S+ serverside-applied/g) ?? [], flag).toHaveLength(5);
+    }
+  });
+
   it('the Helm chart renders, lints and is accepted by the API server, with the same ClusterRole as deploy/', () => {
     const bin = helm();
     const lint = spawnSync(bin, ['lint', join(REPO, 'charts/steward')], { encoding: 'utf8' });
