@@ -39,8 +39,12 @@ const actor =
     : `steward@${hostname()}`);
 
 async function main(): Promise<void> {
-  const client = KubeClient.fromDefault({ userAgent: `steward/${identity}`, impersonateUser: flags.as });
   const metrics = new Metrics();
+  const client = KubeClient.fromDefault({
+    userAgent: `steward/${identity}`,
+    impersonateUser: flags.as,
+    onRequest: (method, resource, code) => metrics.restClientRequests.inc({ method, resource, code: String(code) }),
+  });
   const leaseDurationMs = parseDuration(flags['lease-duration']);
   const manager = new Manager({
     client,

@@ -74,6 +74,17 @@ export interface ClientOptions {
   impersonateUser?: string;
   userAgent?: string;
   maxSockets?: number;
+  /** Called once per request answered (status) or failed without an answer (status 0): for metrics. Watches are not counted. */
+  onRequest?: (method: string, resource: string, status: number) => void;
+}
+
+/** The resource a request path names (`secrets`, `datasetaccesses`, `status` subresources folded into their resource), for metrics. */
+export function resourceOfPath(path: string): string {
+  const parts = new URL(path, 'https://x').pathname.split('/').filter(Boolean);
+  // /api/v1/[namespaces/NS/]RESOURCE[/NAME[/SUB]] or /apis/GROUP/VERSION/[namespaces/NS/]RESOURCE[...]
+  const rest = parts[0] === 'api' ? parts.slice(2) : parts.slice(3);
+  const r = rest[0] === 'namespaces' && rest.length > 2 ? rest.slice(2) : rest;
+  return r[0] ?? '';
 }
 
 export class KubeClient {
@@ -147,6 +158,7 @@ export class KubeClient {
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
           const status = res.statusCode ?? 0;
+          this.options.onRequest?.(method, resourceOfPath(path), status);
           if (status >= 200 && status < 300) {
             resolve((text ? JSON.parse(text) : {}) as T);
           } else {
@@ -155,7 +167,10 @@ export class KubeClient {
         });
       });
       if (opts.timeoutMs) req.setTimeout(opts.timeoutMs, () => req.destroy(new Error(`${method} ${path}: timed out after ${opts.timeoutMs} ms`)));
-      req.on('error', reject);
+      req.on('error', (err) => {
+        this.options.onRequest?.(method, resourceOfPath(path), 0);
+        reject(err);
+      });
       if (payload !== undefined) req.write(payload);
       req.end();
     });

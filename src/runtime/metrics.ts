@@ -1,8 +1,8 @@
 // Prometheus metrics under controller-runtime's names, so existing dashboards and alerts work:
 // controller_runtime_reconcile_total{controller,result}, controller_runtime_reconcile_errors_total,
 // controller_runtime_reconcile_time_seconds, controller_runtime_active_workers, workqueue_depth,
-// workqueue_adds_total, workqueue_retries_total, workqueue_queue_duration_seconds, and
-// leader_election_master_status.
+// workqueue_adds_total, workqueue_retries_total, workqueue_queue_duration_seconds,
+// leader_election_master_status, and client-go's rest_client_requests_total (with the resource).
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { QueueMetrics } from './queue.ts';
 
@@ -12,6 +12,12 @@ export class Metrics {
     name: 'controller_runtime_reconcile_total',
     help: 'Total number of reconciliations per controller and result.',
     labelNames: ['controller', 'result'] as const,
+    registers: [this.registry],
+  });
+  readonly restClientRequests = new Counter({
+    name: 'rest_client_requests_total',
+    help: 'Requests to the Kubernetes API, by method, resource and status code (0: no answer). Watches are not counted.',
+    labelNames: ['method', 'resource', 'code'] as const,
     registers: [this.registry],
   });
   readonly reconcileErrors = new Counter({
