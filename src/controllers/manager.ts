@@ -53,11 +53,12 @@ export class Manager {
 
   constructor(opts: ManagerOptions) {
     const { client, logger, metrics } = opts;
-    this.connections = new WarehouseConnections(client);
+    const secrets = new Informer<KubeObject>(client, SECRET_TYPE, { logger, metadataOnly: true });
+    // Secret values are read again only when the watch sees a new resourceVersion: an idle resync costs no GET.
+    this.connections = new WarehouseConnections(client, 10, (namespace, name) => secrets.get(`${namespace}/${name}`)?.metadata.resourceVersion);
     const events = new EventRecorder(client, 'steward.dev/steward', opts.identity, logger);
     const audit = new AuditTrail(opts.actor, new LogSink(logger.child({ component: 'audit' })), logger);
 
-    const secrets = new Informer<KubeObject>(client, SECRET_TYPE, { logger, metadataOnly: true });
     const warehouses: Controller<Warehouse> = new Controller<Warehouse>({
       name: 'warehouse',
       type: WAREHOUSE_TYPE,

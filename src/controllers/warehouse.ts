@@ -87,7 +87,8 @@ export function warehouseReconciler(deps: WarehouseDeps) {
     } catch (err) {
       if (err instanceof WarehouseSecretError) {
         await auditOnChange(wh, err.reason, () => audit('failure', 'warehouse.connect', err.message));
-        return failedOutcome('Stalled', err.reason, err.message, tlsUnknown(err.reason, 'not connected'));
+        // A Secret the API server would not give is no fault of the Secret: it resolves by itself.
+        return failedOutcome(err.reason === 'SecretUnreadable' ? 'Progressing' : 'Stalled', err.reason, err.message, tlsUnknown(err.reason, 'not connected'));
       }
       const failure = classifyConnectionError(err);
       // Node appends advice about its own trust store to TLS errors; it does not apply to a Warehouse.

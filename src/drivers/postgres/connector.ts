@@ -5,7 +5,7 @@
 import type pg from 'pg';
 import type { Warehouse } from '../../api/warehouse.ts';
 import type { KubeClient } from '../../runtime/kube.ts';
-import { readSecret } from '../../runtime/secrets.ts';
+import { SecretNotFoundError, SecretReader } from '../../runtime/secrets.ts';
 import type { AuditSink } from '../../audit/sink.ts';
 import { PoolCache, observeSession, type ConnectionSettings, type SessionFacts, type SslMode } from './connection.ts';
 import { PostgresAccessDriver, type AccessDriver } from './access-driver.ts';
@@ -32,7 +32,8 @@ export interface WarehouseSession {
 
 /** A reason a Warehouse cannot be connected to that a human must fix in its Secrets. */
 export class WarehouseSecretError extends Error {
-  readonly reason: 'CredentialsSecretNotFound' | 'CredentialsSecretInvalid' | 'CASecretNotFound' | 'CASecretInvalid';
+  /** SecretUnreadable: the Kubernetes API did not answer; it resolves by itself. The others a human must fix. */
+  readonly reason: 'CredentialsSecretNotFound' | 'CredentialsSecretInvalid' | 'CASecretNotFound' | 'CASecretInvalid' | 'SecretUnreadable';
   constructor(reason: WarehouseSecretError['reason'], message: string) {
     super(message);
     this.reason = reason;
@@ -42,20 +43,21 @@ export class WarehouseSecretError extends Error {
 export class WarehouseConnections {
   readonly pools: PoolCache;
 
-  private readonly client: KubeClient;
+  private readonly secrets: SecretReader;
   private readonly byPool = new WeakMap<pg.Pool, WarehouseDrivers>();
   private readonly sessions = new WeakMap<pg.Pool, WarehouseSession>();
 
-  constructor(client: KubeClient, maxConnectionsPerWarehouse = 10) {
-    this.client = client;
+  /** `secretVersion`: the resourceVersion the Secrets' metadata watch last saw, so values are read once per version. */
+  constructor(client: KubeClient, maxConnectionsPerWarehouse = 10, secretVersion?: (namespace: string, name: string) => string | undefined) {
+    this.secrets = new SecretReader(client, secretVersion);
     this.pools = new PoolCache(maxConnectionsPerWarehouse);
   }
 
   async settings(wh: Warehouse): Promise<ConnectionSettings> {
     const pgSpec = wh.spec.postgres;
     const credRef = pgSpec.credentialsSecretRef;
-    const creds = await readSecret(this.client, credRef.namespace, credRef.name).catch((err: unknown) => {
-      throw new WarehouseSecretError('CredentialsSecretNotFound', `${(err as Error).message}: create it with the keys username and password`);
+    const creds = await this.secrets.read(credRef.namespace, credRef.name).catch((err: unknown) => {
+      throw secretError(err, 'CredentialsSecretNotFound', 'create it with the keys username and password');
     });
     if (!creds.username || !creds.password) {
       throw new WarehouseSecretError('CredentialsSecretInvalid', `Secret ${credRef.namespace}/${credRef.name} must hold non-empty keys username and password`);
@@ -64,8 +66,8 @@ export class WarehouseConnections {
     const caRef = pgSpec.caSecretRef;
     if (caRef) {
       const key = caRef.key ?? 'ca.crt';
-      const data = await readSecret(this.client, caRef.namespace, caRef.name).catch((err: unknown) => {
-        throw new WarehouseSecretError('CASecretNotFound', `${(err as Error).message}: create it with the CA certificate under the key ${key}`);
+      const data = await this.secrets.read(caRef.namespace, caRef.name).catch((err: unknown) => {
+        throw secretError(err, 'CASecretNotFound', `create it with the CA certificate under the key ${key}`);
       });
       ca = data[key];
       if (!ca?.includes('-----BEGIN CERTIFICATE-----')) {
@@ -134,6 +136,13 @@ export class WarehouseConnections {
   closeAll(): Promise<void> {
     return this.pools.closeAll();
   }
+}
+
+/** A missing Secret is for a human to create; any other failure to read it is said as what it is. */
+function secretError(err: unknown, missing: 'CredentialsSecretNotFound' | 'CASecretNotFound', advice: string): WarehouseSecretError {
+  const message = (err as Error).message;
+  if (err instanceof SecretNotFoundError) return new WarehouseSecretError(missing, `${message}: ${advice}`);
+  return new WarehouseSecretError('SecretUnreadable', `${message}; retrying`);
 }
 
 /** Removes every occurrence of the secret values from a message, before it goes anywhere visible. */
