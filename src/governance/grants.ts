@@ -152,12 +152,23 @@ export type LockKey =
   | { kind: 'role'; role: string }
   | { kind: 'table'; schema: string; table: string }
   | { kind: 'defacl'; owner: string; schema: string }
+  /** A schema's shared usage role: shared like the schema, so locked late like it. */
+  | { kind: 'usage'; role: string }
   | { kind: 'schema'; schema: string };
+
+/**
+ * Keys shared by every access in a schema (its usage role, the schema itself): taken last, just
+ * before the first statement that needs them, so they are held only until commit.
+ */
+export function isSharedKey(k: LockKey): boolean {
+  return k.kind === 'schema' || k.kind === 'usage';
+}
 
 /** The key's name, hashed into the advisory lock: the same text every Steward version has used. */
 export function lockName(k: LockKey): string {
   switch (k.kind) {
     case 'role':
+    case 'usage':
       return `role:${k.role}`;
     case 'table':
       return `table:${k.schema}.${k.table}`;
@@ -186,25 +197,26 @@ export function lockKeys(groupRole: string, d: GrantDiff): LockKey[] {
 }
 
 /**
- * The order locks are taken in, given those a transaction already holds: every key but schemas
- * first, sorted; schemas last, sorted (every access in a schema shares it, so it is held for the
- * shortest time). A key already held is not taken again. A key that is not a schema, asked for once
- * a schema is held, would break the order (and so the promise that two transactions never
- * deadlock): refused with LockOrderError, for the caller to take its keys earlier.
+ * The order locks are taken in, given those a transaction already holds: every key but the shared
+ * ones first, sorted; the shared ones (usage roles and schemas: every access in a schema shares
+ * them, so they are held for the shortest time) last, sorted. A key already held is not taken
+ * again. A key that is not shared, asked for once a shared one is held, would break the order (and
+ * so the promise that two transactions never deadlock): refused with LockOrderError, for the caller
+ * to take its keys earlier.
  */
-export function lockOrder(held: ReadonlySet<string>, schemaHeld: boolean, keys: readonly LockKey[]): LockKey[] {
+export function lockOrder(held: ReadonlySet<string>, sharedHeld: boolean, keys: readonly LockKey[]): LockKey[] {
   const fresh = new Map<string, LockKey>();
   for (const k of keys) if (!held.has(lockName(k))) fresh.set(lockName(k), k);
   const byName = (a: LockKey, b: LockKey) => (lockName(a) < lockName(b) ? -1 : 1);
-  const objects = [...fresh.values()].filter((k) => k.kind !== 'schema').sort(byName);
-  const schemas = [...fresh.values()].filter((k) => k.kind === 'schema').sort(byName);
-  if (objects.length && schemaHeld) throw new LockOrderError(objects.map(lockName));
-  return [...objects, ...schemas];
+  const objects = [...fresh.values()].filter((k) => !isSharedKey(k)).sort(byName);
+  const shared = [...fresh.values()].filter(isSharedKey).sort(byName);
+  if (objects.length && sharedHeld) throw new LockOrderError(objects.map(lockName));
+  return [...objects, ...shared];
 }
 
 export class LockOrderError extends Error {
   constructor(names: string[]) {
-    super(`lock order: ${names.join(', ')} asked for after a schema lock; take every other key first`);
+    super(`lock order: ${names.join(', ')} asked for after a shared (schema or usage role) lock; take every other key first`);
     this.name = 'LockOrderError';
   }
 }

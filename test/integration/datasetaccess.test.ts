@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { DATASET_ACCESS_TYPE } from '../../src/controllers/datasetaccess.ts';
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
-import { groupRoleName } from '../../src/governance/grants.ts';
+import { groupRoleName, usageRoleName } from '../../src/governance/grants.ts';
 import {
   REPO,
   Steward,
@@ -84,7 +84,7 @@ function warehouse(policy: string): string {
 }
 
 const POLICY = `    - namespaces: {matchNames: [${NS}]}
-      schemas: [curated]
+      schemas: [curated, solo]
       privileges: [SELECT, INSERT]`;
 
 const waitReady = (name: string, reason = 'Granted', timeoutMs = 30_000) => waitForCondition(DATASET_ACCESS_TYPE, name, NS, 'Ready', 'True', reason, timeoutMs);
@@ -108,7 +108,8 @@ beforeAll(async () => {
   await withPg((c) => c.query(`CREATE DATABASE ${DB}`));
   await asSuperuser((c) =>
     c.query(`
-    CREATE SCHEMA raw; CREATE SCHEMA curated;
+    CREATE SCHEMA raw; CREATE SCHEMA curated; CREATE SCHEMA solo;
+    CREATE TABLE solo.t (x int); INSERT INTO solo.t VALUES (7);
     CREATE TABLE raw.customers (id int PRIMARY KEY, email text, phone text, country text);
     CREATE TABLE raw.orders (id int PRIMARY KEY, customer_id int, quantity int, unit_price numeric, created_at timestamptz);
     CREATE TABLE curated.customer_sales (order_id int, customer_region text, gross_revenue numeric);
@@ -384,10 +385,45 @@ describe('DatasetAccess deletion', () => {
     expect((await auditRows('orphan')).map((r) => r.action)).toContain('access.orphan');
     await asSuperuser((c) => c.query(`DROP OWNED BY "${groupRoleName(NS, 'orphan')}"; DROP ROLE "${groupRoleName(NS, 'orphan')}"`));
   });
+
+  it("the schema's usage role goes with the schema's last access, and comes back with the next", async () => {
+    const usage = usageRoleName(DB, 'solo');
+    const usageOf = () =>
+      asSuperuser(
+        async (c) =>
+          (
+            await c.query(
+              `SELECT r.rolname, has_schema_privilege(r.oid, 'solo', 'USAGE') AS usage,
+                      (SELECT count(*)::int FROM pg_auth_members m WHERE m.roleid = r.oid) AS members
+                 FROM pg_roles r WHERE r.rolname = $1`,
+              [usage],
+            )
+          ).rows,
+      );
+    apply(dsa('solo-a', { schema: 'solo', tables: ['t'] }));
+    apply(dsa('solo-b', { schema: 'solo', tables: ['t'] }));
+    await waitReady('solo-a');
+    await waitReady('solo-b');
+    expect(await usageOf()).toEqual([{ rolname: usage, usage: true, members: 2 }]);
+    expect(await can('SELECT x FROM solo.t')).toBe(true);
+    await deleteAccess('solo-a');
+    expect(await usageOf()).toEqual([{ rolname: usage, usage: true, members: 1 }]);
+    expect(await can('SELECT x FROM solo.t')).toBe(true);
+    await deleteAccess('solo-b');
+    expect(await usageOf()).toEqual([]);
+    expect(await can('SELECT x FROM solo.t')).toMatch(/permission denied/);
+    expect((await auditRows('solo-b')).map((r) => r.action)).toEqual(expect.arrayContaining(['usage_role.revoke', 'usage_role.drop']));
+    apply(dsa('solo-c', { schema: 'solo', tables: ['t'] }));
+    await waitReady('solo-c');
+    expect(await usageOf()).toEqual([{ rolname: usage, usage: true, members: 1 }]);
+    expect(await can('SELECT x FROM solo.t')).toBe(true);
+    await deleteAccess('solo-c');
+    expect(await usageOf()).toEqual([]);
+  });
 });
 
 describe('DatasetAccess at scale', () => {
-  it('200 accesses on one table, applied at once, all become Ready with no errors', async () => {
+  it('200 accesses on one table, applied at once, all become Ready with no errors; idle, their resyncs read no Secret and write nothing', async () => {
     const names = Array.from({ length: 200 }, (_, i) => `many-${i}`);
     const started = Date.now();
     const r = kubectl(['apply', '-f', '-'], names.map((n) => dsa(n, {})).join('\n---\n'));
@@ -414,6 +450,27 @@ describe('DatasetAccess at scale', () => {
         ).rows[0].n,
     );
     expect(acl).toBe(200);
+
+    // Idle: two resyncs (3 s here) of every access read no Secret and write nothing to the API server
+    // (the Lease aside); the reconciles did run.
+    const address = steward.logLines().find((l) => l.msg === 'steward starting')?.http;
+    const counters = async () => {
+      const text = await (await fetch(`http://${String(address)}/metrics`)).text();
+      const sum = (re: RegExp) => [...text.matchAll(re)].reduce((n, m) => n + Number(m[1]), 0);
+      return {
+        secretGets: sum(/^rest_client_requests_total\{method="GET",resource="secrets",code="\d+"\} (\d+)$/gm),
+        writes: sum(/^rest_client_requests_total\{method="(?:POST|PUT|PATCH|DELETE)",resource="(?!leases")[^"]*",code="\d+"\} (\d+)$/gm),
+        reconciles: sum(/^controller_runtime_reconcile_total\{controller="datasetaccess",result="[^"]+"\} (\d+)$/gm),
+      };
+    };
+    await new Promise((r) => setTimeout(r, 3000)); // the last status writes and events land
+    const before = await counters();
+    expect(before.secretGets).toBeGreaterThan(0); // the counter counts: the first reads were GETs
+    await new Promise((r) => setTimeout(r, 7000));
+    const after = await counters();
+    expect(after.reconciles - before.reconciles).toBeGreaterThanOrEqual(400);
+    expect({ secretGets: after.secretGets - before.secretGets, writes: after.writes - before.writes }).toEqual({ secretGets: 0, writes: 0 });
+
     const del = kubectl(['delete', 'dsa', '-n', NS, ...names, '--wait=false']);
     expect(del.code, del.stderr).toBe(0);
     await waitFor(

@@ -248,9 +248,21 @@ describe('lockOrder: one global order for every advisory lock', () => {
   it('skips what is held, and refuses a key that is not a schema once a schema is held', () => {
     expect(lockOrder(new Set(['table:raw.orders', 'schema:raw']), true, [table, schema, curated]).map(lockName)).toEqual(['schema:curated']);
     expect(() => lockOrder(new Set(['schema:raw']), true, [role])).toThrow(LockOrderError);
-    expect(() => lockOrder(new Set(['schema:raw']), true, [role])).toThrow(/role:stw_b asked for after a schema lock/);
+    expect(() => lockOrder(new Set(['schema:raw']), true, [role])).toThrow(/role:stw_b asked for after a shared \(schema or usage role\) lock/);
   });
   it('names keys as every Steward version has, so replicas of two versions still exclude each other', () => {
     expect([role, table, defacl, schema].map(lockName)).toEqual(['role:stw_b', 'table:raw.orders', 'defacl:o@raw', 'schema:raw']);
+    expect(lockName({ kind: 'usage', role: 'stw_usage_raw_1' })).toBe('role:stw_usage_raw_1');
+  });
+  it("a schema's usage role is shared like the schema: taken with the schemas, after every other key", () => {
+    const usage: LockKey = { kind: 'usage', role: 'stw_usage_raw_1' };
+    const group: LockKey = { kind: 'role', role: 'stw_z' };
+    expect(lockOrder(new Set(), false, [schema, usage, group, table]).map(lockName)).toEqual([
+      'role:stw_z',
+      'table:raw.orders',
+      'role:stw_usage_raw_1',
+      'schema:raw',
+    ]);
+    expect(() => lockOrder(new Set(['role:stw_usage_raw_1']), true, [group])).toThrow(LockOrderError);
   });
 });

@@ -9,8 +9,8 @@ import { grantLeftUndone, planRevoke, isNoop, type AccessObservation, type Acces
 import type { Applied, Driver } from '../driver.ts';
 import { AuditTableSink } from './audit-table.ts';
 import { InsufficientPrivilege } from './checked.ts';
-import { accessStatements, diffStatements, observeRole } from './grants.ts';
-import { withSession, type Statement } from './session.ts';
+import { accessStatements, diffStatements, observeRole, usageRoleDropStatements } from './grants.ts';
+import { withSession, type Session, type Statement } from './session.ts';
 
 export type AccessDriver = Driver<AccessTarget, AccessObservation, AccessPlan, Applied>;
 
@@ -43,14 +43,22 @@ export class PostgresAccessDriver implements AccessDriver {
         // observed, it fails with PostgreSQL's list of what is left, the transaction rolls back and
         // the reconcile retries; if it holds less, a REVOKE of nothing is harmless.
         const ran = await session.run([...expiry, ...rest], plan.locks);
-        await audit.recordMany(records, new AuditTableSink(session.client));
+        const usage = plan.drop ? await dropUsageRoleIfUnused(session, t) : [];
+        ran.push(...usage.map((s) => s.sql));
+        await audit.recordMany([...records, ...this.records(usage, undefined)], new AuditTableSink(session.client));
         return ran;
       }
       // Alone with the objects the plan touches, look again: the plan holds only for what it was made from.
       await session.lock(plan.locks.filter((k) => k.kind !== 'schema'));
       const now = await observeRole(session.client, t);
       if (!isDeepStrictEqual(now, basis)) throw new StaleObservation(`${t.groupRole} changed while Steward planned (${changedFields(basis, now)}); retrying`);
-      const ran = await session.run([...expiry, ...rest], plan.locks);
+      const ran = await session.run([...expiry, ...rest], plan.locks).catch((e: unknown) => {
+        // The schema's usage role was created, or dropped with the schema's last access, by another
+        // transaction after this plan's look: plan again.
+        const code = (e as { code?: string }).code;
+        if (code === UNDEFINED_OBJECT || code === DUPLICATE_OBJECT) throw new StaleObservation(`${(e as Error).message}; retrying`);
+        throw e;
+      });
       // Read the catalog back before saying it is done: a REVOKE of a grant another role made, say,
       // does nothing and PostgreSQL does not even warn.
       const left = grantLeftUndone(await observeRole(session.client, t), t, plan);
@@ -79,6 +87,33 @@ export class PostgresAccessDriver implements AccessDriver {
       details: drift ? { statement: s.sql, correction: s.action, found: drift } : { statement: s.sql },
     }));
   }
+}
+
+const UNDEFINED_OBJECT = '42704';
+const DUPLICATE_OBJECT = '42710';
+
+/**
+ * Drops the schema's usage role once no group role is a member of it any more (the last access on
+ * the schema is gone), when it is Steward's. Under the usage role's and the schema's locks, which
+ * every transaction that joins or creates it takes too: so no access joins it meanwhile, and of two
+ * last accesses going at once, the one that locks last sees the other gone and drops it.
+ */
+async function dropUsageRoleIfUnused(session: Session, t: AccessTarget): Promise<Statement[]> {
+  await session.lock([
+    { kind: 'usage', role: t.usageRole },
+    { kind: 'schema', schema: t.schema },
+  ]);
+  const r = await session.client.query<{ unused: boolean; has_usage: boolean }>(
+    `SELECT NOT EXISTS (SELECT 1 FROM pg_auth_members WHERE roleid = u.oid) AS unused,
+            EXISTS (SELECT 1 FROM pg_namespace n, aclexplode(n.nspacl) a WHERE n.nspname = $3 AND a.grantee = u.oid) AS has_usage
+       FROM pg_roles u WHERE u.rolname = $1 AND shobj_description(u.oid, 'pg_authid') = $2`,
+    [t.usageRole, t.usageRoleComment, t.schema],
+  );
+  if (!r.rows[0]?.unused) return [];
+  // A schema dropped meanwhile (or its grant revoked by hand) leaves nothing to revoke.
+  const statements = usageRoleDropStatements(t.schema, t.usageRole).filter((s) => r.rows[0]!.has_usage || s.action !== 'usage_role.revoke');
+  await session.run(statements, []);
+  return statements;
 }
 
 /** Which parts of an observation differ, for the retry's log line. */

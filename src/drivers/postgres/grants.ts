@@ -124,11 +124,21 @@ export function usageRoleStatements(usage: UsageRoleFacts, schema: string, role:
   const r = quoteIdent(role);
   const out: Statement[] = [];
   if (!usage.exists) {
-    out.push({ sql: `CREATE ROLE ${r} NOLOGIN NOINHERIT`, action: 'usage_role.create', object: `role:${role}` });
-    out.push({ sql: `COMMENT ON ROLE ${r} IS ${quoteLiteral(comment)}`, action: 'usage_role.comment', object: `role:${role}` });
+    out.push({ sql: `CREATE ROLE ${r} NOLOGIN NOINHERIT`, action: 'usage_role.create', object: `role:${role}`, shared: true });
+    out.push({ sql: `COMMENT ON ROLE ${r} IS ${quoteLiteral(comment)}`, action: 'usage_role.comment', object: `role:${role}`, shared: true });
   }
-  if (!usage.hasUsage) out.push({ sql: `GRANT USAGE ON SCHEMA ${quoteIdent(schema)} TO ${r}`, action: 'usage_role.grant', object: `schema:${schema}`, schema });
+  if (!usage.hasUsage)
+    out.push({ sql: `GRANT USAGE ON SCHEMA ${quoteIdent(schema)} TO ${r}`, action: 'usage_role.grant', object: `schema:${schema}`, shared: true });
   return out;
+}
+
+/** The schema's usage role, once no access in the schema uses it: its USAGE revoked, and it dropped. */
+export function usageRoleDropStatements(schema: string, role: string): Statement[] {
+  const r = quoteIdent(role);
+  return [
+    { sql: `REVOKE USAGE ON SCHEMA ${quoteIdent(schema)} FROM ${r}`, action: 'usage_role.revoke', object: `schema:${schema}`, shared: true },
+    { sql: `DROP ROLE ${r}`, action: 'usage_role.drop', object: `role:${role}`, shared: true },
+  ];
 }
 
 /** The statements that turn `actual` into `desired`: take-aways first, the new membership last. */
@@ -161,10 +171,11 @@ export function diffStatements(groupRole: string, d: GrantDiff, beforeJoining: S
   // Schema statements come late: every access in a schema shares its catalog row, so the schema's lock
   // is taken just before them and held only until commit (Session.run in session.ts).
   for (const s of d.revokeUsage)
-    out.push({ sql: `REVOKE USAGE ON SCHEMA ${quoteIdent(s)} FROM ${g}`, action: 'revoke.usage', object: `schema:${s}`, schema: s });
-  for (const s of d.grantUsage) out.push({ sql: `GRANT USAGE ON SCHEMA ${quoteIdent(s)} TO ${g}`, action: 'grant.usage', object: `schema:${s}`, schema: s });
+    out.push({ sql: `REVOKE USAGE ON SCHEMA ${quoteIdent(s)} FROM ${g}`, action: 'revoke.usage', object: `schema:${s}`, shared: true });
+  for (const s of d.grantUsage) out.push({ sql: `GRANT USAGE ON SCHEMA ${quoteIdent(s)} TO ${g}`, action: 'grant.usage', object: `schema:${s}`, shared: true });
   out.push(...beforeJoining);
-  for (const r of d.joinRoles) out.push({ sql: `GRANT ${quoteIdent(r)} TO ${g}`, action: 'grant.usage', object: `role:${groupRole}` });
+  // Joining the schema's usage role: under its (shared) lock, so it cannot be dropped meanwhile.
+  for (const r of d.joinRoles) out.push({ sql: `GRANT ${quoteIdent(r)} TO ${g}`, action: 'grant.usage', object: `role:${groupRole}`, shared: true });
   // The principal joins last, once everything it is to hold is in place.
   for (const m of d.addMembers) out.push({ sql: `GRANT ${g} TO ${quoteIdent(m)}`, action: 'grant.membership', object: `role:${groupRole}` });
   return out;

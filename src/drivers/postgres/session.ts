@@ -3,7 +3,7 @@
 // first, schemas last, each sorted), so two transactions never deadlock; they live in PostgreSQL,
 // so the order holds across Steward processes and across kinds. Nothing else takes advisory locks.
 import type pg from 'pg';
-import { type LockKey, lockName, lockOrder } from '../../governance/grants.ts';
+import { type LockKey, isSharedKey, lockName, lockOrder } from '../../governance/grants.ts';
 import { runChecked } from './checked.ts';
 
 /** A statement, what it does (for the audit trail and `steward plan`) and the object it changes (its lock). */
@@ -12,14 +12,14 @@ export interface Statement {
   action: string;
   /** The warehouse object it changes, e.g. curated.customer_sales or role:stw_… */
   object: string;
-  /** The schema whose catalog row it changes: its lock is taken just before it (see Session.run). */
-  schema?: string;
+  /** It changes what every access in a schema shares (the schema's row, its usage role): the shared locks are taken just before it (Session.run). */
+  shared?: boolean;
 }
 
 export class Session {
   readonly client: pg.ClientBase;
   private readonly held = new Set<string>();
-  private schemaHeld = false;
+  private sharedHeld = false;
 
   constructor(client: pg.ClientBase) {
     this.client = client;
@@ -27,23 +27,24 @@ export class Session {
 
   /** Takes the keys not held yet, in order; throws LockOrderError for a key that would break it. */
   async lock(keys: readonly LockKey[]): Promise<void> {
-    for (const key of lockOrder(this.held, this.schemaHeld, keys)) {
+    for (const key of lockOrder(this.held, this.sharedHeld, keys)) {
       await this.client.query("SELECT pg_advisory_xact_lock(hashtextextended('steward:' || $1, 0))", [lockName(key)]);
       this.held.add(lockName(key));
-      if (key.kind === 'schema') this.schemaHeld = true;
+      if (isSharedKey(key)) this.sharedHeld = true;
     }
   }
 
   /**
-   * Runs statements under `locks`: every key but schemas first; a schema's (shared by everything in
-   * it) just before the first statement on a schema, so it is held only until commit. Each statement
-   * is checked (checked.ts): a GRANT or REVOKE PostgreSQL declined throws InsufficientPrivilege.
+   * Runs statements under `locks`: every key but the shared ones first; the shared ones (a schema's,
+   * its usage role's: shared by everything in it) just before the first statement marked shared, so
+   * they are held only until commit. Each statement is checked (checked.ts): a GRANT or REVOKE
+   * PostgreSQL declined throws InsufficientPrivilege.
    */
   async run(statements: readonly Statement[], locks: readonly LockKey[]): Promise<string[]> {
-    await this.lock(locks.filter((k) => k.kind !== 'schema'));
+    await this.lock(locks.filter((k) => !isSharedKey(k)));
     const ran: string[] = [];
     for (const s of statements) {
-      if (s.schema) await this.lock(locks.filter((k) => k.kind === 'schema'));
+      if (s.shared) await this.lock(locks.filter(isSharedKey));
       await runChecked(this.client, s.sql, s.object);
       ran.push(s.sql);
     }

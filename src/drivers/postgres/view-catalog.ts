@@ -132,7 +132,7 @@ export async function dropManagedRole(session: Session, role: string): Promise<s
           action: 'revoke.privileges',
           object: `${h.schema}.${h.name}`,
         }
-      : { sql: `REVOKE ALL ON SCHEMA ${quoteIdent(h.name)} FROM ${quoteIdent(role)}`, action: 'revoke.usage', object: `schema ${h.name}`, schema: h.name },
+      : { sql: `REVOKE ALL ON SCHEMA ${quoteIdent(h.name)} FROM ${quoteIdent(role)}`, action: 'revoke.usage', object: `schema ${h.name}`, shared: true },
   );
   // The caller holds the locks (the view's, in the one order): none are named here.
   return session.run([...revokes, { sql: `DROP ROLE ${quoteIdent(role)}`, action: 'role.drop', object: `role:${role}` }], []);
