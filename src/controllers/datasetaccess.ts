@@ -256,7 +256,8 @@ export function datasetAccessCleanup(deps: DatasetAccessDeps) {
         await drivers.access.remove(accessTarget(dsa, wh), trail);
       } catch (err) {
         const message = drivers.scrub(err instanceof Error ? err.message : String(err));
-        await trail.record({ action: 'role.drop', resource: `${spec.name}/role:${groupRole}`, outcome: 'failure', error: message });
+        // Kept for the warehouse's table if it does not answer now (DelayedAuditTable).
+        await trail.record({ action: 'role.drop', resource: `${spec.name}/role:${groupRole}`, outcome: 'failure', error: message }, drivers.auditTable);
         return { state: 'Progressing', reason: 'RevokeFailed', message: `cannot revoke yet: ${message}; the finalizer stays and Steward retries with backoff` };
       }
     }

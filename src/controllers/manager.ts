@@ -55,7 +55,13 @@ export class Manager {
     const { client, logger, metrics } = opts;
     const secrets = new Informer<KubeObject>(client, SECRET_TYPE, { logger, metadataOnly: true });
     // Secret values are read again only when the watch sees a new resourceVersion: an idle resync costs no GET.
-    this.connections = new WarehouseConnections(client, 10, (namespace, name) => secrets.get(`${namespace}/${name}`)?.metadata.resourceVersion);
+    this.connections = new WarehouseConnections(
+      client,
+      10,
+      (namespace, name) => secrets.get(`${namespace}/${name}`)?.metadata.resourceVersion,
+      // A Warehouse whose health session ended is checked again now, not at its next resync.
+      (name) => warehouses.queue.add(name),
+    );
     const events = new EventRecorder(client, 'steward.dev/steward', opts.identity, logger);
     const audit = new AuditTrail(opts.actor, new LogSink(logger.child({ component: 'audit' })), logger);
 

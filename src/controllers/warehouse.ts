@@ -71,6 +71,12 @@ export function warehouseReconciler(deps: WarehouseDeps) {
         });
         await session.auditTable.write(record);
       }
+      // What could not be audited while the warehouse did not answer is written now, marked delayed.
+      await session.auditTable
+        .flush()
+        .catch((e: unknown) => ctx.logger.warn({ err: session?.scrub(errMessage(e)) }, 'could not write the delayed audit records yet'));
+      // An idle session that ends (the server stops or drops it) re-checks the Warehouse at once.
+      await session.watchHealth().catch(() => undefined);
       return {
         state: 'Ready',
         reason: 'Connected',
@@ -93,7 +99,8 @@ export function warehouseReconciler(deps: WarehouseDeps) {
       const failure = classifyConnectionError(err);
       // Node appends advice about its own trust store to TLS errors; it does not apply to a Warehouse.
       const detail = (session?.scrub(errMessage(err)) ?? errMessage(err)).replace(/; if the root CA is installed locally.*$/, '');
-      await auditOnChange(wh, failure, () => audit('failure', 'warehouse.connect', detail));
+      // To the log now, and to the warehouse's table once it answers again (kept in order meanwhile).
+      await auditOnChange(wh, failure, () => audit('failure', 'warehouse.connect', detail).then((r) => session?.auditTable.write(r).catch(() => undefined)));
       const [state, message, tls] = describeFailure(failure, wh, detail);
       return failedOutcome(state, failure, message, tls);
     }

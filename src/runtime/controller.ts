@@ -17,6 +17,7 @@ import { setConditions, type Condition, type ConditionInput } from './conditions
 import { addFinalizer, hasFinalizer, removeFinalizer } from './finalizers.ts';
 import type { EventInput, EventRecorder } from './events.ts';
 import type { Metrics } from './metrics.ts';
+import { LogOncePer } from './log-once.ts';
 
 export type OutcomeState = 'Ready' | 'Progressing' | 'Stalled' | 'Ended';
 
@@ -97,6 +98,8 @@ export class Controller<T extends KubeObject> {
   private readonly resyncMs: number;
   private readonly maxRetryDelayMs: number;
   private running = false;
+  /** The same failure of many objects is logged once per cause per interval. */
+  private readonly quiet = new LogOncePer();
 
   constructor(opts: ControllerOptions<T>) {
     this.opts = opts;
@@ -193,14 +196,18 @@ export class Controller<T extends KubeObject> {
       if (isConflict(err) || isNotFound(err) || err instanceof StaleObservation) {
         ctx.logger.debug({ err: message }, 'stale object; retrying');
       } else {
-        ctx.logger.error({ err: message }, 'reconcile failed');
+        const quiet = this.quiet.admit(`reconcile failed: ${message}`);
+        if (quiet.log) ctx.logger.error({ err: message, ...(quiet.held ? { repeatsHeldBack: quiet.held } : {}) }, 'reconcile failed');
         const outcome: Outcome = {
           state: 'Progressing',
           reason: 'ReconcileError',
           message: `${message} (retrying with backoff)`,
           events: [{ type: 'Warning', reason: 'ReconcileError', note: message, action: 'Reconcile' }],
         };
-        await this.writeResult(obj, outcome, ctx).catch((e: unknown) => ctx.logger.warn({ err: String(e) }, 'could not write status'));
+        await this.writeResult(obj, outcome, ctx).catch((e: unknown) => {
+          const quiet = this.quiet.admit(`could not write status: ${String(e)}`);
+          if (quiet.log) ctx.logger.warn({ err: String(e), ...(quiet.held ? { repeatsHeldBack: quiet.held } : {}) }, 'could not write status');
+        });
       }
       this.retryLater(key);
     }

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { isNotFound, type KubeClient, type KubeObject, type ResourceType } from './kube.ts';
 import { errorMessage } from './informer.ts';
+import { LogOncePer } from './log-once.ts';
 
 export const EVENT_TYPE: ResourceType = { group: 'events.k8s.io', version: 'v1', plural: 'events', kind: 'Event', namespaced: true };
 
@@ -29,6 +30,8 @@ const MAX_TRACKED = 4096;
 
 export class EventRecorder {
   private readonly series = new Map<string, Series>();
+  /** An API server that refuses every event is said once per interval, not once per event. */
+  private readonly quiet = new LogOncePer();
 
   private readonly client: KubeClient;
   private readonly controller: string;
@@ -97,7 +100,9 @@ export class EventRecorder {
       this.track(key, { name, namespace, count: 1, lastSeen: now });
     } catch (err) {
       // An event that cannot be written must not fail the reconcile that produced it.
-      this.logger.warn({ err: errorMessage(err), reason: event.reason }, 'could not record event');
+      const quiet = this.quiet.admit(errorMessage(err));
+      if (quiet.log)
+        this.logger.warn({ err: errorMessage(err), reason: event.reason, ...(quiet.held ? { repeatsHeldBack: quiet.held } : {}) }, 'could not record event');
     }
   }
 

@@ -247,6 +247,22 @@ restart_apiserver() {
   echo "stack: kube-apiserver restarted"
 }
 
+# An outage of the warehouse, for the tests that prove what Steward says during one: a fast
+# shutdown (sessions are told and closed), then the same server back on the same port.
+stop_postgres() {
+  local bin; bin=$(pg_bin)
+  as_pg "$bin/pg_ctl" -D "$state/pg/data" -m fast -w -t 30 stop >/dev/null 2>&1 || die "PostgreSQL did not stop"
+  echo "stack: postgres stopped"
+}
+
+start_postgres_again() {
+  local bin; bin=$(pg_bin)
+  as_pg "$bin/pg_ctl" -D "$state/pg/data" -l "$state/pg/server.log" -w -t 60 start >>"$logs/postgres.log" 2>&1 \
+    || die "PostgreSQL did not start; see $state/pg/server.log"
+  as_pg cat "$state/pg/data/postmaster.pid" | head -1 >"$pids/postgres"
+  echo "stack: postgres started"
+}
+
 # The demo leaves a Steward running; tests start their own and must be the only operator.
 stop_demo() {
   stop_pid steward
@@ -263,6 +279,8 @@ case "${1:-}" in
   down) down ;;
   status) status ;;
   restart-apiserver) restart_apiserver ;;
+  stop-postgres) stop_postgres ;;
+  start-postgres) start_postgres_again ;;
   stop-demo) stop_demo ;;
-  *) echo "usage: $0 up|down|status|restart-apiserver|stop-demo" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|restart-apiserver|stop-postgres|start-postgres|stop-demo" >&2; exit 2 ;;
 esac

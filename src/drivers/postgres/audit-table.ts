@@ -3,6 +3,7 @@
 // statements for everyone, superusers included, so a record once written stays.
 import type pg from 'pg';
 import { withSession } from './session.ts';
+import { isUnanswered } from './connection.ts';
 import { quoteIdent } from './sql-text.ts';
 import type { AuditRecord } from '../../audit/record.ts';
 import type { AuditSink } from '../../audit/sink.ts';
@@ -120,5 +121,94 @@ export class AuditTableSink implements AuditSink {
       `INSERT INTO steward.audit_log (ts, request_id, actor, action, resource, outcome, error, kind, namespace, name, details) VALUES ${rows.join(', ')}`,
       values,
     );
+  }
+}
+
+/**
+ * A Warehouse's audit table that loses nothing while the warehouse does not answer: records it could
+ * not write are kept in memory, in order (at most `max`; beyond that the oldest go, and how many is
+ * itself recorded), and written before anything else once it answers again, marked
+ * `details.delayed: true` (their `ts` is still when they happened). Any other failure is the
+ * caller's, as with AuditTableSink.
+ */
+export class DelayedAuditTable implements AuditSink {
+  private readonly pool: () => pg.Pool | undefined;
+  private readonly warehouse: string;
+  private readonly max: number;
+  private readonly waiting: AuditRecord[] = [];
+  private lost = 0;
+
+  constructor(pool: () => pg.Pool | undefined, warehouse: string, max = 10_000) {
+    this.pool = pool;
+    this.warehouse = warehouse;
+    this.max = max;
+  }
+
+  /** Records waiting for the warehouse to answer. */
+  get pending(): number {
+    return this.waiting.length;
+  }
+
+  write(r: AuditRecord): Promise<void> {
+    return this.writeMany([r]);
+  }
+
+  async writeMany(records: AuditRecord[]): Promise<void> {
+    if (records.length === 0) return;
+    // Order is kept: nothing is written past records still waiting.
+    if (
+      this.waiting.length &&
+      !(await this.flush().then(
+        () => true,
+        () => false,
+      ))
+    )
+      return this.keep(records);
+    try {
+      await this.table().writeMany(records);
+    } catch (e) {
+      if (!isUnanswered(e)) throw e;
+      this.keep(records);
+    }
+  }
+
+  /** Writes what waited, oldest first; throws (keeping them) if the warehouse still does not answer. */
+  async flush(): Promise<void> {
+    while (this.waiting.length) {
+      const batch = this.waiting.slice(0, 200);
+      const marked = batch.map((r) => ({ ...r, details: { ...r.details, delayed: true } }));
+      await this.table().writeMany(this.lost ? [this.lostRecord(batch[0]!), ...marked] : marked);
+      this.waiting.splice(0, batch.length);
+      this.lost = 0;
+    }
+  }
+
+  private table(): AuditTableSink {
+    const pool = this.pool();
+    if (!pool) throw Object.assign(new Error(`no connection to Warehouse ${this.warehouse}`), { code: '08000' });
+    return new AuditTableSink(pool);
+  }
+
+  private keep(records: AuditRecord[]): void {
+    this.waiting.push(...records);
+    const over = this.waiting.length - this.max;
+    if (over > 0) {
+      this.waiting.splice(0, over);
+      this.lost += over;
+    }
+  }
+
+  private lostRecord(next: AuditRecord): AuditRecord {
+    return {
+      ts: next.ts,
+      request_id: next.request_id,
+      actor: next.actor,
+      action: 'audit.lost',
+      resource: `${this.warehouse}/steward.audit_log`,
+      outcome: 'failure',
+      error: `${this.lost} audit records were dropped while the warehouse did not answer (at most ${this.max} are kept); they are in Steward's log`,
+      kind: 'Warehouse',
+      name: this.warehouse,
+    };
   }
 }

@@ -136,6 +136,11 @@ export class PoolCache {
     this.maxPerPool = maxPerPool;
   }
 
+  /** The Warehouse's pool as it is now, if it has one. */
+  current(name: string): pg.Pool | undefined {
+    return this.pools.get(name)?.pool;
+  }
+
   get(name: string, settings: ConnectionSettings): pg.Pool {
     const fp = fingerprint(settings);
     const existing = this.pools.get(name);
@@ -176,6 +181,16 @@ const TLS_CODES = new Set([
   'HOSTNAME_MISMATCH',
 ]);
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'EPIPE']);
+
+/**
+ * The warehouse did not answer: refused, reset, timed out, or shut down under the session (class 08
+ * connection exceptions, 57P administrator shutdown). Anything it did answer, such as a refusal of a
+ * statement, is not this.
+ */
+export function isUnanswered(err: unknown): boolean {
+  const code = (err as { code?: string })?.code ?? '';
+  return classifyConnectionError(err) === 'Unreachable' || code.startsWith('08') || code.startsWith('57P');
+}
 
 /** Sorts a connection error into what a human needs to know: which of the causes it was. */
 export function classifyConnectionError(err: unknown): ConnectionFailure {

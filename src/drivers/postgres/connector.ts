@@ -7,10 +7,19 @@ import type { Warehouse } from '../../api/warehouse.ts';
 import type { KubeClient } from '../../runtime/kube.ts';
 import { SecretNotFoundError, SecretReader } from '../../runtime/secrets.ts';
 import type { AuditSink } from '../../audit/sink.ts';
-import { PoolCache, observeSession, type ConnectionSettings, type SessionFacts, type SslMode } from './connection.ts';
+import {
+  PoolCache,
+  SingleStatementClient,
+  fingerprint,
+  observeSession,
+  poolConfig,
+  type ConnectionSettings,
+  type SessionFacts,
+  type SslMode,
+} from './connection.ts';
 import { PostgresAccessDriver, type AccessDriver } from './access-driver.ts';
 import { PostgresViewDriver, type ViewDriver } from './view-driver.ts';
-import { AuditTableSink, ensureAuditTable } from './audit-table.ts';
+import { DelayedAuditTable, ensureAuditTable } from './audit-table.ts';
 
 /** What a reconciler may do in one Warehouse: the drivers of its targets, its audit table, its secrets kept out of messages. */
 export interface WarehouseDrivers {
@@ -26,7 +35,13 @@ export interface WarehouseDrivers {
 export interface WarehouseSession {
   sessionFacts(): Promise<SessionFacts>;
   ensureAuditTable(): Promise<void>;
-  auditTable: AuditSink;
+  /** The Warehouse's audit table, keeping what it could not write while the warehouse did not answer. */
+  auditTable: DelayedAuditTable;
+  /**
+   * Keeps one idle session open to the warehouse, so that losing it (the server stops, restarts or
+   * drops it) is known at once (onConnectionLost) instead of at the next resync. Costs no query.
+   */
+  watchHealth(): Promise<void>;
   scrub(message: string): string;
 }
 
@@ -46,11 +61,56 @@ export class WarehouseConnections {
   private readonly secrets: SecretReader;
   private readonly byPool = new WeakMap<pg.Pool, WarehouseDrivers>();
   private readonly sessions = new WeakMap<pg.Pool, WarehouseSession>();
+  private readonly auditTables = new Map<string, DelayedAuditTable>();
+  private readonly sentinels = new Map<string, { fingerprint: string; client: pg.Client }>();
+  private readonly onConnectionLost: (warehouse: string) => void;
 
-  /** `secretVersion`: the resourceVersion the Secrets' metadata watch last saw, so values are read once per version. */
-  constructor(client: KubeClient, maxConnectionsPerWarehouse = 10, secretVersion?: (namespace: string, name: string) => string | undefined) {
+  /**
+   * `secretVersion`: the resourceVersion the Secrets' metadata watch last saw, so values are read
+   * once per version. `onConnectionLost`: a Warehouse's health session ended (see watchHealth).
+   */
+  constructor(
+    client: KubeClient,
+    maxConnectionsPerWarehouse = 10,
+    secretVersion?: (namespace: string, name: string) => string | undefined,
+    onConnectionLost: (warehouse: string) => void = () => undefined,
+  ) {
     this.secrets = new SecretReader(client, secretVersion);
     this.pools = new PoolCache(maxConnectionsPerWarehouse);
+    this.onConnectionLost = onConnectionLost;
+  }
+
+  /** One per Warehouse, across pools: what waits for the warehouse to answer survives a new password. */
+  private auditTable(name: string): DelayedAuditTable {
+    let table = this.auditTables.get(name);
+    if (!table) {
+      table = new DelayedAuditTable(() => this.pools.current(name), name);
+      this.auditTables.set(name, table);
+    }
+    return table;
+  }
+
+  private async watchHealth(name: string, settings: ConnectionSettings): Promise<void> {
+    const fp = fingerprint(settings);
+    const known = this.sentinels.get(name);
+    if (known?.fingerprint === fp) return;
+    if (known) void known.client.end().catch(() => undefined);
+    const client = new SingleStatementClient({ ...poolConfig(settings, 1), application_name: 'steward-health', keepAlive: true });
+    const entry = { fingerprint: fp, client };
+    this.sentinels.set(name, entry);
+    const lost = () => {
+      if (this.sentinels.get(name) !== entry) return; // replaced or closed on purpose
+      this.sentinels.delete(name);
+      this.onConnectionLost(name);
+    };
+    client.on('error', lost);
+    client.on('end', lost);
+    try {
+      await client.connect();
+    } catch (e) {
+      lost();
+      throw e;
+    }
   }
 
   async settings(wh: Warehouse): Promise<ConnectionSettings> {
@@ -99,7 +159,7 @@ export class WarehouseConnections {
       drivers = {
         access: new PostgresAccessDriver(pool, wh.metadata.name),
         views: new PostgresViewDriver(pool, wh.metadata.name),
-        auditTable: new AuditTableSink(pool),
+        auditTable: this.auditTable(wh.metadata.name),
         scrub: (message) => scrub(message, settings),
       };
       this.byPool.set(pool, drivers);
@@ -122,19 +182,27 @@ export class WarehouseConnections {
         }
       },
       ensureAuditTable: () => ensureAuditTable(pool),
-      auditTable: new AuditTableSink(pool),
+      auditTable: this.auditTable(wh.metadata.name),
+      watchHealth: () => this.watchHealth(wh.metadata.name, settings),
       scrub: (message) => scrub(message, settings),
     };
     this.sessions.set(pool, session);
     return session;
   }
 
-  forget(name: string): Promise<void> {
-    return this.pools.close(name);
+  async forget(name: string): Promise<void> {
+    const sentinel = this.sentinels.get(name);
+    this.sentinels.delete(name);
+    this.auditTables.delete(name);
+    await sentinel?.client.end().catch(() => undefined);
+    await this.pools.close(name);
   }
 
-  closeAll(): Promise<void> {
-    return this.pools.closeAll();
+  async closeAll(): Promise<void> {
+    const sentinels = [...this.sentinels.values()];
+    this.sentinels.clear();
+    await Promise.all(sentinels.map((s) => s.client.end().catch(() => undefined)));
+    await this.pools.closeAll();
   }
 }
 

@@ -1,0 +1,135 @@
+// What Steward says while its warehouse is down, and what it keeps: PostgreSQL is stopped for real
+// (a fast shutdown of the stack's server), then started again on the same port. The resync here is
+// ten minutes, so whatever happens within seconds is not a resync's doing.
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type pg from 'pg';
+import { DATASET_ACCESS_TYPE } from '../../src/controllers/datasetaccess.ts';
+import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
+import {
+  REPO,
+  Steward,
+  apply,
+  condition,
+  ensureNamespace,
+  kube,
+  putSecret,
+  stackCa,
+  unique,
+  waitFor,
+  waitForCondition,
+  warehouseYaml,
+  withPg,
+  type Conditioned,
+} from './harness.ts';
+
+const id = unique('o').slice(2).replace(/-/g, '');
+const DB = `outage_${id}`;
+const NS = `outage-${id}`;
+const WH = `wh-outage-${id}`;
+const READER = `outage_reader_${id}`;
+let steward: Steward;
+
+const asSuperuser = <T>(fn: (c: pg.Client) => Promise<T>) => withPg(fn, { database: DB });
+const stack = (command: string) => {
+  const r = spawnSync('bash', [join(REPO, 'test/stack/stack.sh'), command], { encoding: 'utf8' });
+  expect(r.status, r.stdout + r.stderr).toBe(0);
+};
+
+function access(name: string): string {
+  return `
+apiVersion: steward.dev/v1alpha1
+kind: DatasetAccess
+metadata: {name: ${name}, namespace: ${NS}}
+spec:
+  principal: {role: ${READER}}
+  warehouse: {name: ${WH}, schema: curated, tables: [t], privileges: [SELECT]}
+  justification: outage test
+`;
+}
+
+beforeAll(async () => {
+  await withPg((c) => c.query(`CREATE DATABASE ${DB}`));
+  await asSuperuser((c) => c.query(`CREATE SCHEMA curated; CREATE TABLE curated.t (x int); CREATE ROLE ${READER} NOLOGIN;`));
+  await ensureNamespace(NS);
+  await putSecret('steward-system', `${WH}-ca`, { 'ca.crt': stackCa() });
+  await putSecret('steward-system', `${WH}-creds`, { username: process.env.PGUSER!, password: process.env.PGPASSWORD! });
+  apply(
+    warehouseYaml({
+      name: WH,
+      database: DB,
+      caSecret: `${WH}-ca`,
+      credsSecret: `${WH}-creds`,
+      policy: `    - namespaces: {matchNames: [${NS}]}\n      schemas: [curated]\n      privileges: [SELECT]`,
+    }),
+  );
+  steward = Steward.start({ args: ['--resync', '10m'] });
+  await waitForCondition(WAREHOUSE_TYPE, WH, undefined, 'Ready', 'True');
+  apply(access('kept'));
+  apply(access('gone'));
+  await waitForCondition(DATASET_ACCESS_TYPE, 'kept', NS, 'Ready', 'True');
+  await waitForCondition(DATASET_ACCESS_TYPE, 'gone', NS, 'Ready', 'True');
+});
+
+afterAll(async () => {
+  // Whatever happened, the next test file needs its server.
+  spawnSync('bash', [join(REPO, 'test/stack/stack.sh'), 'start-postgres'], { encoding: 'utf8' });
+  await steward?.stop();
+  await kube.delete(WAREHOUSE_TYPE, WH).catch(() => undefined);
+});
+
+describe('a PostgreSQL outage', () => {
+  it('turns the Warehouse Ready=False within seconds and back by itself; what failed meanwhile reaches the audit table after', async () => {
+    const stopped = new Date();
+    stack('stop-postgres');
+    const down = await waitForCondition(WAREHOUSE_TYPE, WH, undefined, 'Ready', 'False', undefined, 15_000);
+    const noticedMs = Date.now() - stopped.getTime();
+    console.log(`Warehouse Ready=False ${noticedMs} ms after PostgreSQL stopped`);
+    expect(condition(down, 'Ready')?.reason).toMatch(/Unreachable|ConnectionFailed/);
+
+    // A revoke asked for during the outage: it waits, and its failure is kept.
+    await kube.delete(DATASET_ACCESS_TYPE, 'gone', NS);
+    await waitFor('the revoke to fail for now', async () => {
+      const o = await kube.get<Conditioned>(DATASET_ACCESS_TYPE, 'gone', NS);
+      return condition(o, 'Ready')?.reason === 'RevokeFailed';
+    });
+    await new Promise((r) => setTimeout(r, 2000));
+    const restarted = new Date();
+    stack('start-postgres');
+
+    await waitForCondition(WAREHOUSE_TYPE, WH, undefined, 'Ready', 'True', 'Connected', 90_000);
+    console.log(`Warehouse Ready again ${Date.now() - restarted.getTime()} ms after PostgreSQL started`);
+    await waitFor(
+      'the revoke to complete',
+      async () =>
+        kube.get(DATASET_ACCESS_TYPE, 'gone', NS).then(
+          () => false,
+          () => true,
+        ),
+      90_000,
+    );
+    await waitForCondition(DATASET_ACCESS_TYPE, 'kept', NS, 'Ready', 'True');
+
+    // The failures of the outage, in the table now, in order, marked delayed, with the time they happened.
+    const rows = await asSuperuser(
+      async (c) =>
+        (
+          await c.query(
+            `SELECT action, outcome, ts, details->>'delayed' AS delayed, name FROM steward.audit_log
+              WHERE ts >= $1 AND ts < $2 AND outcome = 'failure' ORDER BY id`,
+            [stopped, restarted],
+          )
+        ).rows,
+    );
+    expect(rows.map((r) => [r.name, r.action, r.delayed])).toEqual(
+      expect.arrayContaining([
+        [WH, 'warehouse.connect', 'true'],
+        ['gone', 'role.drop', 'true'],
+      ]),
+    );
+    const times = rows.map((r) => new Date(r.ts).getTime());
+    expect(times).toEqual([...times].sort((a, b) => a - b));
+    expect(steward.logLines().filter((l) => /audit record could not be written/.test(String(l.msg)))).toEqual([]);
+  });
+});
