@@ -8,4 +8,6 @@ RUN npm ci --omit=dev --no-audit --no-fund --ignore-scripts && npm cache clean -
 COPY src ./src
 USER 65532:65532
 EXPOSE 8080
-ENTRYPOINT ["node", "src/main.ts"]
+# --liftoff-only: V8 would otherwise recompile the SQL parser's WASM with its optimising tier at the
+# first MaskedView, a transient ~550 MB (see docs/benchmarks.md); the baseline compiler is enough.
+ENTRYPOINT ["node", "--liftoff-only", "src/main.ts"]

@@ -50,7 +50,7 @@ demo: stack
 	$(WITH_STACK) node test/demo/demo.ts
 
 run: deps
-	node src/main.ts --leader-elect=false
+	node --liftoff-only src/main.ts --leader-elect=false
 
 install: deps
 	kubectl apply --server-side -k crds/

@@ -124,7 +124,7 @@ export class Informer<T extends KubeObject> {
         continue: continueToken,
         accept: this.options.metadataOnly ? METADATA_ACCEPT : undefined,
       });
-      items.push(...page.items);
+      for (const item of page.items) items.push(slim(item));
       continueToken = page.metadata.continue || undefined;
       rv = page.metadata.resourceVersion ?? '';
     } while (continueToken);
@@ -186,7 +186,7 @@ export class Informer<T extends KubeObject> {
   }
 
   private apply(event: WatchEvent<T>): void {
-    const obj = event.object;
+    const obj = slim(event.object);
     if (obj.metadata?.resourceVersion) this.resourceVersion = obj.metadata.resourceVersion;
     if (event.type === 'BOOKMARK') return;
     const key = objectKey(obj);
@@ -234,4 +234,23 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     }
     signal?.addEventListener('abort', done, { once: true });
   });
+}
+
+const LAST_APPLIED = 'kubectl.kubernetes.io/last-applied-configuration';
+
+/**
+ * What no reconciler reads, dropped before an object is cached: managedFields (server-side apply's
+ * bookkeeping) and kubectl's last-applied copy of the whole manifest. Together they are most of a
+ * small object's size, and the cache holds every object.
+ */
+export function slim<T extends KubeObject>(obj: T): T {
+  const meta = obj.metadata as T['metadata'] & { managedFields?: unknown };
+  if (meta) {
+    delete meta.managedFields;
+    if (meta.annotations && LAST_APPLIED in meta.annotations) {
+      const { [LAST_APPLIED]: _dropped, ...rest } = meta.annotations;
+      meta.annotations = rest;
+    }
+  }
+  return obj;
 }

@@ -1,8 +1,9 @@
-// A thin REST client for the Kubernetes API. @kubernetes/client-node supplies the kubeconfig and its
-// authentication (certificates, tokens, exec plugins); requests go through one keep-alive agent so
-// the runtime controls content types (JSON / merge / JSON patch), watch streaming and timeouts.
+// A thin REST client for the Kubernetes API. kubeconfig.ts supplies the address and authentication
+// (certificates, tokens; exec plugins through client-node, loaded only for them); requests go
+// through one keep-alive agent so the runtime controls content types (JSON / merge / JSON patch),
+// watch streaming and timeouts.
 import https from 'node:https';
-import { KubeConfig } from '@kubernetes/client-node';
+import { loadClusterAccess, type ClusterAccess } from './kubeconfig.ts';
 
 export interface ObjectMetaLike {
   name: string;
@@ -89,24 +90,20 @@ export function resourceOfPath(path: string): string {
 
 export class KubeClient {
   readonly server: URL;
-  private readonly kubeConfig: KubeConfig;
+  private readonly access: ClusterAccess;
   private readonly agent: https.Agent;
   private readonly options: ClientOptions;
 
-  constructor(kubeConfig: KubeConfig, options: ClientOptions = {}) {
-    const cluster = kubeConfig.getCurrentCluster();
-    if (!cluster) throw new Error('kubeconfig has no current cluster');
-    this.kubeConfig = kubeConfig;
-    this.server = new URL(cluster.server);
+  constructor(access: ClusterAccess, options: ClientOptions = {}) {
+    this.access = access;
+    this.server = access.server;
     this.options = options;
     this.agent = new https.Agent({ keepAlive: true, maxSockets: options.maxSockets ?? 32 });
   }
 
   /** KUBECONFIG / ~/.kube/config, or the in-cluster service account. */
   static fromDefault(options: ClientOptions = {}): KubeClient {
-    const kc = new KubeConfig();
-    kc.loadFromDefault();
-    return new KubeClient(kc, options);
+    return new KubeClient(loadClusterAccess(), options);
   }
 
   close(): void {
@@ -138,8 +135,8 @@ export class KubeClient {
         'User-Agent': this.options.userAgent ?? 'steward',
       },
     };
-    await this.kubeConfig.applyToHTTPSOptions(ro);
-    ro.agent = this.agent; // applyToHTTPSOptions may set its own; keep the pooled one
+    await this.access.applyTo(ro);
+    ro.agent = this.agent; // an exec plugin's client-node may set its own; keep the pooled one
     const headers = ro.headers as Record<string, string>;
     if (this.options.impersonateUser) headers['Impersonate-User'] = this.options.impersonateUser;
     if (opts.body !== undefined) headers['Content-Type'] = opts.contentType ?? 'application/json';

@@ -181,6 +181,8 @@ export class Steward {
     const logFile = join(dir, `${identity}.log`);
     const out = createWriteStream(logFile);
     const args = [
+      // As the image runs it (Dockerfile): the SQL parser's WASM stays on V8's baseline compiler.
+      '--liftoff-only',
       join(REPO, 'src', 'main.ts'),
       '--metrics-bind-address',
       '127.0.0.1:0',

@@ -3,7 +3,7 @@
 // The informer must notice the silence, reconnect, and deliver what happened meanwhile.
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KubeConfig } from '@kubernetes/client-node';
+import { fromKubeconfig } from '../../src/runtime/kubeconfig.ts';
 import { KubeClient, type KubeObject } from '../../src/runtime/kube.ts';
 import { Informer } from '../../src/runtime/informer.ts';
 import { createLogger } from '../../src/runtime/logger.ts';
@@ -57,16 +57,7 @@ beforeAll(async () => {
   await ensureNamespace(NS);
   proxy = new BlackholeProxy(kube.server);
   const port = await proxy.listen();
-  const kc = new KubeConfig();
-  kc.loadFromDefault();
-  const cluster = kc.getCurrentCluster()!;
-  kc.loadFromOptions({
-    clusters: [{ ...cluster, server: `https://127.0.0.1:${port}` }],
-    users: kc.users,
-    contexts: kc.contexts,
-    currentContext: kc.currentContext,
-  });
-  client = new KubeClient(kc);
+  client = new KubeClient(fromKubeconfig(process.env.KUBECONFIG!, `https://127.0.0.1:${port}`));
 });
 
 afterAll(() => {

@@ -75,6 +75,11 @@ beforeAll(async () => {
 afterAll(async () => {
   // Whatever happened, the next test file needs its server.
   spawnSync('bash', [join(REPO, 'test/stack/stack.sh'), 'start-postgres'], { encoding: 'utf8' });
+  // The accesses go first, revoked while the Warehouse is still there to revoke them in.
+  for (const name of ['kept', 'gone']) await kube.delete(DATASET_ACCESS_TYPE, name, NS).catch(() => undefined);
+  await waitFor('the accesses to be gone', async () => (await kube.list(DATASET_ACCESS_TYPE, { namespace: NS })).items.length === 0, 60_000).catch(
+    () => undefined,
+  );
   await steward?.stop();
   await kube.delete(WAREHOUSE_TYPE, WH).catch(() => undefined);
 });
