@@ -50,7 +50,7 @@ demo: stack
 	$(WITH_STACK) node test/demo/demo.ts
 
 run: deps
-	node --liftoff-only src/main.ts --leader-elect=false
+	node --liftoff-only --max-semi-space-size=1 src/main.ts --leader-elect=false
 
 install: deps
 	kubectl apply --server-side -k crds/

@@ -155,6 +155,13 @@ export async function withPg<T>(fn: (c: pg.Client) => Promise<T>, overrides: Par
 }
 
 /** A Steward operator process, run the way `make run` runs it, with its log captured. */
+/** The Node flags of the image's ENTRYPOINT (Dockerfile): the tests run Steward as it ships. */
+export function imageNodeFlags(): string[] {
+  const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(readFileSync(join(REPO, 'Dockerfile'), 'utf8'))?.[1];
+  const argv = JSON.parse(entrypoint ?? '[]') as string[];
+  return argv.slice(1).filter((a) => a.startsWith('--'));
+}
+
 export class Steward {
   readonly logFile: string;
   readonly identity: string;
@@ -181,8 +188,8 @@ export class Steward {
     const logFile = join(dir, `${identity}.log`);
     const out = createWriteStream(logFile);
     const args = [
-      // As the image runs it (Dockerfile): the SQL parser's WASM stays on V8's baseline compiler.
-      '--liftoff-only',
+      // With the Node flags the image runs it with (Dockerfile's ENTRYPOINT).
+      ...imageNodeFlags(),
       join(REPO, 'src', 'main.ts'),
       '--metrics-bind-address',
       '127.0.0.1:0',
