@@ -156,12 +156,16 @@ function startSteward(): { pid: number; log: string } {
   mkdirSync(join(stackDir, 'pids'), { recursive: true });
   const log = join(stackDir, 'logs', 'steward-demo.log');
   const out = openSync(log, 'a');
-  const child = spawn(process.execPath, ['--liftoff-only', '--max-semi-space-size=1', join(REPO, 'src/main.ts'), '--leader-elect=false', '--metrics-bind-address', '127.0.0.1:8080'], {
-    cwd: REPO,
-    env: { ...env, POD_NAME: 'steward-demo' },
-    stdio: ['ignore', out, out],
-    detached: true,
-  });
+  const child = spawn(
+    process.execPath,
+    ['--liftoff-only', '--max-semi-space-size=1', join(REPO, 'src/main.ts'), '--leader-elect=false', '--metrics-bind-address', '127.0.0.1:8080'],
+    {
+      cwd: REPO,
+      env: { ...env, POD_NAME: 'steward-demo' },
+      stdio: ['ignore', out, out],
+      detached: true,
+    },
+  );
   child.unref();
   writeFileSync(pidFile, String(child.pid));
   return { pid: child.pid!, log };
