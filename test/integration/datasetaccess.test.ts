@@ -420,6 +420,32 @@ describe('DatasetAccess deletion', () => {
     await deleteAccess('solo-c');
     expect(await usageOf()).toEqual([]);
   });
+
+  it("an access joining a schema while its last access goes keeps its USAGE: the drop and the join take the usage role's lock", async () => {
+    const usage = usageRoleName(DB, 'solo');
+    for (let round = 0; round < 4; round++) {
+      const [leaving, joining] = [`race-${round}-a`, `race-${round}-b`];
+      apply(dsa(leaving, { schema: 'solo', tables: ['t'] }));
+      await waitReady(leaving);
+      // At once: the schema's only access goes while another arrives.
+      await Promise.all([deleteAccess(leaving), Promise.resolve().then(() => apply(dsa(joining, { schema: 'solo', tables: ['t'] })))]);
+      await waitReady(joining);
+      const [row] = await asSuperuser(
+        async (c) =>
+          (
+            await c.query(
+              `SELECT has_schema_privilege(r.oid, 'solo', 'USAGE') AS usage, pg_has_role($2, r.oid, 'MEMBER') AS joined
+                 FROM pg_roles r WHERE r.rolname = $1`,
+              [usage, groupRoleName(NS, joining)],
+            )
+          ).rows,
+      );
+      expect(row, `round ${round}`).toEqual({ usage: true, joined: true });
+      expect(await can('SELECT x FROM solo.t')).toBe(true);
+      await deleteAccess(joining);
+    }
+    expect(steward.logLines().filter((l) => l.level === 'error' && /race-/.test(JSON.stringify(l)))).toEqual([]);
+  });
 });
 
 describe('DatasetAccess at scale', () => {
