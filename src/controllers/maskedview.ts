@@ -234,7 +234,8 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
         target,
         observed,
         {
-          build: build ? { select: plan.select, sha, usesHash: plan.usesHash, hmacFunction, keepGrants: found.kind === 'ours' } : undefined,
+          sha,
+          build: build ? { select: plan.select, usesHash: plan.usesHash, hmacFunction, keepGrants: found.kind === 'ours' } : undefined,
           readers: exposed.length ? [] : spec.readers,
           maskedColumns: plan.maskedColumns,
           driftKnown: findCondition(mv.status?.conditions, 'Ready')?.reason === 'ReaderRoleDrift',

@@ -144,7 +144,7 @@ export class MemoryViewDriver implements ViewDriver {
     if (change.build) {
       this.view = {
         exists: true,
-        comment: viewComment(t, change.build.sha, 'd0'),
+        comment: viewComment(t, change.sha, 'd0'),
         relkind: 'v',
         owner: t.owner,
         securityBarrier: true,

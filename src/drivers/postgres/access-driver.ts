@@ -11,19 +11,11 @@ import { AuditTableSink } from './audit-table.ts';
 import { InsufficientPrivilege } from './checked.ts';
 import { accessStatements, diffStatements, observeRole, usageRoleDropStatements } from './grants.ts';
 import { withSession, type Session, type Statement } from './session.ts';
+import { WarehouseDriver } from './warehouse-driver.ts';
 
 export type AccessDriver = Driver<AccessTarget, AccessObservation, AccessPlan, Applied>;
 
-export class PostgresAccessDriver implements AccessDriver {
-  private readonly pool: pg.Pool;
-  /** The Warehouse's name: audit resources read `<warehouse>/<object>`. */
-  private readonly warehouse: string;
-
-  constructor(pool: pg.Pool, warehouse: string) {
-    this.pool = pool;
-    this.warehouse = warehouse;
-  }
-
+export class PostgresAccessDriver extends WarehouseDriver implements AccessDriver {
   observe(t: AccessTarget): Promise<AccessObservation> {
     return observeRole(this.pool, t);
   }
@@ -82,7 +74,7 @@ export class PostgresAccessDriver implements AccessDriver {
   private records(statements: Statement[], drift: string[] | undefined): ScopedInput[] {
     return statements.map((s) => ({
       action: drift ? 'drift_corrected' : s.action,
-      resource: `${this.warehouse}/${s.object}`,
+      resource: this.resource(s.object),
       outcome: 'success' as const,
       details: drift ? { statement: s.sql, correction: s.action, found: drift } : { statement: s.sql },
     }));

@@ -137,11 +137,15 @@ export class DelayedAuditTable implements AuditSink {
   private readonly max: number;
   private readonly waiting: AuditRecord[] = [];
   private lost = 0;
+  /** While records wait, a write tries the warehouse again at most this often (a silent host costs a connect timeout per try). */
+  private readonly retryMs: number;
+  private nextTry = 0;
 
-  constructor(pool: () => pg.Pool | undefined, warehouse: string, max = 10_000) {
+  constructor(pool: () => pg.Pool | undefined, warehouse: string, max = 10_000, retryMs = 5_000) {
     this.pool = pool;
     this.warehouse = warehouse;
     this.max = max;
+    this.retryMs = retryMs;
   }
 
   /** Records waiting for the warehouse to answer. */
@@ -156,20 +160,20 @@ export class DelayedAuditTable implements AuditSink {
   async writeMany(records: AuditRecord[]): Promise<void> {
     if (records.length === 0) return;
     // Order is kept: nothing is written past records still waiting.
-    if (
-      this.waiting.length &&
-      !(await this.flush().then(
-        () => true,
-        () => false,
-      ))
-    )
-      return this.keep(records);
+    if (this.waiting.length && (Date.now() < this.nextTry || !(await this.flushed()))) return this.keep(records);
     try {
       await this.table().writeMany(records);
     } catch (e) {
       if (!isUnanswered(e)) throw e;
       this.keep(records);
     }
+  }
+
+  private flushed(): Promise<boolean> {
+    return this.flush().then(
+      () => true,
+      () => false,
+    );
   }
 
   /** Writes what waited, oldest first; throws (keeping them) if the warehouse still does not answer. */
@@ -190,6 +194,7 @@ export class DelayedAuditTable implements AuditSink {
   }
 
   private keep(records: AuditRecord[]): void {
+    if (!this.waiting.length || Date.now() >= this.nextTry) this.nextTry = Date.now() + this.retryMs;
     this.waiting.push(...records);
     const over = this.waiting.length - this.max;
     if (over > 0) {

@@ -14,6 +14,7 @@ import { AuditTableSink } from './audit-table.ts';
 import { describeRoles } from './roles.ts';
 import { quoteQualified } from './sql-text.ts';
 import { withSession } from './session.ts';
+import { WarehouseDriver } from './warehouse-driver.ts';
 import {
   commentViewStatement,
   createViewStatements,
@@ -78,10 +79,10 @@ export interface ViewObservation {
 
 /** What to make true: the view built from `build` (when it is not already), and these readers. */
 export interface ViewChange {
+  /** The hash of the SELECT this spec makes, recorded in the view's comment beside its stored definition's, and in its audit records. */
+  sha: string;
   build?: {
     select: string;
-    /** The hash of the SELECT, recorded in the view's comment beside its stored definition's. */
-    sha: string;
     usesHash: boolean;
     /** The hmac() the SELECT calls: if installing pgcrypto puts it elsewhere, the plan is stale. */
     hmacFunction: string;
@@ -149,15 +150,7 @@ function viewLocks(t: ViewTarget): LockKey[] {
 
 const HASH_KEY_LOCKS: LockKey[] = [tableLock('steward.mask_keys'), { kind: 'schema', schema: 'steward' }];
 
-export class PostgresViewDriver implements ViewDriver {
-  private readonly pool: pg.Pool;
-  private readonly warehouse: string;
-
-  constructor(pool: pg.Pool, warehouse: string) {
-    this.pool = pool;
-    this.warehouse = warehouse;
-  }
-
+export class PostgresViewDriver extends WarehouseDriver implements ViewDriver {
   /** Everything the reconciler decides from, in one read-only transaction (one snapshot per statement, one connection). */
   observe(t: ViewTarget): Promise<ViewObservation> {
     return withSession(
@@ -215,7 +208,7 @@ export class PostgresViewDriver implements ViewDriver {
         // The definition as PostgreSQL stored it, recorded beside the SQL's hash: a resync that finds
         // another definition under the comment knows the view was changed behind Steward's back.
         const built = await observeView(client, t.schema, t.name);
-        ran.push(...(await session.run([commentViewStatement(t.schema, t.name, viewComment(t, change.build.sha, built.definitionSha!))], [])));
+        ran.push(...(await session.run([commentViewStatement(t.schema, t.name, viewComment(t, change.sha, built.definitionSha!))], [])));
         ran.push(...(await session.run(regrantStatements(t.schema, t.name, kept, t.owner), [])));
       }
       // Verify what the readers were decided from: who can read the sources must be as observed.
@@ -229,9 +222,9 @@ export class PostgresViewDriver implements ViewDriver {
           ? [
               {
                 action: change.build ? 'view.replace' : 'view.grants',
-                resource: this.resource(t),
+                resource: this.resource(`${t.schema}.${t.name}`),
                 outcome: 'success' as const,
-                details: { sha: change.build?.sha, grants: readers.ran, maskedColumns: change.maskedColumns },
+                details: { sha: change.sha, grants: readers.ran, maskedColumns: change.maskedColumns },
               },
             ]
           : []),
@@ -239,7 +232,7 @@ export class PostgresViewDriver implements ViewDriver {
           ? [
               {
                 action: 'view.reader_role_drift',
-                resource: this.resource(t),
+                resource: this.resource(`${t.schema}.${t.name}`),
                 outcome: 'denied' as const,
                 details: { role: t.readerRole, held: readers.heldElsewhere },
               },
@@ -288,10 +281,6 @@ export class PostgresViewDriver implements ViewDriver {
       );
       return { ran, built: false, heldElsewhere: [], dropped };
     });
-  }
-
-  private resource(t: ViewTarget): string {
-    return `${this.warehouse}/${t.schema}.${t.name}`;
   }
 
   /** What of the view's Steward may drop: the view if its owner role owns it, and the roles Steward made for it. */
