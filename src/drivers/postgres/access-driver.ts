@@ -2,7 +2,6 @@
 // in one transaction under advisory locks on exactly the objects the plan touches, read back before
 // it reports success, and audited in the same transaction (committed together or not at all).
 import { isDeepStrictEqual } from 'node:util';
-import type pg from 'pg';
 import type { AuditScope, ScopedInput } from '../../audit/sink.ts';
 import { StaleObservation } from '../../runtime/controller.ts';
 import { grantLeftUndone, planRevoke, isNoop, type AccessObservation, type AccessPlan, type AccessTarget } from '../../governance/access-plan.ts';
