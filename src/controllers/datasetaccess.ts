@@ -15,7 +15,7 @@ import { effectiveExpiry } from '../governance/expiry.ts';
 import { groupRoleName, ownershipComment, usageRoleComment, usageRoleName } from '../governance/grants.ts';
 import { planAccess, planRevoke, type AccessTarget } from '../governance/access-plan.ts';
 import { InsufficientPrivilege } from '../drivers/postgres/checked.ts';
-import { connectWarehouse, type WarehouseDeps } from './warehouse-preamble.ts';
+import { connectWarehouse, readAheadByWarehouse, type WarehouseDeps } from './warehouse-preamble.ts';
 
 export const DATASET_ACCESS_TYPE: ResourceType = resourceType(datasetAccessKind);
 export const DATASET_ACCESS_FINALIZER = 'steward.dev/revoke-access';
@@ -275,6 +275,17 @@ export function datasetAccessCleanup(deps: DatasetAccessDeps) {
       ],
     };
   };
+}
+
+/** The batched resync's read ahead: every access of a Warehouse observed in one query (Driver.prime). */
+export function readAheadAccesses(deps: WarehouseDeps) {
+  return (accesses: DatasetAccess[]): Promise<void> =>
+    readAheadByWarehouse(
+      deps,
+      accesses.filter((a) => !a.metadata.deletionTimestamp),
+      (a) => a.spec.warehouse?.name,
+      (drivers, wh, list) => drivers.access.prime?.(list.map((a) => accessTarget(a, wh))) ?? Promise.resolve(),
+    );
 }
 
 /** Accesses whose deadline has passed go first at start-up: revoke before any other work. */

@@ -18,6 +18,7 @@ import {
   MASKED_VIEW_TYPE,
   maskedViewCleanup,
   maskedViewReconciler,
+  readAheadViews,
   viewsInNamespace,
   viewsOfWarehouse,
   type OpenLineageTarget,
@@ -30,6 +31,7 @@ import {
   datasetAccessCleanup,
   datasetAccessReconciler,
   expiredFirst,
+  readAheadAccesses,
 } from './datasetaccess.ts';
 import { WarehouseConnections } from '../drivers/postgres/connector.ts';
 import { WAREHOUSE_TYPE, warehouseReconciler, warehousesUsingSecret } from './warehouse.ts';
@@ -103,6 +105,7 @@ export class Manager {
         { informer: namespaces, map: accessesInNamespace(() => accesses.informer.list()) },
       ],
       startupOrder: expiredFirst,
+      readAhead: readAheadAccesses(accessDeps),
       resyncMs: opts.resyncMs,
       concurrency: opts.concurrency,
     });
@@ -126,6 +129,7 @@ export class Manager {
       reconcile: maskedViewReconciler(viewDeps),
       finalizer: MASKED_VIEW_FINALIZER,
       cleanup: maskedViewCleanup(viewDeps),
+      readAhead: readAheadViews(viewDeps),
       // As for DatasetAccess: a policy or a namespace's labels change what a view may serve.
       watches: [
         { informer: warehouses.informer as unknown as Informer<KubeObject>, map: viewsOfWarehouse(() => views.informer.list()) },

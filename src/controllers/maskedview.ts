@@ -19,7 +19,7 @@ import { hashKeyQuery } from '../drivers/postgres/view-catalog.ts';
 import { judgeView, recordedHashes, type ViewTarget } from '../drivers/postgres/view-driver.ts';
 import { InsufficientPrivilege } from '../drivers/postgres/checked.ts';
 import type { WarehouseDrivers } from '../drivers/postgres/connector.ts';
-import { connectWarehouse, type WarehouseDeps } from './warehouse-preamble.ts';
+import { connectWarehouse, readAheadByWarehouse, type WarehouseDeps } from './warehouse-preamble.ts';
 
 export const MASKED_VIEW_TYPE: ResourceType = resourceType(maskedViewKind);
 export const MASKED_VIEW_FINALIZER = 'steward.dev/drop-view';
@@ -57,7 +57,8 @@ export function viewTarget(mv: MaskedView, sources?: string[]): ViewTarget {
     ownerComment: ownerComment(mv),
     readerRole: readerRoleName(namespace, mv.metadata.name),
     readerComment: readerComment(mv),
-    sources: sources ?? [spec.from.table, ...(spec.joins ?? []).map((j) => j.table)],
+    // As planView lists them (deduplicated), so a read ahead from this target serves the reconcile's.
+    sources: sources ?? [...new Set([spec.from.table, ...(spec.joins ?? []).map((j) => j.table)])],
     readers: spec.readers,
     unmaskedRoles: spec.unmaskedRoles ?? [],
     formerReaders: [...new Set([...spec.readers, ...(mv.status?.readers ?? '').split(',').filter(Boolean)])],
@@ -123,6 +124,17 @@ async function sendOpenLineage(target: OpenLineageTarget | undefined, event: unk
     const res = await fetch(target.url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(event) });
     if (!res.ok) throw new Error(`OpenLineage endpoint answered ${res.status}`);
   }
+}
+
+/** The batched resync's read ahead: every view of a Warehouse observed in one read-only transaction (Driver.prime). */
+export function readAheadViews(deps: WarehouseDeps) {
+  return (views: MaskedView[]): Promise<void> =>
+    readAheadByWarehouse(
+      deps,
+      views.filter((v) => !v.metadata.deletionTimestamp),
+      (v) => v.spec.warehouse,
+      (drivers, _wh, list) => drivers.views.prime?.(list.map((v) => viewTarget(v))) ?? Promise.resolve(),
+    );
 }
 
 export function maskedViewReconciler(deps: MaskedViewDeps) {

@@ -49,3 +49,30 @@ export async function connectWarehouse(
     throw err;
   }
 }
+
+/**
+ * A controller's read ahead (ControllerOptions.readAhead): the objects grouped by Warehouse, and for
+ * each Ready one, `prime` with their targets. Warehouses are read in parallel; one that fails does
+ * not hold up the others, and the first failure is rethrown for the controller to log.
+ */
+export async function readAheadByWarehouse<T>(
+  deps: WarehouseDeps,
+  objects: readonly T[],
+  warehouseOf: (o: T) => string | undefined,
+  prime: (drivers: WarehouseDrivers, wh: Warehouse, objects: T[]) => Promise<void>,
+): Promise<void> {
+  const byWarehouse = new Map<string, T[]>();
+  for (const o of objects) {
+    const name = warehouseOf(o);
+    if (name !== undefined) byWarehouse.set(name, [...(byWarehouse.get(name) ?? []), o]);
+  }
+  const results = await Promise.allSettled(
+    [...byWarehouse].map(async ([name, list]) => {
+      const wh = deps.warehouse(name);
+      if (!wh || !isTrue(wh.status?.conditions, 'Ready')) return;
+      await prime(await deps.connections.drivers(wh), wh, list);
+    }),
+  );
+  const failed = results.find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}

@@ -22,13 +22,15 @@ import type { AuditScope, ScopedInput } from '../audit/sink.ts';
  *   work: committed together, or not at all.
  * - `remove` takes away everything Steward made for the target (deletion, and fail-closed
  *   withdrawal); what is not Steward's is left alone.
- * - `observeMany` (optional) reads every target of one system at once, for idle resyncs.
+ * - `prime` (optional) reads many targets at once, in as few round trips as the system allows, so
+ *   that the next `observe` of each is answered from that read (once, while it is fresh: see
+ *   primed.ts). An idle resync of a whole Warehouse costs one read, not one per object.
  */
 export interface Driver<Target, Observation, Plan, Applied> {
   observe(target: Target): Promise<Observation>;
   apply(target: Target, basis: Observation, plan: Plan, audit: AuditScope, notes?: ScopedInput[]): Promise<Applied>;
   remove(target: Target, audit: AuditScope, notes?: ScopedInput[]): Promise<Applied>;
-  observeMany?(targets: readonly Target[]): Promise<Observation[]>;
+  prime?(targets: readonly Target[]): Promise<void>;
 }
 
 /** What every change a driver makes reports: the statements or calls it made, for the audit trail and events. */

@@ -2,7 +2,8 @@
 // controller_runtime_reconcile_total{controller,result}, controller_runtime_reconcile_errors_total,
 // controller_runtime_reconcile_time_seconds, controller_runtime_active_workers, workqueue_depth,
 // workqueue_adds_total, workqueue_retries_total, workqueue_queue_duration_seconds,
-// leader_election_master_status, and client-go's rest_client_requests_total (with the resource).
+// leader_election_master_status, and client-go's rest_client_requests_total (with the resource);
+// Steward's own: steward_read_ahead_seconds (the batched resync's reads, Controller readAhead).
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { QueueMetrics } from './queue.ts';
 
@@ -31,6 +32,13 @@ export class Metrics {
     help: 'Length of time per reconciliation per controller.',
     labelNames: ['controller'] as const,
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+  readonly readAheadTime = new Histogram({
+    name: 'steward_read_ahead_seconds',
+    help: 'Length of time of one batched read ahead (a resync chunk) per controller.',
+    labelNames: ['controller'] as const,
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [this.registry],
   });
   readonly activeWorkers = new Gauge({

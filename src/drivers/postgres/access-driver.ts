@@ -6,17 +6,25 @@ import type { AuditScope, ScopedInput } from '../../audit/sink.ts';
 import { StaleObservation } from '../../runtime/controller.ts';
 import { grantLeftUndone, planRevoke, isNoop, type AccessObservation, type AccessPlan, type AccessTarget } from '../../governance/access-plan.ts';
 import type { Applied, Driver } from '../driver.ts';
+import { PrimedObservations } from '../primed.ts';
 import { AuditTableSink } from './audit-table.ts';
 import { InsufficientPrivilege } from './checked.ts';
-import { accessStatements, diffStatements, observeRole, usageRoleDropStatements } from './grants.ts';
+import { accessStatements, diffStatements, observeRole, observeRoles, usageRoleDropStatements } from './grants.ts';
 import { withSession, type Session, type Statement } from './session.ts';
 import { WarehouseDriver } from './warehouse-driver.ts';
 
 export type AccessDriver = Driver<AccessTarget, AccessObservation, AccessPlan, Applied>;
 
 export class PostgresAccessDriver extends WarehouseDriver implements AccessDriver {
-  observe(t: AccessTarget): Promise<AccessObservation> {
-    return observeRole(this.pool, t);
+  private readonly primed = new PrimedObservations<AccessTarget, AccessObservation>((t) => t.groupRole);
+
+  async observe(t: AccessTarget): Promise<AccessObservation> {
+    return this.primed.take(t) ?? observeRole(this.pool, t);
+  }
+
+  /** Every target in one query (the controller reads ahead in chunks of a few thousand). */
+  async prime(targets: readonly AccessTarget[]): Promise<void> {
+    this.primed.put(targets, await observeRoles(this.pool, targets));
   }
 
   async apply(t: AccessTarget, basis: AccessObservation, plan: AccessPlan, audit: AuditScope, notes: ScopedInput[] = []): Promise<Applied> {

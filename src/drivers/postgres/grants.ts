@@ -10,33 +10,74 @@ import type { GranteeFacts } from '../../governance/reserved.ts';
 import { ROLE_FACTS_COLUMNS, toRoleFacts } from './roles.ts';
 import type { Statement } from './session.ts';
 
-// Everything observe() needs, in one round trip: the group role, its grants, members and
-// memberships, the schema, its tables, and whether the principal exists. Bind parameters only.
+// Everything observe() needs, for any number of group roles in one round trip: each role, its
+// grants, members and memberships, its schema and the schema's tables, and whether its principal
+// exists. Set-based (every ACL is exploded once and grouped by grantee, then joined), so reading
+// 10,000 accesses costs one pass over the catalog, not one per access. One access is a list of one:
+// the idle resync's batched read and a reconcile's own read are the same query, so they agree.
+// Bind parameters only.
 const OBSERVE_SQL = /* sql */ `
-WITH g AS (SELECT * FROM pg_roles WHERE rolname = $1), u AS (SELECT * FROM pg_roles WHERE rolname = $4)
+WITH t AS (
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS t(group_role, schema_name, principal, usage_role, i)
+), g AS (
+  SELECT t.i, r.oid FROM t JOIN pg_roles r ON r.rolname = t.group_role
+), rel AS (
+  SELECT a.grantee, json_agg(json_build_object('schema', n.nspname, 'table', c.relname, 'privilege', a.privilege_type)
+           ORDER BY n.nspname, c.relname, a.privilege_type) AS list
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN LATERAL aclexplode(c.relacl) a
+   WHERE c.relacl IS NOT NULL AND a.grantee IN (SELECT oid FROM g)
+   GROUP BY a.grantee
+), usage AS (
+  SELECT a.grantee, json_agg(n.nspname ORDER BY n.nspname) AS list
+    FROM pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) a
+   WHERE a.grantee IN (SELECT oid FROM g) AND a.privilege_type = 'USAGE'
+   GROUP BY a.grantee
+), defaults AS (
+  SELECT a.grantee, json_agg(json_build_object('owner', pg_get_userbyid(d.defaclrole), 'schema', coalesce(n.nspname, ''), 'privilege', a.privilege_type)
+           ORDER BY d.defaclrole, n.nspname, a.privilege_type) AS list
+    FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace CROSS JOIN LATERAL aclexplode(d.defaclacl) a
+   WHERE d.defaclobjtype = 'r' AND a.grantee IN (SELECT oid FROM g)
+   GROUP BY a.grantee
+), members AS (
+  SELECT am.roleid AS oid, json_agg(m.rolname ORDER BY m.rolname) AS list
+    FROM pg_auth_members am JOIN pg_roles m ON m.oid = am.member
+   WHERE am.roleid IN (SELECT oid FROM g) GROUP BY am.roleid
+), member_of AS (
+  SELECT am.member AS oid, json_agg(r.rolname ORDER BY r.rolname) AS list
+    FROM pg_auth_members am JOIN pg_roles r ON r.oid = am.roleid
+   WHERE am.member IN (SELECT oid FROM g) GROUP BY am.member
+), schemas AS (
+  SELECT s.schema_name, n.oid AS nsp FROM (SELECT DISTINCT schema_name FROM t) s LEFT JOIN pg_namespace n ON n.nspname = s.schema_name
+), tables AS (
+  SELECT s.schema_name, json_agg(json_build_object('name', c.relname, 'owner', pg_get_userbyid(c.relowner)) ORDER BY c.relname) AS list
+    FROM schemas s JOIN pg_class c ON c.relnamespace = s.nsp
+   WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') GROUP BY s.schema_name
+)
 SELECT
+  t.i,
   (SELECT json_build_object('comment', shobj_description(u.oid, 'pg_authid'),
-          'has_usage', EXISTS (SELECT 1 FROM pg_namespace n, aclexplode(n.nspacl) a WHERE n.nspname = $2 AND a.grantee = u.oid AND a.privilege_type = 'USAGE'))
-     FROM u) AS usage_role,
-  (SELECT row_to_json(x) FROM (SELECT shobj_description(g.oid, 'pg_authid') AS comment, rolcanlogin, rolsuper, rolcreaterole,
-          rolcreatedb, rolreplication, rolbypassrls FROM g) x) AS role,
-  EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $2) AS schema_exists,
-  (SELECT coalesce(json_agg(json_build_object('name', c.relname, 'owner', pg_get_userbyid(c.relowner)) ORDER BY c.relname), '[]')
-     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-    WHERE n.nspname = $2 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')) AS tables,
-  (SELECT row_to_json(x) FROM (SELECT ${ROLE_FACTS_COLUMNS} FROM pg_roles r WHERE r.rolname = $3) x) AS principal,
-  (SELECT coalesce(json_agg(json_build_object('schema', n.nspname, 'table', c.relname, 'privilege', a.privilege_type) ORDER BY n.nspname, c.relname, a.privilege_type), '[]')
-     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN LATERAL aclexplode(c.relacl) a
-    WHERE a.grantee = (SELECT oid FROM g)) AS table_privileges,
-  (SELECT coalesce(json_agg(n.nspname ORDER BY n.nspname), '[]') FROM pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) a
-    WHERE a.grantee = (SELECT oid FROM g) AND a.privilege_type = 'USAGE') AS schema_usage,
-  (SELECT coalesce(json_agg(json_build_object('owner', pg_get_userbyid(d.defaclrole), 'schema', coalesce(n.nspname, ''), 'privilege', a.privilege_type) ORDER BY d.defaclrole, n.nspname, a.privilege_type), '[]')
-     FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace CROSS JOIN LATERAL aclexplode(d.defaclacl) a
-    WHERE d.defaclobjtype = 'r' AND a.grantee = (SELECT oid FROM g)) AS default_privileges,
-  (SELECT coalesce(json_agg(m.rolname ORDER BY m.rolname), '[]') FROM pg_auth_members am JOIN pg_roles m ON m.oid = am.member
-    WHERE am.roleid = (SELECT oid FROM g)) AS members,
-  (SELECT coalesce(json_agg(r.rolname ORDER BY r.rolname), '[]') FROM pg_auth_members am JOIN pg_roles r ON r.oid = am.roleid
-    WHERE am.member = (SELECT oid FROM g)) AS member_of
+          'has_usage', EXISTS (SELECT 1 FROM pg_namespace n, aclexplode(n.nspacl) a WHERE n.nspname = t.schema_name AND a.grantee = u.oid AND a.privilege_type = 'USAGE'))
+     FROM pg_roles u WHERE u.rolname = t.usage_role) AS usage_role,
+  (SELECT row_to_json(x) FROM (SELECT shobj_description(r.oid, 'pg_authid') AS comment, rolcanlogin, rolsuper, rolcreaterole,
+          rolcreatedb, rolreplication, rolbypassrls FROM pg_roles r WHERE r.oid = g.oid) x) AS role,
+  s.nsp IS NOT NULL AS schema_exists,
+  coalesce(tables.list, '[]') AS tables,
+  (SELECT row_to_json(x) FROM (SELECT ${ROLE_FACTS_COLUMNS} FROM pg_roles r WHERE r.rolname = t.principal) x) AS principal,
+  coalesce(rel.list, '[]') AS table_privileges,
+  coalesce(usage.list, '[]') AS schema_usage,
+  coalesce(defaults.list, '[]') AS default_privileges,
+  coalesce(members.list, '[]') AS members,
+  coalesce(member_of.list, '[]') AS member_of
+FROM t
+LEFT JOIN g ON g.i = t.i
+LEFT JOIN schemas s ON s.schema_name = t.schema_name
+LEFT JOIN tables ON tables.schema_name = t.schema_name
+LEFT JOIN rel ON rel.grantee = g.oid
+LEFT JOIN usage ON usage.grantee = g.oid
+LEFT JOIN defaults ON defaults.grantee = g.oid
+LEFT JOIN members ON members.oid = g.oid
+LEFT JOIN member_of ON member_of.oid = g.oid
+ORDER BY t.i
 `;
 
 interface ObserveRow {
@@ -60,12 +101,28 @@ interface ObserveRow {
   member_of: string[];
 }
 
+type RoleTarget = Pick<AccessTarget, 'groupRole' | 'schema' | 'principal' | 'usageRole'>;
+
 /** Reads everything the group role holds, from the catalog, in one query. */
-export async function observeRole(
-  db: pg.ClientBase | pg.Pool,
-  t: Pick<AccessTarget, 'groupRole' | 'schema' | 'principal' | 'usageRole'>,
-): Promise<AccessObservation> {
-  const row = (await db.query<ObserveRow>(OBSERVE_SQL, [t.groupRole, t.schema, t.principal ?? null, t.usageRole])).rows[0]!;
+export async function observeRole(db: pg.ClientBase | pg.Pool, t: RoleTarget): Promise<AccessObservation> {
+  return (await observeRoles(db, [t]))[0]!;
+}
+
+/** observeRole for many group roles at once (the idle resync of a whole Warehouse): one query, in the targets' order. */
+export async function observeRoles(db: pg.ClientBase | pg.Pool, targets: readonly RoleTarget[]): Promise<AccessObservation[]> {
+  if (!targets.length) return [];
+  const rows = (
+    await db.query<ObserveRow>(OBSERVE_SQL, [
+      targets.map((t) => t.groupRole),
+      targets.map((t) => t.schema),
+      targets.map((t) => t.principal ?? null),
+      targets.map((t) => t.usageRole),
+    ])
+  ).rows;
+  return rows.map(toObservation);
+}
+
+function toObservation(row: ObserveRow): AccessObservation {
   const u = row.usage_role;
   const r = row.role;
   const attrs = r

@@ -15,6 +15,7 @@ import { describeRoles } from './roles.ts';
 import { quoteQualified } from './sql-text.ts';
 import { withSession } from './session.ts';
 import { WarehouseDriver } from './warehouse-driver.ts';
+import { PrimedObservations } from '../primed.ts';
 import {
   commentViewStatement,
   createViewStatements,
@@ -150,29 +151,46 @@ function viewLocks(t: ViewTarget): LockKey[] {
 
 const HASH_KEY_LOCKS: LockKey[] = [tableLock('steward.mask_keys'), { kind: 'schema', schema: 'steward' }];
 
+/** What observe reads of one view, on a connection inside a read-only transaction. */
+async function observeViewTarget(client: pg.ClientBase, t: ViewTarget, hmacFunction: string | undefined): Promise<ViewObservation> {
+  const missingSources = await tablesMissing(client, t.sources);
+  const roles = Object.fromEntries(await describeRoles(client, [...t.readers, ...t.unmaskedRoles]));
+  const keys = t.keyedTables.length && !missingSources.length ? Object.fromEntries(await uniqueKeys(client, t.keyedTables)) : {};
+  return {
+    missingSources,
+    roles,
+    uniqueKeys: keys,
+    schemaProblems: await viewSchemaProblems(client, t.schema),
+    hmacFunction,
+    view: await observeView(client, t.schema, t.name),
+    exposure: missingSources.length ? [] : await sourceExposure(client, t.sources, t.readers, t.unmaskedRoles, t.owner),
+    readerRole: await observeReaderRole(client, t.schema, t.readerRole),
+    directGrantees: await directGrantees(client, t.schema, t.name, t.formerReaders),
+  };
+}
+
 export class PostgresViewDriver extends WarehouseDriver implements ViewDriver {
+  private readonly primed = new PrimedObservations<ViewTarget, ViewObservation>((t) => `${t.schema}.${t.name}`);
+
   /** Everything the reconciler decides from, in one read-only transaction (one snapshot per statement, one connection). */
-  observe(t: ViewTarget): Promise<ViewObservation> {
-    return withSession(
+  async observe(t: ViewTarget): Promise<ViewObservation> {
+    return this.primed.take(t) ?? withSession(this.pool, async ({ client }) => observeViewTarget(client, t, await findHmacFunction(client)), 'READ ONLY');
+  }
+
+  /** Every view of the Warehouse in one read-only transaction (an idle resync): a few queries per view, one transaction in all. */
+  async prime(targets: readonly ViewTarget[]): Promise<void> {
+    if (!targets.length) return;
+    const observations = await withSession(
       this.pool,
       async ({ client }) => {
-        const missingSources = await tablesMissing(client, t.sources);
-        const roles = Object.fromEntries(await describeRoles(client, [...t.readers, ...t.unmaskedRoles]));
-        const keys = t.keyedTables.length && !missingSources.length ? Object.fromEntries(await uniqueKeys(client, t.keyedTables)) : {};
-        return {
-          missingSources,
-          roles,
-          uniqueKeys: keys,
-          schemaProblems: await viewSchemaProblems(client, t.schema),
-          hmacFunction: await findHmacFunction(client),
-          view: await observeView(client, t.schema, t.name),
-          exposure: missingSources.length ? [] : await sourceExposure(client, t.sources, t.readers, t.unmaskedRoles, t.owner),
-          readerRole: await observeReaderRole(client, t.schema, t.readerRole),
-          directGrantees: await directGrantees(client, t.schema, t.name, t.formerReaders),
-        };
+        const hmacFunction = await findHmacFunction(client);
+        const out: ViewObservation[] = [];
+        for (const t of targets) out.push(await observeViewTarget(client, t, hmacFunction));
+        return out;
       },
       'READ ONLY',
     );
+    this.primed.put(targets, observations);
   }
 
   async apply(t: ViewTarget, basis: ViewObservation, change: ViewChange, audit: AuditScope, notes: ScopedInput[] = []): Promise<ViewApplied> {
