@@ -155,21 +155,12 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
         };
       }
       const grantedAt = dsa.status?.grantedAt ?? (membership === 'granted' || !expired ? ctx.now.toISOString() : undefined);
-      const events = [
-        ...(drift
-          ? [{ type: 'Warning' as const, reason: 'DriftCorrected', note: `corrected changes made outside Steward: ${drift.join('; ')}`, action: 'Reconcile' }]
-          : []),
-        ...(membership === 'granted' && !drift
-          ? [
-              {
-                type: 'Normal' as const,
-                reason: 'Granted',
-                note: `${principal} granted ${privileges.join(', ')} on ${shown.dataset} through ${groupRole}`,
-                action: 'Grant',
-              },
-            ]
-          : []),
-      ];
+      // Events are for what a human should see: Steward undoing someone's change, an expiry, a
+      // refusal. A routine grant is said by Ready=True and by its audit records; an Event for each
+      // of 1,000 accesses would be 1,000 API writes and noise in `kubectl get events`.
+      const events = drift
+        ? [{ type: 'Warning' as const, reason: 'DriftCorrected', note: `corrected changes made outside Steward: ${drift.join('; ')}`, action: 'Reconcile' }]
+        : [];
       if (expired) {
         const revokedAt = membership === 'revoked' ? ctx.now.toISOString() : (dsa.status?.revokedAt ?? ctx.now.toISOString());
         return {
@@ -265,14 +256,8 @@ export function datasetAccessCleanup(deps: DatasetAccessDeps) {
       state: 'Ready',
       reason: orphan ? 'Orphaned' : 'Revoked',
       message: orphan ? 'grants left in place (deletionPolicy Orphan)' : `revoked and dropped ${groupRole}`,
-      events: [
-        {
-          type: 'Normal',
-          reason: orphan ? 'Orphaned' : 'Revoked',
-          note: orphan ? `left ${groupRole} in place (deletionPolicy Orphan)` : `revoked and dropped ${groupRole}`,
-          action: 'Revoke',
-        },
-      ],
+      // Grants left behind are for a human to know about; a revocation on deletion is routine (audited).
+      events: orphan ? [{ type: 'Normal', reason: 'Orphaned', note: `left ${groupRole} in place (deletionPolicy Orphan)`, action: 'Revoke' }] : [],
     };
   };
 }
