@@ -105,7 +105,10 @@ export class Informer<T extends KubeObject> {
         this.stats.errors++;
         failures++;
         const delay = backoffWithJitter(failures);
-        this.options.logger.warn({ resource: this.type.plural, err: errorMessage(err), retryInMs: delay }, 'watch failed; retrying');
+        // The first failure of a run is a warning; the retries that follow it (the API server is
+        // still away) are debug, so an outage costs a line per informer, not one per retry.
+        const log = failures === 1 ? this.options.logger.warn.bind(this.options.logger) : this.options.logger.debug.bind(this.options.logger);
+        log({ resource: this.type.plural, err: errorMessage(err), retryInMs: delay, failures }, 'watch failed; retrying');
         await sleep(delay, this.abort.signal);
       }
     }

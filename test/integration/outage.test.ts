@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
+import { parse } from 'yaml';
 import { DATASET_ACCESS_TYPE } from '../../src/controllers/datasetaccess.ts';
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
 import {
@@ -64,7 +65,8 @@ beforeAll(async () => {
       policy: `    - namespaces: {matchNames: [${NS}]}\n      schemas: [curated]\n      privileges: [SELECT]`,
     }),
   );
-  steward = Steward.start({ args: ['--resync', '10m'] });
+  // A lease that outlasts the API server outage below: a leader that cannot renew exits, by design (docs/operations.md).
+  steward = Steward.start({ args: ['--resync', '10m', '--lease-duration', '90s'] });
   await waitForCondition(WAREHOUSE_TYPE, WH, undefined, 'Ready', 'True');
   apply(access('kept'));
   apply(access('gone'));
@@ -136,5 +138,63 @@ describe('a PostgreSQL outage', () => {
     const times = rows.map((r) => new Date(r.ts).getTime());
     expect(times).toEqual([...times].sort((a, b) => a - b));
     expect(steward.logLines().filter((l) => /audit record could not be written/.test(String(l.msg)))).toEqual([]);
+  });
+});
+
+describe('an API server outage', () => {
+  it('while 60 accesses are being granted: reconciles back off, each cause is logged a few times, not once per object, and all end Ready', async () => {
+    const names = Array.from({ length: 60 }, (_, i) => `api-${i}`);
+    const metric = async (re: RegExp) => {
+      const address = steward.logLines().find((l) => l.msg === 'steward starting')?.http;
+      const text = await (await fetch(`http://${String(address)}/metrics`)).text();
+      return [...text.matchAll(re)].reduce((n, m) => n + Number(m[1]), 0);
+    };
+    const errorsBefore = await metric(/^controller_runtime_reconcile_errors_total\{controller="datasetaccess"\} (\d+)$/gm);
+    // Steward's grants on curated.t wait behind this session's hold on the table's advisory lock: so
+    // the reconciles are under way, and queued, when the API server goes.
+    await asSuperuser(async (holder) => {
+      try {
+        await holder.query("SELECT pg_advisory_lock(hashtextextended('steward:table:curated.t', 0))");
+        await Promise.all(names.map((n) => kube.create(DATASET_ACCESS_TYPE, parse(access(n)))));
+        await waitFor(
+          'a grant waiting on the lock',
+          async () => (await holder.query("SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")).rows[0].n > 0,
+        );
+        const from = steward.logLines().length;
+        stack('stop-apiserver');
+        await holder.query("SELECT pg_advisory_unlock(hashtextextended('steward:table:curated.t', 0))");
+        await new Promise((r) => setTimeout(r, 8000)); // every queued access fails against the missing API server, and backs off
+        stack('start-apiserver');
+        await waitFor(
+          '60 accesses Ready after the API server came back',
+          async () =>
+            (await kube.list<Conditioned>(DATASET_ACCESS_TYPE, { namespace: NS })).items.filter(
+              (a) => a.metadata.name.startsWith('api-') && condition(a, 'Ready')?.status === 'True',
+            ).length === 60,
+          120_000,
+          500,
+        );
+        const lines = steward
+          .logLines()
+          .slice(from)
+          .filter((l) => Number(l.level) >= 40 || l.level === 'warn' || l.level === 'error');
+        const byCause = new Map<string, number>();
+        for (const l of lines) byCause.set(String(l.msg), (byCause.get(String(l.msg)) ?? 0) + 1);
+        console.log(`API server outage: warnings and errors logged, by message: ${JSON.stringify(Object.fromEntries(byCause))}`);
+        const failures = (await metric(/^controller_runtime_reconcile_errors_total\{controller="datasetaccess"\} (\d+)$/gm)) - errorsBefore;
+        console.log(`API server outage: ${failures} failed DatasetAccess reconciles`);
+        // The outage was real for the reconciles: most of the 60 failed at least once.
+        expect(failures).toBeGreaterThanOrEqual(30);
+        for (const cause of ['reconcile failed', 'could not write status', 'could not record event'])
+          expect(byCause.get(cause) ?? 0, cause).toBeLessThanOrEqual(3);
+        // A watch failure is a warning once per informer (five here), its retries debug.
+        expect(byCause.get('watch failed; retrying') ?? 0).toBeLessThanOrEqual(14);
+        expect(byCause.get('reconcile failed') ?? 0).toBeGreaterThanOrEqual(1);
+        // Nothing was reported as a missing Secret while the API server was away.
+        expect(steward.logs()).not.toContain('create it with the keys');
+      } finally {
+        await Promise.all(names.map((n) => kube.delete(DATASET_ACCESS_TYPE, n, NS).catch(() => undefined)));
+      }
+    });
   });
 });

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The local stack of real servers that tests, the demo and the benchmarks share, all on loopback:
 #   kube-apiserver + etcd (no kubelet, as envtest), PostgreSQL with TLS, moto's server for AWS.
-# Usage: stack.sh up | down | status | restart-apiserver | stop-demo
+# Usage: stack.sh up | down | status | restart-apiserver | stop-apiserver | start-apiserver | stop-postgres | start-postgres | stop-demo
 # State lives in .stack/ (git-ignored); .stack/env.sh exports what clients need.
 set -euo pipefail
 
@@ -247,6 +247,19 @@ restart_apiserver() {
   echo "stack: kube-apiserver restarted"
 }
 
+# The same in two halves, for a test that acts while the API server is away.
+stop_apiserver() {
+  stop_pid kube-apiserver
+  echo "stack: kube-apiserver stopped"
+}
+
+start_apiserver_again() {
+  # shellcheck disable=SC1091
+  . "$state/env.sh"
+  start_apiserver "$KUBE_APISERVER_BIN"
+  echo "stack: kube-apiserver started"
+}
+
 # An outage of the warehouse, for the tests that prove what Steward says during one: a fast
 # shutdown (sessions are told and closed), then the same server back on the same port.
 stop_postgres() {
@@ -279,8 +292,10 @@ case "${1:-}" in
   down) down ;;
   status) status ;;
   restart-apiserver) restart_apiserver ;;
+  stop-apiserver) stop_apiserver ;;
+  start-apiserver) start_apiserver_again ;;
   stop-postgres) stop_postgres ;;
   start-postgres) start_postgres_again ;;
   stop-demo) stop_demo ;;
-  *) echo "usage: $0 up|down|status|restart-apiserver|stop-postgres|start-postgres|stop-demo" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|restart-apiserver|stop-apiserver|start-apiserver|stop-postgres|start-postgres|stop-demo" >&2; exit 2 ;;
 esac
