@@ -32,7 +32,7 @@ interface Conditioned extends KubeObject {
   status?: { conditions?: { type: string; status: string }[] };
 }
 
-function pgConfig(database: string): pg.ClientConfig {
+export function pgConfig(database: string): pg.ClientConfig {
   const env = process.env;
   return {
     host: env.PGHOST,
@@ -44,7 +44,7 @@ function pgConfig(database: string): pg.ClientConfig {
   };
 }
 
-async function sql(database: string, text: string, values?: unknown[]): Promise<pg.QueryResult> {
+export async function sql(database: string, text: string, values?: unknown[]): Promise<pg.QueryResult> {
   const c = new pg.Client(pgConfig(database));
   c.on('error', () => undefined);
   await c.connect();
@@ -55,7 +55,7 @@ async function sql(database: string, text: string, values?: unknown[]): Promise<
   }
 }
 
-async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<unknown>): Promise<void> {
+export async function pool<T>(items: T[], limit: number, fn: (item: T) => Promise<unknown>): Promise<void> {
   let next = 0;
   await Promise.all(
     Array.from({ length: limit }, async () => {
@@ -69,7 +69,7 @@ function percentile(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
 }
 
-class Fixture {
+export class Fixture {
   readonly id = randomBytes(3).toString('hex');
   readonly db = `bench_${this.id}`;
   readonly ns = `bench-${this.id}`;
@@ -237,7 +237,7 @@ interface Timings {
   deleteMs: number;
 }
 
-async function waitForAll(f: Fixture, n: number, predicate: (o: Conditioned) => boolean): Promise<void> {
+export async function waitForAll(f: Fixture, n: number, predicate: (o: Conditioned) => boolean, limitMs = 600_000): Promise<void> {
   const informer = new Informer<Conditioned>(f.client, DATASET_ACCESS_TYPE, { namespace: f.ns, logger });
   const done = new Set<string>();
   let resolve: () => void = () => undefined;
@@ -250,7 +250,7 @@ async function waitForAll(f: Fixture, n: number, predicate: (o: Conditioned) => 
   // A benchmark that cannot finish must say so, not hang.
   let timer: NodeJS.Timeout | undefined;
   const limit = new Promise<never>(
-    (_, reject) => (timer = setTimeout(() => reject(new Error(`only ${done.size} of ${n} accesses got there within 10 minutes`)), 600_000)),
+    (_, reject) => (timer = setTimeout(() => reject(new Error(`only ${done.size} of ${n} accesses got there within ${limitMs / 60_000} minutes`)), limitMs)),
   );
   try {
     await Promise.race([all, limit]);
@@ -260,7 +260,7 @@ async function waitForAll(f: Fixture, n: number, predicate: (o: Conditioned) => 
   }
 }
 
-const isReady = (o: Conditioned) => o.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+export const isReady = (o: Conditioned) => o.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
 
 /** A fresh fixture with Steward running on it, torn down after `fn`, whatever happens. */
 async function withSteward<T>(fn: (f: Fixture) => Promise<T>): Promise<T> {

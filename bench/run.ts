@@ -7,6 +7,7 @@ import installCrdsAndNamespace from '../test/integration/global-setup.ts';
 import { runtimeBench } from './runtime.ts';
 import { convergenceBench, expiryBench } from './datasetaccess.ts';
 import { maskedViewBench } from './maskedview.ts';
+import { scaleBench } from './scale.ts';
 import { maskedViewInstructions, valgrindAvailable } from './maskedview-instructions.ts';
 
 // What the integration tests start from (the stack's env, the CRDs, steward-system for the
@@ -39,6 +40,31 @@ const benches: [string, () => Promise<void>][] = [
       console.log(`  floor (API deletes + the same SQL directly): ${r.floor.deleteMs.toFixed(0)} ms`);
       console.log(`  through Steward (finalizers):                ${r.steward.deleteMs.toFixed(0)} ms`);
       console.log(`  ratio: ${(r.steward.deleteMs / r.floor.deleteMs).toFixed(2)}x the floor`);
+    },
+  ],
+  [
+    'scale',
+    async () => {
+      const objects = Number(process.env.BENCH_SCALE_OBJECTS ?? n);
+      const resyncS = Number(process.env.BENCH_RESYNC_S ?? 60);
+      const r = await scaleBench(objects, resyncS);
+      const total = (o: Record<string, number>) => Object.values(o).reduce((a, b) => a + b, 0);
+      console.log(`Steward at scale: ${objects} DatasetAccess, its own process with the image's Node flags, resync ${resyncS} s`);
+      console.log(
+        `  converged in ${(r.convergeMs / 1000).toFixed(1)} s; resident memory peak ${r.peakMb.toFixed(0)} MB (V8 heap peak ${r.peakHeapMb.toFixed(0)} MB), idle ${r.steadyMb.toFixed(0)} MB`,
+      );
+      console.log(
+        `  idle, ${r.idle.windowMs / 1000} s (${r.idle.resyncs.toFixed(1)} resyncs counted for transactions): ${r.idle.reconciles} reconciles, ` +
+          `${total(r.idle.stewardRequests)} API requests by Steward ${JSON.stringify(r.idle.stewardRequests)}, ` +
+          `${total(r.idle.apiserverRequests)} non-watch requests served by kube-apiserver ${JSON.stringify(r.idle.apiserverRequests)}`,
+      );
+      console.log(
+        `  warehouse transactions: ${r.idle.transactions} (${(r.idle.transactions / r.idle.resyncs).toFixed(1)} per resync; one per access would be ${objects} per resync)`,
+      );
+      console.log(
+        `  restarted on ${objects} granted accesses: all reconciled in ${(r.restart.reconcileMs / 1000).toFixed(1)} s; peak ${r.restart.peakMb.toFixed(0)} MB, steady ${r.restart.steadyMb.toFixed(0)} MB`,
+      );
+      if (r.heapSnapshot) console.log(`  heap snapshot (idle, first process): ${r.heapSnapshot}`);
     },
   ],
   [

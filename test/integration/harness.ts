@@ -181,7 +181,7 @@ export class Steward {
     );
   }
 
-  static start(opts: { lease?: string; args?: string[]; env?: Record<string, string>; identity?: string } = {}): Steward {
+  static start(opts: { lease?: string; args?: string[]; env?: Record<string, string>; identity?: string; nodeFlags?: string[] } = {}): Steward {
     const dir = join(process.env.STEWARD_STACK_DIR ?? join(REPO, '.stack'), 'test-logs');
     mkdirSync(dir, { recursive: true });
     const identity = opts.identity ?? unique('steward');
@@ -190,6 +190,7 @@ export class Steward {
     const args = [
       // With the Node flags the image runs it with (Dockerfile's ENTRYPOINT).
       ...imageNodeFlags(),
+      ...(opts.nodeFlags ?? []),
       join(REPO, 'src', 'main.ts'),
       '--metrics-bind-address',
       '127.0.0.1:0',

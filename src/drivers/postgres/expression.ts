@@ -3,13 +3,20 @@
 // into SQL: only node kinds on an allow-list are accepted, identifiers are re-quoted, literals
 // re-escaped, and functions, operators and casts must be on their lists. Anything else is refused
 // with the parser's position (a 1-based character offset into the expression).
-import { loadModule, parseSync, scanSync } from 'libpg-query';
 import { quoteIdent, quoteLiteral } from './sql-text.ts';
 
+type Parser = typeof import('libpg-query');
+let parser: Parser | undefined;
 let loaded: Promise<void> | undefined;
-/** The parser is WASM: load it once before parsing. */
+/**
+ * The parser is WASM, imported and loaded on first use: a Steward with no MaskedView never pays
+ * for it (importing it alone costs about 13 MB of resident memory, and its heap grows with use).
+ */
 export function loadParser(): Promise<void> {
-  loaded ??= loadModule();
+  loaded ??= import('libpg-query').then(async (module) => {
+    await module.loadModule();
+    parser = module;
+  });
   return loaded;
 }
 
@@ -151,10 +158,10 @@ const PREFIX = 'SELECT ';
  * first thing that is not allowed.
  */
 export function parseExpression(text: string, aliases: readonly string[]): ParsedExpression {
-  if (!loaded) throw new Error('call loadParser() first');
+  if (!parser) throw new Error('call loadParser() first');
   // Comments are legal SQL but have no place in a one-line expression: a sign of injection.
   try {
-    const comment = scanSync(PREFIX + text).tokens.find((t) => t.tokenName === 'SQL_COMMENT' || t.tokenName === 'C_COMMENT');
+    const comment = parser!.scanSync(PREFIX + text).tokens.find((t) => t.tokenName === 'SQL_COMMENT' || t.tokenName === 'C_COMMENT');
     if (comment) throw new ExpressionError('comments are not allowed', comment.start - PREFIX.length + 1);
   } catch (e) {
     if (e instanceof ExpressionError) throw e;
@@ -162,7 +169,7 @@ export function parseExpression(text: string, aliases: readonly string[]): Parse
   }
   let tree: Node;
   try {
-    tree = parseSync(PREFIX + text) as Node;
+    tree = parser!.parseSync(PREFIX + text) as Node;
   } catch (e) {
     const details = (e as { sqlDetails?: { cursorPosition?: number } }).sqlDetails;
     const pos = Math.max(1, (details?.cursorPosition ?? PREFIX.length) - PREFIX.length + 1);
@@ -171,7 +178,7 @@ export function parseExpression(text: string, aliases: readonly string[]): Parse
   const stmts = tree.stmts as Node[];
   if (stmts.length !== 1) {
     // Point at the semicolon itself (a real token: one inside a string literal would not split).
-    const semicolon = scanSync(PREFIX + text).tokens.find((t) => t.text === ';');
+    const semicolon = parser!.scanSync(PREFIX + text).tokens.find((t) => t.text === ';');
     throw new ExpressionError(
       'only a single expression is allowed, not several statements',
       Math.max(1, (semicolon?.start ?? PREFIX.length) - PREFIX.length + 1),
