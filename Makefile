@@ -6,7 +6,7 @@ export PATH := $(NPM_BIN):$(PATH)
 STACK := test/stack/stack.sh
 WITH_STACK := set -a; . .stack/env.sh; set +a;
 
-.PHONY: deps stack stack-down test test-unit test-integration typecheck lint format crds demo run install bench clean
+.PHONY: deps stack stack-down test test-unit test-integration typecheck build lint format crds demo run install bench clean
 
 deps: node_modules/.installed
 node_modules/.installed: package.json package-lock.json
@@ -21,6 +21,10 @@ stack-down:
 
 typecheck: deps
 	tsc --noEmit -p .
+
+# dist/: src/ compiled as the image has it (the integration tests' setup builds it too).
+build: deps
+	tsc -p tsconfig.build.json
 
 # Biome: the formatter's layout and the linter's rules (biome.jsonc); `make format` rewrites the layout.
 lint: deps
@@ -59,4 +63,4 @@ bench: stack
 	$(WITH_STACK) node bench/run.ts
 
 clean: stack-down
-	rm -rf .stack
+	rm -rf .stack dist

@@ -237,6 +237,47 @@ interface Timings {
   deleteMs: number;
 }
 
+/**
+ * The tight floor: only what the work needs. The same creates (no status writes), and the statements
+ * Steward runs for each access (create and comment the role, grant, join the usage role, add the
+ * member) in one session, one access after another, concurrently with the creates.
+ */
+async function tightFloor(n: number): Promise<number> {
+  const f = new Fixture();
+  await f.setUp();
+  try {
+    const names = Array.from({ length: n }, (_, i) => `tight-${i}`);
+    const usageRole = usageRoleName(f.db, 'curated');
+    await sql(
+      f.db,
+      usageRoleStatements({ exists: false, comment: null, hasUsage: false }, 'curated', usageRole, usageRoleComment(f.db, 'curated'))
+        .map((s) => `${s.sql};`)
+        .join('\n'),
+    );
+    const c = new pg.Client(pgConfig(f.db));
+    c.on('error', () => undefined);
+    await c.connect();
+    const start = performance.now();
+    await Promise.all([
+      pool(names, CONCURRENCY, (name) => f.client.create(DATASET_ACCESS_TYPE, f.access(name, `t${Number(name.split('-')[1]) % TABLES}`))),
+      (async () => {
+        for (const name of names) {
+          const table = `t${Number(name.split('-')[1]) % TABLES}`;
+          const role = groupRoleName(f.ns, name);
+          const desired = desiredState({ schema: 'curated', tables: [table], existingTables: [], privileges: ['SELECT'], member: f.principal, usageRole });
+          for (const s of [...createRoleStatements(role, ownershipComment(f.ns, name)), ...diffStatements(role, diffGrants(desired, EMPTY_STATE))])
+            await c.query(s.sql);
+        }
+      })(),
+    ]);
+    const ms = performance.now() - start;
+    await c.end();
+    return ms;
+  } finally {
+    await f.tearDown();
+  }
+}
+
 export async function waitForAll(f: Fixture, n: number, predicate: (o: Conditioned) => boolean, limitMs = 600_000): Promise<void> {
   const informer = new Informer<Conditioned>(f.client, DATASET_ACCESS_TYPE, { namespace: f.ns, logger });
   const done = new Set<string>();
@@ -311,10 +352,11 @@ async function convergenceSteward(n: number): Promise<Timings> {
   });
 }
 
-export async function convergenceBench(n: number): Promise<{ floor: Timings; steward: Timings }> {
+export async function convergenceBench(n: number): Promise<{ floor: Timings; tightMs: number; steward: Timings }> {
   const floor = await convergenceFloor(n);
+  const tightMs = await tightFloor(n);
   const steward = await convergenceSteward(n);
-  return { floor, steward };
+  return { floor, tightMs, steward };
 }
 
 /** Deadlines spread over `windowMs`, starting after everything had time to be granted. */

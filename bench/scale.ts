@@ -119,6 +119,9 @@ export async function scaleBench(n: number, resyncS: number): Promise<ScaleResul
     await sleep(windowMs);
     const after = { steward: await metrics(steward), apiserver: apiserverMetrics() };
     const steadyMb = memory(steward.pid).rssMb;
+    // Before the snapshot: writing one takes memory of its own.
+    const firstPeak = peak;
+    const firstPeakHeap = peakHeapMb;
     let heapSnapshot: string | undefined;
     if (process.env.BENCH_HEAP_SNAPSHOT) {
       process.kill(steward.pid, 'SIGUSR2');
@@ -146,8 +149,6 @@ export async function scaleBench(n: number, resyncS: number): Promise<ScaleResul
       apiserverRequests: delta(byRequest(after.apiserver, APISERVER_REQUESTS), byRequest(before.apiserver, APISERVER_REQUESTS)),
       transactions: xacts,
     };
-    const firstPeak = peak;
-    const firstPeakHeap = peakHeapMb;
 
     // A fresh process on N accesses already granted: its start-up peak against its steady state.
     await steward.stop();

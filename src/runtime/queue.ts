@@ -112,10 +112,9 @@ export class WorkQueue {
     if (getter) {
       this.handOut(key);
       getter(key);
-    } else {
-      (urgent ? this.urgent : this.queue).push(key);
-      this.metrics?.depth(this.length);
-    }
+    } else (urgent ? this.urgent : this.queue).push(key);
+    // Reported either way, so the gauge exists (at 0) for a queue whose workers take every key at once.
+    this.metrics?.depth(this.length);
   }
 
   /**

@@ -1,4 +1,5 @@
-// Once before the integration tests: the CRDs installed and established, Steward's namespace there.
+// Once before the integration tests: Steward compiled as the image has it, the CRDs installed and
+// established, Steward's namespace there.
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { REPO, loadStackEnv } from '../stack/env.ts';
@@ -8,7 +9,15 @@ function kubectl(args: string[]): void {
   if (r.status !== 0) throw new Error(`kubectl ${args.join(' ')} failed: ${r.stderr}`);
 }
 
+/** dist/, as the image builds it: the tests run the compiled Steward the image ships (harness.ts imageScript). */
+export function buildDist(): void {
+  const tsc = join(REPO, 'node_modules', '.bin', 'tsc');
+  const r = spawnSync(tsc, ['-p', join(REPO, 'tsconfig.build.json')], { encoding: 'utf8', cwd: REPO });
+  if (r.status !== 0) throw new Error(`tsc -p tsconfig.build.json failed: ${r.stdout}${r.stderr}`);
+}
+
 export default function setup(): void {
+  buildDist();
   loadStackEnv();
   kubectl(['apply', '--server-side', '--force-conflicts', '-k', join(REPO, 'crds')]);
   kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd', '-l', 'app.kubernetes.io/part-of=steward']);

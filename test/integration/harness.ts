@@ -155,11 +155,22 @@ export async function withPg<T>(fn: (c: pg.Client) => Promise<T>, overrides: Par
 }
 
 /** A Steward operator process, run the way `make run` runs it, with its log captured. */
-/** The Node flags of the image's ENTRYPOINT (Dockerfile): the tests run Steward as it ships. */
-export function imageNodeFlags(): string[] {
+/** The image's ENTRYPOINT (Dockerfile), after `node`: the tests run Steward as it ships. */
+function imageEntrypoint(): string[] {
   const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(readFileSync(join(REPO, 'Dockerfile'), 'utf8'))?.[1];
-  const argv = JSON.parse(entrypoint ?? '[]') as string[];
-  return argv.slice(1).filter((a) => a.startsWith('--'));
+  return (JSON.parse(entrypoint ?? '[]') as string[]).slice(1);
+}
+
+/** The Node flags of the image's ENTRYPOINT. */
+export function imageNodeFlags(): string[] {
+  return imageEntrypoint().filter((a) => a.startsWith('--'));
+}
+
+/** The script the image runs (dist/main.js: src/ compiled by tsconfig.build.json, which the integration tests' global setup builds). */
+export function imageScript(): string {
+  const script = imageEntrypoint().find((a) => !a.startsWith('--'));
+  if (!script) throw new Error('the Dockerfile ENTRYPOINT names no script');
+  return join(REPO, script);
 }
 
 export class Steward {
@@ -188,10 +199,10 @@ export class Steward {
     const logFile = join(dir, `${identity}.log`);
     const out = createWriteStream(logFile);
     const args = [
-      // With the Node flags the image runs it with (Dockerfile's ENTRYPOINT).
+      // As the image runs it (Dockerfile's ENTRYPOINT): its Node flags, the compiled dist/main.js.
       ...imageNodeFlags(),
       ...(opts.nodeFlags ?? []),
-      join(REPO, 'src', 'main.ts'),
+      imageScript(),
       '--metrics-bind-address',
       '127.0.0.1:0',
       '--leader-election-id',

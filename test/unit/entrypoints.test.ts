@@ -17,3 +17,13 @@ describe('Node flags', () => {
     for (const flag of imageFlags) expect(text).toContain(flag);
   });
 });
+
+describe('the image', () => {
+  it('runs the entry point tsconfig.build.json compiles, after building it in its first stage', () => {
+    const outDir = /"outDir":\s*"([^"]+)"/.exec(read('tsconfig.build.json'))?.[1];
+    const argv = JSON.parse(/^ENTRYPOINT (\[.*\])$/m.exec(read('Dockerfile'))![1]!) as string[];
+    expect(argv.at(-1)).toBe(`${outDir}/main.js`);
+    expect(read('Dockerfile')).toContain('RUN npx tsc -p tsconfig.build.json');
+    expect(read('Dockerfile')).toContain(`COPY --from=build /app/${outDir} ./${outDir}`);
+  });
+});

@@ -27,8 +27,12 @@ export class Session {
 
   /** Takes the keys not held yet, in order; throws LockOrderError for a key that would break it. */
   async lock(keys: readonly LockKey[]): Promise<void> {
-    for (const key of lockOrder(this.held, this.sharedHeld, keys)) {
-      await this.client.query("SELECT pg_advisory_xact_lock(hashtextextended('steward:' || $1, 0))", [lockName(key)]);
+    const ordered = lockOrder(this.held, this.sharedHeld, keys);
+    if (!ordered.length) return;
+    // One statement, one round trip: a function scan yields the array in order, and each row's lock
+    // is taken before the next row is read, so the order holds.
+    await this.client.query("SELECT pg_advisory_xact_lock(hashtextextended('steward:' || k, 0)) FROM unnest($1::text[]) AS k", [ordered.map(lockName)]);
+    for (const key of ordered) {
       this.held.add(lockName(key));
       if (isSharedKey(key)) this.sharedHeld = true;
     }
