@@ -9,6 +9,7 @@ import { DATASET_ACCESS_TYPE } from '../../src/controllers/datasetaccess.ts';
 import { MASKED_VIEW_TYPE, readerRoleName } from '../../src/controllers/maskedview.ts';
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
 import { groupRoleName } from '../../src/governance/grants.ts';
+import { observeRole, observeRoles } from '../../src/drivers/postgres/grants.ts';
 import {
   REPO,
   Steward,
@@ -366,5 +367,45 @@ describe("an audit trail Steward's login cannot rewrite", () => {
     await withPg((c) => c.query('CREATE EXTENSION pgcrypto'), { database: AUDITED_DB });
     await waitForCondition(MASKED_VIEW_TYPE, 'hashed', NS, 'Ready', 'True', 'ViewReady');
     await deleteAndWait(MASKED_VIEW_TYPE, 'hashed');
+  });
+});
+
+describe("the batched read ahead and a reconcile's own read", () => {
+  it('observe the same facts, field for field, for every kind of group role', async () => {
+    const g = (n: string) => `stw_agree_${id}_${n}`;
+    await asSuperuser((c) =>
+      c.query(`
+        CREATE ROLE ${g('full')} NOLOGIN CREATEDB; COMMENT ON ROLE ${g('full')} IS 'managed by steward: test';
+        CREATE ROLE ${g('usage')} NOLOGIN; GRANT USAGE ON SCHEMA curated TO ${g('usage')};
+        GRANT SELECT, INSERT ON raw.orders TO ${g('full')}; GRANT SELECT ON raw.customers TO ${g('full')};
+        GRANT USAGE ON SCHEMA raw TO ${g('full')}; GRANT ${g('usage')} TO ${g('full')}; GRANT ${g('full')} TO ${READER};
+        ALTER DEFAULT PRIVILEGES FOR ROLE ${OWNER} IN SCHEMA raw GRANT SELECT ON TABLES TO ${g('full')};
+        CREATE ROLE ${g('bare')} NOLOGIN;`),
+    );
+    try {
+      const targets = [
+        { groupRole: g('full'), schema: 'raw', principal: READER, usageRole: g('usage') },
+        { groupRole: g('bare'), schema: 'curated', principal: READER, usageRole: g('usage') },
+        { groupRole: g('missing'), schema: 'curated', principal: 'nobody_at_all', usageRole: g('absent') },
+        { groupRole: g('full'), schema: 'no_such_schema', principal: undefined, usageRole: g('usage') },
+      ];
+      const [one, many] = await asSuperuser(async (c) => [await Promise.all(targets.map((t) => observeRole(c, t))), await observeRoles(c, targets)]);
+      expect(many).toEqual(one);
+      // And the facts are there to agree on: grants, default privileges, members, memberships, attributes.
+      expect(one[0]!.state.tablePrivileges).toHaveLength(3);
+      expect(one[0]!.state.defaultPrivileges).toHaveLength(1);
+      expect(one[0]!.state.members).toEqual([READER]);
+      expect(one[0]!.state.memberOf).toEqual([g('usage')]);
+      expect(one[0]!.role.dangerousAttributes).toEqual(['CREATEDB']);
+      expect(one[0]!.usageRole).toEqual({ exists: true, comment: null, hasUsage: false });
+      expect(one[1]!.usageRole.hasUsage).toBe(true);
+      expect(one[2]!.role.exists).toBe(false);
+      expect(one[3]!.schemaExists).toBe(false);
+    } finally {
+      await asSuperuser((c) =>
+        c.query(`ALTER DEFAULT PRIVILEGES FOR ROLE ${OWNER} IN SCHEMA raw REVOKE SELECT ON TABLES FROM ${g('full')};
+          DROP OWNED BY ${g('full')}, ${g('usage')}; DROP ROLE ${g('full')}; DROP ROLE ${g('usage')}; DROP ROLE ${g('bare')};`),
+      );
+    }
   });
 });
