@@ -163,7 +163,11 @@ export function planAccess(o: AccessObservation, t: AccessTarget, i: AccessPlanI
       ...(o.role.exists ? [] : [{ kind: 'role', role: t.groupRole } as const]),
       // The usage role is shared by every access in the schema: locked late (isSharedKey), and by
       // whoever joins it as well as whoever creates it, so that it is never dropped from under a join.
-      ...(createUsageRole || grantUsageRoleUsage || diff.joinRoles.includes(t.usageRole) ? [{ kind: 'usage', role: t.usageRole } as const] : []),
+      ...(createUsageRole || grantUsageRoleUsage
+        ? [{ kind: 'usage', role: t.usageRole } as const]
+        : diff.joinRoles.includes(t.usageRole)
+          ? [{ kind: 'usage', role: t.usageRole, join: true } as const]
+          : []),
       ...(grantUsageRoleUsage ? [{ kind: 'schema', schema: t.schema } as const] : []),
     ],
     expect: desired,

@@ -152,8 +152,12 @@ export type LockKey =
   | { kind: 'role'; role: string }
   | { kind: 'table'; schema: string; table: string }
   | { kind: 'defacl'; owner: string; schema: string }
-  /** A schema's shared usage role: shared like the schema, so locked late like it. */
-  | { kind: 'usage'; role: string }
+  /**
+   * A schema's shared usage role: shared like the schema, so locked late like it. `join`: the
+   * transaction only joins it, and takes the lock in shared mode: joiners do not wait for one another
+   * (each inserts its own membership row), only for whoever creates or drops the role (exclusive).
+   */
+  | { kind: 'usage'; role: string; join?: boolean }
   | { kind: 'schema'; schema: string };
 
 /**

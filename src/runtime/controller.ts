@@ -299,11 +299,15 @@ export class Controller<T extends KubeObject> {
   }
 
   private async writeResult(obj: T, outcome: Outcome, ctx: ReconcileContext): Promise<void> {
-    // Events are the human summary: written alongside, never holding up the status (emit logs its own failures).
-    for (const event of outcome.events ?? []) void this.opts.events.emit(obj, event);
     const current = ((obj as unknown as { status?: Record<string, unknown> }).status ?? {}) as Record<string, unknown>;
     const desired = desiredStatus(current, outcome, obj.metadata.generation, ctx.now);
-    if (isDeepStrictEqual(withoutNulls(current), withoutNulls(desired))) return;
+    const unchanged = isDeepStrictEqual(withoutNulls(current), withoutNulls(desired));
+    // Events are the human summary: written alongside, never holding up the status (emit logs its
+    // own failures). A refusal or a wait that is the same as last time, status and all, is not news:
+    // re-emitting it at every resync would be an API write per stalled object per resync. What a
+    // Ready outcome reports (drift corrected) is something that happened now, and always goes out.
+    if (!unchanged || outcome.state === 'Ready') for (const event of outcome.events ?? []) void this.opts.events.emit(obj, event);
+    if (unchanged) return;
     await this.opts.client.patch(this.opts.type, obj.metadata.name, obj.metadata.namespace, { status: desired }, 'merge', 'status');
   }
 }

@@ -489,6 +489,9 @@ describe('DatasetAccess at scale', () => {
         secretGets: sum(/^rest_client_requests_total\{method="GET",resource="secrets",code="\d+"\} (\d+)$/gm),
         writes: sum(/^rest_client_requests_total\{method="(?:POST|PUT|PATCH|DELETE)",resource="(?!leases")[^"]*",code="\d+"\} (\d+)$/gm),
         reconciles: sum(/^controller_runtime_reconcile_total\{controller="datasetaccess",result="[^"]+"\} (\d+)$/gm),
+        writeLines: [...text.matchAll(/^rest_client_requests_total\{method="(?:POST|PUT|PATCH|DELETE)",resource="(?!leases")[^"]*",code="\d+"\} \d+$/gm)].map(
+          (m) => m[0],
+        ),
       };
     };
     const transactions = () =>
@@ -506,6 +509,7 @@ describe('DatasetAccess at scale', () => {
     const xacts = (await transactions()) - before.transactions;
     const resyncs = Math.ceil((18_000 / 3000) * 1.1);
     console.log(`idle: ${after.reconciles - before.reconciles} reconciles, ${xacts} warehouse transactions over about ${resyncs} resyncs`);
+    if (after.writes !== before.writes) console.log(`idle writes, before: ${before.writeLines.join('; ')}; after: ${after.writeLines.join('; ')}`);
     expect(after.reconciles - before.reconciles).toBeGreaterThanOrEqual(400);
     expect({ secretGets: after.secretGets - before.secretGets, writes: after.writes - before.writes }).toEqual({ secretGets: 0, writes: 0 });
     // A transaction per access per resync would be 400 in the window alone; a batched resync is a few per Warehouse.

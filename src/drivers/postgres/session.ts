@@ -16,9 +16,14 @@ export interface Statement {
   shared?: boolean;
 }
 
+/** A key taken in shared mode: joining a schema's usage role (see LockKey). */
+const isJoin = (k: LockKey): boolean => k.kind === 'usage' && k.join === true;
+
 export class Session {
   readonly client: pg.ClientBase;
   private readonly held = new Set<string>();
+  /** Keys held in shared mode (a usage role only joined). */
+  private readonly joined = new Set<string>();
   private sharedHeld = false;
 
   constructor(client: pg.ClientBase) {
@@ -28,12 +33,22 @@ export class Session {
   /** Takes the keys not held yet, in order; throws LockOrderError for a key that would break it. */
   async lock(keys: readonly LockKey[]): Promise<void> {
     const ordered = lockOrder(this.held, this.sharedHeld, keys);
+    for (const key of keys) {
+      // Held in shared mode and now wanted exclusive: two such transactions would wait for each other.
+      if (this.joined.has(lockName(key)) && !isJoin(key)) throw new Error(`lock ${lockName(key)} is held in shared mode and cannot be upgraded`);
+    }
     if (!ordered.length) return;
-    // One statement, one round trip: a function scan yields the array in order, and each row's lock
+    // One statement, one round trip: a function scan yields the arrays in order, and each row's lock
     // is taken before the next row is read, so the order holds.
-    await this.client.query("SELECT pg_advisory_xact_lock(hashtextextended('steward:' || k, 0)) FROM unnest($1::text[]) AS k", [ordered.map(lockName)]);
+    await this.client.query(
+      `SELECT CASE WHEN joining THEN pg_advisory_xact_lock_shared(hashtextextended('steward:' || name, 0))
+                   ELSE pg_advisory_xact_lock(hashtextextended('steward:' || name, 0)) END
+         FROM unnest($1::text[], $2::bool[]) AS k(name, joining)`,
+      [ordered.map(lockName), ordered.map(isJoin)],
+    );
     for (const key of ordered) {
       this.held.add(lockName(key));
+      if (isJoin(key)) this.joined.add(lockName(key));
       if (isSharedKey(key)) this.sharedHeld = true;
     }
   }
