@@ -3,6 +3,7 @@
 // publish its column-level lineage (status, a ConfigMap, an OpenLineage event).
 import { createHash, randomUUID } from 'node:crypto';
 import { appendFile } from 'node:fs/promises';
+import { isDeepStrictEqual } from 'node:util';
 import { maskedViewKind, type MaskedView } from '../api/maskedview.ts';
 import type { Warehouse } from '../api/warehouse.ts';
 import { resourceType } from '../api/schema.ts';
@@ -64,6 +65,15 @@ export function viewTarget(mv: MaskedView, sources?: string[]): ViewTarget {
     formerReaders: [...new Set([...spec.readers, ...(mv.status?.readers ?? '').split(',').filter(Boolean)])],
     keyedTables: spec.kAnonymity ? (spec.joins ?? []).map((j) => j.table) : [],
   };
+}
+
+/**
+ * Whether the lineage in status is not the plan's. Not by JSON text: the API server hands objects
+ * back with their keys sorted, so the text differed at every resync and each one re-sent the
+ * OpenLineage event and read the ConfigMap. Compared as the JSON it is stored as (no undefined).
+ */
+export function lineageDiffers(inStatus: unknown, planned: ViewPlan['lineage']): boolean {
+  return !isDeepStrictEqual(inStatus, JSON.parse(JSON.stringify(planned)));
 }
 
 /** The guide's lineage format, with inputs and masked added per column. */
@@ -329,7 +339,7 @@ async function servedOutcome(
   const viewName = `${spec.view.schema}.${spec.view.name}`;
   const shown = { view: viewName, readers: spec.readers.join(',') };
   // Lineage: status, ConfigMap, OpenLineage. Only when something changed: an idle resync makes no API call.
-  const lineageChanged = JSON.stringify(mv.status?.lineage) !== JSON.stringify(plan.lineage);
+  const lineageChanged = lineageDiffers(mv.status?.lineage, plan.lineage);
   if (lineageChanged || mv.status?.observedGeneration !== mv.metadata.generation) {
     await writeLineageConfigMap(deps.client, mv, lineageDocument(mv, plan, ctx.now));
   }
