@@ -10,8 +10,12 @@ export class LogOncePer {
     this.intervalMs = intervalMs;
   }
 
-  /** Whether to log this cause now, and how many of it were held back since it was last logged. */
-  admit(cause: string, now = Date.now()): { log: boolean; held: number } {
+  /**
+   * Whether to log this cause now, and how many of it were held back since it was last logged. The
+   * cause is taken without what names one object (causeOf): the same 503 for 1,000 objects is one.
+   */
+  admit(message: string, now = Date.now()): { log: boolean; held: number } {
+    const cause = causeOf(message);
     const seen = this.causes.get(cause);
     if (seen && now < seen.until) {
       seen.held++;
@@ -23,4 +27,13 @@ export class LogOncePer {
     if (this.causes.size > 1000) for (const [k, v] of this.causes) if (v.until < now) this.causes.delete(k);
     return { log: true, held };
   }
+}
+
+/**
+ * A failure's cause, without what makes it one object's: the request path a Kubernetes API error
+ * starts with (`PATCH /apis/.../datasetaccesses/a-17/status: 503 ...`), and the error's class name
+ * that String(err) puts in front.
+ */
+export function causeOf(message: string): string {
+  return message.replace(/\b\w*Error: /g, '').replace(/\b(GET|PUT|PATCH|POST|DELETE) \/\S+: /g, '$1 <path>: ');
 }
