@@ -17,7 +17,6 @@ import {
   randomPassword,
   stackCa,
   unique,
-  waitFor,
   waitForCondition,
   warehouseYaml,
   withPg,
