@@ -152,6 +152,14 @@ function startSteward(client: KubeClient): Manager {
   });
 }
 
+/** The schema's usage role, as Steward creates it with the first access in a schema (untimed in the floors). */
+async function createUsageRole(f: Fixture): Promise<string> {
+  const usageRole = usageRoleName(f.db, 'curated');
+  const statements = usageRoleStatements({ exists: false, comment: null, hasUsage: false }, 'curated', usageRole, usageRoleComment(f.db, 'curated'));
+  await sql(f.db, statements.map((s) => `${s.sql};`).join('\n'));
+  return usageRole;
+}
+
 /** Floor: the same API writes and the same SQL, directly; then the same deletions. */
 async function convergenceFloor(n: number): Promise<Timings> {
   const f = new Fixture();
@@ -161,14 +169,7 @@ async function convergenceFloor(n: number): Promise<Timings> {
     const byTable = new Map<string, string[]>();
     for (const [i, name] of names.entries()) byTable.set(`t${i % TABLES}`, [...(byTable.get(`t${i % TABLES}`) ?? []), name]);
     const conditions = setConditions([], summaryConditions({ state: 'Ready', reason: 'Granted', message: 'floor' }), 1, new Date());
-    // The schema's usage role, as Steward creates it with the first access in a schema (untimed here).
-    const usageRole = usageRoleName(f.db, 'curated');
-    await sql(
-      f.db,
-      usageRoleStatements({ exists: false, comment: null, hasUsage: false }, 'curated', usageRole, usageRoleComment(f.db, 'curated'))
-        .map((s) => `${s.sql};`)
-        .join('\n'),
-    );
+    const usageRole = await createUsageRole(f);
     const start = performance.now();
     await Promise.all([
       pool(names, CONCURRENCY, async (name) => {
@@ -247,13 +248,7 @@ async function tightFloor(n: number): Promise<number> {
   await f.setUp();
   try {
     const names = Array.from({ length: n }, (_, i) => `tight-${i}`);
-    const usageRole = usageRoleName(f.db, 'curated');
-    await sql(
-      f.db,
-      usageRoleStatements({ exists: false, comment: null, hasUsage: false }, 'curated', usageRole, usageRoleComment(f.db, 'curated'))
-        .map((s) => `${s.sql};`)
-        .join('\n'),
-    );
+    const usageRole = await createUsageRole(f);
     const c = new pg.Client(pgConfig(f.db));
     c.on('error', () => undefined);
     await c.connect();
