@@ -64,7 +64,11 @@ export async function readAheadByWarehouse<T>(
   const byWarehouse = new Map<string, T[]>();
   for (const o of objects) {
     const name = warehouseOf(o);
-    if (name !== undefined) byWarehouse.set(name, [...(byWarehouse.get(name) ?? []), o]);
+    if (name === undefined) continue;
+    // Pushed, not copied: a copy per object is quadratic in a Warehouse's accesses.
+    const list = byWarehouse.get(name);
+    if (list) list.push(o);
+    else byWarehouse.set(name, [o]);
   }
   const results = await Promise.allSettled(
     [...byWarehouse].map(async ([name, list]) => {
