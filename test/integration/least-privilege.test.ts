@@ -380,7 +380,12 @@ describe("the batched read ahead and a reconcile's own read", () => {
         GRANT SELECT, INSERT ON raw.orders TO ${g('full')}; GRANT SELECT ON raw.customers TO ${g('full')};
         GRANT USAGE ON SCHEMA raw TO ${g('full')}; GRANT ${g('usage')} TO ${g('full')}; GRANT ${g('full')} TO ${READER};
         ALTER DEFAULT PRIVILEGES FOR ROLE ${OWNER} IN SCHEMA raw GRANT SELECT ON TABLES TO ${g('full')};
-        CREATE ROLE ${g('bare')} NOLOGIN;`),
+        CREATE ROLE ${g('bare')} NOLOGIN;
+        -- The one-role read finds ACLs through pg_shdepend: an ownership, a grant made by another
+        -- grantor and a grant on a system catalog must all be there, as in the full scan.
+        CREATE ROLE ${g('owns')} NOLOGIN; CREATE TABLE raw.owned_${id} (x int); ALTER TABLE raw.owned_${id} OWNER TO ${g('owns')};
+        GRANT SELECT ON raw.owned_${id} TO ${READER}; GRANT SELECT ON pg_catalog.pg_roles TO ${g('owns')};
+        GRANT SELECT ON raw.customers TO ${OWNER} WITH GRANT OPTION; SET ROLE ${OWNER}; GRANT SELECT ON raw.customers TO ${g('owns')}; RESET ROLE;`),
     );
     try {
       const targets = [
@@ -388,6 +393,7 @@ describe("the batched read ahead and a reconcile's own read", () => {
         { groupRole: g('bare'), schema: 'curated', principal: READER, usageRole: g('usage') },
         { groupRole: g('missing'), schema: 'curated', principal: 'nobody_at_all', usageRole: g('absent') },
         { groupRole: g('full'), schema: 'no_such_schema', principal: undefined, usageRole: g('usage') },
+        { groupRole: g('owns'), schema: 'raw', principal: READER, usageRole: g('usage') },
       ];
       const [one, many] = await asSuperuser(async (c) => [await Promise.all(targets.map((t) => observeRole(c, t))), await observeRoles(c, targets)]);
       expect(many).toEqual(one);
@@ -401,10 +407,14 @@ describe("the batched read ahead and a reconcile's own read", () => {
       expect(one[1]!.usageRole.hasUsage).toBe(true);
       expect(one[2]!.role.exists).toBe(false);
       expect(one[3]!.schemaExists).toBe(false);
+      expect(one[4]!.state.tablePrivileges.map((p) => `${p.schema}.${p.table}:${p.privilege}`)).toEqual(
+        expect.arrayContaining(['pg_catalog.pg_roles:SELECT', 'raw.customers:SELECT', `raw.owned_${id}:SELECT`, `raw.owned_${id}:INSERT`]),
+      );
     } finally {
       await asSuperuser((c) =>
         c.query(`ALTER DEFAULT PRIVILEGES FOR ROLE ${OWNER} IN SCHEMA raw REVOKE SELECT ON TABLES FROM ${g('full')};
-          DROP OWNED BY ${g('full')}, ${g('usage')}; DROP ROLE ${g('full')}; DROP ROLE ${g('usage')}; DROP ROLE ${g('bare')};`),
+          DROP OWNED BY ${g('full')}, ${g('usage')}, ${g('owns')}; DROP ROLE ${g('full')}; DROP ROLE ${g('usage')}; DROP ROLE ${g('bare')};
+          REVOKE SELECT ON raw.customers FROM ${OWNER}; DROP ROLE ${g('owns')};`),
       );
     }
   });

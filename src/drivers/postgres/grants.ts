@@ -7,21 +7,29 @@ import { EMPTY_STATE, diffGrants } from '../../governance/grants.ts';
 import type { AccessObservation, AccessTarget, GrantPlan, RevokePlan, UsageRoleFacts } from '../../governance/access-plan.ts';
 import { quoteIdent, quoteLiteral, quoteQualified } from './sql-text.ts';
 import type { GranteeFacts } from '../../governance/reserved.ts';
-import { ROLE_FACTS_COLUMNS, toRoleFacts } from './roles.ts';
+import { ROLE_FACTS_COLUMNS, roleComment, toRoleFacts } from './roles.ts';
+import { prepared } from './prepared.ts';
 import type { Statement } from './session.ts';
 
 // Everything observe() needs for one group role, in one round trip: the role, its grants, members
-// and memberships, the schema, its tables, and whether the principal exists. Correlated subqueries
-// (each an index lookup or one scan) plan and run faster for one role than the batched form below:
-// some 8 ms against 13 ms with 1,000 roles, and a grant observes three times under its locks.
-// Bind parameters only.
+// and memberships, the schema, its tables, and whether the principal exists. Correlated subqueries,
+// each an index lookup: the objects whose ACL names the role come from pg_shdepend (PostgreSQL
+// records every ACL entry, and every ownership, against the role: what DROP OWNED reads), so only
+// their ACLs are exploded, not every relation's; comments are read from pg_shdescription directly
+// (shobj_description is a SQL function that looks pg_authid up by name each call). A grant observes
+// three times, so this is prepared once per connection (prepared() below). Bind parameters only.
 const OBSERVE_ONE_SQL = /* sql */ `
-WITH g AS (SELECT * FROM pg_roles WHERE rolname = $1), u AS (SELECT * FROM pg_roles WHERE rolname = $4)
+WITH g AS (SELECT * FROM pg_roles WHERE rolname = $1), u AS (SELECT * FROM pg_roles WHERE rolname = $4),
+dep AS (
+  SELECT DISTINCT d.classid, d.objid FROM pg_shdepend d
+   WHERE d.refclassid = 'pg_authid'::regclass AND d.refobjid = (SELECT oid FROM g)
+     AND d.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+)
 SELECT
-  (SELECT json_build_object('comment', shobj_description(u.oid, 'pg_authid'),
+  (SELECT json_build_object('comment', ${roleComment('u.oid')},
           'has_usage', EXISTS (SELECT 1 FROM pg_namespace n, aclexplode(n.nspacl) a WHERE n.nspname = $2 AND a.grantee = u.oid AND a.privilege_type = 'USAGE'))
      FROM u) AS usage_role,
-  (SELECT row_to_json(x) FROM (SELECT shobj_description(g.oid, 'pg_authid') AS comment, rolcanlogin, rolsuper, rolcreaterole,
+  (SELECT row_to_json(x) FROM (SELECT ${roleComment('g.oid')} AS comment, rolcanlogin, rolsuper, rolcreaterole,
           rolcreatedb, rolreplication, rolbypassrls FROM g) x) AS role,
   EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $2) AS schema_exists,
   (SELECT coalesce(json_agg(json_build_object('name', c.relname, 'owner', pg_get_userbyid(c.relowner)) ORDER BY c.relname), '[]')
@@ -30,12 +38,12 @@ SELECT
   (SELECT row_to_json(x) FROM (SELECT ${ROLE_FACTS_COLUMNS} FROM pg_roles r WHERE r.rolname = $3) x) AS principal,
   (SELECT coalesce(json_agg(json_build_object('schema', n.nspname, 'table', c.relname, 'privilege', a.privilege_type) ORDER BY n.nspname, c.relname, a.privilege_type), '[]')
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace CROSS JOIN LATERAL aclexplode(c.relacl) a
-    WHERE a.grantee = (SELECT oid FROM g)) AS table_privileges,
+    WHERE c.oid IN (SELECT objid FROM dep WHERE classid = 'pg_class'::regclass) AND a.grantee = (SELECT oid FROM g)) AS table_privileges,
   (SELECT coalesce(json_agg(n.nspname ORDER BY n.nspname), '[]') FROM pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) a
-    WHERE a.grantee = (SELECT oid FROM g) AND a.privilege_type = 'USAGE') AS schema_usage,
+    WHERE n.oid IN (SELECT objid FROM dep WHERE classid = 'pg_namespace'::regclass) AND a.grantee = (SELECT oid FROM g) AND a.privilege_type = 'USAGE') AS schema_usage,
   (SELECT coalesce(json_agg(json_build_object('owner', pg_get_userbyid(d.defaclrole), 'schema', coalesce(n.nspname, ''), 'privilege', a.privilege_type) ORDER BY d.defaclrole, n.nspname, a.privilege_type), '[]')
      FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace CROSS JOIN LATERAL aclexplode(d.defaclacl) a
-    WHERE d.defaclobjtype = 'r' AND a.grantee = (SELECT oid FROM g)) AS default_privileges,
+    WHERE d.oid IN (SELECT objid FROM dep WHERE classid = 'pg_default_acl'::regclass) AND d.defaclobjtype = 'r' AND a.grantee = (SELECT oid FROM g)) AS default_privileges,
   (SELECT coalesce(json_agg(m.rolname ORDER BY m.rolname), '[]') FROM pg_auth_members am JOIN pg_roles m ON m.oid = am.member
     WHERE am.roleid = (SELECT oid FROM g)) AS members,
   (SELECT coalesce(json_agg(r.rolname ORDER BY r.rolname), '[]') FROM pg_auth_members am JOIN pg_roles r ON r.oid = am.roleid
@@ -136,7 +144,9 @@ type RoleTarget = Pick<AccessTarget, 'groupRole' | 'schema' | 'principal' | 'usa
 
 /** Reads everything the group role holds, from the catalog, in one query. */
 export async function observeRole(db: pg.ClientBase | pg.Pool, t: RoleTarget): Promise<AccessObservation> {
-  return toObservation((await db.query<ObserveRow>(OBSERVE_ONE_SQL, [t.groupRole, t.schema, t.principal ?? null, t.usageRole])).rows[0]!);
+  return toObservation(
+    (await db.query<ObserveRow>(prepared('observe_role', OBSERVE_ONE_SQL, [t.groupRole, t.schema, t.principal ?? null, t.usageRole]))).rows[0]!,
+  );
 }
 
 /** observeRole for many group roles at once (the idle resync of a whole Warehouse): one query, in the targets' order. */

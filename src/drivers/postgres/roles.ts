@@ -2,9 +2,15 @@
 import type pg from 'pg';
 import type { GranteeFacts } from '../../governance/reserved.ts';
 
+/**
+ * A role's comment, by its oid: what shobj_description(oid, 'pg_authid') returns, read from
+ * pg_shdescription's index directly (the function looks pg_authid up by name at every call).
+ */
+export const roleComment = (oid: string) => `(SELECT description FROM pg_shdescription WHERE objoid = ${oid} AND classoid = 'pg_authid'::regclass)`;
+
 /** The columns of one role's facts, over pg_roles aliased r; shared with observe() (grants.ts). */
 export const ROLE_FACTS_COLUMNS = `r.rolname AS name, r.oid::int8 AS oid, r.rolsuper AS superuser, r.rolbypassrls AS "bypassRls",
-  r.rolcreaterole AS "createRole", shobj_description(r.oid, 'pg_authid') AS comment,
+  r.rolcreaterole AS "createRole", ${roleComment('r.oid')} AS comment,
   (r.rolname = current_user OR r.rolname = session_user) AS "isSteward"`;
 
 export function toRoleFacts(row: GranteeFacts & { oid: number | string }): GranteeFacts {

@@ -5,6 +5,7 @@
 import type pg from 'pg';
 import { type LockKey, isSharedKey, lockName, lockOrder } from '../../governance/grants.ts';
 import { runChecked } from './checked.ts';
+import { prepared } from './prepared.ts';
 
 /** A statement, what it does (for the audit trail and `steward plan`) and the object it changes (its lock). */
 export interface Statement {
@@ -15,6 +16,10 @@ export interface Statement {
   /** It changes what every access in a schema shares (the schema's row, its usage role): the shared locks are taken just before it (Session.run). */
   shared?: boolean;
 }
+
+const LOCK_SQL = `SELECT CASE WHEN joining THEN pg_advisory_xact_lock_shared(hashtextextended('steward:' || name, 0))
+                   ELSE pg_advisory_xact_lock(hashtextextended('steward:' || name, 0)) END
+         FROM unnest($1::text[], $2::bool[]) AS k(name, joining)`;
 
 /** A key taken in shared mode: joining a schema's usage role (see LockKey). */
 const isJoin = (k: LockKey): boolean => k.kind === 'usage' && k.join === true;
@@ -40,12 +45,7 @@ export class Session {
     if (!ordered.length) return;
     // One statement, one round trip: a function scan yields the arrays in order, and each row's lock
     // is taken before the next row is read, so the order holds.
-    await this.client.query(
-      `SELECT CASE WHEN joining THEN pg_advisory_xact_lock_shared(hashtextextended('steward:' || name, 0))
-                   ELSE pg_advisory_xact_lock(hashtextextended('steward:' || name, 0)) END
-         FROM unnest($1::text[], $2::bool[]) AS k(name, joining)`,
-      [ordered.map(lockName), ordered.map(isJoin)],
-    );
+    await this.client.query(prepared('lock', LOCK_SQL, [ordered.map(lockName), ordered.map(isJoin)]));
     for (const key of ordered) {
       this.held.add(lockName(key));
       if (isJoin(key)) this.joined.add(lockName(key));
