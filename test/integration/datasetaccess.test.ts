@@ -421,6 +421,18 @@ describe('DatasetAccess deletion', () => {
     expect(await usageOf()).toEqual([]);
   });
 
+  it("the schema's last two accesses deleted at once still take the usage role with them", async () => {
+    const usage = usageRoleName(DB, 'solo');
+    for (let round = 0; round < 3; round++) {
+      const pair = [`last-${round}-a`, `last-${round}-b`];
+      for (const name of pair) apply(dsa(name, { schema: 'solo', tables: ['t'] }));
+      for (const name of pair) await waitReady(name);
+      await Promise.all(pair.map((name) => deleteAccess(name)));
+      const left = await asSuperuser(async (c) => (await c.query(`SELECT rolname FROM pg_roles WHERE rolname = $1`, [usage])).rows);
+      expect(left, `round ${round}`).toEqual([]);
+    }
+  });
+
   it("an access joining a schema while its last access goes keeps its USAGE: the drop and the join take the usage role's lock", async () => {
     const usage = usageRoleName(DB, 'solo');
     for (let round = 0; round < 4; round++) {

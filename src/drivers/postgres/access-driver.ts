@@ -10,7 +10,9 @@ import { PrimedObservations } from '../primed.ts';
 import { AuditTableSink } from './audit-table.ts';
 import { InsufficientPrivilege } from './checked.ts';
 import { accessStatements, diffStatements, observeRole, observeRoles, usageRoleDropStatements } from './grants.ts';
-import { withSession, type Session, type Statement } from './session.ts';
+import type pg from 'pg';
+import { prepared } from './prepared.ts';
+import { withSession, type Statement } from './session.ts';
 import { WarehouseDriver } from './warehouse-driver.ts';
 
 export type AccessDriver = Driver<AccessTarget, AccessObservation, AccessPlan, Applied>;
@@ -42,9 +44,7 @@ export class PostgresAccessDriver extends WarehouseDriver implements AccessDrive
         // observed, it fails with PostgreSQL's list of what is left, the transaction rolls back and
         // the reconcile retries; if it holds less, a REVOKE of nothing is harmless.
         const ran = await session.run([...expiry, ...rest], plan.locks);
-        const usage = plan.drop ? await dropUsageRoleIfUnused(session, t) : [];
-        ran.push(...usage.map((s) => s.sql));
-        await audit.recordMany([...records, ...this.records(usage, undefined)], new AuditTableSink(session.client));
+        await audit.recordMany(records, new AuditTableSink(session.client));
         return ran;
       }
       // Alone with the objects the plan touches, look again: the plan holds only for what it was made from.
@@ -69,12 +69,50 @@ export class PostgresAccessDriver extends WarehouseDriver implements AccessDrive
       await audit.recordMany(records, new AuditTableSink(session.client));
       return ran;
     });
+    // Once the group role is gone, its schema's usage role may be unused (after the commit: see below).
+    if (plan.kind === 'revoke' && plan.drop) ran.push(...(await this.dropUsageRoleIfUnused(t, audit)));
     return { ran };
   }
 
   async remove(t: AccessTarget, audit: AuditScope, notes: ScopedInput[] = []): Promise<Applied> {
     const basis = await this.observe(t);
-    return this.apply(t, basis, planRevoke(basis, t), audit, notes);
+    const plan = planRevoke(basis, t);
+    const applied = await this.apply(t, basis, plan, audit, notes);
+    // The group role was gone already: a retry after the usage role's drop failed, say.
+    if (!plan.drop) applied.ran.push(...(await this.dropUsageRoleIfUnused(t, audit)));
+    return applied;
+  }
+
+  /**
+   * Drops the schema's usage role once no group role is a member of it any more (the last access on
+   * the schema is gone), when it is Steward's. Asked after the revoking transaction committed, so
+   * of several last accesses going at once the one that commits last sees the others gone: it
+   * drops it, and none of them waits for another's lock. The drop itself re-checks under the usage
+   * role's and the schema's locks, which every access that joins or creates it takes too, so no
+   * access joins it meanwhile. (Steward stopping between the two leaves an unused usage role, which
+   * holds USAGE and nothing else, until the next deletion in the schema drops it.)
+   */
+  private async dropUsageRoleIfUnused(t: AccessTarget, audit: AuditScope): Promise<string[]> {
+    const unused = async (db: pg.Pool | pg.ClientBase) =>
+      (
+        await db.query<{ unused: boolean; has_usage: boolean }>(
+          prepared('usage_role_unused', USAGE_ROLE_UNUSED_SQL, [t.usageRole, t.usageRoleComment, t.schema]),
+        )
+      ).rows[0];
+    if (!(await unused(this.pool))?.unused) return [];
+    return withSession(this.pool, async (session) => {
+      await session.lock([
+        { kind: 'usage', role: t.usageRole },
+        { kind: 'schema', schema: t.schema },
+      ]);
+      const now = await unused(session.client);
+      if (!now?.unused) return [];
+      // A schema dropped meanwhile (or its grant revoked by hand) leaves nothing to revoke.
+      const statements = usageRoleDropStatements(t.schema, t.usageRole).filter((s) => now.has_usage || s.action !== 'usage_role.revoke');
+      const ran = await session.run(statements, []);
+      await audit.recordMany(this.records(statements, undefined), new AuditTableSink(session.client));
+      return ran;
+    });
   }
 
   /** One audit record per statement; a correction of drift says what was found. */
@@ -91,29 +129,10 @@ export class PostgresAccessDriver extends WarehouseDriver implements AccessDrive
 const UNDEFINED_OBJECT = '42704';
 const DUPLICATE_OBJECT = '42710';
 
-/**
- * Drops the schema's usage role once no group role is a member of it any more (the last access on
- * the schema is gone), when it is Steward's. Under the usage role's and the schema's locks, which
- * every transaction that joins or creates it takes too: so no access joins it meanwhile, and of two
- * last accesses going at once, the one that locks last sees the other gone and drops it.
- */
-async function dropUsageRoleIfUnused(session: Session, t: AccessTarget): Promise<Statement[]> {
-  await session.lock([
-    { kind: 'usage', role: t.usageRole },
-    { kind: 'schema', schema: t.schema },
-  ]);
-  const r = await session.client.query<{ unused: boolean; has_usage: boolean }>(
-    `SELECT NOT EXISTS (SELECT 1 FROM pg_auth_members WHERE roleid = u.oid) AS unused,
-            EXISTS (SELECT 1 FROM pg_namespace n, aclexplode(n.nspacl) a WHERE n.nspname = $3 AND a.grantee = u.oid) AS has_usage
-       FROM pg_roles u WHERE u.rolname = $1 AND shobj_description(u.oid, 'pg_authid') = $2`,
-    [t.usageRole, t.usageRoleComment, t.schema],
-  );
-  if (!r.rows[0]?.unused) return [];
-  // A schema dropped meanwhile (or its grant revoked by hand) leaves nothing to revoke.
-  const statements = usageRoleDropStatements(t.schema, t.usageRole).filter((s) => r.rows[0]!.has_usage || s.action !== 'usage_role.revoke');
-  await session.run(statements, []);
-  return statements;
-}
+/** The schema's usage role exists, is Steward's and has no member left; and whether it holds USAGE on the schema. */
+const USAGE_ROLE_UNUSED_SQL = `SELECT NOT EXISTS (SELECT 1 FROM pg_auth_members WHERE roleid = u.oid) AS unused,
+       EXISTS (SELECT 1 FROM pg_namespace n, aclexplode(n.nspacl) a WHERE n.nspname = $3 AND a.grantee = u.oid) AS has_usage
+  FROM pg_roles u WHERE u.rolname = $1 AND shobj_description(u.oid, 'pg_authid') = $2`;
 
 /** Which parts of an observation differ, for the retry's log line. */
 function changedFields(a: AccessObservation, b: AccessObservation): string {
