@@ -274,26 +274,48 @@ async function tightFloor(n: number): Promise<number> {
 }
 
 export async function waitForAll(f: Fixture, n: number, predicate: (o: Conditioned) => boolean, limitMs = 600_000): Promise<void> {
-  const informer = new Informer<Conditioned>(f.client, DATASET_ACCESS_TYPE, { namespace: f.ns, logger });
   const done = new Set<string>();
+  const waiting = await watchUntil(
+    f,
+    (_informer, o) => {
+      if (predicate(o)) done.add(o.metadata.name);
+      return done.size >= n;
+    },
+    () => `only ${done.size} of ${n} accesses got there`,
+    limitMs,
+  );
+  await waiting();
+}
+
+/**
+ * Watches the fixture's accesses until `done` holds, for the wait that `watchUntil` returns (start
+ * it before the changes it waits for). A watch, not a poll: listing 1,000 objects every 100 ms
+ * would load the API server whose time is being measured.
+ */
+async function watchUntil(
+  f: Fixture,
+  done: (informer: Informer<Conditioned>, o: Conditioned) => boolean,
+  progress: () => string,
+  limitMs: number,
+): Promise<() => Promise<void>> {
+  const informer = new Informer<Conditioned>(f.client, DATASET_ACCESS_TYPE, { namespace: f.ns, logger });
   let resolve: () => void = () => undefined;
   const all = new Promise<void>((r) => (resolve = r));
   informer.onEvent((_t, o) => {
-    if (predicate(o)) done.add(o.metadata.name);
-    if (done.size >= n) resolve();
+    if (done(informer, o)) resolve();
   });
   await informer.start();
-  // A benchmark that cannot finish must say so, not hang.
-  let timer: NodeJS.Timeout | undefined;
-  const limit = new Promise<never>(
-    (_, reject) => (timer = setTimeout(() => reject(new Error(`only ${done.size} of ${n} accesses got there within ${limitMs / 60_000} minutes`)), limitMs)),
-  );
-  try {
-    await Promise.race([all, limit]);
-  } finally {
-    clearTimeout(timer);
-    await informer.stop();
-  }
+  return async () => {
+    // A benchmark that cannot finish must say so, not hang.
+    let timer: NodeJS.Timeout | undefined;
+    const limit = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${progress()} within ${limitMs / 60_000} minutes`)), limitMs)));
+    try {
+      await Promise.race([all, limit]);
+    } finally {
+      clearTimeout(timer);
+      await informer.stop();
+    }
+  };
 }
 
 export const isReady = (o: Conditioned) => o.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
@@ -329,13 +351,15 @@ async function convergenceSteward(n: number): Promise<Timings> {
     if (members.rows[0].n !== n || acl.rows[0].n !== n)
       throw new Error(`not effective: ${members.rows[0].n} memberships, ${acl.rows[0].n} ACL entries for ${n} accesses`);
     // Deletion: every object gone (the finalizer waits for the revoke) and no group role left.
+    const gone = await watchUntil(
+      f,
+      (informer) => informer.list().length === 0,
+      () => 'the accesses were not all deleted',
+      600_000,
+    );
     const deleteStart = performance.now();
     await pool(names, CONCURRENCY, (name) => f.client.delete(DATASET_ACCESS_TYPE, name, f.ns));
-    const deadline = Date.now() + 600_000;
-    while ((await f.client.list<KubeObject>(DATASET_ACCESS_TYPE, { namespace: f.ns })).items.length > 0) {
-      if (Date.now() > deadline) throw new Error('the accesses were not all deleted within 10 minutes');
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await gone();
     const deleteMs = performance.now() - deleteStart;
     const left = await sql(f.db, `SELECT count(*)::int AS n FROM pg_roles WHERE shobj_description(oid, 'pg_authid') = ANY($1)`, [
       names.map((name) => ownershipComment(f.ns, name)),
