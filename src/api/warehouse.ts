@@ -33,18 +33,21 @@ const CredentialsRef = Type.Object({
   name: ObjectName('Name of the Secret; it holds the keys username and password. Steward re-reads it when it changes.'),
 });
 
+/** Which namespaces an accessPolicy rule applies to (Warehouse and ObjectStore alike). */
+export const NamespaceSelector = Type.Object(
+  {
+    matchNames: Type.Optional(Type.Array(NamespaceName('A namespace.'), { maxItems: 256, minItems: 1, 'x-kubernetes-list-type': 'set' })),
+    matchLabels: Type.Optional(StringMap('Namespaces carrying all these labels.')),
+  },
+  {
+    description: 'Which namespaces the rule applies to: by name, by labels, or both (a namespace must match every part given).',
+    ...cel({ rule: 'has(self.matchNames) || has(self.matchLabels)', message: 'set matchNames or matchLabels (or both)' }),
+  },
+);
+
 const AccessRule = Type.Object(
   {
-    namespaces: Type.Object(
-      {
-        matchNames: Type.Optional(Type.Array(NamespaceName('A namespace.'), { maxItems: 256, minItems: 1, 'x-kubernetes-list-type': 'set' })),
-        matchLabels: Type.Optional(StringMap('Namespaces carrying all these labels.')),
-      },
-      {
-        description: 'Which namespaces the rule applies to: by name, by labels, or both (a namespace must match every part given).',
-        ...cel({ rule: 'has(self.matchNames) || has(self.matchLabels)', message: 'set matchNames or matchLabels (or both)' }),
-      },
-    ),
+    namespaces: NamespaceSelector,
     schemas: Type.Array(SchemaName('A schema.'), {
       minItems: 1,
       maxItems: 64,

@@ -29,8 +29,9 @@ export function principalAllowed(rule: AccessRule, role: string): boolean {
 
 export type PolicyDecision = { allowed: true; rule: number; maxDurationMs?: number } | { allowed: false; message: string };
 
-function namespaceMatches(rule: AccessRule, ns: AccessRequest['namespace']): boolean {
-  const { matchNames, matchLabels } = rule.namespaces;
+/** A rule's namespace selector (Warehouse and ObjectStore rules alike): every part given must match. */
+export function namespaceMatches(selector: AccessRule['namespaces'], ns: AccessRequest['namespace']): boolean {
+  const { matchNames, matchLabels } = selector;
   if (!matchNames && !matchLabels) return false; // refused at admission; never a wildcard here
   if (matchNames && !matchNames.includes(ns.name)) return false;
   if (matchLabels && !Object.entries(matchLabels).every(([k, v]) => ns.labels[k] === v)) return false;
@@ -40,7 +41,7 @@ function namespaceMatches(rule: AccessRule, ns: AccessRequest['namespace']): boo
 export function evaluatePolicy(rules: readonly AccessRule[] | undefined, request: AccessRequest): PolicyDecision {
   const reserved = reservedSchema(request.schema);
   if (reserved) return { allowed: false, message: `${reserved}: it is never grantable, whatever the accessPolicy says` };
-  const applicable = (rules ?? []).map((rule, index) => ({ rule, index })).filter(({ rule }) => namespaceMatches(rule, request.namespace));
+  const applicable = (rules ?? []).map((rule, index) => ({ rule, index })).filter(({ rule }) => namespaceMatches(rule.namespaces, request.namespace));
   if (applicable.length === 0) {
     return { allowed: false, message: `no accessPolicy rule of the Warehouse covers namespace ${request.namespace.name} (default deny)` };
   }
