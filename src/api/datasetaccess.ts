@@ -100,6 +100,13 @@ export const DatasetAccessStatus = statusWith(
     dataset: Type.Optional(Type.String({ description: 'What the access covers, for display.' })),
     privileges: Type.Optional(Type.String({ description: 'Granted privileges, for display.' })),
     groupRole: Type.Optional(Type.String({ description: 'The warehouse role Steward owns for this access.' })),
+    iamPolicy: Type.Optional(Type.String({ description: 'The inline policy Steward owns for this access on the principal’s IAM role (s3).' })),
+    otherPolicies: Type.Optional(
+      Type.Array(Type.String(), {
+        maxItems: 64,
+        description: 'Policies on the principal’s IAM role that are not Steward’s (inline, and attached by ARN): found, never touched.',
+      }),
+    ),
     grantedAt: Type.Optional(Type.String({ format: 'date-time', description: 'When access was first granted.' })),
     expiresAt: Type.Optional(Type.String({ format: 'date-time', description: 'Effective expiry, after any cap by policy.' })),
     revokedAt: Type.Optional(Type.String({ format: 'date-time', description: 'When access was last revoked.' })),

@@ -16,6 +16,7 @@ import { groupRoleName, ownershipComment, usageRoleComment, usageRoleName } from
 import { planAccess, planRevoke, type AccessTarget } from '../governance/access-plan.ts';
 import { InsufficientPrivilege } from '../drivers/postgres/checked.ts';
 import { connectWarehouse, readAheadByWarehouse, type WarehouseDeps } from './warehouse-preamble.ts';
+import { s3AccessCleanup, s3AccessReconciler, type S3AccessDeps } from './datasetaccess-s3.ts';
 
 export const DATASET_ACCESS_TYPE: ResourceType = resourceType(datasetAccessKind);
 export const DATASET_ACCESS_FINALIZER = 'steward.dev/revoke-access';
@@ -23,6 +24,8 @@ export const DATASET_ACCESS_FINALIZER = 'steward.dev/revoke-access';
 export interface DatasetAccessDeps extends WarehouseDeps {
   audit: AuditTrail;
   namespaceLabels: (name: string) => Record<string, string> | undefined;
+  /** S3 through IAM (datasetaccess-s3.ts); without it an s3 access is refused as unsupported. */
+  s3?: S3AccessDeps;
 }
 
 /** What a user reads in `kubectl get dsa`. */
@@ -60,9 +63,11 @@ export function accessTarget(dsa: DatasetAccess, wh: Warehouse): AccessTarget {
 const rfc3339 = (d: Date) => d.toISOString().replace('.000Z', 'Z');
 
 export function datasetAccessReconciler(deps: DatasetAccessDeps) {
+  const s3Reconcile = deps.s3 && s3AccessReconciler(deps.s3);
   return async function reconcileDatasetAccess(dsa: DatasetAccess, ctx: ReconcileContext): Promise<Outcome> {
     const shown = display(dsa);
     const spec = dsa.spec.warehouse;
+    if (!spec && deps.s3) return s3Reconcile!(dsa, ctx, shown);
     if (!spec) {
       return {
         state: 'Stalled',
@@ -220,8 +225,10 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
 
 /** Deletion: revoke and drop the group role (or leave it, with deletionPolicy Orphan), audited. */
 export function datasetAccessCleanup(deps: DatasetAccessDeps) {
+  const s3Cleanup = deps.s3 && s3AccessCleanup(deps.s3);
   return async function cleanupDatasetAccess(dsa: DatasetAccess, ctx: ReconcileContext): Promise<Outcome> {
     const spec = dsa.spec.warehouse;
+    if (!spec && s3Cleanup) return s3Cleanup(dsa, ctx);
     if (!spec) return { state: 'Ready', reason: 'Deleted', message: 'nothing was granted' };
     const groupRole = groupRoleName(dsa.metadata.namespace!, dsa.metadata.name);
     const orphan = dsa.spec.deletionPolicy === 'Orphan';

@@ -35,6 +35,9 @@ import {
 } from './datasetaccess.ts';
 import { WarehouseConnections } from '../drivers/postgres/connector.ts';
 import { WAREHOUSE_TYPE, warehouseReconciler, warehousesUsingSecret } from './warehouse.ts';
+import type { ObjectStore } from '../api/objectstore.ts';
+import { ObjectStoreConnections } from '../drivers/aws/clients.ts';
+import { OBJECT_STORE_TYPE, accessesOfStore, objectStoreReconciler, storeForBucket } from './objectstore.ts';
 
 export interface ManagerOptions {
   client: KubeClient;
@@ -50,6 +53,8 @@ export interface ManagerOptions {
 
 export class Manager {
   readonly connections: WarehouseConnections;
+  /** The AWS clients of every ObjectStore; `stores.counter` counts their calls. */
+  readonly stores: ObjectStoreConnections;
   private readonly controllers: Controller<KubeObject>[] = [];
   private started = false;
 
@@ -83,11 +88,39 @@ export class Manager {
     this.controllers.push(warehouses as unknown as Controller<KubeObject>);
 
     const namespaces = new Informer<KubeObject>(client, NAMESPACE_TYPE, { logger });
+    this.stores = new ObjectStoreConnections(client, (namespace, name) => secrets.get(`${namespace}/${name}`)?.metadata.resourceVersion);
+    this.stores.counter.onCall = (service, operation) => metrics.awsCalls.inc({ service, operation });
+    const stores: Controller<ObjectStore> = new Controller<ObjectStore>({
+      name: 'objectstore',
+      type: OBJECT_STORE_TYPE,
+      client,
+      logger,
+      metrics,
+      events,
+      reconcile: objectStoreReconciler({ stores: this.stores }),
+      forget: (name) => this.stores.forget(name),
+      resyncMs: opts.resyncMs,
+      concurrency: 2,
+    });
+    this.controllers.push(stores as unknown as Controller<KubeObject>);
+    const namespaceLabels = (name: string) => namespaces.get(name)?.metadata.labels;
+    const warehouse = (name: string) => warehouses.informer.get(name);
     const accessDeps = {
       connections: this.connections,
       audit,
-      warehouse: (name: string) => warehouses.informer.get(name),
-      namespaceLabels: (name: string) => namespaces.get(name)?.metadata.labels,
+      warehouse,
+      namespaceLabels,
+      s3: {
+        stores: this.stores,
+        audit,
+        namespaceLabels,
+        objectStore: storeForBucket(() => stores.informer.list()),
+        // The audit Warehouse's table, delayed and kept while it does not answer (DelayedAuditTable).
+        auditTable: async (name: string) => {
+          const wh = warehouse(name);
+          return wh ? (await this.connections.drivers(wh).catch(() => undefined))?.auditTable : undefined;
+        },
+      },
     };
     const accesses: Controller<DatasetAccess> = new Controller<DatasetAccess>({
       name: 'datasetaccess',
@@ -103,6 +136,7 @@ export class Manager {
       watches: [
         { informer: warehouses.informer as unknown as Informer<KubeObject>, map: accessesOfWarehouse(() => accesses.informer.list()) },
         { informer: namespaces, map: accessesInNamespace(() => accesses.informer.list()) },
+        { informer: stores.informer as unknown as Informer<KubeObject>, map: accessesOfStore(() => accesses.informer.list()) },
       ],
       startupOrder: expiredFirst,
       readAhead: readAheadAccesses(accessDeps),

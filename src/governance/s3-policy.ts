@@ -193,3 +193,36 @@ export function evaluateStorePolicy(rules: readonly StoreAccessRule[] | undefine
   const best = permitted.map(({ rule, index }) => ({ index, ms: parseDuration(rule.maxDuration!) })).sort((a, b) => b.ms - a.ms)[0]!;
   return { allowed: true, rule: best.index, maxDurationMs: best.ms };
 }
+
+/** What IAM holds for one S3 access: the principal's role, Steward's policy on it, and the policies that are not Steward's. */
+export interface S3AccessObservation {
+  roleExists: boolean;
+  /** Steward's inline policy for this access, parsed; undefined when there is none. */
+  policy: PolicyDocument | undefined;
+  /** The role's other inline policies (by name) and attached policies (by ARN): never touched. */
+  otherPolicies: string[];
+}
+
+export type S3AccessPlan =
+  | { kind: 'none' }
+  | { kind: 'put'; document: PolicyDocument; drift?: string }
+  | { kind: 'delete'; why: 'expired' | 'denied' | 'deleted' };
+
+/**
+ * From an observation and what should hold (a document, or nothing once expired or denied): put the
+ * document when IAM's differs in meaning, delete Steward's policy when nothing should hold, else
+ * nothing (an idle resync writes nothing). `convergedBefore`: a difference found after the access was
+ * Ready is drift, someone else's change, and is said so.
+ */
+export function planS3Access(
+  o: S3AccessObservation,
+  desired: PolicyDocument | undefined,
+  why: 'expired' | 'denied' | 'deleted',
+  convergedBefore: boolean,
+): S3AccessPlan {
+  if (!desired) return o.policy ? { kind: 'delete', why } : { kind: 'none' };
+  if (!o.roleExists) return { kind: 'none' };
+  if (o.policy && samePolicy(o.policy, desired)) return { kind: 'none' };
+  const drift = convergedBefore ? (o.policy ? "Steward's inline policy was changed" : "Steward's inline policy was deleted") : undefined;
+  return { kind: 'put', document: desired, ...(drift ? { drift } : {}) };
+}

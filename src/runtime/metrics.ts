@@ -21,6 +21,12 @@ export class Metrics {
     labelNames: ['method', 'resource', 'code'] as const,
     registers: [this.registry],
   });
+  readonly awsCalls = new Counter({
+    name: 'steward_aws_calls_total',
+    help: 'Calls to AWS (IAM, S3) by service and operation.',
+    labelNames: ['service', 'operation'] as const,
+    registers: [this.registry],
+  });
   readonly reconcileErrors = new Counter({
     name: 'controller_runtime_reconcile_errors_total',
     help: 'Total number of reconciliation errors per controller.',

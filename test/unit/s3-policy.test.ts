@@ -108,7 +108,7 @@ describe('comparing policies by meaning', () => {
   const ours = accessPolicyDocument({ bucket: BUCKET, prefix: 'analytics/', access: 'readWrite', expiresAt: EXPIRY, region: 'us-east-1' });
 
   it('equal across scalars and one-element lists, list and statement order, key case, and URL encoding', () => {
-    const statements = (ours.Statement as Record<string, unknown>[]).map((s) => ({
+    const statements = (ours.Statement as unknown as Record<string, unknown>[]).map((s) => ({
       ...s,
       Action: Array.isArray(s.Action) ? [...(s.Action as string[])].reverse().map((a) => a.toUpperCase()) : [s.Action],
       Resource: [s.Resource],

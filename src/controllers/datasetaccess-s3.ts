@@ -1,0 +1,230 @@
+// DatasetAccess on S3, through AWS IAM: the same steps as the PostgreSQL form on the IAM driver.
+// Store (ObjectStore, by bucket) -> policy (the ObjectStore's accessPolicy, default deny) -> expiry
+// -> observe (the principal's role and its policies) -> plan (pure, governance/s3-policy.ts) ->
+// apply (PutRolePolicy or DeleteRolePolicy, read back, audited) -> Outcome.
+import type { DatasetAccess } from '../api/datasetaccess.ts';
+import type { ObjectStore } from '../api/objectstore.ts';
+import type { AuditScope, AuditSink, AuditTrail, ScopedInput } from '../audit/sink.ts';
+import { effectiveExpiry } from '../governance/expiry.ts';
+import { accessPolicyDocument, evaluateStorePolicy, inlinePolicyName, planS3Access, roleNameOf } from '../governance/s3-policy.ts';
+import { findCondition, isTrue } from '../runtime/conditions.ts';
+import type { Outcome, ReconcileContext } from '../runtime/controller.ts';
+import type { IamAccessDriver, S3AccessTarget } from '../drivers/aws/iam-access-driver.ts';
+import { storeClients, type ObjectStoreDeps } from './objectstore.ts';
+
+export interface S3AccessDeps extends ObjectStoreDeps {
+  audit: AuditTrail;
+  objectStore: (bucket: string) => ObjectStore | undefined;
+  namespaceLabels: (name: string) => Record<string, string> | undefined;
+  /** The audit table of the ObjectStore's auditWarehouse, when it names one and it answers. */
+  auditTable: (warehouse: string) => Promise<AuditSink | undefined>;
+}
+
+const rfc3339 = (d: Date) => d.toISOString().replace('.000Z', 'Z');
+
+export function s3Target(dsa: DatasetAccess): S3AccessTarget {
+  const s3 = dsa.spec.s3!;
+  return {
+    role: roleNameOf(dsa.spec.principal.iamRole!),
+    policyName: inlinePolicyName(dsa.metadata.namespace!, dsa.metadata.name),
+    resource: `s3://${s3.bucket}/${s3.prefix}`,
+  };
+}
+
+/** The ObjectStore, its IAM driver and its audit sinks; or the Outcome that says why not. */
+async function connectStore(
+  deps: S3AccessDeps,
+  bucket: string,
+  nothing: string,
+  mustBeReady = true,
+): Promise<{ store: ObjectStore; driver: IamAccessDriver; sinks: AuditSink[]; scrub: (m: string) => string } | { outcome: Outcome }> {
+  const store = deps.objectStore(bucket);
+  if (!store) return { outcome: { state: 'Progressing', reason: 'ObjectStoreNotFound', message: `no ObjectStore has bucket ${bucket}; ${nothing}` } };
+  if (mustBeReady && !isTrue(store.status?.conditions, 'Ready')) {
+    const why = findCondition(store.status?.conditions, 'Ready');
+    return {
+      outcome: {
+        state: 'Progressing',
+        reason: 'ObjectStoreNotReady',
+        message: `waiting for ObjectStore ${store.metadata.name}${why ? `: ${why.reason}: ${why.message}` : ''}; ${nothing}`,
+      },
+    };
+  }
+  const clients = await storeClients(deps, store, nothing);
+  if ('outcome' in clients) return clients;
+  const table = store.spec.auditWarehouse ? await deps.auditTable(store.spec.auditWarehouse) : undefined;
+  const { IamAccessDriver } = await import('../drivers/aws/iam-access-driver.ts');
+  const sinks = table ? [table] : [];
+  return { store, driver: new IamAccessDriver(clients.iam, sinks), sinks, scrub: clients.scrub };
+}
+
+export function s3AccessReconciler(deps: S3AccessDeps) {
+  return async function reconcileS3Access(dsa: DatasetAccess, ctx: ReconcileContext, shown: Record<string, unknown>): Promise<Outcome> {
+    const s3 = dsa.spec.s3!;
+    const namespace = dsa.metadata.namespace!;
+    const trail = deps.audit.scope({ request_id: ctx.requestId, kind: 'DatasetAccess', namespace, name: dsa.metadata.name });
+    const connected = await connectStore(deps, s3.bucket, 'nothing granted');
+    if ('outcome' in connected) return { ...connected.outcome, status: shown };
+    const { store, driver, sinks, scrub } = connected;
+    const target = s3Target(dsa);
+    const status = { ...shown, iamPolicy: target.policyName };
+    const wasDenied = findCondition(dsa.status?.conditions, 'Ready')?.reason === 'PolicyDenied';
+    try {
+      const decision = evaluateStorePolicy(store.spec.accessPolicy, {
+        namespace: { name: namespace, labels: deps.namespaceLabels(namespace) ?? {} },
+        prefix: s3.prefix,
+        access: s3.access ?? 'read',
+        principal: dsa.spec.principal.iamRole!,
+      });
+      const observed = await driver.observe(target);
+      if (!decision.allowed) {
+        // Fail closed: a denied access holds nothing; a policy written before is deleted.
+        const plan = planS3Access(observed, undefined, 'denied', false);
+        const note: ScopedInput = {
+          action: 'policy.evaluate',
+          resource: `${store.metadata.name}/${s3.prefix}`,
+          outcome: 'denied',
+          error: decision.message,
+          details: { principal: dsa.spec.principal.iamRole, access: s3.access ?? 'read' },
+        };
+        await driver.apply(target, observed, plan, trail, wasDenied && plan.kind === 'none' ? [] : [note]);
+        return {
+          state: 'Stalled',
+          reason: 'PolicyDenied',
+          message: `${decision.message}; nothing is granted${plan.kind === 'delete' ? ' (the policy written before was deleted)' : ''}. Ask the ObjectStore owner to extend spec.accessPolicy, or change the request.`,
+          status: { ...status, expiresAt: null, otherPolicies: observed.otherPolicies },
+          conditions: [{ type: 'Expired', status: 'False', reason: 'NotGranted', message: 'the access is not granted' }],
+          events: [{ type: 'Warning', reason: 'PolicyDenied', note: decision.message, action: 'Grant' }],
+        };
+      }
+      if (!observed.roleExists) {
+        return {
+          state: 'Stalled',
+          reason: 'PrincipalNotFound',
+          message: `IAM role ${target.role} does not exist; Steward never creates IAM roles. Create it, and the access is granted.`,
+          status,
+          events: [{ type: 'Warning', reason: 'PrincipalNotFound', note: `IAM role ${target.role} does not exist`, action: 'Grant' }],
+        };
+      }
+      const expiry = effectiveExpiry({
+        expiresAt: dsa.spec.expiresAt,
+        duration: dsa.spec.duration,
+        grantedAt: dsa.status?.grantedAt,
+        maxDurationMs: decision.maxDurationMs,
+        now: ctx.now,
+      });
+      const expired = expiry.at !== undefined && expiry.at.getTime() <= ctx.now.getTime();
+      const expiresAt = expiry.at ? rfc3339(expiry.at) : null;
+      const convergedBefore = isTrue(dsa.status?.conditions, 'Ready') && dsa.status?.observedGeneration === dsa.metadata.generation;
+      const desired = expired
+        ? undefined
+        : accessPolicyDocument({
+            bucket: s3.bucket,
+            prefix: s3.prefix,
+            access: s3.access ?? 'read',
+            expiresAt: expiresAt ?? undefined,
+            region: store.spec.s3.region,
+          });
+      const plan = planS3Access(observed, desired, 'expired', convergedBefore);
+      const notes: ScopedInput[] =
+        expired && plan.kind === 'delete'
+          ? [
+              {
+                action: 'access.expire',
+                resource: `iam:role/${target.role}/policy/${target.policyName}`,
+                outcome: 'success',
+                details: { expiredAt: expiresAt },
+              },
+            ]
+          : [];
+      await driver.apply(target, observed, plan, trail, notes);
+      const found = { otherPolicies: observed.otherPolicies.length ? observed.otherPolicies : null };
+      const grantedAt = dsa.status?.grantedAt ?? (!expired ? ctx.now.toISOString() : undefined);
+      if (expired) {
+        const revokedAt = plan.kind === 'delete' ? ctx.now.toISOString() : (dsa.status?.revokedAt ?? ctx.now.toISOString());
+        return {
+          state: 'Ended',
+          reason: 'Expired',
+          message: `expired at ${expiresAt}; Steward's policy ${target.policyName} is gone from role ${target.role}. Move expiresAt later to grant it again.`,
+          status: { ...status, ...found, grantedAt, expiresAt, revokedAt },
+          conditions: [{ type: 'Expired', status: 'True', reason: 'Expired', message: `expired at ${expiresAt}, revoked at ${revokedAt}` }],
+          events:
+            plan.kind === 'delete'
+              ? [
+                  {
+                    type: 'Normal',
+                    reason: 'Expired',
+                    note: `access expired at ${expiresAt}; deleted ${target.policyName} from role ${target.role}`,
+                    action: 'Revoke',
+                  },
+                ]
+              : [],
+        };
+      }
+      const drift = plan.kind === 'put' ? plan.drift : undefined;
+      const others = observed.otherPolicies.length
+        ? `; role ${target.role} also holds policies that are not Steward's: ${observed.otherPolicies.join(', ')}`
+        : '';
+      return {
+        state: 'Ready',
+        reason: 'Granted',
+        message: `${target.role} may ${s3.access === 'readWrite' ? 'read and write' : 'read'} ${target.resource} through inline policy ${target.policyName}${expiresAt ? ` until ${expiresAt}` : ''}${others}`,
+        status: { ...status, ...found, grantedAt, expiresAt, revokedAt: null },
+        conditions: [
+          { type: 'Expired', status: 'False', reason: expiresAt ? 'NotYet' : 'NoExpiry', message: expiresAt ? `expires at ${expiresAt}` : 'no expiry set' },
+        ],
+        events: drift ? [{ type: 'Warning', reason: 'DriftCorrected', note: `corrected a change made outside Steward: ${drift}`, action: 'Reconcile' }] : [],
+        requeueAfterMs: expiry.at ? Math.max(1, expiry.at.getTime() - Date.now()) : undefined,
+      };
+    } catch (err) {
+      const message = scrub(err instanceof Error ? `${err.name === 'Error' ? '' : `${err.name}: `}${err.message}` : String(err));
+      await trail.record({ action: 'reconcile', resource: target.resource, outcome: 'failure', error: message }, ...sinks).catch(() => undefined);
+      const { PolicyQuotaExceeded } = await import('../drivers/aws/iam-access-driver.ts');
+      if (err instanceof PolicyQuotaExceeded) return { state: 'Stalled', reason: 'PolicyQuotaExceeded', message, status };
+      throw new Error(message);
+    }
+  };
+}
+
+/** Deletion: Steward's inline policy goes (or stays, with deletionPolicy Orphan), audited. */
+export function s3AccessCleanup(deps: S3AccessDeps) {
+  return async function cleanupS3Access(dsa: DatasetAccess, ctx: ReconcileContext): Promise<Outcome> {
+    const s3 = dsa.spec.s3!;
+    const trail: AuditScope = deps.audit.scope({
+      request_id: ctx.requestId,
+      kind: 'DatasetAccess',
+      namespace: dsa.metadata.namespace,
+      name: dsa.metadata.name,
+    });
+    const target = s3Target(dsa);
+    const connected = await connectStore(deps, s3.bucket, 'the policy stays until it does', false);
+    if (dsa.spec.deletionPolicy === 'Orphan') {
+      const sinks = 'outcome' in connected ? [] : connected.sinks;
+      await trail.record(
+        {
+          action: 'access.orphan',
+          resource: `iam:role/${target.role}/policy/${target.policyName}`,
+          outcome: 'success',
+          details: { note: 'deletionPolicy Orphan: policy left in place' },
+        },
+        ...sinks,
+      );
+      return {
+        state: 'Ready',
+        reason: 'Orphaned',
+        message: 'policy left in place (deletionPolicy Orphan)',
+        events: [{ type: 'Normal', reason: 'Orphaned', note: `left ${target.policyName} on role ${target.role} (deletionPolicy Orphan)`, action: 'Revoke' }],
+      };
+    }
+    if ('outcome' in connected)
+      return { ...connected.outcome, message: `cannot revoke: ${connected.outcome.message}. Fix that, or set deletionPolicy: Orphan to leave the policy.` };
+    try {
+      await connected.driver.remove(target, trail);
+    } catch (err) {
+      const message = connected.scrub(err instanceof Error ? err.message : String(err));
+      await trail.record({ action: 'iam.policy.delete', resource: target.resource, outcome: 'failure', error: message }, ...connected.sinks);
+      return { state: 'Progressing', reason: 'RevokeFailed', message: `cannot revoke yet: ${message}; the finalizer stays and Steward retries with backoff` };
+    }
+    return { state: 'Ready', reason: 'Revoked', message: `deleted ${target.policyName} from role ${target.role}` };
+  };
+}

@@ -1,0 +1,278 @@
+// DatasetAccess on S3 through IAM, and the ObjectStore's checks of its bucket, on moto's server.
+// moto stores IAM policies and ignores their conditions, so what a policy allows is proven with a
+// real IAM evaluator (@cloud-copilot/iam-simulate) over the policy IAM holds, not by moto.
+import { CreateRoleCommand, GetRolePolicyCommand, IAMClient, ListRolePoliciesCommand, PutRolePolicyCommand } from '@aws-sdk/client-iam';
+import { CreateBucketCommand, PutBucketEncryptionCommand, PutBucketPolicyCommand, PutPublicAccessBlockCommand, S3Client } from '@aws-sdk/client-s3';
+import { runSimulation } from '@cloud-copilot/iam-simulate';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DATASET_ACCESS_TYPE } from '../../src/controllers/datasetaccess.ts';
+import { OBJECT_STORE_TYPE } from '../../src/controllers/objectstore.ts';
+import { accessPolicyDocument, inlinePolicyName, parsePolicy, samePolicy, type PolicyDocument } from '../../src/governance/s3-policy.ts';
+import {
+  Steward,
+  allEventsText,
+  apply,
+  condition,
+  ensureNamespace,
+  kube,
+  putSecret,
+  randomPassword,
+  unique,
+  waitFor,
+  waitForCondition,
+  type Conditioned,
+} from './harness.ts';
+
+const id = unique('s3').slice(3);
+const NS = `s3-${id}`;
+const BUCKET = `curated-${id}`;
+const ROLE = `data-scientist-${id}`;
+const STORE = `store-${id}`;
+const SECRET_KEY = randomPassword();
+const iam = new IAMClient({ region: 'us-east-1' });
+const s3 = new S3Client({ region: 'us-east-1', forcePathStyle: true });
+let steward: Steward;
+/** The logs of the Steward processes stopped along the way, scanned for credentials at the end. */
+const earlierLogs: string[] = [];
+
+const storeYaml = (resync = '2s') => `apiVersion: steward.dev/v1alpha1
+kind: ObjectStore
+metadata: {name: ${STORE}}
+spec:
+  s3:
+    bucket: ${BUCKET}
+    region: us-east-1
+    credentialsSecretRef: {namespace: steward-system, name: ${STORE}-aws}
+  resyncPeriod: ${resync}
+  accessPolicy:
+    - namespaces: {matchLabels: {steward.dev/tenant: analytics-${id}}}
+      prefixes: [analytics/]
+      access: [read]
+      principals: [${ROLE}]
+      maxDuration: 2160h
+`;
+
+// api.md's example, as written (the bucket and role made unique to this run).
+const accessYaml = (name: string, o: { prefix?: string; access?: string; expiry?: string } = {}) => `apiVersion: steward.dev/v1alpha1
+kind: DatasetAccess
+metadata: {name: ${name}, namespace: ${NS}}
+spec:
+  principal:
+    iamRole: ${ROLE}
+  s3:
+    bucket: ${BUCKET}
+    prefix: ${o.prefix ?? 'analytics/'}
+    access: ${o.access ?? 'read'}
+  ${o.expiry ? `expiresAt: "${o.expiry}"` : 'duration: 720h'}
+  justification: Model training on curated analytics data
+`;
+
+const policyNames = async () => (await iam.send(new ListRolePoliciesCommand({ RoleName: ROLE }))).PolicyNames ?? [];
+const policyOf = async (name: string) =>
+  parsePolicy((await iam.send(new GetRolePolicyCommand({ RoleName: ROLE, PolicyName: inlinePolicyName(NS, name) }))).PolicyDocument!);
+
+async function awsWrites(): Promise<number> {
+  const address = steward.logLines().find((l) => l.msg === 'steward starting')?.http;
+  const text = await (await fetch(`http://${String(address)}/metrics`)).text();
+  return [
+    ...text.matchAll(/^steward_aws_calls_total\{service="(?:iam|s3)",operation="(?:Put|Delete|Create|Update|Attach|Detach|Tag|Untag)[A-Za-z]*"\} (\d+)$/gm),
+  ].reduce((n, m) => n + Number(m[1]), 0);
+}
+
+async function decide(policy: PolicyDocument, action: string, resource: string, context: Record<string, string>): Promise<string> {
+  const r = await runSimulation(
+    {
+      identityPolicies: [{ name: 'steward', policy }],
+      serviceControlPolicies: [],
+      resourceControlPolicies: [],
+      request: { action, principal: `arn:aws:iam::123456789012:role/${ROLE}`, resource: { resource, accountId: '123456789012' }, contextVariables: context },
+    },
+    {},
+  );
+  if (r.resultType === 'error') throw new Error(JSON.stringify(r.errors));
+  return r.overallResult;
+}
+
+beforeAll(async () => {
+  await ensureNamespace('steward-system');
+  await ensureNamespace(NS);
+  await kube.patch(
+    { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false },
+    NS,
+    undefined,
+    {
+      metadata: { labels: { 'steward.dev/tenant': `analytics-${id}` } },
+    },
+    'merge',
+  );
+  await putSecret('steward-system', `${STORE}-aws`, { accessKeyId: `AKIA${id.toUpperCase().padEnd(16, 'X')}`, secretAccessKey: SECRET_KEY });
+  await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
+  await iam.send(
+    new CreateRoleCommand({
+      RoleName: ROLE,
+      AssumeRolePolicyDocument: JSON.stringify({
+        Version: '2012-10-17',
+        Statement: [{ Effect: 'Allow', Principal: { Service: 'ec2.amazonaws.com' }, Action: 'sts:AssumeRole' }],
+      }),
+    }),
+  );
+  steward = Steward.start({ args: ['--resync', '2s'] });
+});
+
+afterAll(async () => {
+  for (const name of ['churn', 'raw', 'soon']) await kube.delete(DATASET_ACCESS_TYPE, name, NS).catch(() => undefined);
+  await waitFor('accesses gone', async () => (await kube.list(DATASET_ACCESS_TYPE, { namespace: NS })).items.length === 0, 30_000).catch(() => undefined);
+  await kube.delete(OBJECT_STORE_TYPE, STORE).catch(() => undefined);
+  await steward?.stop();
+});
+
+describe('ObjectStore', () => {
+  it('reports a bucket without default encryption, TLS-only policy or public access block, and turns True by itself once fixed', async () => {
+    apply(storeYaml());
+    const bare = await waitForCondition(OBJECT_STORE_TYPE, STORE, undefined, 'Ready', 'True', 'Connected');
+    expect(condition(bare, 'EncryptionAtRest')).toMatchObject({ status: 'False', reason: 'NoDefaultEncryption' });
+    expect(condition(bare, 'TLSOnly')).toMatchObject({ status: 'False', message: 'the bucket has no bucket policy' });
+    expect(condition(bare, 'PublicAccessBlocked')).toMatchObject({ status: 'False' });
+    expect(condition(bare, 'Ready')?.message).toContain('not protected: EncryptionAtRest, TLSOnly, PublicAccessBlocked');
+
+    await s3.send(
+      new PutBucketEncryptionCommand({
+        Bucket: BUCKET,
+        ServerSideEncryptionConfiguration: {
+          Rules: [
+            {
+              ApplyServerSideEncryptionByDefault: { SSEAlgorithm: 'aws:kms', KMSMasterKeyID: 'arn:aws:kms:us-east-1:123456789012:key/curated' },
+              BucketKeyEnabled: true,
+            },
+          ],
+        },
+      }),
+    );
+    await s3.send(
+      new PutBucketPolicyCommand({
+        Bucket: BUCKET,
+        Policy: JSON.stringify({
+          Version: '2012-10-17',
+          Statement: [
+            {
+              Sid: 'TLSOnly',
+              Effect: 'Deny',
+              Principal: '*',
+              Action: 's3:*',
+              Resource: [`arn:aws:s3:::${BUCKET}`, `arn:aws:s3:::${BUCKET}/*`],
+              Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+            },
+          ],
+        }),
+      }),
+    );
+    await s3.send(
+      new PutPublicAccessBlockCommand({
+        Bucket: BUCKET,
+        PublicAccessBlockConfiguration: { BlockPublicAcls: true, IgnorePublicAcls: true, BlockPublicPolicy: true, RestrictPublicBuckets: true },
+      }),
+    );
+    const fixed = await waitForCondition(OBJECT_STORE_TYPE, STORE, undefined, 'EncryptionAtRest', 'True', 'SSEKMS', 30_000);
+    expect(condition(fixed, 'EncryptionAtRest')?.message).toContain('arn:aws:kms:us-east-1:123456789012:key/curated');
+    await waitForCondition(OBJECT_STORE_TYPE, STORE, undefined, 'TLSOnly', 'True', 'DeniesInsecureTransport', 30_000);
+    const all = await waitForCondition(OBJECT_STORE_TYPE, STORE, undefined, 'PublicAccessBlocked', 'True', 'Blocked', 30_000);
+    expect((all as Conditioned & { status: { encryption: unknown } }).status.encryption).toEqual({
+      algorithm: 'aws:kms',
+      kmsKeyId: 'arn:aws:kms:us-east-1:123456789012:key/curated',
+      bucketKeyEnabled: true,
+    });
+  });
+});
+
+describe('DatasetAccess on S3', () => {
+  it("api.md's example becomes Ready; the role holds exactly Steward's policy, which reads the prefix and nothing else, until the expiry", async () => {
+    apply(accessYaml('churn'));
+    const dsa = await waitForCondition(DATASET_ACCESS_TYPE, 'churn', NS, 'Ready', 'True', 'Granted');
+    const expiresAt = (dsa as Conditioned & { status: { expiresAt: string } }).status.expiresAt;
+    expect(await policyNames()).toEqual([inlinePolicyName(NS, 'churn')]);
+    const held = await policyOf('churn');
+    expect(samePolicy(held, accessPolicyDocument({ bucket: BUCKET, prefix: 'analytics/', access: 'read', expiresAt, region: 'us-east-1' }))).toBe(true);
+    const before = new Date(Date.parse(expiresAt) - 1000).toISOString();
+    const after = new Date(Date.parse(expiresAt) + 1000).toISOString();
+    const obj = (k: string) => `arn:aws:s3:::${BUCKET}/${k}`;
+    expect(await decide(held, 's3:GetObject', obj('analytics/part-0.parquet'), { 'aws:CurrentTime': before })).toBe('Allowed');
+    expect(await decide(held, 's3:ListBucket', `arn:aws:s3:::${BUCKET}`, { 'aws:CurrentTime': before, 's3:prefix': 'analytics/' })).toBe('Allowed');
+    expect(await decide(held, 's3:PutObject', obj('analytics/x'), { 'aws:CurrentTime': before })).toBe('ImplicitlyDenied');
+    expect(await decide(held, 's3:GetObject', obj('raw/customers.csv'), { 'aws:CurrentTime': before })).toBe('ImplicitlyDenied');
+    expect(await decide(held, 's3:ListBucket', `arn:aws:s3:::${BUCKET}`, { 'aws:CurrentTime': before })).toBe('ImplicitlyDenied');
+    expect(await decide(held, 's3:GetObject', obj('analytics/part-0.parquet'), { 'aws:CurrentTime': after })).toBe('ImplicitlyDenied');
+  });
+
+  it('a request outside the accessPolicy is PolicyDenied and nothing is written to IAM', async () => {
+    const writes = await awsWrites();
+    apply(accessYaml('raw', { prefix: 'raw/' }));
+    const denied = await waitForCondition(DATASET_ACCESS_TYPE, 'raw', NS, 'Ready', 'False', 'PolicyDenied');
+    expect(condition(denied, 'Ready')?.message).toContain('may not request prefix "raw/"');
+    expect(await policyNames()).not.toContain(inlinePolicyName(NS, 'raw'));
+    expect(await awsWrites()).toBe(writes);
+  });
+
+  it("restores an edited or deleted policy (drift_corrected), and leaves a policy that is not Steward's alone, reporting it", async () => {
+    const name = inlinePolicyName(NS, 'churn');
+    const wide = { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:*', Resource: '*' }] };
+    await iam.send(new PutRolePolicyCommand({ RoleName: ROLE, PolicyName: name, PolicyDocument: JSON.stringify(wide) }));
+    const team = { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:GetObject', Resource: `arn:aws:s3:::${BUCKET}/team/*` }] };
+    await iam.send(new PutRolePolicyCommand({ RoleName: ROLE, PolicyName: 'team-policy', PolicyDocument: JSON.stringify(team) }));
+    await waitFor('the policy restored', async () => !JSON.stringify(await policyOf('churn')).includes('"s3:*"'), 30_000);
+    const audited = (l: Record<string, unknown>) => l.audit as { action?: string; name?: string } | undefined;
+    await steward.waitForLog('drift_corrected audited', (l) => audited(l)?.action === 'drift_corrected' && audited(l)?.name === 'churn');
+    const reported = await waitFor(
+      'the foreign policy reported',
+      async () => {
+        const o = await kube.get<Conditioned & { status: { otherPolicies?: string[] } }>(DATASET_ACCESS_TYPE, 'churn', NS);
+        return o.status.otherPolicies?.includes('team-policy') ? o : undefined;
+      },
+      30_000,
+    );
+    expect(condition(reported, 'Ready')?.message).toContain('team-policy');
+    expect(parsePolicy((await iam.send(new GetRolePolicyCommand({ RoleName: ROLE, PolicyName: 'team-policy' }))).PolicyDocument!)).toEqual(team);
+  });
+
+  it('idle resyncs and a restart make 0 IAM writes', async () => {
+    // Quiet first: the drift above is corrected; then ten resyncs of 2 s.
+    await new Promise((r) => setTimeout(r, 3000));
+    const before = await awsWrites();
+    await new Promise((r) => setTimeout(r, 21_000));
+    expect(await awsWrites()).toBe(before);
+    await steward.stop();
+    earlierLogs.push(steward.logs());
+    steward = Steward.start({ args: ['--resync', '2s'] });
+    await steward.waitForLog('controllers started', (l) => l.msg === 'controller started' && l.controller === 'datasetaccess');
+    await new Promise((r) => setTimeout(r, 8000));
+    expect(await awsWrites()).toBe(0);
+  }, 60_000);
+
+  it('expires on time: the policy goes within a second or two of the deadline, with Expired and an Event', async () => {
+    const deadline = new Date(Math.ceil((Date.now() + 6000) / 1000) * 1000);
+    apply(accessYaml('soon', { expiry: deadline.toISOString().replace('.000Z', 'Z') }));
+    await waitForCondition(DATASET_ACCESS_TYPE, 'soon', NS, 'Ready', 'True', 'Granted');
+    expect(await policyNames()).toContain(inlinePolicyName(NS, 'soon'));
+    await waitForCondition(DATASET_ACCESS_TYPE, 'soon', NS, 'Expired', 'True', 'Expired', 20_000);
+    const lag = Date.now() - deadline.getTime();
+    expect(lag).toBeLessThan(3000);
+    expect(await policyNames()).not.toContain(inlinePolicyName(NS, 'soon'));
+  });
+
+  it('deletion removes the policy; no AWS credential appears in logs, events or status', async () => {
+    await kube.delete(DATASET_ACCESS_TYPE, 'churn', NS);
+    await waitFor(
+      'churn gone',
+      async () =>
+        kube.get(DATASET_ACCESS_TYPE, 'churn', NS).then(
+          () => false,
+          () => true,
+        ),
+      30_000,
+    );
+    expect(await policyNames()).not.toContain(inlinePolicyName(NS, 'churn'));
+    expect(await policyNames()).toContain('team-policy');
+    const statuses = JSON.stringify([...(await kube.list(DATASET_ACCESS_TYPE, { namespace: NS })).items, await kube.get(OBJECT_STORE_TYPE, STORE)]);
+    for (const text of [...earlierLogs, steward.logs(), await allEventsText(), statuses]) expect(text).not.toContain(SECRET_KEY);
+    expect(earlierLogs.join('').length).toBeGreaterThan(1000);
+  });
+});
