@@ -4,6 +4,7 @@
 // no more than it needs.
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { KINDS } from '../../src/api/index.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
@@ -45,7 +46,7 @@ describe('install manifests', () => {
     for (const flag of ['-f', '-k']) {
       const r = kubectl(['apply', '--server-side', '--dry-run=server', flag, join(REPO, 'crds')]);
       expect(r.code, `${flag}: ${r.stderr}`).toBe(0);
-      expect(r.stdout.match(/customresourcedefinition.apiextensions.k8s.io\/\S+ serverside-applied/g) ?? [], flag).toHaveLength(5);
+      expect(r.stdout.match(/customresourcedefinition.apiextensions.k8s.io\/\S+ serverside-applied/g) ?? [], flag).toHaveLength(KINDS.length);
     }
   });
 
@@ -62,7 +63,7 @@ describe('install manifests', () => {
     const chartRole = docs(rendered.stdout).find((d) => d.kind === 'ClusterRole');
     const kustomizeRole = docs(kubectl(['kustomize', join(REPO, 'deploy')]).stdout).find((d) => d.kind === 'ClusterRole');
     expect(chartRole?.rules).toEqual(kustomizeRole?.rules);
-    expect(docs(rendered.stdout).filter((d) => d.kind === 'CustomResourceDefinition')).toHaveLength(5);
+    expect(docs(rendered.stdout).filter((d) => d.kind === 'CustomResourceDefinition')).toHaveLength(KINDS.length);
   });
 });
 
