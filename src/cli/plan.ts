@@ -1,5 +1,5 @@
 // `steward plan -f FILE...`: for each DatasetAccess in the files, the policy decision and the SQL
-// Steward would run. Read-only: the catalog is read inside a READ ONLY transaction, nothing else is
+// Steward would run (for an s3 access, the IAM policy it would write). Read-only: the catalog is read inside a READ ONLY transaction, nothing else is
 // written anywhere. Meant to gate GitOps pull requests: exit 1 when a request is denied by policy,
 // 3 when the policy cannot be checked (fail closed), 2 on bad input, 0 otherwise.
 import { readFileSync } from 'node:fs';
@@ -11,7 +11,9 @@ import type { Warehouse } from '../api/warehouse.ts';
 import { KubeClient, type KubeObject, type ResourceType } from '../runtime/kube.ts';
 import { evaluatePolicy } from '../governance/policy.ts';
 import { refusedRole, refusedTargets } from '../governance/reserved.ts';
-import { effectiveExpiry } from '../governance/expiry.ts';
+import { accessDeadline, effectiveExpiry } from '../governance/expiry.ts';
+import { accessPolicyDocument, evaluateStorePolicy, inlinePolicyName, roleNameOf } from '../governance/s3-policy.ts';
+import { objectStoreKind, type ObjectStore } from '../api/objectstore.ts';
 import { groupRoleName, ownershipComment, usageRoleComment, usageRoleName } from '../governance/grants.ts';
 import { planAccess, type AccessObservation, type AccessTarget } from '../governance/access-plan.ts';
 import { accessStatements, observeRole } from '../drivers/postgres/grants.ts';
@@ -73,7 +75,8 @@ export async function runPlan(argv: string[], out: Writable, err: Writable): Pro
       const target = dsa.spec?.warehouse;
       say(`# DatasetAccess ${namespace}/${dsa.metadata.name}`);
       if (!target) {
-        say('#   s3 target: not planned (S3 access is not implemented in this release)');
+        worse(await planS3(dsa, namespace, client, clusterProblem, say));
+        say('');
         continue;
       }
       const principal = dsa.spec.principal?.role ?? '';
@@ -175,4 +178,63 @@ function emptyObservation(tables: readonly string[]): AccessObservation {
     tables: tables.filter((t) => t !== '*').map((name) => ({ name, owner: '' })),
     principalExists: true,
   };
+}
+
+/**
+ * The s3 form: the ObjectStore's decision and the inline policy Steward would write on the role.
+ * IAM is not asked (the CLI may hold no AWS credentials): what the role holds now is Steward's to
+ * compare when it reconciles. Returns the exit code this access calls for.
+ */
+async function planS3(
+  dsa: DatasetAccess,
+  namespace: string,
+  client: KubeClient | undefined,
+  clusterProblem: string | undefined,
+  say: (line: string) => void,
+): Promise<number> {
+  const s3 = dsa.spec.s3!;
+  const role = dsa.spec.principal?.iamRole ?? '';
+  let stores: ObjectStore[] | undefined;
+  let labels: Record<string, string> = {};
+  if (client) {
+    try {
+      stores = (await client.list<ObjectStore>(resourceType(objectStoreKind))).items.filter((o) => o.spec.s3.bucket === s3.bucket);
+      labels = (await client.get<KubeObject>(NAMESPACE_TYPE, namespace).catch(() => ({ metadata: { name: namespace, labels: {} } }))).metadata.labels ?? {};
+    } catch (e) {
+      clusterProblem = (e as Error).message;
+    }
+  }
+  if (!stores || stores.length !== 1) {
+    const why = !stores
+      ? `cannot read the ObjectStores${clusterProblem ? ` (${clusterProblem})` : ''}`
+      : stores.length === 0
+        ? `no ObjectStore has bucket ${s3.bucket}`
+        : `ObjectStores ${stores.map((o) => o.metadata.name).join(' and ')} both name bucket ${s3.bucket}`;
+    say(`#   policy: NOT CHECKED: ${why}`);
+    return EXIT.unverifiable;
+  }
+  const [store] = stores as [ObjectStore];
+  const access = s3.access ?? 'read';
+  const decision = evaluateStorePolicy(store.spec.accessPolicy, { namespace: { name: namespace, labels }, prefix: s3.prefix, access, principal: role });
+  if (!decision.allowed) {
+    say(`#   policy: DENIED: ${decision.message}`);
+    say('#   nothing would be granted');
+    return EXIT.denied;
+  }
+  const deadline = accessDeadline(dsa.spec, undefined, decision.maxDurationMs, new Date());
+  say(
+    `#   policy: allowed by ObjectStore ${store.metadata.name} accessPolicy[${decision.rule}]${deadline.expiresAt ? `; expires ${deadline.expiresAt}${deadline.capped ? ' (capped by maxDuration)' : ''}` : ''}`,
+  );
+  say(
+    `#   inline policy ${inlinePolicyName(namespace, dsa.metadata.name)} on IAM role ${roleNameOf(role)} (not compared with IAM: written only if IAM's differs)`,
+  );
+  const document = accessPolicyDocument({
+    bucket: s3.bucket,
+    prefix: s3.prefix,
+    access,
+    expiresAt: deadline.expiresAt ?? undefined,
+    region: store.spec.s3.region,
+  });
+  say(JSON.stringify(document, null, 2));
+  return EXIT.ok;
 }

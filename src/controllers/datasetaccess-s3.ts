@@ -5,22 +5,30 @@
 import type { DatasetAccess } from '../api/datasetaccess.ts';
 import type { ObjectStore } from '../api/objectstore.ts';
 import type { AuditScope, AuditSink, AuditTrail, ScopedInput } from '../audit/sink.ts';
-import { effectiveExpiry } from '../governance/expiry.ts';
-import { accessPolicyDocument, evaluateStorePolicy, inlinePolicyName, planS3Access, roleNameOf } from '../governance/s3-policy.ts';
+import { accessDeadline } from '../governance/expiry.ts';
+import {
+  PolicyQuotaExceeded,
+  accessPolicyDocument,
+  evaluateStorePolicy,
+  inlinePolicyName,
+  planS3Access,
+  principalMismatch,
+  roleNameOf,
+} from '../governance/s3-policy.ts';
 import { findCondition, isTrue } from '../runtime/conditions.ts';
-import type { Outcome, ReconcileContext } from '../runtime/controller.ts';
+import { stalled, type Outcome, type ReconcileContext } from '../runtime/controller.ts';
 import type { IamAccessDriver, S3AccessTarget } from '../drivers/aws/iam-access-driver.ts';
 import { storeClients, type ObjectStoreDeps } from './objectstore.ts';
+import { waitingFor } from './dependency.ts';
 
 export interface S3AccessDeps extends ObjectStoreDeps {
   audit: AuditTrail;
-  objectStore: (bucket: string) => ObjectStore | undefined;
+  /** The ObjectStores whose spec.s3.bucket is this bucket (one, normally). */
+  objectStores: (bucket: string) => ObjectStore[];
   namespaceLabels: (name: string) => Record<string, string> | undefined;
   /** The audit table of the ObjectStore's auditWarehouse, when it names one and it answers. */
   auditTable: (warehouse: string) => Promise<AuditSink | undefined>;
 }
-
-const rfc3339 = (d: Date) => d.toISOString().replace('.000Z', 'Z');
 
 export function s3Target(dsa: DatasetAccess): S3AccessTarget {
   const s3 = dsa.spec.s3!;
@@ -38,18 +46,28 @@ async function connectStore(
   nothing: string,
   mustBeReady = true,
 ): Promise<{ store: ObjectStore; driver: IamAccessDriver; sinks: AuditSink[]; scrub: (m: string) => string } | { outcome: Outcome }> {
-  const store = deps.objectStore(bucket);
-  if (!store) return { outcome: { state: 'Progressing', reason: 'ObjectStoreNotFound', message: `no ObjectStore has bucket ${bucket}; ${nothing}` } };
-  if (mustBeReady && !isTrue(store.status?.conditions, 'Ready')) {
-    const why = findCondition(store.status?.conditions, 'Ready');
+  const claims = deps.objectStores(bucket);
+  // Two ObjectStores naming one bucket would make its policy whichever the cache lists first.
+  if (claims.length > 1) {
+    const names = claims.map((c) => c.metadata.name).sort();
     return {
       outcome: {
-        state: 'Progressing',
-        reason: 'ObjectStoreNotReady',
-        message: `waiting for ObjectStore ${store.metadata.name}${why ? `: ${why.reason}: ${why.message}` : ''}; ${nothing}`,
+        state: 'Stalled',
+        reason: 'ObjectStoreConflict',
+        message: `ObjectStores ${names.join(' and ')} both name bucket ${bucket}; ${nothing} until only one does`,
       },
     };
   }
+  const candidate = claims[0];
+  const found = waitingFor(
+    'ObjectStore',
+    candidate ? `ObjectStore ${candidate.metadata.name}` : `an ObjectStore of bucket ${bucket}`,
+    candidate,
+    nothing,
+    mustBeReady,
+  );
+  if ('outcome' in found) return found;
+  const store = found.dep;
   const clients = await storeClients(deps, store, nothing);
   if ('outcome' in clients) return clients;
   const table = store.spec.auditWarehouse ? await deps.auditTable(store.spec.auditWarehouse) : undefined;
@@ -77,6 +95,12 @@ export function s3AccessReconciler(deps: S3AccessDeps) {
         principal: dsa.spec.principal.iamRole!,
       });
       const observed = await driver.observe(target);
+      const mismatch = principalMismatch(dsa.spec.principal.iamRole!, observed);
+      if (mismatch) {
+        // Fail closed: what Steward wrote on the role of that name before (when the spec named it) goes.
+        await driver.apply(target, observed, planS3Access(observed, undefined, 'denied', false), trail);
+        return stalled('PrincipalNotFound', `${mismatch}; nothing is granted`, 'Grant', status);
+      }
       if (!decision.allowed) {
         // Fail closed: a denied access holds nothing; a policy written before is deleted.
         const plan = planS3Access(observed, undefined, 'denied', false);
@@ -106,15 +130,8 @@ export function s3AccessReconciler(deps: S3AccessDeps) {
           events: [{ type: 'Warning', reason: 'PrincipalNotFound', note: `IAM role ${target.role} does not exist`, action: 'Grant' }],
         };
       }
-      const expiry = effectiveExpiry({
-        expiresAt: dsa.spec.expiresAt,
-        duration: dsa.spec.duration,
-        grantedAt: dsa.status?.grantedAt,
-        maxDurationMs: decision.maxDurationMs,
-        now: ctx.now,
-      });
-      const expired = expiry.at !== undefined && expiry.at.getTime() <= ctx.now.getTime();
-      const expiresAt = expiry.at ? rfc3339(expiry.at) : null;
+      const expiry = accessDeadline(dsa.spec, dsa.status?.grantedAt, decision.maxDurationMs, ctx.now);
+      const { expired, expiresAt } = expiry;
       const convergedBefore = isTrue(dsa.status?.conditions, 'Ready') && dsa.status?.observedGeneration === dsa.metadata.generation;
       const desired = expired
         ? undefined
@@ -179,7 +196,6 @@ export function s3AccessReconciler(deps: S3AccessDeps) {
     } catch (err) {
       const message = scrub(err instanceof Error ? `${err.name === 'Error' ? '' : `${err.name}: `}${err.message}` : String(err));
       await trail.record({ action: 'reconcile', resource: target.resource, outcome: 'failure', error: message }, ...sinks).catch(() => undefined);
-      const { PolicyQuotaExceeded } = await import('../drivers/aws/iam-access-driver.ts');
       if (err instanceof PolicyQuotaExceeded) return { state: 'Stalled', reason: 'PolicyQuotaExceeded', message, status };
       throw new Error(message);
     }

@@ -11,7 +11,7 @@ import { findCondition, isTrue } from '../runtime/conditions.ts';
 import type { AuditTrail, ScopedInput } from '../audit/sink.ts';
 import { evaluatePolicy } from '../governance/policy.ts';
 import { refusedRole, refusedTargets } from '../governance/reserved.ts';
-import { effectiveExpiry } from '../governance/expiry.ts';
+import { accessDeadline } from '../governance/expiry.ts';
 import { groupRoleName, ownershipComment, usageRoleComment, usageRoleName } from '../governance/grants.ts';
 import { planAccess, planRevoke, type AccessTarget } from '../governance/access-plan.ts';
 import { InsufficientPrivilege } from '../drivers/postgres/checked.ts';
@@ -58,9 +58,6 @@ export function accessTarget(dsa: DatasetAccess, wh: Warehouse): AccessTarget {
     principal: dsa.spec.principal.role,
   };
 }
-
-/** RFC 3339 as people write it: no milliseconds when there are none. */
-const rfc3339 = (d: Date) => d.toISOString().replace('.000Z', 'Z');
 
 export function datasetAccessReconciler(deps: DatasetAccessDeps) {
   const s3Reconcile = deps.s3 && s3AccessReconciler(deps.s3);
@@ -128,16 +125,9 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
         };
       }
       // 3. Expiry: expiresAt, or duration from the first grant, capped by the rule's maxDuration.
-      const expiry = effectiveExpiry({
-        expiresAt: dsa.spec.expiresAt,
-        duration: dsa.spec.duration,
-        grantedAt: dsa.status?.grantedAt,
-        maxDurationMs: decision.maxDurationMs,
-        now: ctx.now,
-      });
-      const expired = expiry.at !== undefined && expiry.at.getTime() <= ctx.now.getTime();
+      const expiry = accessDeadline(dsa.spec, dsa.status?.grantedAt, decision.maxDurationMs, ctx.now);
+      const { expired, expiresAt } = expiry;
       const convergedBefore = isTrue(dsa.status?.conditions, 'Ready') && dsa.status?.observedGeneration === dsa.metadata.generation;
-      const expiresAt = expiry.at ? rfc3339(expiry.at) : null;
 
       // 4. Plan (pure), 5. apply: the driver locks, looks again, runs it, reads it back, audits it.
       const plan = planAccess(observed, target, { tables: spec.tables, privileges, principal, expired, convergedBefore });

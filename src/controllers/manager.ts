@@ -37,7 +37,7 @@ import { WarehouseConnections } from '../drivers/postgres/connector.ts';
 import { WAREHOUSE_TYPE, warehouseReconciler, warehousesUsingSecret } from './warehouse.ts';
 import type { ObjectStore } from '../api/objectstore.ts';
 import { ObjectStoreConnections } from '../drivers/aws/clients.ts';
-import { OBJECT_STORE_TYPE, accessesOfStore, objectStoreReconciler, storeForBucket } from './objectstore.ts';
+import { OBJECT_STORE_TYPE, accessesOfStore, objectStoreReconciler, storesOfBucket, storesUsingSecret } from './objectstore.ts';
 
 export interface ManagerOptions {
   client: KubeClient;
@@ -53,7 +53,7 @@ export interface ManagerOptions {
 
 export class Manager {
   readonly connections: WarehouseConnections;
-  /** The AWS clients of every ObjectStore; `stores.counter` counts their calls. */
+  /** The AWS clients of every ObjectStore. */
   readonly stores: ObjectStoreConnections;
   private readonly controllers: Controller<KubeObject>[] = [];
   private started = false;
@@ -88,8 +88,11 @@ export class Manager {
     this.controllers.push(warehouses as unknown as Controller<KubeObject>);
 
     const namespaces = new Informer<KubeObject>(client, NAMESPACE_TYPE, { logger });
-    this.stores = new ObjectStoreConnections(client, (namespace, name) => secrets.get(`${namespace}/${name}`)?.metadata.resourceVersion);
-    this.stores.counter.onCall = (service, operation) => metrics.awsCalls.inc({ service, operation });
+    this.stores = new ObjectStoreConnections(
+      client,
+      (namespace, name) => secrets.get(`${namespace}/${name}`)?.metadata.resourceVersion,
+      (service, operation) => metrics.awsCalls.inc({ service, operation }),
+    );
     const stores: Controller<ObjectStore> = new Controller<ObjectStore>({
       name: 'objectstore',
       type: OBJECT_STORE_TYPE,
@@ -99,6 +102,7 @@ export class Manager {
       events,
       reconcile: objectStoreReconciler({ stores: this.stores }),
       forget: (name) => this.stores.forget(name),
+      watches: [{ informer: secrets, map: storesUsingSecret(() => stores.informer.list()) }],
       resyncMs: opts.resyncMs,
       concurrency: 2,
     });
@@ -114,7 +118,7 @@ export class Manager {
         stores: this.stores,
         audit,
         namespaceLabels,
-        objectStore: storeForBucket(() => stores.informer.list()),
+        objectStores: storesOfBucket(() => stores.informer.list()),
         // The audit Warehouse's table, delayed and kept while it does not answer (DelayedAuditTable).
         auditTable: async (name: string) => {
           const wh = warehouse(name);

@@ -88,9 +88,9 @@ export function objectStoreReconciler(deps: ObjectStoreDeps) {
   };
 }
 
-/** The ObjectStore a DatasetAccess's s3.bucket names: the one whose spec.s3.bucket it is. */
-export function storeForBucket(stores: () => ObjectStore[]) {
-  return (bucket: string): ObjectStore | undefined => stores().find((s) => s.spec.s3.bucket === bucket);
+/** The ObjectStores a DatasetAccess's s3.bucket names: those whose spec.s3.bucket it is (more than one is a conflict). */
+export function storesOfBucket(stores: () => ObjectStore[]) {
+  return (bucket: string): ObjectStore[] => stores().filter((s) => s.spec.s3.bucket === bucket);
 }
 
 export function accessesOfStore(accesses: () => { metadata: KubeObject['metadata']; spec: { s3?: { bucket: string } } }[]) {
@@ -98,4 +98,14 @@ export function accessesOfStore(accesses: () => { metadata: KubeObject['metadata
     accesses()
       .filter((a) => a.spec.s3?.bucket === (store as ObjectStore).spec.s3.bucket)
       .map((a) => `${a.metadata.namespace}/${a.metadata.name}`);
+}
+
+/** ObjectStores whose credentials are in this Secret: checked again (with the new credentials) when it changes. */
+export function storesUsingSecret(stores: () => ObjectStore[]) {
+  return (secret: KubeObject): string[] => {
+    const { namespace, name } = secret.metadata;
+    return stores()
+      .filter((s) => s.spec.s3.credentialsSecretRef?.namespace === namespace && s.spec.s3.credentialsSecretRef?.name === name)
+      .map((s) => s.metadata.name);
+  };
 }

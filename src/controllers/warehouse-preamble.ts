@@ -1,7 +1,8 @@
 // The preamble every controller that works in a Warehouse shares (see connectWarehouse).
 import type { Warehouse } from '../api/warehouse.ts';
 import type { Outcome } from '../runtime/controller.ts';
-import { findCondition, isTrue } from '../runtime/conditions.ts';
+import { waitingFor } from './dependency.ts';
+import { isTrue } from '../runtime/conditions.ts';
 import { WarehouseSecretError, type WarehouseDrivers } from '../drivers/postgres/connector.ts';
 
 /** What a controller that works in Warehouses needs: the cached Warehouses, and their drivers. */
@@ -30,18 +31,9 @@ export async function connectWarehouse(
   nothing: string,
   { mustBeReady = true } = {},
 ): Promise<ConnectedWarehouse | { outcome: Outcome }> {
-  const wh = deps.warehouse(name);
-  if (!wh) return { outcome: { state: 'Progressing', reason: 'WarehouseNotFound', message: `Warehouse ${name} does not exist; ${nothing}` } };
-  if (mustBeReady && !isTrue(wh.status?.conditions, 'Ready')) {
-    const why = findCondition(wh.status?.conditions, 'Ready');
-    return {
-      outcome: {
-        state: 'Progressing',
-        reason: 'WarehouseNotReady',
-        message: `waiting for Warehouse ${name}${why ? `: ${why.reason}: ${why.message}` : ''}; ${nothing}`,
-      },
-    };
-  }
+  const found = waitingFor('Warehouse', `Warehouse ${name}`, deps.warehouse(name), nothing, mustBeReady);
+  if ('outcome' in found) return found;
+  const wh = found.dep;
   try {
     return { wh, drivers: await deps.connections.drivers(wh) };
   } catch (err) {

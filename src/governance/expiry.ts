@@ -25,3 +25,24 @@ export function effectiveExpiry(input: ExpiryInput): Expiry {
   if (!asked || cap < asked) return { at: cap, capped: true };
   return { at: asked, capped: false };
 }
+
+/** RFC 3339 as people write it: no milliseconds when there are none. */
+export const rfc3339 = (d: Date) => d.toISOString().replace('.000Z', 'Z');
+
+export interface AccessDeadline extends Expiry {
+  /** The deadline has passed. */
+  expired: boolean;
+  /** The deadline for status and policies (RFC 3339), or null without one. */
+  expiresAt: string | null;
+}
+
+/** An access's effective deadline (effectiveExpiry) at `now`, for either target of a DatasetAccess. */
+export function accessDeadline(
+  spec: { expiresAt?: string; duration?: string },
+  grantedAt: string | undefined,
+  maxDurationMs: number | undefined,
+  now: Date,
+): AccessDeadline {
+  const expiry = effectiveExpiry({ expiresAt: spec.expiresAt, duration: spec.duration, grantedAt, maxDurationMs, now });
+  return { ...expiry, expired: expiry.at !== undefined && expiry.at.getTime() <= now.getTime(), expiresAt: expiry.at ? rfc3339(expiry.at) : null };
+}

@@ -65,8 +65,8 @@ export function inlinePolicyName(namespace: string, name: string): string {
   return `${full.slice(0, 128 - hash.length - 1)}-${hash}`;
 }
 
-/** Steward's policy names all start so; a role's other policies are not Steward's. */
-export const isStewardPolicyName = (name: string) => name.startsWith('steward.');
+/** A write refused before it was made: the role's inline policies would pass ROLE_INLINE_POLICY_QUOTA. */
+export class PolicyQuotaExceeded extends Error {}
 
 /** The statements an access needs, and nothing more. */
 export function accessPolicyDocument(g: S3Grant): PolicyDocument {
@@ -176,9 +176,17 @@ export function evaluateStorePolicy(rules: readonly StoreAccessRule[] | undefine
       message: `namespace ${r.namespace.name} may not request prefix ${JSON.stringify(r.prefix)}: its rules allow ${allowed} and what is under them`,
     };
   }
-  const forAccess = forPrefix.filter(({ rule }) => (rule.access ?? ['read']).includes(r.access));
-  if (!forAccess.length)
-    return { allowed: false, message: `namespace ${r.namespace.name} may not request ${r.access} on prefix ${JSON.stringify(r.prefix)}: allowed is read` };
+  // readWrite is read and more: a rule that allows it allows a request for read too.
+  const accessOf = (rule: StoreAccessRule) => rule.access ?? ['read'];
+  const covers = (rule: StoreAccessRule) => accessOf(rule).includes(r.access) || (r.access === 'read' && accessOf(rule).includes('readWrite'));
+  const forAccess = forPrefix.filter(({ rule }) => covers(rule));
+  if (!forAccess.length) {
+    const allowed = [...new Set(forPrefix.flatMap(({ rule }) => accessOf(rule)))].join(', ');
+    return {
+      allowed: false,
+      message: `namespace ${r.namespace.name} may not request ${r.access} on prefix ${JSON.stringify(r.prefix)}: allowed is ${allowed}`,
+    };
+  }
   const role = roleNameOf(r.principal);
   const permitted = forAccess.filter(({ rule }) => !rule.principals || rule.principals.some((p) => patternMatches(p, role)));
   if (!permitted.length) {
@@ -197,6 +205,8 @@ export function evaluateStorePolicy(rules: readonly StoreAccessRule[] | undefine
 /** What IAM holds for one S3 access: the principal's role, Steward's policy on it, and the policies that are not Steward's. */
 export interface S3AccessObservation {
   roleExists: boolean;
+  /** The role's ARN as IAM reports it (account and path included). */
+  roleArn?: string;
   /** Steward's inline policy for this access, parsed; undefined when there is none. */
   policy: PolicyDocument | undefined;
   /** The role's other inline policies (by name) and attached policies (by ARN): never touched. */
@@ -225,4 +235,14 @@ export function planS3Access(
   if (o.policy && samePolicy(o.policy, desired)) return { kind: 'none' };
   const drift = convergedBefore ? (o.policy ? "Steward's inline policy was changed" : "Steward's inline policy was deleted") : undefined;
   return { kind: 'put', document: desired, ...(drift ? { drift } : {}) };
+}
+
+/**
+ * Why the role IAM found is not the one the spec names, or undefined. Steward writes in its own
+ * account, where a role is found by name: an ARN of another account (or another path) names a
+ * different role, which must not receive the policy meant for it.
+ */
+export function principalMismatch(named: string, o: S3AccessObservation): string | undefined {
+  if (!named.startsWith('arn:') || !o.roleArn || o.roleArn === named) return undefined;
+  return `the spec names IAM role ${named}, but the role of that name in Steward's account is ${o.roleArn}; Steward writes policies only on roles of its own account`;
 }

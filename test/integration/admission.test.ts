@@ -4,6 +4,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments, stringify } from 'yaml';
+import { KINDS } from '../../src/api/index.ts';
 import { REPO, ensureNamespace, kubectl } from './harness.ts';
 
 const examplesDir = join(REPO, 'deploy', 'examples');
@@ -36,7 +37,7 @@ describe('api.md examples', () => {
 
   it('every kind has an example', () => {
     const kinds = new Set(examples.map((f) => example(f).kind));
-    expect([...kinds].sort()).toEqual(['AccessReview', 'DatasetAccess', 'MaskedView', 'SecretRotation', 'Warehouse']);
+    expect([...kinds].sort()).toEqual(KINDS.map((k) => k.kind).sort());
   });
 });
 
@@ -107,6 +108,24 @@ const bad: [string, string, Mutation, RegExp][] = [
   ['both expiresAt and duration', 'datasetaccess.yaml', (o) => (o.spec.duration = '720h'), /spec: Invalid value: .*set expiresAt or duration, not both/],
   ['no justification', 'datasetaccess.yaml', (o) => delete o.spec.justification, /spec.justification: Required value/],
   ['an s3 prefix with a leading slash', 'datasetaccess-s3.yaml', (o) => (o.spec.s3.prefix = '/analytics/'), /spec.s3.prefix in body should match/],
+  // An IAM wildcard in a prefix would widen the policy's ARNs and s3:prefix condition past what was asked.
+  ['an s3 prefix with an IAM wildcard', 'datasetaccess-s3.yaml', (o) => (o.spec.s3.prefix = 'analytics/*/'), /spec.s3.prefix in body should match/],
+  ['an s3 prefix with a ?', 'datasetaccess-s3.yaml', (o) => (o.spec.s3.prefix = 'analytic?/'), /spec.s3.prefix in body should match/],
+  [
+    'an ObjectStore rule prefix with a wildcard',
+    'objectstore.yaml',
+    (o) => (o.spec.accessPolicy[0].prefixes = ['*']),
+    /spec.accessPolicy\[0\].prefixes\[0\] in body should match/,
+  ],
+  [
+    'an ObjectStore rule with no namespaces',
+    'objectstore.yaml',
+    (o) => (o.spec.accessPolicy[0].namespaces = {}),
+    /spec.accessPolicy\[0\].namespaces: Invalid value: .*set matchNames or matchLabels/,
+  ],
+  ['an ObjectStore access that is not read or readWrite', 'objectstore.yaml', (o) => (o.spec.accessPolicy[0].access = ['admin']), /Unsupported value: "admin"/],
+  ['an ObjectStore endpoint that is not a URL', 'objectstore.yaml', (o) => (o.spec.s3.endpoint = 'minio:9000'), /spec.s3.endpoint in body should match/],
+  ['an ObjectStore bucket with upper case', 'objectstore.yaml', (o) => (o.spec.s3.bucket = 'Company'), /spec.s3.bucket in body should match/],
   [
     'plaintext sslMode',
     'warehouse.yaml',

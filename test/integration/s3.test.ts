@@ -4,22 +4,32 @@
 import { CreateRoleCommand, GetRolePolicyCommand, IAMClient, ListRolePoliciesCommand, PutRolePolicyCommand } from '@aws-sdk/client-iam';
 import { CreateBucketCommand, PutBucketEncryptionCommand, PutBucketPolicyCommand, PutPublicAccessBlockCommand, S3Client } from '@aws-sdk/client-s3';
 import { runSimulation } from '@cloud-copilot/iam-simulate';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DATASET_ACCESS_TYPE } from '../../src/controllers/datasetaccess.ts';
 import { OBJECT_STORE_TYPE } from '../../src/controllers/objectstore.ts';
 import { accessPolicyDocument, inlinePolicyName, parsePolicy, samePolicy, type PolicyDocument } from '../../src/governance/s3-policy.ts';
+import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
 import {
+  REPO,
   Steward,
   allEventsText,
   apply,
   condition,
   ensureNamespace,
+  eventsAbout,
   kube,
   putSecret,
   randomPassword,
+  stackCa,
   unique,
   waitFor,
   waitForCondition,
+  warehouseYaml,
+  withPg,
   type Conditioned,
 } from './harness.ts';
 
@@ -28,6 +38,9 @@ const NS = `s3-${id}`;
 const BUCKET = `curated-${id}`;
 const ROLE = `data-scientist-${id}`;
 const STORE = `store-${id}`;
+/** The Warehouse whose audit table keeps the ObjectStore's records (spec.auditWarehouse). */
+const AUDIT_WH = `audit-${id}`;
+const AUDIT_DB = `s3audit_${id}`;
 const SECRET_KEY = randomPassword();
 const iam = new IAMClient({ region: 'us-east-1' });
 const s3 = new S3Client({ region: 'us-east-1', forcePathStyle: true });
@@ -44,6 +57,7 @@ spec:
     region: us-east-1
     credentialsSecretRef: {namespace: steward-system, name: ${STORE}-aws}
   resyncPeriod: ${resync}
+  auditWarehouse: ${AUDIT_WH}
   accessPolicy:
     - namespaces: {matchLabels: {steward.dev/tenant: analytics-${id}}}
       prefixes: [analytics/]
@@ -71,13 +85,16 @@ const policyNames = async () => (await iam.send(new ListRolePoliciesCommand({ Ro
 const policyOf = async (name: string) =>
   parsePolicy((await iam.send(new GetRolePolicyCommand({ RoleName: ROLE, PolicyName: inlinePolicyName(NS, name) }))).PolicyDocument!);
 
-async function awsWrites(): Promise<number> {
+/** Steward's AWS calls so far (steward_aws_calls_total), the writes and the reads. */
+async function awsCalls(): Promise<{ writes: number; reads: number }> {
   const address = steward.logLines().find((l) => l.msg === 'steward starting')?.http;
   const text = await (await fetch(`http://${String(address)}/metrics`)).text();
-  return [
-    ...text.matchAll(/^steward_aws_calls_total\{service="(?:iam|s3)",operation="(?:Put|Delete|Create|Update|Attach|Detach|Tag|Untag)[A-Za-z]*"\} (\d+)$/gm),
-  ].reduce((n, m) => n + Number(m[1]), 0);
+  const calls = [...text.matchAll(/^steward_aws_calls_total\{service="(?:iam|s3)",operation="([A-Za-z]+)"\} (\d+)$/gm)];
+  const write = /^(Put|Delete|Create|Update|Attach|Detach|Tag|Untag)/;
+  const sum = (keep: (op: string) => boolean) => calls.filter((m) => keep(m[1]!)).reduce((n, m) => n + Number(m[2]), 0);
+  return { writes: sum((op) => write.test(op)), reads: sum((op) => !write.test(op)) };
 }
+const awsWrites = async () => (await awsCalls()).writes;
 
 async function decide(policy: PolicyDocument, action: string, resource: string, context: Record<string, string>): Promise<string> {
   const r = await runSimulation(
@@ -106,6 +123,10 @@ beforeAll(async () => {
     'merge',
   );
   await putSecret('steward-system', `${STORE}-aws`, { accessKeyId: `AKIA${id.toUpperCase().padEnd(16, 'X')}`, secretAccessKey: SECRET_KEY });
+  await withPg((c) => c.query(`CREATE DATABASE ${AUDIT_DB}`));
+  await putSecret('steward-system', `${AUDIT_WH}-creds`, { username: process.env.PGUSER!, password: process.env.PGPASSWORD! });
+  await putSecret('steward-system', `${AUDIT_WH}-ca`, { 'ca.crt': stackCa() });
+  apply(warehouseYaml({ name: AUDIT_WH, database: AUDIT_DB, caSecret: `${AUDIT_WH}-ca`, credsSecret: `${AUDIT_WH}-creds` }));
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
   await iam.send(
     new CreateRoleCommand({
@@ -120,10 +141,13 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const name of ['churn', 'raw', 'soon']) await kube.delete(DATASET_ACCESS_TYPE, name, NS).catch(() => undefined);
+  for (const name of ['churn', 'raw', 'soon', 'elsewhere', 'dup']) await kube.delete(DATASET_ACCESS_TYPE, name, NS).catch(() => undefined);
   await waitFor('accesses gone', async () => (await kube.list(DATASET_ACCESS_TYPE, { namespace: NS })).items.length === 0, 30_000).catch(() => undefined);
   await kube.delete(OBJECT_STORE_TYPE, STORE).catch(() => undefined);
+  await kube.delete(OBJECT_STORE_TYPE, `${STORE}-twin`).catch(() => undefined);
   await steward?.stop();
+  await kube.delete(WAREHOUSE_TYPE, AUDIT_WH).catch(() => undefined);
+  await withPg((c) => c.query(`DROP DATABASE IF EXISTS ${AUDIT_DB} WITH (FORCE)`)).catch(() => undefined);
 });
 
 describe('ObjectStore', () => {
@@ -201,6 +225,14 @@ describe('DatasetAccess on S3', () => {
     expect(await decide(held, 's3:GetObject', obj('raw/customers.csv'), { 'aws:CurrentTime': before })).toBe('ImplicitlyDenied');
     expect(await decide(held, 's3:ListBucket', `arn:aws:s3:::${BUCKET}`, { 'aws:CurrentTime': before })).toBe('ImplicitlyDenied');
     expect(await decide(held, 's3:GetObject', obj('analytics/part-0.parquet'), { 'aws:CurrentTime': after })).toBe('ImplicitlyDenied');
+    // The IAM call is in the audit Warehouse's append-only table, not only in the log.
+    const rows = await withPg(
+      async (c) => (await c.query(`SELECT action, resource, outcome, request_id FROM steward.audit_log WHERE kind = 'DatasetAccess' AND name = 'churn'`)).rows,
+      { database: AUDIT_DB },
+    );
+    expect(rows).toEqual([
+      expect.objectContaining({ action: 'iam.policy.put', resource: `iam:role/${ROLE}/policy/${inlinePolicyName(NS, 'churn')}`, outcome: 'success' }),
+    ]);
   });
 
   it('a request outside the accessPolicy is PolicyDenied and nothing is written to IAM', async () => {
@@ -210,6 +242,47 @@ describe('DatasetAccess on S3', () => {
     expect(condition(denied, 'Ready')?.message).toContain('may not request prefix "raw/"');
     expect(await policyNames()).not.toContain(inlinePolicyName(NS, 'raw'));
     expect(await awsWrites()).toBe(writes);
+  });
+
+  it('`steward plan` prints the decision and the policy it would write, and exits 1 on a denial', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'plan-'));
+    const plan = (yaml: string) => {
+      writeFileSync(join(dir, 'dsa.yaml'), yaml);
+      return spawnSync(join(REPO, 'bin/steward'), ['plan', '-f', join(dir, 'dsa.yaml')], { encoding: 'utf8', env: process.env });
+    };
+    const allowed = plan(accessYaml('planned'));
+    expect(allowed.status, allowed.stderr).toBe(0);
+    expect(allowed.stdout).toContain(`allowed by ObjectStore ${STORE} accessPolicy[0]`);
+    expect(allowed.stdout).toContain(`inline policy ${inlinePolicyName(NS, 'planned')} on IAM role ${ROLE}`);
+    const printed = JSON.parse(allowed.stdout.slice(allowed.stdout.indexOf('{'))) as PolicyDocument;
+    const expiresAt = /expires (\S+)/.exec(allowed.stdout)![1]!;
+    expect(samePolicy(printed, accessPolicyDocument({ bucket: BUCKET, prefix: 'analytics/', access: 'read', expiresAt, region: 'us-east-1' }))).toBe(true);
+    const denied = plan(accessYaml('planned', { access: 'readWrite' }));
+    expect(denied.status).toBe(1);
+    expect(denied.stdout).toContain('policy: DENIED: namespace');
+    expect(denied.stdout).not.toContain('"Statement"');
+  });
+
+  it("an ARN of another account naming a role of the same name gets nothing: Steward's account's role is not that role", async () => {
+    const writes = await awsWrites();
+    apply(accessYaml('elsewhere').replace(`iamRole: ${ROLE}`, `iamRole: arn:aws:iam::999999999999:role/${ROLE}`));
+    const refused = await waitForCondition(DATASET_ACCESS_TYPE, 'elsewhere', NS, 'Ready', 'False', 'PrincipalNotFound');
+    expect(condition(refused, 'Ready')?.message).toContain('Steward writes policies only on roles of its own account');
+    expect(await policyNames()).not.toContain(inlinePolicyName(NS, 'elsewhere'));
+    expect(await awsWrites()).toBe(writes);
+  });
+
+  it('two ObjectStores naming one bucket grant nothing new until one goes (ObjectStoreConflict)', async () => {
+    apply(storeYaml().replace(`name: ${STORE}}`, `name: ${STORE}-twin}`));
+    await waitForCondition(OBJECT_STORE_TYPE, `${STORE}-twin`, undefined, 'Ready', 'True', 'Connected');
+    apply(accessYaml('dup'));
+    const conflict = await waitForCondition(DATASET_ACCESS_TYPE, 'dup', NS, 'Ready', 'False', 'ObjectStoreConflict');
+    expect(condition(conflict, 'Ready')?.message).toContain(`ObjectStores ${STORE} and ${STORE}-twin both name bucket ${BUCKET}`);
+    expect(await policyNames()).not.toContain(inlinePolicyName(NS, 'dup'));
+    await kube.delete(OBJECT_STORE_TYPE, `${STORE}-twin`);
+    await waitForCondition(DATASET_ACCESS_TYPE, 'dup', NS, 'Ready', 'True', 'Granted', 30_000);
+    await kube.delete(DATASET_ACCESS_TYPE, 'dup', NS);
+    await waitFor('dup gone', async () => !(await policyNames()).includes(inlinePolicyName(NS, 'dup')), 30_000);
   });
 
   it("restores an edited or deleted policy (drift_corrected), and leaves a policy that is not Steward's alone, reporting it", async () => {
@@ -236,15 +309,19 @@ describe('DatasetAccess on S3', () => {
   it('idle resyncs and a restart make 0 IAM writes', async () => {
     // Quiet first: the drift above is corrected; then ten resyncs of 2 s.
     await new Promise((r) => setTimeout(r, 3000));
-    const before = await awsWrites();
+    const before = await awsCalls();
     await new Promise((r) => setTimeout(r, 21_000));
-    expect(await awsWrites()).toBe(before);
+    const after = await awsCalls();
+    expect(after.writes).toBe(before.writes);
+    // The resyncs did run: each read the role and its policies again.
+    expect(after.reads).toBeGreaterThan(before.reads + 10);
     await steward.stop();
     earlierLogs.push(steward.logs());
     steward = Steward.start({ args: ['--resync', '2s'] });
     await steward.waitForLog('controllers started', (l) => l.msg === 'controller started' && l.controller === 'datasetaccess');
     await new Promise((r) => setTimeout(r, 8000));
     expect(await awsWrites()).toBe(0);
+    expect((await awsCalls()).reads).toBeGreaterThan(0);
   }, 60_000);
 
   it('expires on time: the policy goes within a second or two of the deadline, with Expired and an Event', async () => {
@@ -256,6 +333,7 @@ describe('DatasetAccess on S3', () => {
     const lag = Date.now() - deadline.getTime();
     expect(lag).toBeLessThan(3000);
     expect(await policyNames()).not.toContain(inlinePolicyName(NS, 'soon'));
+    expect((await eventsAbout('soon')).some((e) => e.type === 'Normal' && e.reason === 'Expired')).toBe(true);
   });
 
   it('deletion removes the policy; no AWS credential appears in logs, events or status', async () => {

@@ -3,11 +3,13 @@
 // ignores their conditions, so what a policy allows is proven here, not by moto accepting a request.
 import { runSimulation, type Simulation } from '@cloud-copilot/iam-simulate';
 import { describe, expect, it } from 'vitest';
+import { deniesInsecureTransport } from '../../src/drivers/aws/bucket.ts';
 import {
   ROLE_INLINE_POLICY_QUOTA,
   accessPolicyDocument,
   evaluateStorePolicy,
   inlinePolicyName,
+  principalMismatch,
   normalizePolicy,
   parsePolicy,
   policySize,
@@ -222,5 +224,45 @@ describe('names, size and the accessPolicy', () => {
   });
   it('denies everything with no rules', () => {
     expect(evaluateStorePolicy(undefined, { namespace: ns, prefix: 'analytics/', access: 'read', principal: 'data-scientist' }).allowed).toBe(false);
+  });
+});
+
+describe('what the reconcilers judge from IAM and S3', () => {
+  const readWrite = [{ namespaces: { matchNames: ['analytics'] }, prefixes: ['analytics/'], access: ['readWrite' as const] }];
+  const readOnly = [{ namespaces: { matchNames: ['analytics'] }, prefixes: ['analytics/'], access: ['read' as const] }];
+  const ns = { name: 'analytics', labels: {} };
+
+  it('a rule that allows readWrite allows read; one that allows read says so when readWrite is asked', () => {
+    expect(evaluateStorePolicy(readWrite, { namespace: ns, prefix: 'analytics/', access: 'read', principal: 'r' }).allowed).toBe(true);
+    const d = evaluateStorePolicy(readOnly, { namespace: ns, prefix: 'analytics/', access: 'readWrite', principal: 'r' });
+    expect(!d.allowed && d.message).toMatch(/may not request readWrite on prefix "analytics\/": allowed is read$/);
+  });
+
+  it("refuses an ARN whose account or path is not the role IAM found in Steward's account", () => {
+    const found = { roleExists: true, roleArn: 'arn:aws:iam::123456789012:role/data-scientist', policy: undefined, otherPolicies: [] };
+    expect(principalMismatch('data-scientist', found)).toBeUndefined();
+    expect(principalMismatch('arn:aws:iam::123456789012:role/data-scientist', found)).toBeUndefined();
+    expect(principalMismatch('arn:aws:iam::999999999999:role/data-scientist', found)).toMatch(/Steward writes policies only on roles of its own account/);
+    expect(principalMismatch('arn:aws:iam::123456789012:role/other-path/data-scientist', found)).toMatch(/arn:aws:iam::123456789012:role\/data-scientist/);
+  });
+
+  const tlsOnly = {
+    Effect: 'Deny' as const,
+    Principal: '*',
+    Action: 's3:*',
+    Resource: [`arn:aws:s3:::${BUCKET}`, `arn:aws:s3:::${BUCKET}/*`],
+    Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+  };
+  it('recognises a TLS-only bucket policy statement, and only a complete one', () => {
+    expect(deniesInsecureTransport(tlsOnly, BUCKET)).toBe(true);
+    expect(deniesInsecureTransport({ ...tlsOnly, Principal: { AWS: '*' }, Condition: { BoolIfExists: { 'aws:SecureTransport': 'false' } } }, BUCKET)).toBe(
+      true,
+    );
+    expect(deniesInsecureTransport({ ...tlsOnly, Effect: 'Allow' }, BUCKET)).toBe(false);
+    expect(deniesInsecureTransport({ ...tlsOnly, Principal: { AWS: 'arn:aws:iam::123456789012:root' } }, BUCKET)).toBe(false);
+    expect(deniesInsecureTransport({ ...tlsOnly, Action: 's3:GetObject' }, BUCKET)).toBe(false);
+    expect(deniesInsecureTransport({ ...tlsOnly, Resource: `arn:aws:s3:::${BUCKET}/*` }, BUCKET)).toBe(false);
+    expect(deniesInsecureTransport({ ...tlsOnly, Resource: ['arn:aws:s3:::other', 'arn:aws:s3:::other/*'] }, BUCKET)).toBe(false);
+    expect(deniesInsecureTransport({ ...tlsOnly, Condition: { Bool: { 'aws:SecureTransport': 'true' } } }, BUCKET)).toBe(false);
   });
 });

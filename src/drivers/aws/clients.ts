@@ -2,12 +2,13 @@
 // ObjectStore and credentials (a new Secret version, endpoint or region means new clients); the SDK
 // is imported at the first ObjectStore, so a cluster without one never loads it. Credentials come
 // from the Secret the ObjectStore names, or from the SDK's default chain (IRSA, instance profile,
-// environment). Every call is counted by service and operation (writes among them), for the
-// metrics and for the tests that prove an idle resync writes nothing.
+// environment). Every call is reported by service and operation (onCall: the metrics, which the
+// tests read to prove an idle resync writes nothing).
 import { createHash } from 'node:crypto';
 import type { IAMClient } from '@aws-sdk/client-iam';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { ObjectStore } from '../../api/objectstore.ts';
+import { partitionOf } from '../../governance/s3-policy.ts';
 import type { KubeClient } from '../../runtime/kube.ts';
 import { SecretNotFoundError, SecretReader, SecretUnreadableError } from '../../runtime/secrets.ts';
 
@@ -26,30 +27,21 @@ export interface StoreClients {
   scrub(message: string): string;
 }
 
-/** Operations that change something; the rest only read. */
-const WRITE = /^(Put|Delete|Create|Update|Attach|Detach|Tag|Untag)/;
-
-export class CallCounter {
-  readonly calls = new Map<string, number>();
-  /** Told of every call too (the metrics' steward_aws_calls_total). */
-  onCall: (service: string, operation: string) => void = () => undefined;
-  count(service: string, operation: string): void {
-    const key = `${service}:${operation}`;
-    this.calls.set(key, (this.calls.get(key) ?? 0) + 1);
-    this.onCall(service, operation);
-  }
-  writes(): number {
-    return [...this.calls].filter(([k]) => WRITE.test(k.split(':')[1]!)).reduce((n, [, v]) => n + v, 0);
-  }
-}
+const IAM_REGION: Record<string, string> = { aws: 'us-east-1', 'aws-cn': 'cn-north-1', 'aws-us-gov': 'us-gov-west-1' };
 
 export class ObjectStoreConnections {
   private readonly secrets: SecretReader;
   private readonly built = new Map<string, { fingerprint: string; clients: StoreClients }>();
-  readonly counter = new CallCounter();
+  private readonly onCall: (service: 'iam' | 's3', operation: string) => void;
 
-  constructor(kube: KubeClient, secretVersion: (namespace: string, name: string) => string | undefined) {
+  /** `onCall` is told of every AWS call, by service and operation (the metrics' steward_aws_calls_total). */
+  constructor(
+    kube: KubeClient,
+    secretVersion: (namespace: string, name: string) => string | undefined,
+    onCall: (service: 'iam' | 's3', operation: string) => void = () => undefined,
+  ) {
     this.secrets = new SecretReader(kube, secretVersion);
+    this.onCall = onCall;
   }
 
   async clients(store: ObjectStore): Promise<StoreClients> {
@@ -76,11 +68,11 @@ export class ObjectStoreConnections {
     if (known?.fingerprint === fingerprint) return known.clients;
     const [{ IAMClient }, { S3Client }] = await Promise.all([import('@aws-sdk/client-iam'), import('@aws-sdk/client-s3')]);
     const common = { ...(endpoint ? { endpoint } : {}), ...(credentials ? { credentials } : {}), maxAttempts: 3 };
-    // IAM is global: its endpoint is us-east-1's in the aws partition (an S3-compatible store serves both on its endpoint).
-    const iam = new IAMClient({ ...common, region: region.startsWith('cn-') ? 'cn-north-1' : region.startsWith('us-gov-') ? 'us-gov-west-1' : 'us-east-1' });
+    // IAM is global, signed for its partition's home region (an S3-compatible store serves both on its endpoint).
+    const iam = new IAMClient({ ...common, region: IAM_REGION[partitionOf(region)] ?? 'us-east-1' });
     const s3 = new S3Client({ ...common, region, forcePathStyle: Boolean(endpoint) });
-    const counting = (service: string) => (next: (args: unknown) => Promise<unknown>, context: { commandName?: string }) => (args: unknown) => {
-      this.counter.count(service, String(context.commandName ?? 'unknown').replace(/Command$/, ''));
+    const counting = (service: 'iam' | 's3') => (next: (args: unknown) => Promise<unknown>, context: { commandName?: string }) => (args: unknown) => {
+      this.onCall(service, String(context.commandName ?? 'unknown').replace(/Command$/, ''));
       return next(args);
     };
     // The SDK's middleware types are a union of overloads per step; an initialize-step counter is all this is.

@@ -15,6 +15,7 @@ import {
 } from '@aws-sdk/client-iam';
 import type { AuditScope, AuditSink, ScopedInput } from '../../audit/sink.ts';
 import {
+  PolicyQuotaExceeded,
   ROLE_INLINE_POLICY_QUOTA,
   parsePolicy,
   planS3Access,
@@ -34,8 +35,6 @@ export interface S3AccessTarget {
   resource: string;
 }
 
-export class PolicyQuotaExceeded extends Error {}
-
 const isNoSuchEntity = (err: unknown) => (err as { name?: string }).name === 'NoSuchEntityException' || (err as { name?: string }).name === 'NoSuchEntity';
 
 export class IamAccessDriver implements Driver<S3AccessTarget, S3AccessObservation, S3AccessPlan, Applied> {
@@ -49,8 +48,9 @@ export class IamAccessDriver implements Driver<S3AccessTarget, S3AccessObservati
   }
 
   async observe(t: S3AccessTarget): Promise<S3AccessObservation> {
+    let roleArn: string | undefined;
     try {
-      await this.iam.send(new GetRoleCommand({ RoleName: t.role }));
+      roleArn = (await this.iam.send(new GetRoleCommand({ RoleName: t.role }))).Role?.Arn;
     } catch (err) {
       if (isNoSuchEntity(err)) return { roleExists: false, policy: undefined, otherPolicies: [] };
       throw err;
@@ -59,6 +59,7 @@ export class IamAccessDriver implements Driver<S3AccessTarget, S3AccessObservati
     const policy = inline.includes(t.policyName) ? await this.policyText(t.role, t.policyName) : undefined;
     return {
       roleExists: true,
+      roleArn,
       policy: policy === undefined ? undefined : parsePolicy(policy),
       otherPolicies: [...inline.filter((n) => n !== t.policyName), ...attached].sort(),
     };
@@ -122,25 +123,29 @@ export class IamAccessDriver implements Driver<S3AccessTarget, S3AccessObservati
     }
   }
 
-  private async inlinePolicyNames(role: string): Promise<string[]> {
-    const names: string[] = [];
-    let marker: string | undefined;
-    do {
-      const page = await this.iam.send(new ListRolePoliciesCommand({ RoleName: role, Marker: marker }));
-      names.push(...(page.PolicyNames ?? []));
-      marker = page.IsTruncated ? page.Marker : undefined;
-    } while (marker);
-    return names;
+  private inlinePolicyNames(role: string): Promise<string[]> {
+    return allPages(async (Marker) => {
+      const page = await this.iam.send(new ListRolePoliciesCommand({ RoleName: role, Marker }));
+      return { items: page.PolicyNames ?? [], next: page.IsTruncated ? page.Marker : undefined };
+    });
   }
 
-  private async attachedPolicyArns(role: string): Promise<string[]> {
-    const arns: string[] = [];
-    let marker: string | undefined;
-    do {
-      const page = await this.iam.send(new ListAttachedRolePoliciesCommand({ RoleName: role, Marker: marker }));
-      arns.push(...(page.AttachedPolicies ?? []).map((p) => p.PolicyArn ?? p.PolicyName ?? ''));
-      marker = page.IsTruncated ? page.Marker : undefined;
-    } while (marker);
-    return arns;
+  private attachedPolicyArns(role: string): Promise<string[]> {
+    return allPages(async (Marker) => {
+      const page = await this.iam.send(new ListAttachedRolePoliciesCommand({ RoleName: role, Marker }));
+      return { items: (page.AttachedPolicies ?? []).map((p) => p.PolicyArn ?? p.PolicyName ?? ''), next: page.IsTruncated ? page.Marker : undefined };
+    });
   }
+}
+
+/** Every item of an IAM listing, page after page (IAM pages by Marker). */
+async function allPages<T>(page: (marker: string | undefined) => Promise<{ items: T[]; next: string | undefined }>): Promise<T[]> {
+  const all: T[] = [];
+  let marker: string | undefined;
+  do {
+    const { items, next } = await page(marker);
+    all.push(...items);
+    marker = next;
+  } while (marker);
+  return all;
 }

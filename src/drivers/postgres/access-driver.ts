@@ -12,6 +12,7 @@ import { InsufficientPrivilege } from './checked.ts';
 import { accessStatements, diffStatements, observeRole, observeRoles, usageRoleDropStatements } from './grants.ts';
 import type pg from 'pg';
 import { prepared } from './prepared.ts';
+import { roleComment } from './roles.ts';
 import { withSession, type Statement } from './session.ts';
 import { WarehouseDriver } from './warehouse-driver.ts';
 
@@ -132,7 +133,7 @@ const DUPLICATE_OBJECT = '42710';
 /** The schema's usage role exists, is Steward's and has no member left; and whether it holds USAGE on the schema. */
 const USAGE_ROLE_UNUSED_SQL = `SELECT NOT EXISTS (SELECT 1 FROM pg_auth_members WHERE roleid = u.oid) AS unused,
        EXISTS (SELECT 1 FROM pg_namespace n, aclexplode(n.nspacl) a WHERE n.nspname = $3 AND a.grantee = u.oid) AS has_usage
-  FROM pg_roles u WHERE u.rolname = $1 AND shobj_description(u.oid, 'pg_authid') = $2`;
+  FROM pg_roles u WHERE u.rolname = $1 AND ${roleComment('u.oid')} = $2`;
 
 /** Which parts of an observation differ, for the retry's log line. */
 function changedFields(a: AccessObservation, b: AccessObservation): string {
