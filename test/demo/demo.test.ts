@@ -29,6 +29,10 @@ describe('make demo', () => {
       expect(out).toMatch(/churn-analysis\s+analytics_reader\s+analytics\/curated\.customer_sales\s+SELECT\s+\S+\s+True\s+\S+\s+Granted/);
       expect(out).toMatch(/raw-peek\s+.*False\s+\S+\s+PolicyDenied/);
       expect(out).toMatch(/customer-sales\s+curated\.customer_sales\s+2\s+analytics_reader\s+True/);
+      // The bucket verified, and the data scientist's read of analytics/ written as an IAM policy.
+      expect(out).toMatch(/company-curated\s+company-curated\s+us-east-1\s+AES256\s+true\s+True/);
+      expect(out).toMatch(/model-training\s+data-scientist\s+s3:\/\/company-curated\/analytics\/\s+read\s+\S+\s+True/);
+      expect(out).toContain('"Action":"s3:ListBucket","Resource":"arn:aws:s3:::company-curated","Condition":{"StringLike":{"s3:prefix":"analytics/*"}');
       // What alice and priya read.
       expect(out).toContain('"email":"al***@example.com","phone":"(***)***-1234"');
       expect(out).toMatch(/SELECT \* FROM raw\.customers\s+-> ERROR: permission denied/);

@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { randomBytes } from 'node:crypto';
 import { parse, stringify } from 'yaml';
+import { CreateRoleCommand, GetRolePolicyCommand, IAMClient } from '@aws-sdk/client-iam';
+import { CreateBucketCommand, PutBucketEncryptionCommand, PutBucketPolicyCommand, PutPublicAccessBlockCommand, S3Client } from '@aws-sdk/client-s3';
 import { REPO, loadStackEnv } from '../stack/env.ts';
 
 loadStackEnv();
@@ -92,6 +94,45 @@ async function seedWarehouse(): Promise<void> {
   );
 }
 
+// The guide's first milestone on S3: a bucket in moto (the stack's AWS) with default encryption and
+// a TLS-only policy, and the data scientist's IAM role, for deploy/examples' ObjectStore and s3 access.
+const BUCKET = 'company-curated';
+const DATA_SCIENTIST = 'data-scientist';
+const iam = new IAMClient({ region: 'us-east-1' });
+const s3 = new S3Client({ region: 'us-east-1', forcePathStyle: true });
+
+async function seedObjectStore(): Promise<void> {
+  const already = (e: unknown, name: string) => {
+    if ((e as { name?: string }).name !== name) throw e;
+  };
+  await s3.send(new CreateBucketCommand({ Bucket: BUCKET })).catch((e) => already(e, 'BucketAlreadyOwnedByYou'));
+  await s3.send(
+    new PutBucketEncryptionCommand({
+      Bucket: BUCKET,
+      ServerSideEncryptionConfiguration: { Rules: [{ ApplyServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
+    }),
+  );
+  const tlsOnly = {
+    Sid: 'TLSOnly',
+    Effect: 'Deny',
+    Principal: '*',
+    Action: 's3:*',
+    Resource: [`arn:aws:s3:::${BUCKET}`, `arn:aws:s3:::${BUCKET}/*`],
+    Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+  };
+  await s3.send(new PutBucketPolicyCommand({ Bucket: BUCKET, Policy: JSON.stringify({ Version: '2012-10-17', Statement: [tlsOnly] }) }));
+  await s3.send(
+    new PutPublicAccessBlockCommand({
+      Bucket: BUCKET,
+      PublicAccessBlockConfiguration: { BlockPublicAcls: true, IgnorePublicAcls: true, BlockPublicPolicy: true, RestrictPublicBuckets: true },
+    }),
+  );
+  const trust = { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Principal: { Service: 'sagemaker.amazonaws.com' }, Action: 'sts:AssumeRole' }] };
+  await iam
+    .send(new CreateRoleCommand({ RoleName: DATA_SCIENTIST, AssumeRolePolicyDocument: JSON.stringify(trust) }))
+    .catch((e) => already(e, 'EntityAlreadyExistsException'));
+}
+
 function applyExamples(): void {
   kubectl(['apply', '--server-side', '--force-conflicts', '-k', join(REPO, 'crds')]);
   quietKubectl(['wait', '--for=condition=Established', '--timeout=30s', 'crd', '-l', 'app.kubernetes.io/part-of=steward']);
@@ -109,7 +150,7 @@ function applyExamples(): void {
   wh.spec.postgres.host = 'localhost';
   wh.spec.postgres.port = Number(env.PGPORT);
   kubectl(['apply', '-f', '-'], stringify(wh));
-  for (const file of ['datasetaccess.yaml', 'datasetaccess-s3.yaml', 'maskedview.yaml', 'secretrotation.yaml', 'accessreview.yaml']) {
+  for (const file of ['objectstore.yaml', 'datasetaccess.yaml', 'datasetaccess-s3.yaml', 'maskedview.yaml', 'secretrotation.yaml', 'accessreview.yaml']) {
     kubectl(['apply', '-f', join(REPO, 'deploy/examples', file)]);
   }
   // A request the policy refuses: the analytics namespace may read curated, not raw.
@@ -183,6 +224,8 @@ async function waitForReady(kind: string, name: string, timeoutMs = 30_000): Pro
 
 say('Steward demo: seeding the mini project (raw.customers, raw.orders) into database "analytics"...');
 await seedWarehouse();
+say('Creating bucket company-curated (encrypted, TLS only) and IAM role data-scientist in moto...');
+await seedObjectStore();
 say('Applying the CRDs and deploy/examples (the Warehouse pointed at the local PostgreSQL)...');
 applyExamples();
 const steward = startSteward();
@@ -219,6 +262,20 @@ const granted = await waitForReason('dsa', 'analytics', 'churn-analysis', 'Grant
 await waitForReason('dsa', 'analytics', 'raw-peek', 'PolicyDenied');
 say('$ kubectl get dsa -n analytics -o wide   (one access granted, one denied by the Warehouse policy)');
 say(kubectl(['get', 'dsa', '-n', 'analytics', '-o', 'wide']).trimEnd());
+say();
+await waitForReason('dsa', 'analytics', 'model-training', 'Granted');
+say('$ kubectl get os   (the bucket, and what Steward verified on it)');
+say(kubectl(['get', 'os']).trimEnd());
+say();
+say(`The inline policy Steward wrote on IAM role ${DATA_SCIENTIST} for model-training (read analytics/, until its expiry):`);
+const written = await iam.send(new GetRolePolicyCommand({ RoleName: DATA_SCIENTIST, PolicyName: 'steward.analytics.model-training' })).catch(() => undefined);
+say(
+  written?.PolicyDocument
+    ? JSON.stringify(JSON.parse(decodeURIComponent(written.PolicyDocument)))
+        .replace(/\{"Sid"/g, '\n  {"Sid"')
+        .replace(/^/, '  ')
+    : '  (none yet: see the DatasetAccess conditions)',
+);
 say();
 say('$ kubectl get mv -n data-eng   (the masked view, built from the MaskedView example)');
 say(kubectl(['get', 'mv', '-n', 'data-eng']).trimEnd());
