@@ -14,6 +14,7 @@ import {
   planS3Access,
   principalMismatch,
   roleNameOf,
+  stewardRoleName,
 } from '../governance/s3-policy.ts';
 import { findCondition, isTrue } from '../runtime/conditions.ts';
 import { stalled, type Outcome, type ReconcileContext } from '../runtime/controller.ts';
@@ -45,7 +46,9 @@ async function connectStore(
   bucket: string,
   nothing: string,
   mustBeReady = true,
-): Promise<{ store: ObjectStore; driver: IamAccessDriver; sinks: AuditSink[]; scrub: (m: string) => string } | { outcome: Outcome }> {
+): Promise<
+  { store: ObjectStore; driver: IamAccessDriver; sinks: AuditSink[]; scrub: (m: string) => string; identity: () => Promise<string> } | { outcome: Outcome }
+> {
   const claims = deps.objectStores(bucket);
   // Two ObjectStores naming one bucket would make its policy whichever the cache lists first.
   if (claims.length > 1) {
@@ -73,7 +76,7 @@ async function connectStore(
   const table = store.spec.auditWarehouse ? await deps.auditTable(store.spec.auditWarehouse) : undefined;
   const { IamAccessDriver } = await import('../drivers/aws/iam-access-driver.ts');
   const sinks = table ? [table] : [];
-  return { store, driver: new IamAccessDriver(clients.iam, sinks), sinks, scrub: clients.scrub };
+  return { store, driver: new IamAccessDriver(clients.iam, sinks), sinks, scrub: clients.scrub, identity: clients.identity };
 }
 
 export function s3AccessReconciler(deps: S3AccessDeps) {
@@ -83,18 +86,21 @@ export function s3AccessReconciler(deps: S3AccessDeps) {
     const trail = deps.audit.scope({ request_id: ctx.requestId, kind: 'DatasetAccess', namespace, name: dsa.metadata.name });
     const connected = await connectStore(deps, s3.bucket, 'nothing granted');
     if ('outcome' in connected) return { ...connected.outcome, status: shown };
-    const { store, driver, sinks, scrub } = connected;
+    const { store, driver, sinks, scrub, identity } = connected;
     const target = s3Target(dsa);
     const status = { ...shown, iamPolicy: target.policyName };
     const wasDenied = findCondition(dsa.status?.conditions, 'Ready')?.reason === 'PolicyDenied';
     try {
-      const decision = evaluateStorePolicy(store.spec.accessPolicy, {
+      let decision = evaluateStorePolicy(store.spec.accessPolicy, {
         namespace: { name: namespace, labels: deps.namespaceLabels(namespace) ?? {} },
         prefix: s3.prefix,
         access: s3.access ?? 'read',
         principal: dsa.spec.principal.iamRole!,
       });
       const observed = await driver.observe(target);
+      if (stewardRoleName(await identity()) === target.role) {
+        decision = { allowed: false, message: `IAM role ${target.role} is Steward's own identity: it is never grantable, whatever the accessPolicy says` };
+      }
       const mismatch = principalMismatch(dsa.spec.principal.iamRole!, observed);
       if (mismatch) {
         // Fail closed: what Steward wrote on the role of that name before (when the spec named it) goes.

@@ -5,8 +5,9 @@
 // calls, the read-back that proves a change took, and the audit records written with the change.
 //
 // PostgreSQL implements it for DatasetAccess (drivers/postgres/access-driver.ts) and for MaskedView
-// (drivers/postgres/view-driver.ts); test/unit/reconcilers.test.ts implements it in memory. How an
-// IAM role policy and a Secrets Manager secret fit is in docs/architecture.md.
+// (drivers/postgres/view-driver.ts), AWS IAM for DatasetAccess on S3 (drivers/aws/iam-access-driver.ts);
+// test/unit/reconcilers.test.ts implements it in memory. How a Secrets Manager secret will fit is in
+// docs/architecture.md.
 import type { AuditScope, ScopedInput } from '../audit/sink.ts';
 
 /**

@@ -246,3 +246,15 @@ export function principalMismatch(named: string, o: S3AccessObservation): string
   if (!named.startsWith('arn:') || !o.roleArn || o.roleArn === named) return undefined;
   return `the spec names IAM role ${named}, but the role of that name in Steward's account is ${o.roleArn}; Steward writes policies only on roles of its own account`;
 }
+
+/**
+ * The IAM role Steward itself runs as, from its caller identity (arn:aws:sts::123456789012:assumed-role/NAME/session,
+ * or an IAM role ARN); undefined for a user. Never grantable: a policy there would widen Steward's own
+ * access, and count against the quota of the role that holds Steward's own permissions.
+ */
+export function stewardRoleName(callerArn: string): string | undefined {
+  const assumed = /^arn:aws[a-z-]*:sts::\d{12}:assumed-role\/([^/]+)\//.exec(callerArn);
+  if (assumed) return assumed[1];
+  const role = /^arn:aws[a-z-]*:iam::\d{12}:role\/(?:[^/]+\/)*([^/]+)$/.exec(callerArn);
+  return role?.[1];
+}

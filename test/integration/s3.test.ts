@@ -2,6 +2,7 @@
 // moto stores IAM policies and ignores their conditions, so what a policy allows is proven with a
 // real IAM evaluator (@cloud-copilot/iam-simulate) over the policy IAM holds, not by moto.
 import { CreateRoleCommand, GetRolePolicyCommand, IAMClient, ListRolePoliciesCommand, PutRolePolicyCommand } from '@aws-sdk/client-iam';
+import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
 import { CreateBucketCommand, PutBucketEncryptionCommand, PutBucketPolicyCommand, PutPublicAccessBlockCommand, S3Client } from '@aws-sdk/client-s3';
 import { runSimulation } from '@cloud-copilot/iam-simulate';
 import { spawnSync } from 'node:child_process';
@@ -38,6 +39,10 @@ const NS = `s3-${id}`;
 const BUCKET = `curated-${id}`;
 const ROLE = `data-scientist-${id}`;
 const STORE = `store-${id}`;
+/** The IAM role Steward's credentials are for, in the test that hands it assumed-role credentials. */
+const STEWARD_ROLE = `steward-${id}`;
+/** Secret values handed to Steward along the way: none may appear in a log, event or status. */
+const secretsSeen: string[] = [];
 /** The Warehouse whose audit table keeps the ObjectStore's records (spec.auditWarehouse). */
 const AUDIT_WH = `audit-${id}`;
 const AUDIT_DB = `s3audit_${id}`;
@@ -62,7 +67,7 @@ spec:
     - namespaces: {matchLabels: {steward.dev/tenant: analytics-${id}}}
       prefixes: [analytics/]
       access: [read]
-      principals: [${ROLE}]
+      principals: [${ROLE}, ${STEWARD_ROLE}]
       maxDuration: 2160h
 `;
 
@@ -141,7 +146,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const name of ['churn', 'raw', 'soon', 'elsewhere', 'dup']) await kube.delete(DATASET_ACCESS_TYPE, name, NS).catch(() => undefined);
+  for (const name of ['churn', 'raw', 'soon', 'elsewhere', 'dup', 'itself']) await kube.delete(DATASET_ACCESS_TYPE, name, NS).catch(() => undefined);
   await waitFor('accesses gone', async () => (await kube.list(DATASET_ACCESS_TYPE, { namespace: NS })).items.length === 0, 30_000).catch(() => undefined);
   await kube.delete(OBJECT_STORE_TYPE, STORE).catch(() => undefined);
   await kube.delete(OBJECT_STORE_TYPE, `${STORE}-twin`).catch(() => undefined);
@@ -263,6 +268,24 @@ describe('DatasetAccess on S3', () => {
     expect(denied.stdout).not.toContain('"Statement"');
   });
 
+  it("Steward's own IAM role is never grantable, whatever the accessPolicy says", async () => {
+    // Steward's credentials become those of a role it assumed (as with IRSA): GetCallerIdentity says so.
+    const trust = { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Principal: { AWS: 'arn:aws:iam::123456789012:root' }, Action: 'sts:AssumeRole' }] };
+    await iam.send(new CreateRoleCommand({ RoleName: STEWARD_ROLE, AssumeRolePolicyDocument: JSON.stringify(trust) }));
+    const assumed = await new STSClient({ region: 'us-east-1' }).send(
+      new AssumeRoleCommand({ RoleArn: `arn:aws:iam::123456789012:role/${STEWARD_ROLE}`, RoleSessionName: 'steward' }),
+    );
+    const c = assumed.Credentials!;
+    secretsSeen.push(c.SecretAccessKey!, c.SessionToken!);
+    await putSecret('steward-system', `${STORE}-aws`, { accessKeyId: c.AccessKeyId!, secretAccessKey: c.SecretAccessKey!, sessionToken: c.SessionToken! });
+    const writes = await awsWrites();
+    apply(accessYaml('itself').replace(`iamRole: ${ROLE}`, `iamRole: ${STEWARD_ROLE}`));
+    const refused = await waitForCondition(DATASET_ACCESS_TYPE, 'itself', NS, 'Ready', 'False', 'PolicyDenied', 30_000);
+    expect(condition(refused, 'Ready')?.message).toContain(`IAM role ${STEWARD_ROLE} is Steward's own identity: it is never grantable`);
+    expect((await iam.send(new ListRolePoliciesCommand({ RoleName: STEWARD_ROLE }))).PolicyNames).toEqual([]);
+    expect(await awsWrites()).toBe(writes);
+  });
+
   it("an ARN of another account naming a role of the same name gets nothing: Steward's account's role is not that role", async () => {
     const writes = await awsWrites();
     apply(accessYaml('elsewhere').replace(`iamRole: ${ROLE}`, `iamRole: arn:aws:iam::999999999999:role/${ROLE}`));
@@ -350,7 +373,10 @@ describe('DatasetAccess on S3', () => {
     expect(await policyNames()).not.toContain(inlinePolicyName(NS, 'churn'));
     expect(await policyNames()).toContain('team-policy');
     const statuses = JSON.stringify([...(await kube.list(DATASET_ACCESS_TYPE, { namespace: NS })).items, await kube.get(OBJECT_STORE_TYPE, STORE)]);
-    for (const text of [...earlierLogs, steward.logs(), await allEventsText(), statuses]) expect(text).not.toContain(SECRET_KEY);
+    for (const text of [...earlierLogs, steward.logs(), await allEventsText(), statuses]) {
+      for (const secret of [SECRET_KEY, ...secretsSeen]) expect(text).not.toContain(secret);
+    }
+    expect(secretsSeen).toHaveLength(2);
     expect(earlierLogs.join('').length).toBeGreaterThan(1000);
   });
 });

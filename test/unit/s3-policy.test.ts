@@ -10,6 +10,7 @@ import {
   evaluateStorePolicy,
   inlinePolicyName,
   principalMismatch,
+  stewardRoleName,
   normalizePolicy,
   parsePolicy,
   policySize,
@@ -264,5 +265,17 @@ describe('what the reconcilers judge from IAM and S3', () => {
     expect(deniesInsecureTransport({ ...tlsOnly, Resource: `arn:aws:s3:::${BUCKET}/*` }, BUCKET)).toBe(false);
     expect(deniesInsecureTransport({ ...tlsOnly, Resource: ['arn:aws:s3:::other', 'arn:aws:s3:::other/*'] }, BUCKET)).toBe(false);
     expect(deniesInsecureTransport({ ...tlsOnly, Condition: { Bool: { 'aws:SecureTransport': 'true' } } }, BUCKET)).toBe(false);
+  });
+});
+
+describe("Steward's own identity", () => {
+  it.each([
+    ['arn:aws:sts::123456789012:assumed-role/steward-operator/botocore-session-1', 'steward-operator'],
+    ['arn:aws:iam::123456789012:role/ops/steward-operator', 'steward-operator'],
+    ['arn:aws-cn:sts::123456789012:assumed-role/steward/s', 'steward'],
+    ['arn:aws:sts::123456789012:user/moto', undefined],
+    ['arn:aws:iam::123456789012:user/steward', undefined],
+  ])('%s -> %s', (arn, role) => {
+    expect(stewardRoleName(arn)).toBe(role);
   });
 });

@@ -25,6 +25,9 @@ export interface StoreClients {
   s3: S3Client;
   /** The message with the ObjectStore's secret values taken out. */
   scrub(message: string): string;
+  /** Who Steward is with these credentials (STS GetCallerIdentity, asked once): its own role is never grantable. */
+  identity(): Promise<string>;
+  destroy(): void;
 }
 
 const IAM_REGION: Record<string, string> = { aws: 'us-east-1', 'aws-cn': 'cn-north-1', 'aws-us-gov': 'us-gov-west-1' };
@@ -66,11 +69,16 @@ export class ObjectStoreConnections {
       .digest('hex');
     const known = this.built.get(store.metadata.name);
     if (known?.fingerprint === fingerprint) return known.clients;
-    const [{ IAMClient }, { S3Client }] = await Promise.all([import('@aws-sdk/client-iam'), import('@aws-sdk/client-s3')]);
+    const [{ IAMClient }, { S3Client }, { STSClient, GetCallerIdentityCommand }] = await Promise.all([
+      import('@aws-sdk/client-iam'),
+      import('@aws-sdk/client-s3'),
+      import('@aws-sdk/client-sts'),
+    ]);
     const common = { ...(endpoint ? { endpoint } : {}), ...(credentials ? { credentials } : {}), maxAttempts: 3 };
     // IAM is global, signed for its partition's home region (an S3-compatible store serves both on its endpoint).
     const iam = new IAMClient({ ...common, region: IAM_REGION[partitionOf(region)] ?? 'us-east-1' });
     const s3 = new S3Client({ ...common, region, forcePathStyle: Boolean(endpoint) });
+    const sts = new STSClient({ ...common, region });
     const counting = (service: 'iam' | 's3') => (next: (args: unknown) => Promise<unknown>, context: { commandName?: string }) => (args: unknown) => {
       this.onCall(service, String(context.commandName ?? 'unknown').replace(/Command$/, ''));
       return next(args);
@@ -80,21 +88,31 @@ export class ObjectStoreConnections {
     (iam.middlewareStack.add as unknown as Add).call(iam.middlewareStack, counting('iam'), { step: 'initialize', name: 'stewardCallCounter' });
     (s3.middlewareStack.add as unknown as Add).call(s3.middlewareStack, counting('s3'), { step: 'initialize', name: 'stewardCallCounter' });
     const secretValues = credentials ? [credentials.secretAccessKey, credentials.sessionToken, credentials.accessKeyId].filter((v): v is string => !!v) : [];
+    let identity: Promise<string> | undefined;
     const clients: StoreClients = {
       iam,
       s3,
       scrub: (message) => secretValues.reduce((m, v) => m.split(v).join('[redacted]'), message),
+      identity: () => {
+        identity ??= sts.send(new GetCallerIdentityCommand({})).then((r) => r.Arn ?? '');
+        // A failure is not remembered: the next reconcile asks again.
+        identity.catch(() => (identity = undefined));
+        return identity;
+      },
+      destroy: () => {
+        iam.destroy();
+        s3.destroy();
+        sts.destroy();
+      },
     };
-    known?.clients.iam.destroy();
-    known?.clients.s3.destroy();
+    known?.clients.destroy();
     this.built.set(store.metadata.name, { fingerprint, clients });
     return clients;
   }
 
   forget(name: string): void {
     const known = this.built.get(name);
-    known?.clients.iam.destroy();
-    known?.clients.s3.destroy();
+    known?.clients.destroy();
     this.built.delete(name);
   }
 }
