@@ -204,7 +204,7 @@ async function planS3(
       clusterProblem = (e as Error).message;
     }
   }
-  if (!stores || stores.length !== 1) {
+  if (stores?.length !== 1) {
     const why = !stores
       ? `cannot read the ObjectStores${clusterProblem ? ` (${clusterProblem})` : ''}`
       : stores.length === 0
