@@ -9,6 +9,7 @@ import {
   Identifier,
   ObjectName,
   Schedule,
+  Duration,
   statusWith,
   READY_COLUMN,
   AGE_COLUMN,
@@ -41,6 +42,11 @@ export const SecretRotationSpec = Type.Object({
     { ...cel({ rule: 'has(self.kubernetesSecret) || has(self.awsSecretsManager)', message: 'name at least one target' }) },
   ),
   password: Type.Optional(Type.Object({ length: Type.Integer({ minimum: 16, maximum: 128, default: 32 }) })),
+  gracePeriod: Type.Optional(
+    Duration(
+      'alternating: how long the login published before a rotation keeps working after it (default 10m: longer than a kubelet sync plus its Secret cache, so a mounted file has the new credential first). Then it gets an unknown password and its sessions end.',
+    ),
+  ),
 });
 
 export const SecretRotationStatus = statusWith(
@@ -49,6 +55,21 @@ export const SecretRotationStatus = statusWith(
     nextRotationAt: Type.Optional(Type.String({ format: 'date-time' })),
     activeLogin: Type.Optional(Type.String({ description: 'The login currently published to the targets.' })),
     lastRequestedAt: Type.Optional(Type.String({ description: 'The last on-demand request served.' })),
+    previousLogin: Type.Optional(Type.String({ description: 'alternating: the login published before, valid until retireAt.' })),
+    retireAt: Type.Optional(Type.String({ format: 'date-time', description: 'When previousLogin gets an unknown password and its sessions end.' })),
+    lastRotationId: Type.Optional(Type.String({ description: 'The id of the last rotation that finished (its audit records carry it as request_id).' })),
+    rotation: Type.Optional(
+      Type.Object(
+        {
+          id: Type.String(),
+          login: Type.String(),
+          startedAt: Type.String({ format: 'date-time' }),
+          attempts: Type.Integer({ minimum: 0 }),
+          lastError: Type.Optional(Type.String()),
+        },
+        { description: 'A rotation under way (or failing): resumed with the same id after a restart.' },
+      ),
+    ),
   },
   'When the password last rotated and when it rotates next.',
 );

@@ -37,6 +37,9 @@ import { WarehouseConnections } from '../drivers/postgres/connector.ts';
 import { WAREHOUSE_TYPE, warehouseReconciler, warehousesUsingSecret } from './warehouse.ts';
 import type { ObjectStore } from '../api/objectstore.ts';
 import { ObjectStoreConnections } from '../drivers/aws/clients.ts';
+import type { SecretRotation } from '../api/secretrotation.ts';
+import { OwnedSecrets } from '../drivers/kubernetes/owned-secret.ts';
+import { SECRET_ROTATION_TYPE, rotationsOfWarehouse, secretRotationReconciler } from './secretrotation.ts';
 import { OBJECT_STORE_TYPE, accessesOfStore, objectStoreReconciler, storesOfBucket, storesUsingSecret } from './objectstore.ts';
 
 export interface ManagerOptions {
@@ -177,6 +180,27 @@ export class Manager {
       concurrency: opts.concurrency,
     });
     this.controllers.push(views as unknown as Controller<KubeObject>);
+
+    const rotations: Controller<SecretRotation> = new Controller<SecretRotation>({
+      name: 'secretrotation',
+      type: SECRET_ROTATION_TYPE,
+      client,
+      logger,
+      metrics,
+      events,
+      reconcile: secretRotationReconciler({
+        connections: this.connections,
+        warehouse,
+        audit,
+        namespaceLabels,
+        secrets: new OwnedSecrets(client),
+        rotations: () => rotations.informer.list(),
+      }),
+      watches: [{ informer: warehouses.informer as unknown as Informer<KubeObject>, map: rotationsOfWarehouse(() => rotations.informer.list()) }],
+      resyncMs: opts.resyncMs,
+      concurrency: 2,
+    });
+    this.controllers.push(rotations as unknown as Controller<KubeObject>);
   }
 
   get ready(): boolean {

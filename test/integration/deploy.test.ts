@@ -83,8 +83,9 @@ describe('RBAC', () => {
   });
 
   it.each([
-    ['create', 'secrets', '-A'],
-    ['update', 'secrets', '-A'],
+    // A SecretRotation's own Secrets are created, updated and deleted (ownership checked in code); nothing more.
+    ['patch', 'secrets', '-A'],
+    ['deletecollection', 'secrets', '-A'],
     ['delete', 'warehouses.steward.dev', ''],
     ['create', 'datasetaccesses.steward.dev', '-A'],
     ['get', 'pods', '-A'],

@@ -19,12 +19,15 @@ import {
 } from './connection.ts';
 import { PostgresAccessDriver, type AccessDriver } from './access-driver.ts';
 import { PostgresViewDriver, type ViewDriver } from './view-driver.ts';
+import { PostgresLoginDriver } from './login-driver.ts';
 import { DelayedAuditTable, ensureAuditTable } from './audit-table.ts';
 
 /** What a reconciler may do in one Warehouse: the drivers of its targets, its audit table, its secrets kept out of messages. */
 export interface WarehouseDrivers {
   access: AccessDriver;
   views: ViewDriver;
+  /** The logins a SecretRotation changes, tested over this Warehouse's TLS settings. */
+  logins: PostgresLoginDriver;
   /** The Warehouse's append-only audit table, for records outside a driver's transaction. */
   auditTable: AuditSink;
   /** The message with every secret of the Warehouse's connection taken out. */
@@ -159,6 +162,7 @@ export class WarehouseConnections {
       drivers = {
         access: new PostgresAccessDriver(pool, wh.metadata.name),
         views: new PostgresViewDriver(pool, wh.metadata.name),
+        logins: new PostgresLoginDriver(pool, wh.metadata.name, settings),
         auditTable: this.auditTable(wh.metadata.name),
         scrub: (message) => scrub(message, settings),
       };
