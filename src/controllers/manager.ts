@@ -39,6 +39,7 @@ import type { ObjectStore } from '../api/objectstore.ts';
 import { ObjectStoreConnections } from '../drivers/aws/clients.ts';
 import type { SecretRotation } from '../api/secretrotation.ts';
 import { OwnedSecrets } from '../drivers/kubernetes/owned-secret.ts';
+import { SecretsManagerTarget } from '../drivers/aws/secrets-manager.ts';
 import { SECRET_ROTATION_TYPE, rotationsOfWarehouse, secretRotationReconciler } from './secretrotation.ts';
 import { OBJECT_STORE_TYPE, accessesOfStore, objectStoreReconciler, storesOfBucket, storesUsingSecret } from './objectstore.ts';
 
@@ -195,6 +196,7 @@ export class Manager {
         namespaceLabels,
         secrets: new OwnedSecrets(client),
         rotations: () => rotations.informer.list(),
+        awsSecrets: new SecretsManagerTarget((operation) => metrics.awsCalls.inc({ service: 'secretsmanager', operation })),
       }),
       watches: [{ informer: warehouses.informer as unknown as Informer<KubeObject>, map: rotationsOfWarehouse(() => rotations.informer.list()) }],
       resyncMs: opts.resyncMs,

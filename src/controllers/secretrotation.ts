@@ -24,6 +24,7 @@ import {
 } from '../governance/rotation.ts';
 import { type OwnedSecrets, SecretNotOwned, type SecretOwner } from '../drivers/kubernetes/owned-secret.ts';
 import type { PostgresLoginDriver } from '../drivers/postgres/login-driver.ts';
+import { AwsSecretNotOwned, type PostgresSecretValue, type SecretsManagerTarget } from '../drivers/aws/secrets-manager.ts';
 import { generatePassword } from '../drivers/postgres/scram.ts';
 import { StaleObservation, stalled, type Outcome, type ReconcileContext } from '../runtime/controller.ts';
 import { parseDuration } from '../runtime/duration.ts';
@@ -41,6 +42,8 @@ export interface SecretRotationDeps extends WarehouseDeps {
   namespaceLabels: (name: string) => Record<string, string> | undefined;
   /** Every SecretRotation, to find two that rotate the same login. */
   rotations: () => SecretRotation[];
+  /** The awsSecretsManager target; without it such a target is refused as unsupported. */
+  awsSecrets?: SecretsManagerTarget;
 }
 
 /** The Secret that holds a rotation under way: never a target, never consumed. */
@@ -74,12 +77,17 @@ function credentialData(endpoint: ReturnType<PostgresLoginDriver['endpoint']>, l
   return { username: login, password, host, port: String(port), database, sslmode: sslMode, uri };
 }
 
+/** The Secrets Manager value, in the shape of AWS's own PostgreSQL rotation. */
+function awsSecretValue(endpoint: ReturnType<PostgresLoginDriver['endpoint']>, login: string, password: string): PostgresSecretValue {
+  return { engine: 'postgres', host: endpoint.host, port: endpoint.port, username: login, password, dbname: endpoint.database };
+}
+
 export function secretRotationReconciler(deps: SecretRotationDeps) {
   return async function reconcileSecretRotation(sr: SecretRotation, ctx: ReconcileContext): Promise<Outcome> {
     const { namespace, name } = { namespace: sr.metadata.namespace!, name: sr.metadata.name };
     const { role, strategy = 'alternating', targets } = sr.spec;
     const shown = { role, strategy };
-    if (targets.awsSecretsManager) {
+    if (targets.awsSecretsManager && !deps.awsSecrets) {
       return stalled(
         'UnsupportedTarget',
         'the awsSecretsManager target is not implemented yet in this release; nothing was rotated (remove it to rotate into the Kubernetes Secret alone)',
@@ -116,7 +124,10 @@ export function secretRotationReconciler(deps: SecretRotationDeps) {
       );
 
     const owner = ownerOf(sr);
-    const secretName = targets.kubernetesSecret!.name;
+    const secretName = targets.kubernetesSecret?.name;
+    const aws =
+      targets.awsSecretsManager && deps.awsSecrets ? { ...targets.awsSecretsManager, target: deps.awsSecrets, owner: `${namespace}/${name}` } : undefined;
+    const where = [secretName && `Secret ${secretName}`, aws && `AWS secret ${aws.secretId}`].filter(Boolean).join(' and ');
     const pendingName = pendingSecretName(name);
     const trail = deps.audit.scope({ request_id: ctx.requestId, kind: 'SecretRotation', namespace, name });
     const status = sr.status ?? {};
@@ -124,8 +135,14 @@ export function secretRotationReconciler(deps: SecretRotationDeps) {
     let published: Record<string, string> | undefined;
     try {
       pendingData = await deps.secrets.read(namespace, pendingName, owner);
-      published = await deps.secrets.read(namespace, secretName, owner);
+      if (aws) await aws.target.checkOwned(aws.region, aws.secretId, aws.owner);
+      if (secretName) published = await deps.secrets.read(namespace, secretName, owner);
+      else if (aws) {
+        const current = await aws.target.current(aws.region, aws.secretId);
+        published = current && { username: current.username, password: current.password };
+      }
     } catch (err) {
+      if (err instanceof AwsSecretNotOwned) return stalled('SecretNotOwned', `${err.message}; nothing was rotated`, 'Rotate');
       if (err instanceof SecretNotOwned)
         return stalled(
           'SecretNotOwned',
@@ -188,7 +205,7 @@ export function secretRotationReconciler(deps: SecretRotationDeps) {
       return {
         state: 'Ready',
         reason: 'Rotated',
-        message: `${status.activeLogin} is published to Secret ${secretName}; next rotation at ${next.toISOString()}`,
+        message: `${status.activeLogin} is published to ${where}; next rotation at ${next.toISOString()}`,
         status: { ...fields, nextRotationAt: next.toISOString() },
         events,
         requeueAfterMs: Math.max(1, wake),
@@ -221,6 +238,10 @@ export function secretRotationReconciler(deps: SecretRotationDeps) {
     try {
       if (!pendingData) {
         await deps.secrets.write(namespace, pendingName, owner, { ...pending });
+      }
+      const awsValue = aws && awsSecretValue(logins.endpoint(), pending.login, pending.password);
+      if (aws) await aws.target.stagePending(aws.region, aws.secretId, aws.owner, pending.rotationId, awsValue!);
+      if (!pendingData) {
         await rotationTrail.record(
           { action: 'rotation.start', resource: `${wh.metadata.name}/role:${pending.login}`, outcome: 'success', details: { reason: why, strategy } },
           drivers.auditTable,
@@ -235,13 +256,14 @@ export function secretRotationReconciler(deps: SecretRotationDeps) {
       }
       if (!test.ok) throw new Error(`the new password of ${pending.login} did not log in (${test.failure}: ${test.message}); nothing was published`);
       // 4. finish: publish, then status says it is done (the pending Secret goes at the next reconcile).
-      await deps.secrets.write(namespace, secretName, owner, credentialData(logins.endpoint(), pending.login, pending.password));
+      if (secretName) await deps.secrets.write(namespace, secretName, owner, credentialData(logins.endpoint(), pending.login, pending.password));
+      if (aws) await aws.target.promote(aws.region, aws.secretId, pending.rotationId, awsValue!);
       await rotationTrail.record(
         {
           action: 'rotation.finish',
           resource: `${wh.metadata.name}/role:${pending.login}`,
           outcome: 'success',
-          details: { secret: `${namespace}/${secretName}`, previous: status.activeLogin ?? null },
+          details: { targets: where, previous: status.activeLogin ?? null },
         },
         drivers.auditTable,
       );
@@ -262,13 +284,13 @@ export function secretRotationReconciler(deps: SecretRotationDeps) {
     events.push({
       type: 'Normal',
       reason: 'Rotated',
-      note: `rotated ${pending.login} (${why ?? 'resumed'}) and published it to Secret ${secretName}${previous ? `; ${previous} stays valid for ${sr.spec.gracePeriod ?? DEFAULT_GRACE_PERIOD}` : ''}`,
+      note: `rotated ${pending.login} (${why ?? 'resumed'}) and published it to ${where}${previous ? `; ${previous} stays valid for ${sr.spec.gracePeriod ?? DEFAULT_GRACE_PERIOD}` : ''}`,
       action: 'Rotate',
     });
     return {
       state: 'Ready',
       reason: 'Rotated',
-      message: `${pending.login} is published to Secret ${secretName}`,
+      message: `${pending.login} is published to ${where}`,
       status: {
         ...fields,
         activeLogin: pending.login,

@@ -7,6 +7,13 @@ import { mkdtempSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import {
+  CreateSecretCommand,
+  DescribeSecretCommand,
+  GetSecretValueCommand,
+  ListSecretVersionIdsCommand,
+  SecretsManagerClient,
+} from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SECRET_ROTATION_TYPE, pendingSecretName } from '../../src/controllers/secretrotation.ts';
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
@@ -78,7 +85,7 @@ async function logsIn(user: string, password: string): Promise<true | string> {
   }
 }
 
-function rotation(name: string, o: { role: string; strategy?: string; secret?: string; grace?: string; every?: string }): string {
+function rotation(name: string, o: { role: string; strategy?: string; secret?: string; grace?: string; every?: string; aws?: string }): string {
   return `
 apiVersion: steward.dev/v1alpha1
 kind: SecretRotation
@@ -90,7 +97,7 @@ spec:
   schedule: {every: ${o.every ?? '720h'}}
   targets:
     kubernetesSecret: {name: ${o.secret ?? `${name}-credentials`}}
-  gracePeriod: ${o.grace ?? '2s'}
+${o.aws ? `    awsSecretsManager: {secretId: ${o.aws}, region: us-east-1}\n` : ''}  gracePeriod: ${o.grace ?? '2s'}
 `;
 }
 
@@ -379,6 +386,61 @@ describe('SecretRotation, single', () => {
     console.log(`single: ${result.failures} of ${result.queries} queries failed across 3 rotations (the projection syncs every 300 ms)`);
     expect(result.queries).toBeGreaterThan(20);
     expect(result.failures).toBeLessThan(result.queries);
+  });
+});
+
+describe('SecretRotation into AWS Secrets Manager (moto)', () => {
+  const sm = new SecretsManagerClient({ region: 'us-east-1' });
+  const SECRET_ID = `steward-test/${id}/etl`;
+  const versions = async (secretId: string) =>
+    (await sm.send(new ListSecretVersionIdsCommand({ SecretId: secretId, IncludeDeprecated: true }))).Versions!.map(
+      (v) => [v.VersionId!, v.VersionStages ?? []] as const,
+    );
+  const awsCurrent = async (secretId: string) =>
+    JSON.parse((await sm.send(new GetSecretValueCommand({ SecretId: secretId, VersionStage: 'AWSCURRENT' }))).SecretString!);
+
+  it('the Kubernetes Secret and AWSCURRENT hold the same tested credential after each rotation, with exactly one version per rotation', async () => {
+    const role = `etl_aws_${id}`;
+    await asSuperuser((c) => c.query(`CREATE ROLE ${role} LOGIN PASSWORD '${INITIAL_PW}'`));
+    apply(rotation('aws', { role, aws: SECRET_ID }));
+    await waitForCondition(SECRET_ROTATION_TYPE, 'aws', NS, 'Ready', 'True', 'Rotated');
+    const rotationIds: string[] = [(await get('aws')).status!.lastRotationId as string];
+    for (let i = 0; i < 3; i++) rotationIds.push((await forceRotation('aws')).lastRotationId as string);
+    const k8s = await published('aws-credentials');
+    const current = await awsCurrent(SECRET_ID);
+    generated.add(current.password);
+    expect(current).toEqual({
+      engine: 'postgres',
+      host: 'localhost',
+      port: Number(process.env.PGPORT),
+      username: k8s.username,
+      password: k8s.password,
+      dbname: DB,
+    });
+    expect(await logsIn(current.username, current.password)).toBe(true);
+    const seen = await versions(SECRET_ID);
+    // Every version is a rotation's (its id), one each; the last is AWSCURRENT, the one before AWSPREVIOUS, none AWSPENDING.
+    expect(seen.map(([v]) => v).sort()).toEqual([...rotationIds].sort());
+    expect(Object.fromEntries(seen)[rotationIds.at(-1)!]).toEqual(['AWSCURRENT']);
+    expect(Object.fromEntries(seen)[rotationIds.at(-2)!]).toEqual(['AWSPREVIOUS']);
+    expect(seen.flatMap(([, stages]) => stages)).not.toContain('AWSPENDING');
+    const tags = (await sm.send(new DescribeSecretCommand({ SecretId: SECRET_ID }))).Tags;
+    expect(tags).toContainEqual({ Key: 'steward.dev/owner', Value: `${NS}/aws` });
+  });
+
+  it('an existing AWS secret not tagged as its own is refused, and left as it was', async () => {
+    const secretId = `steward-test/${id}/someone-elses`;
+    await sm.send(new CreateSecretCommand({ Name: secretId, SecretString: '{"password":"theirs"}' }));
+    const role = `etl_untagged_${id}`;
+    await asSuperuser((c) => c.query(`CREATE ROLE ${role} LOGIN PASSWORD '${INITIAL_PW}'`));
+    apply(rotation('untagged', { role, aws: secretId }));
+    const obj = await waitForCondition(SECRET_ROTATION_TYPE, 'untagged', NS, 'Stalled', 'True', 'SecretNotOwned');
+    expect(condition(obj, 'Ready')?.message).toMatch(/tag-resource/);
+    expect(await awsCurrent(secretId)).toEqual({ password: 'theirs' });
+    expect(await versions(secretId)).toHaveLength(1);
+    expect(await logsIn(role, INITIAL_PW)).toBe(true);
+    await expect(kube.get(SECRET_TYPE, 'untagged-credentials', NS)).rejects.toThrow();
+    await kube.delete(SECRET_ROTATION_TYPE, 'untagged', NS);
   });
 });
 
