@@ -163,7 +163,10 @@ export function secretRotationReconciler(deps: SecretRotationDeps) {
     }
 
     // Retire the login published before, once its grace period is over.
-    const retireAt = status.retireAt ? Date.parse(status.retireAt) : undefined;
+    // From the grace period as the spec says it now: shortening it takes effect at once.
+    const retireAt =
+      status.previousLogin && status.lastRotatedAt ? Date.parse(status.lastRotatedAt) + grace : status.retireAt ? Date.parse(status.retireAt) : undefined;
+    if (status.previousLogin && retireAt !== undefined) fields.retireAt = new Date(retireAt).toISOString();
     if (status.previousLogin && retireAt !== undefined && retireAt <= now.getTime() && !pendingData) {
       const ended = await logins.retire(status.previousLogin, trail, status.lastRotationId ?? ctx.requestId);
       events.push({
@@ -217,7 +220,7 @@ export function secretRotationReconciler(deps: SecretRotationDeps) {
       return {
         state: 'Progressing',
         reason: 'GracePeriod',
-        message: `a rotation is due (${why}) and waits until ${status.retireAt}, when ${status.previousLogin}'s grace period ends: its password is still in use`,
+        message: `a rotation is due (${why}) and waits until ${fields.retireAt}, when ${status.previousLogin}'s grace period ends: its password is still in use`,
         status: fields,
         events,
         requeueAfterMs: Math.max(1, retireAt! - Date.now()),

@@ -40,6 +40,9 @@ describe('make demo', () => {
       // Lineage, the policy gate, the audit trail.
       expect(out).toMatch(/gross_revenue\s+<- raw\.orders\.quantity \* raw\.orders\.unit_price/);
       expect(out).toMatch(/policy: DENIED: namespace analytics may not request schema raw[\s\S]*\(exit 1\)/);
+      // SecretRotation: three rotations under a running pipeline, not one failed query.
+      expect(out).toMatch(/pipeline: \d{2,} queries, 0 failed, as (etl_service|stw_alt_etl_service_\w+) and (etl_service|stw_alt_etl_service_\w+)/);
+      expect(out).toMatch(/etl-db\s+etl_service\s+alternating\s+\S+\s+\S+\s+True/);
       expect(out).toMatch(/The audit trail[^\n]*\n\s+\d{4}-\d\d-\d\dT\S+ [0-9a-f-]{36} steward@\S+ [a-z_.]+ \S+ (success|denied)\n/);
     }
   });

@@ -10,6 +10,7 @@ import { parse, stringify } from 'yaml';
 import { CreateRoleCommand, GetRolePolicyCommand, IAMClient } from '@aws-sdk/client-iam';
 import { CreateBucketCommand, PutBucketEncryptionCommand, PutBucketPolicyCommand, PutPublicAccessBlockCommand, S3Client } from '@aws-sdk/client-s3';
 import { REPO, loadStackEnv } from '../stack/env.ts';
+import { Pipeline, SecretProjection, type PipelineResult } from '../stack/pipeline.ts';
 
 loadStackEnv();
 const stackDir = process.env.STEWARD_STACK_DIR ?? join(REPO, '.stack');
@@ -90,6 +91,9 @@ async function seedWarehouse(): Promise<void> {
     GRANT USAGE ON SCHEMA raw TO ${STEWARD_LOGIN} WITH GRANT OPTION;
     GRANT SELECT, INSERT ON raw.customers, raw.orders TO ${STEWARD_LOGIN} WITH GRANT OPTION;
     GRANT USAGE, CREATE ON SCHEMA curated TO ${STEWARD_LOGIN} WITH GRANT OPTION;
+    -- docs/secretrotation.md: end a retired login's sessions; keep ALTER ROLE ... PASSWORD out of the log.
+    GRANT pg_signal_backend TO ${STEWARD_LOGIN};
+    GRANT SET ON PARAMETER log_statement TO ${STEWARD_LOGIN};
   `,
   );
 }
@@ -149,12 +153,37 @@ function applyExamples(): void {
   const wh = parse(readFileSync(join(REPO, 'deploy/examples/warehouse.yaml'), 'utf8'));
   wh.spec.postgres.host = 'localhost';
   wh.spec.postgres.port = Number(env.PGPORT);
+  // The platform lets the pipelines namespace rotate etl_service's password (SecretRotation example).
+  wh.spec.accessPolicy.push({ namespaces: { matchNames: ['pipelines'] }, schemas: ['curated'], principals: ['etl_service'] });
   kubectl(['apply', '-f', '-'], stringify(wh));
   for (const file of ['objectstore.yaml', 'datasetaccess.yaml', 'datasetaccess-s3.yaml', 'maskedview.yaml', 'secretrotation.yaml', 'accessreview.yaml']) {
     kubectl(['apply', '-f', join(REPO, 'deploy/examples', file)]);
   }
   // A request the policy refuses: the analytics namespace may read curated, not raw.
   kubectl(['apply', '-f', join(REPO, 'test/demo/datasetaccess-denied.yaml')]);
+}
+
+/** Three forced rotations of the SecretRotation example while examples/pipeline runs on its mounted Secret. */
+async function rotateWhilePipelineRuns(): Promise<PipelineResult> {
+  kubectl(['patch', 'sr', '-n', 'pipelines', 'etl-db', '--type', 'merge', '-p', '{"spec":{"gracePeriod":"3s"}}']);
+  const read = async () => {
+    const s = JSON.parse(kubectl(['get', 'secret', '-n', 'pipelines', 'etl-db-credentials', '-o', 'json']));
+    return { data: s.data as Record<string, string>, resourceVersion: s.metadata.resourceVersion as string };
+  };
+  const mount = new SecretProjection(read);
+  await mount.sync();
+  mount.start(300);
+  const pipeline = new Pipeline(mount.dir, 'SELECT current_user');
+  const lastId = () => quietKubectl(['get', 'sr', '-n', 'pipelines', 'etl-db', '-o', 'jsonpath={.status.lastRotationId}']).stdout.trim();
+  for (let i = 0; i < 3; i++) {
+    const before = lastId();
+    kubectl(['annotate', 'sr', '-n', 'pipelines', 'etl-db', `steward.dev/rotate-requested-at=${new Date().toISOString()}`, '--overwrite']);
+    for (const deadline = Date.now() + 30_000; lastId() === before && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 200));
+  }
+  await new Promise((r) => setTimeout(r, 1_000));
+  const result = await pipeline.stop();
+  mount.stop();
+  return result;
 }
 
 /** What a demo login (alice: analytics_reader; priya: also pii_reader) reads. */
@@ -310,6 +339,15 @@ say(
 );
 say(`  (exit ${plan.status})`);
 say();
+const rotated = await waitForReason('sr', 'pipelines', 'etl-db', 'Rotated', 60_000);
+say('SecretRotation etl-db: a pipeline (examples/pipeline) queries every 100 ms as etl_service, reading the');
+say('mounted Secret etl-db-credentials at every connection, while Steward rotates it three times');
+say('(gracePeriod shortened to 3s for the demo; the default is 10m):');
+const rotation = await rotateWhilePipelineRuns();
+say(`  pipeline: ${rotation.queries} queries, ${rotation.failures} failed, as ${rotation.logins.join(' and ')}`);
+say('$ kubectl get sr -n pipelines');
+say(kubectl(['get', 'sr', '-n', 'pipelines']).trimEnd());
+say();
 say('$ kubectl get steward -A   (every Steward object; kinds without a controller yet show no READY)');
 say(kubectl(['get', 'steward', '-A']).trimEnd());
 say();
@@ -323,4 +361,4 @@ say('  psql -d analytics -c "table steward.audit_log"');
 say('  kubectl describe dsa -n analytics churn-analysis');
 say('  kubectl get configmap -n data-eng customer-sales-lineage -o jsonpath={.data.lineage\\.json}');
 say('  make stack-down                       # stops Steward and the stack');
-process.exit(ready && granted && viewReady ? 0 : 1);
+process.exit(ready && granted && viewReady && rotated && rotation.failures === 0 ? 0 : 1);

@@ -2,9 +2,7 @@
 // rotations, reading its credentials the way a pod reads a mounted Secret (a kubelet-like projection
 // of the Secret into files, with the ..data link swap); every retired password is proven not to log in;
 // and every password Steward generated is searched for in every place it must never be.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import {
@@ -15,6 +13,7 @@ import {
   SecretsManagerClient,
 } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Pipeline, SecretProjection } from '../stack/pipeline.ts';
 import { SECRET_ROTATION_TYPE, pendingSecretName } from '../../src/controllers/secretrotation.ts';
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
 import { alternateLoginName } from '../../src/governance/rotation.ts';
@@ -119,64 +118,12 @@ async function forceRotation(name: string): Promise<Record<string, unknown>> {
   return obj.status!;
 }
 
-/** What a kubelet does with a Secret volume: the keys as files under a timestamped directory, swapped in at once through ..data. */
-class SecretProjection {
-  readonly dir = mkdtempSync(join(tmpdir(), 'steward-mount-'));
-  private timer: NodeJS.Timeout | undefined;
-  private n = 0;
-  private version = '';
-  private readonly secret: string;
-  constructor(secret: string) {
-    this.secret = secret;
-  }
-
-  async sync(): Promise<void> {
-    const s = await kube.get<{ data: Record<string, string>; metadata: { resourceVersion: string } }>(SECRET_TYPE, this.secret, NS).catch(() => undefined);
-    if (!s || s.metadata.resourceVersion === this.version) return;
-    const next = join(this.dir, `..${++this.n}`);
-    mkdirSync(next);
-    for (const [k, v] of Object.entries(s.data)) {
-      writeFileSync(join(next, k), Buffer.from(v, 'base64'));
-      symlinkSync(join('..data', k), join(this.dir, `${k}.tmp`));
-      renameSync(join(this.dir, `${k}.tmp`), join(this.dir, k));
-    }
-    symlinkSync(`..${this.n}`, join(this.dir, '..data.tmp'));
-    renameSync(join(this.dir, '..data.tmp'), join(this.dir, '..data'));
-    this.version = s.metadata.resourceVersion;
-  }
-
-  /** Syncs every periodMs, as the kubelet does at its sync period. */
-  start(periodMs: number): void {
-    this.timer = setInterval(() => void this.sync().catch(() => undefined), periodMs);
-  }
-  stop(): void {
-    clearInterval(this.timer);
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-}
-
-/** examples/pipeline, run as a pod would run it: a query every 100 ms through the mounted credentials. */
-class Pipeline {
-  private readonly child: ChildProcess;
-  private out = '';
-  constructor(dir: string) {
-    this.child = spawn(process.execPath, [join(REPO, 'examples/pipeline/pipeline.mjs')], {
-      env: { ...process.env, CREDENTIALS_DIR: dir, INTERVAL_MS: '100', QUERY: 'SELECT count(*) FROM app.events' },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    this.child.stdout!.on('data', (d: Buffer) => {
-      this.out += d.toString();
-    });
-  }
-  async stop(): Promise<{ queries: number; failures: number; logins: string[]; lines: string[] }> {
-    const exited = new Promise((r) => this.child.on('exit', r));
-    this.child.kill('SIGTERM');
-    await exited;
-    const lines = this.out.split('\n').filter(Boolean);
-    const summary = JSON.parse(lines.find((l) => l.includes('"summary"'))!).summary;
-    return { ...summary, lines: lines.filter((l) => l.includes('"failure"')) };
-  }
-}
+/** The Secret as the kubelet would read it, for SecretProjection. */
+const secretOf = (name: string) => async () => {
+  const s = await kube.get<{ data: Record<string, string>; metadata: { resourceVersion: string } }>(SECRET_TYPE, name, NS);
+  return { data: s.data, resourceVersion: s.metadata.resourceVersion };
+};
+const QUERY = 'SELECT count(*) FROM app.events';
 
 beforeAll(async () => {
   await withPg((c) => c.query(`CREATE DATABASE ${DB}`));
@@ -237,11 +184,11 @@ describe('SecretRotation, alternating', () => {
     // After the grace period the role's old password no longer logs in.
     await waitFor('the initial password retired', async () => (await logsIn(ETL, INITIAL_PW)) !== true, 20_000);
 
-    const mount = new SecretProjection('etl-credentials');
+    const mount = new SecretProjection(secretOf('etl-credentials'));
     await mount.sync();
     // Faster than a kubelet (a minute): the grace period of this test is 2 s.
     mount.start(300);
-    const pipeline = new Pipeline(mount.dir);
+    const pipeline = new Pipeline(mount.dir, QUERY);
     const seen: string[] = [];
     try {
       for (let i = 0; i < 20; i++) {
@@ -360,15 +307,50 @@ describe('SecretRotation, alternating', () => {
   });
 });
 
+describe('SecretRotation, a rotation that fails', () => {
+  it('leaves the published credential working, is retried with the same id, Stalls after repeated failure, and finishes once the cause is gone', async () => {
+    await waitFor('no grace period', async () => (await get('etl')).status?.previousLogin === undefined, 20_000);
+    const before = await published('etl-credentials');
+    const next = before.username === ETL ? alternateLoginName(ETL) : ETL;
+    // The login the rotation changes cannot log in, whatever its password.
+    await withPg((c) => c.query(`ALTER ROLE ${next} CONNECTION LIMIT 0`));
+    try {
+      await kube.patch(
+        SECRET_ROTATION_TYPE,
+        'etl',
+        NS,
+        { metadata: { annotations: { 'steward.dev/rotate-requested-at': new Date().toISOString() } } },
+        'merge',
+      );
+      const stalledObj = await waitForCondition(SECRET_ROTATION_TYPE, 'etl', NS, 'Stalled', 'True', 'RotationFailed');
+      expect(condition(stalledObj, 'Ready')?.message).toMatch(/did not log in .*nothing was published.*published credential is unchanged/);
+      const rotation = stalledObj.status!.rotation as { id: string; attempts: number; login: string };
+      expect(rotation).toMatchObject({ login: next });
+      expect(rotation.attempts).toBeGreaterThanOrEqual(5);
+      expect(await published('etl-credentials')).toEqual(before);
+      expect(await logsIn(before.username, before.password)).toBe(true);
+      await withPg((c) => c.query(`ALTER ROLE ${next} CONNECTION LIMIT -1`));
+      const done = await waitFor('the same rotation finished', async () => {
+        const o = await get('etl');
+        return o.status?.lastRotationId === rotation.id ? o : undefined;
+      });
+      expect(done.status?.rotation).toBeUndefined();
+      expect((await published('etl-credentials')).username).toBe(next);
+    } finally {
+      await withPg((c) => c.query(`ALTER ROLE ${next} CONNECTION LIMIT -1`));
+    }
+  });
+});
+
 describe('SecretRotation, single', () => {
   it('changes the password in place: the new one works, the old one does not, and the failure window is measured', async () => {
     apply(rotation('solo', { role: SOLO, strategy: 'single' }));
     await waitForCondition(SECRET_ROTATION_TYPE, 'solo', NS, 'Ready', 'True', 'Rotated');
     expect(await logsIn(SOLO, INITIAL_PW)).toMatch(/password authentication failed/);
-    const mount = new SecretProjection('solo-credentials');
+    const mount = new SecretProjection(secretOf('solo-credentials'));
     await mount.sync();
     mount.start(300);
-    const pipeline = new Pipeline(mount.dir);
+    const pipeline = new Pipeline(mount.dir, QUERY);
     const old = await published('solo-credentials');
     for (let i = 0; i < 3; i++) {
       // A second of queries between rotations, so each rotation's window is seen.
