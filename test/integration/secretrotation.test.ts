@@ -19,7 +19,6 @@ import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
 import { alternateLoginName } from '../../src/governance/rotation.ts';
 import { SECRET_TYPE } from '../../src/runtime/secrets.ts';
 import {
-  REPO,
   Steward,
   allEventsText,
   apply,
