@@ -442,11 +442,17 @@ describe('SecretRotation refuses', () => {
   it('a login that is a member of a superuser role, even though the policy names it', async () => {
     const role = `etl_admin_${id}`;
     await asSuperuser((c) => c.query(`CREATE ROLE ${role} LOGIN PASSWORD '${INITIAL_PW}' IN ROLE ${process.env.PGUSER}`));
-    apply(rotation('admin', { role }));
-    const obj = await waitForCondition(SECRET_ROTATION_TYPE, 'admin', NS, 'Stalled', 'True', 'PolicyDenied');
-    expect(condition(obj, 'Ready')?.message).toMatch(/member of/);
-    expect(await logsIn(role, INITIAL_PW)).toBe(true);
-    await kube.delete(SECRET_ROTATION_TYPE, 'admin', NS);
+    try {
+      apply(rotation('admin', { role }));
+      const obj = await waitForCondition(SECRET_ROTATION_TYPE, 'admin', NS, 'Stalled', 'True', 'PolicyDenied');
+      expect(condition(obj, 'Ready')?.message).toMatch(/member of/);
+      expect(await logsIn(role, INITIAL_PW)).toBe(true);
+      await kube.delete(SECRET_ROTATION_TYPE, 'admin', NS);
+    } finally {
+      // Roles are cluster-wide: a login that can act as the superuser left behind would (rightly)
+      // make every later MaskedView in a superuser-owned schema refuse to build.
+      await asSuperuser((c) => c.query(`DROP ROLE ${role}`));
+    }
   });
 
   it('a second SecretRotation of a login already rotated', async () => {
