@@ -8,6 +8,7 @@ import { runtimeBench } from './runtime.ts';
 import { convergenceBench, expiryBench } from './datasetaccess.ts';
 import { maskedViewBench } from './maskedview.ts';
 import { scaleBench } from './scale.ts';
+import { secretRotationBench } from './secretrotation.ts';
 import { maskedViewInstructions, valgrindAvailable } from './maskedview-instructions.ts';
 
 // What the integration tests start from (the stack's env, the CRDs, steward-system for the
@@ -42,6 +43,22 @@ const benches: [string, () => Promise<void>][] = [
       console.log(`  floor (API deletes + the same SQL directly): ${r.floor.deleteMs.toFixed(0)} ms`);
       console.log(`  through Steward (finalizers):                ${r.steward.deleteMs.toFixed(0)} ms`);
       console.log(`  ratio: ${(r.steward.deleteMs / r.floor.deleteMs).toFixed(2)}x the floor (target: within 2x)`);
+    },
+  ],
+  [
+    'secretrotation',
+    async () => {
+      const rotations = Number(process.env.BENCH_ROTATIONS ?? 100);
+      const r = await secretRotationBench(rotations);
+      console.log(`SecretRotation: ${rotations} forced rotations per strategy, examples/pipeline querying every 100 ms through the mounted Secret`);
+      console.log(`  floor (the same Secret writes, ALTER ROLE, test login and status patch, directly): ${r.floorMs.toFixed(0)} ms`);
+      for (const strategy of ['alternating', 'single'] as const) {
+        const s = r[strategy];
+        console.log(
+          `  ${strategy.padEnd(11)}: ${s.rotationMs.toFixed(0)} ms per rotation, ${(s.rotationMs / r.floorMs).toFixed(2)}x the floor; ` +
+            `pipeline: ${s.pipeline.failures} of ${s.pipeline.queries} queries failed`,
+        );
+      }
     },
   ],
   [
