@@ -2,6 +2,7 @@
 // rotations, reading its credentials the way a pod reads a mounted Secret (a kubelet-like projection
 // of the Secret into files, with the ..data link swap); every retired password is proven not to log in;
 // and every password Steward generated is searched for in every place it must never be.
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -17,6 +18,7 @@ import { Pipeline, SecretProjection } from '../stack/pipeline.ts';
 import { SECRET_ROTATION_TYPE, pendingSecretName } from '../../src/controllers/secretrotation.ts';
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
 import { alternateLoginName } from '../../src/governance/rotation.ts';
+import { generatePassword } from '../../src/drivers/postgres/scram.ts';
 import { SECRET_TYPE } from '../../src/runtime/secrets.ts';
 import {
   Steward,
@@ -272,9 +274,10 @@ describe('SecretRotation, alternating', () => {
     const sr = await get('etl');
     const status = sr.status!;
     // What a kill after step 1 (pending) leaves: the pending Secret, nothing set, nothing published.
-    const rotationId = '7d3f4a52-0c1e-4b9a-9f1e-2a6c5b8d9e01';
+    const rotationId = randomUUID();
     const login = status.activeLogin === ETL ? alternateLoginName(ETL) : ETL;
-    const password = 'Resume0Resume0Resume0Resume0Resu';
+    // Made at run time, and added to the scan below like every password Steward generated.
+    const password = generatePassword(32);
     generated.add(password);
     await kube.create(SECRET_TYPE, {
       apiVersion: 'v1',
