@@ -52,6 +52,8 @@ export class StaleObservation extends Error {}
 
 /** How many objects one read ahead covers: 10,000 accesses are read in four queries. */
 const READ_AHEAD_CHUNK = 2_500;
+/** How long a reconcile waits for the watch to bring our own status write (it takes milliseconds). */
+const OWN_WRITE_WAIT_MS = 2_000;
 
 export interface ReconcileContext {
   requestId: string;
@@ -112,6 +114,11 @@ export class Controller<T extends KubeObject> {
   private resyncTimer: NodeJS.Timeout | undefined;
   /** The same failure of many objects is logged once per cause per interval. */
   private readonly quiet = new LogOncePer();
+  /**
+   * Our last status write per key, until the watch brings it: a reconcile run on the version before
+   * it would act on a status that is no longer true (start again what it just finished).
+   */
+  private readonly ownWrites = new Map<string, { resourceVersion: string; at: number }>();
 
   constructor(opts: ControllerOptions<T>) {
     this.opts = opts;
@@ -120,6 +127,8 @@ export class Controller<T extends KubeObject> {
     this.queue = new WorkQueue({ metrics: opts.metrics.queue(opts.name) });
     this.informer = new Informer<T>(opts.client, opts.type, { logger: opts.logger, namespace: opts.namespace, labelSelector: opts.labelSelector });
     this.informer.onEvent((type, obj, old) => {
+      const key = objectKey(obj);
+      if (type === 'delete' || this.ownWrites.get(key)?.resourceVersion === obj.metadata.resourceVersion) this.ownWrites.delete(key);
       if (!this.running) return; // the initial list is enqueued by start(), in startupOrder
       if (type === 'update' && old && !needsReconcile(old, obj)) return;
       this.queue.add(objectKey(obj));
@@ -219,6 +228,14 @@ export class Controller<T extends KubeObject> {
       this.opts.forget?.(key);
       return;
     }
+    // The cache is older than our own last status write: again shortly, once the watch has it (or,
+    // should its event never come as such, after a relist, once OWN_WRITE_WAIT_MS is over).
+    const own = this.ownWrites.get(key);
+    if (own && own.resourceVersion !== obj.metadata.resourceVersion && Date.now() - own.at < OWN_WRITE_WAIT_MS) {
+      this.queue.addAfter(key, 20);
+      return;
+    }
+    this.ownWrites.delete(key);
     const requestId = randomUUID();
     const { namespace, name } = splitKey(key);
     const ctx: ReconcileContext = {
@@ -308,7 +325,9 @@ export class Controller<T extends KubeObject> {
     // Ready outcome reports (drift corrected) is something that happened now, and always goes out.
     if (!unchanged || outcome.state === 'Ready') for (const event of outcome.events ?? []) void this.opts.events.emit(obj, event);
     if (unchanged) return;
-    await this.opts.client.patch(this.opts.type, obj.metadata.name, obj.metadata.namespace, { status: desired }, 'merge', 'status');
+    const written = await this.opts.client.patch<KubeObject>(this.opts.type, obj.metadata.name, obj.metadata.namespace, { status: desired }, 'merge', 'status');
+    const resourceVersion = written?.metadata?.resourceVersion;
+    if (resourceVersion) this.ownWrites.set(objectKey(obj), { resourceVersion, at: Date.now() });
   }
 }
 
