@@ -1,6 +1,6 @@
 // Builds every controller with its dependencies and starts/stops them together.
 import type { Logger } from 'pino';
-import type { KubeClient, KubeObject } from '../runtime/kube.ts';
+import { splitKey, type KubeClient, type KubeObject } from '../runtime/kube.ts';
 import { Controller } from '../runtime/controller.ts';
 import { Informer } from '../runtime/informer.ts';
 import { EventRecorder } from '../runtime/events.ts';
@@ -66,10 +66,11 @@ export class Manager {
     const { client, logger, metrics } = opts;
     const secrets = new Informer<KubeObject>(client, SECRET_TYPE, { logger, metadataOnly: true });
     // Secret values are read again only when the watch sees a new resourceVersion: an idle resync costs no GET.
+    const secretVersion = (namespace: string, name: string) => secrets.get(`${namespace}/${name}`)?.metadata.resourceVersion;
     this.connections = new WarehouseConnections(
       client,
       10,
-      (namespace, name) => secrets.get(`${namespace}/${name}`)?.metadata.resourceVersion,
+      secretVersion,
       // A Warehouse whose health session ended is checked again now, not at its next resync.
       (name) => warehouses.queue.add(name),
     );
@@ -92,11 +93,7 @@ export class Manager {
     this.controllers.push(warehouses as unknown as Controller<KubeObject>);
 
     const namespaces = new Informer<KubeObject>(client, NAMESPACE_TYPE, { logger });
-    this.stores = new ObjectStoreConnections(
-      client,
-      (namespace, name) => secrets.get(`${namespace}/${name}`)?.metadata.resourceVersion,
-      (service, operation) => metrics.awsCalls.inc({ service, operation }),
-    );
+    this.stores = new ObjectStoreConnections(client, secretVersion, (service, operation) => metrics.awsCalls.inc({ service, operation }));
     const stores: Controller<ObjectStore> = new Controller<ObjectStore>({
       name: 'objectstore',
       type: OBJECT_STORE_TYPE,
@@ -182,6 +179,8 @@ export class Manager {
     });
     this.controllers.push(views as unknown as Controller<KubeObject>);
 
+    // The SecretRotation's own Secrets, read again only when the watch sees them change.
+    const ownedSecrets = new OwnedSecrets(client, secretVersion);
     const rotations: Controller<SecretRotation> = new Controller<SecretRotation>({
       name: 'secretrotation',
       type: SECRET_ROTATION_TYPE,
@@ -194,11 +193,15 @@ export class Manager {
         warehouse,
         audit,
         namespaceLabels,
-        secrets: new OwnedSecrets(client),
+        secrets: ownedSecrets,
         rotations: () => rotations.informer.list(),
         awsSecrets: new SecretsManagerTarget((operation) => metrics.awsCalls.inc({ service: 'secretsmanager', operation })),
       }),
       watches: [{ informer: warehouses.informer as unknown as Informer<KubeObject>, map: rotationsOfWarehouse(() => rotations.informer.list()) }],
+      forget: (key) => {
+        const { namespace, name } = splitKey(key);
+        ownedSecrets.forgetOwner(namespace!, name);
+      },
       resyncMs: opts.resyncMs,
       concurrency: 2,
     });
