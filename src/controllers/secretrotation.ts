@@ -27,6 +27,7 @@ import type { PostgresLoginDriver } from '../drivers/postgres/login-driver.ts';
 import { AwsSecretNotOwned, type PostgresSecretValue, type SecretsManagerTarget } from '../drivers/aws/secrets-manager.ts';
 import { generatePassword } from '../drivers/postgres/scram.ts';
 import { StaleObservation, stalled, type Outcome, type ReconcileContext } from '../runtime/controller.ts';
+import { crashPoint } from '../runtime/crash-point.ts';
 import { parseDuration } from '../runtime/duration.ts';
 import type { KubeObject, ResourceType } from '../runtime/kube.ts';
 import { connectWarehouse, type WarehouseDeps } from './warehouse-preamble.ts';
@@ -82,11 +83,22 @@ function awsSecretValue(endpoint: ReturnType<PostgresLoginDriver['endpoint']>, l
   return { engine: 'postgres', host: endpoint.host, port: endpoint.port, username: login, password, dbname: endpoint.database };
 }
 
+/** A target that is not this SecretRotation's own: Stalled, saying how to resolve it. */
+function notOwnedRefusal(err: unknown): Outcome | undefined {
+  if (err instanceof AwsSecretNotOwned) return stalled('SecretNotOwned', `${err.message}; nothing was rotated`, 'Rotate');
+  if (err instanceof SecretNotOwned)
+    return stalled(
+      'SecretNotOwned',
+      `${err.message}: Steward never overwrites a Secret it does not own. Delete it, or name another target; nothing was rotated`,
+      'Rotate',
+    );
+  return undefined;
+}
+
 export function secretRotationReconciler(deps: SecretRotationDeps) {
   return async function reconcileSecretRotation(sr: SecretRotation, ctx: ReconcileContext): Promise<Outcome> {
     const { namespace, name } = { namespace: sr.metadata.namespace!, name: sr.metadata.name };
     const { role, strategy = 'alternating', targets } = sr.spec;
-    const shown = { role, strategy };
     if (targets.awsSecretsManager && !deps.awsSecrets) {
       return stalled(
         'UnsupportedTarget',
@@ -135,25 +147,22 @@ export function secretRotationReconciler(deps: SecretRotationDeps) {
     let published: Record<string, string> | undefined;
     try {
       pendingData = await deps.secrets.read(namespace, pendingName, owner);
-      if (aws) await aws.target.checkOwned(aws.region, aws.secretId, aws.owner);
       if (secretName) published = await deps.secrets.read(namespace, secretName, owner);
       else if (aws) {
+        await aws.target.checkOwned(aws.region, aws.secretId, aws.owner);
         const current = await aws.target.current(aws.region, aws.secretId);
         published = current && { username: current.username, password: current.password };
       }
     } catch (err) {
-      if (err instanceof AwsSecretNotOwned) return stalled('SecretNotOwned', `${err.message}; nothing was rotated`, 'Rotate');
-      if (err instanceof SecretNotOwned)
-        return stalled(
-          'SecretNotOwned',
-          `${err.message}: Steward never overwrites a Secret it does not own. Delete it, or name another target; nothing was rotated`,
-          'Rotate',
-        );
+      const refusal = notOwnedRefusal(err);
+      if (refusal) return refusal;
       throw err;
     }
     const now = ctx.now;
     const grace = parseDuration(sr.spec.gracePeriod ?? DEFAULT_GRACE_PERIOD);
-    const fields: Record<string, unknown> = { ...shown };
+    // Only fields the status schema has: the API server prunes any other, and a field written and
+    // pruned at every resync would be an API write per SecretRotation per resync.
+    const fields: Record<string, unknown> = {};
     const events: NonNullable<Outcome['events']> = [];
 
     // A rotation that finished (status names it) leaves its pending Secret behind until now.
@@ -236,8 +245,19 @@ export function secretRotationReconciler(deps: SecretRotationDeps) {
           password: generatePassword(sr.spec.password?.length ?? 32),
           startedAt: now.toISOString(),
         };
+    // The AWS secret's tag is checked when there is something to write (an idle resync asks AWS nothing).
+    if (aws && secretName) {
+      try {
+        await aws.target.checkOwned(aws.region, aws.secretId, aws.owner);
+      } catch (err) {
+        const refusal = notOwnedRefusal(err);
+        if (refusal) return { ...refusal, events };
+        throw err;
+      }
+    }
     const rotationTrail = deps.audit.scope({ request_id: pending.rotationId, kind: 'SecretRotation', namespace, name });
     const attempts = status.rotation?.id === pending.rotationId ? status.rotation.attempts : 0;
+    const key = `${namespace}/${name}`;
     try {
       if (!pendingData) {
         await deps.secrets.write(namespace, pendingName, owner, { ...pending });
@@ -250,14 +270,17 @@ export function secretRotationReconciler(deps: SecretRotationDeps) {
           drivers.auditTable,
         );
       }
+      crashPoint('secretrotation.pending', key);
       // 2. set (unless the password already logs in: the step ran before a crash), 3. test.
       if (pending.login === alternate) await logins.ensureAlternate(role, alternate, comment, facts, rotationTrail);
       let test = await logins.test(pending.login, pending.password);
       if (!test.ok) {
         await logins.setPassword(pending.login, pending.password, rotationTrail, pending.rotationId);
+        crashPoint('secretrotation.set', key);
         test = await logins.test(pending.login, pending.password);
       }
       if (!test.ok) throw new Error(`the new password of ${pending.login} did not log in (${test.failure}: ${test.message}); nothing was published`);
+      crashPoint('secretrotation.test', key);
       // 4. finish: publish, then status says it is done (the pending Secret goes at the next reconcile).
       if (secretName) await deps.secrets.write(namespace, secretName, owner, credentialData(logins.endpoint(), pending.login, pending.password));
       if (aws) await aws.target.promote(aws.region, aws.secretId, pending.rotationId, awsValue!);
@@ -270,6 +293,7 @@ export function secretRotationReconciler(deps: SecretRotationDeps) {
         },
         drivers.auditTable,
       );
+      crashPoint('secretrotation.finish', key);
     } catch (err) {
       if (err instanceof StaleObservation) throw err;
       const message = drivers.scrub((err instanceof Error ? err.message : String(err)).split(pending.password).join('[REDACTED]'));

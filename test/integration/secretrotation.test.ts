@@ -85,7 +85,7 @@ async function logsIn(user: string, password: string): Promise<true | string> {
   }
 }
 
-function rotation(name: string, o: { role: string; strategy?: string; secret?: string; grace?: string; every?: string; aws?: string }): string {
+function rotation(name: string, o: { role: string; strategy?: string; secret?: string; grace?: string; every?: string; cron?: string; aws?: string }): string {
   return `
 apiVersion: steward.dev/v1alpha1
 kind: SecretRotation
@@ -94,7 +94,7 @@ spec:
   warehouse: ${WH}
   role: ${o.role}
   strategy: ${o.strategy ?? 'alternating'}
-  schedule: {every: ${o.every ?? '720h'}}
+  schedule: ${o.cron ? `{cron: "${o.cron}"}` : `{every: ${o.every ?? '720h'}}`}
   targets:
     kubernetesSecret: {name: ${o.secret ?? `${name}-credentials`}}
 ${o.aws ? `    awsSecretsManager: {secretId: ${o.aws}, region: us-east-1}\n` : ''}  gracePeriod: ${o.grace ?? '2s'}
@@ -425,6 +425,163 @@ describe('SecretRotation into AWS Secrets Manager (moto)', () => {
     expect(await logsIn(role, INITIAL_PW)).toBe(true);
     await expect(kube.get(SECRET_TYPE, 'untagged-credentials', NS)).rejects.toThrow();
     await kube.delete(SECRET_ROTATION_TYPE, 'untagged', NS);
+  });
+});
+
+describe('SecretRotation on a cron schedule', () => {
+  it('rotates at the next match of the expression, on its own, and says when in status', async () => {
+    const role = `etl_cron_${id}`;
+    await asSuperuser((c) => c.query(`CREATE ROLE ${role} LOGIN PASSWORD '${INITIAL_PW}'`));
+    apply(rotation('cron', { role, cron: '* * * * *', grace: '1s' }));
+    const first = (await waitForCondition(SECRET_ROTATION_TYPE, 'cron', NS, 'Ready', 'True', 'Rotated')).status!;
+    const next = Date.parse(first.nextRotationAt as string);
+    // Every minute: the next whole minute after the first rotation.
+    expect(next).toBe(Math.floor(Date.parse(first.lastRotatedAt as string) / 60_000) * 60_000 + 60_000);
+    const second = await waitFor(
+      'the scheduled rotation',
+      async () => {
+        const o = await get('cron');
+        return o.status?.lastRotationId !== first.lastRotationId && o.status?.lastRotationId ? o.status : undefined;
+      },
+      75_000,
+    );
+    expect(Date.parse(second.lastRotatedAt as string)).toBeGreaterThanOrEqual(next);
+    expect(second.lastRequestedAt ?? null).toBeNull(); // nobody asked: the schedule did
+    const now = await published('cron-credentials');
+    expect(await logsIn(now.username, now.password)).toBe(true);
+    const started = await asSuperuser((c) =>
+      c.query(`SELECT details->>'reason' AS reason FROM steward.audit_log WHERE request_id = $1 AND action = 'rotation.start'`, [second.lastRotationId]),
+    );
+    expect(started.rows).toEqual([{ reason: 'scheduled' }]);
+    await kube.delete(SECRET_ROTATION_TYPE, 'cron', NS);
+  });
+});
+
+describe('SecretRotation killed (SIGKILL) once right after each of its four steps', () => {
+  const sm = new SecretsManagerClient({ region: 'us-east-1' });
+  const SECRET_ID = `steward-test/${id}/crash`;
+  const role = `etl_crash_${id}`;
+  const rotationIds: string[] = [];
+  const awsCurrent = async () => JSON.parse((await sm.send(new GetSecretValueCommand({ SecretId: SECRET_ID, VersionStage: 'AWSCURRENT' }))).SecretString!);
+  const audited = async (rotationId: string) =>
+    (await asSuperuser((c) => c.query(`SELECT action FROM steward.audit_log WHERE request_id = $1 ORDER BY id`, [rotationId]))).rows.map(
+      (r) => r.action as string,
+    );
+
+  beforeAll(async () => {
+    await asSuperuser((c) => c.query(`CREATE ROLE ${role} LOGIN PASSWORD '${INITIAL_PW}'`));
+    apply(rotation('crash', { role, aws: SECRET_ID }));
+    await waitForCondition(SECRET_ROTATION_TYPE, 'crash', NS, 'Ready', 'True', 'Rotated');
+    rotationIds.push((await get('crash')).status!.lastRotationId as string);
+  });
+
+  it.each(['pending', 'set', 'test', 'finish'])(
+    'after %s: the same rotation resumes, nothing untested is published, one version per rotation',
+    async (step) => {
+      await waitFor('no grace period', async () => (await get('crash')).status?.previousLogin === undefined, 20_000);
+      await steward.stop();
+      earlierLogs.push(steward.logs());
+      const before = await published('crash-credentials');
+      const lastBefore = (await get('crash')).status!.lastRotationId;
+      const crashing = Steward.start({ args: ['--resync', '3s'], env: { STEWARD_CRASH_AT: `secretrotation.${step}@${NS}/crash` } });
+      steward = crashing;
+      await kube.patch(
+        SECRET_ROTATION_TYPE,
+        'crash',
+        NS,
+        { metadata: { annotations: { 'steward.dev/rotate-requested-at': new Date().toISOString() } } },
+        'merge',
+      );
+      const exit = await Promise.race([crashing.waitForExit(), new Promise((r) => setTimeout(() => r('still running'), 30_000))]);
+      expect(exit, 'Steward killed itself at the crash point').toBe(-1);
+      earlierLogs.push(crashing.logs());
+
+      // What the kill left: the rotation under way in the pending Secret, and status not naming it.
+      const pendingSecret = await kube.get<{ data: Record<string, string> }>(SECRET_TYPE, pendingSecretName('crash'), NS);
+      const pending = Object.fromEntries(Object.entries(pendingSecret.data).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()]));
+      generated.add(pending.password!);
+      expect((await get('crash')).status!.lastRotationId).toBe(lastBefore);
+      // Set only from step 2 on.
+      const newLogsIn = await logsIn(pending.login!, pending.password!);
+      if (step === 'pending') expect(newLogsIn).not.toBe(true);
+      else expect(newLogsIn).toBe(true);
+      const afterKill = await published('crash-credentials');
+      if (step === 'finish') {
+        expect(afterKill.password).toBe(pending.password);
+      } else {
+        // Not published: consumers still hold the credential before, and it still logs in.
+        expect(afterKill).toEqual(before);
+        expect((await awsCurrent()).password).toBe(before.password);
+        expect(await logsIn(before.username, before.password)).toBe(true);
+      }
+
+      steward = Steward.start({ args: ['--resync', '3s'] });
+      await waitFor('the same rotation finished', async () => (await get('crash')).status?.lastRotationId === pending.rotationId, 30_000);
+      rotationIds.push(pending.rotationId!);
+      const now = await published('crash-credentials');
+      expect(now).toMatchObject({ username: pending.login, password: pending.password });
+      expect(await logsIn(now.username, now.password)).toBe(true);
+      const current = await awsCurrent();
+      expect({ username: current.username, password: current.password }).toEqual({ username: now.username, password: now.password });
+      const versions = (await sm.send(new ListSecretVersionIdsCommand({ SecretId: SECRET_ID, IncludeDeprecated: true }))).Versions!;
+      expect(versions.map((v) => v.VersionId).sort()).toEqual([...rotationIds].sort());
+      expect(versions.flatMap((v) => v.VersionStages ?? [])).not.toContain('AWSPENDING');
+      const steps = (await audited(pending.rotationId!)).filter((a) => a !== 'login.retire');
+      // Each step ran once; only a kill after finish makes the publication run again (the same values: a no-op for consumers).
+      expect(steps.filter((a) => a === 'rotation.start')).toHaveLength(1);
+      expect(steps.filter((a) => a === 'login.set_password')).toHaveLength(1);
+      expect(steps.filter((a) => a === 'rotation.finish')).toHaveLength(step === 'finish' ? 2 : 1);
+      await waitFor('the pending Secret gone', async () =>
+        kube.get(SECRET_TYPE, pendingSecretName('crash'), NS).then(
+          () => false,
+          () => true,
+        ),
+      );
+    },
+  );
+});
+
+describe('SecretRotation at rest', () => {
+  it('reads no Secret, writes nothing and asks AWS nothing, resync after resync, each of them reconciled', async () => {
+    // Every rotation so far finished and every grace period ended: nothing is due.
+    await waitFor(
+      'every rotation at rest',
+      async () => {
+        const all = (await kube.list<Conditioned>(SECRET_ROTATION_TYPE, { namespace: NS })).items;
+        return all.length >= 4 && all.every((r) => condition(r, 'Ready')?.reason === 'Rotated' && r.status?.previousLogin === undefined);
+      },
+      30_000,
+    );
+    const address = steward.logLines().find((l) => l.msg === 'steward starting')?.http;
+    const counters = async () => {
+      const text = await (await fetch(`http://${String(address)}/metrics`)).text();
+      const sum = (re: RegExp) => [...text.matchAll(re)].reduce((n, m) => n + Number(m[1]), 0);
+      return {
+        secretGets: sum(/^rest_client_requests_total\{method="GET",resource="secrets",code="\d+"\} (\d+)$/gm),
+        writes: sum(/^rest_client_requests_total\{method="(?:POST|PUT|PATCH|DELETE)",resource="(?!leases")[^"]*",code="\d+"\} (\d+)$/gm),
+        awsCalls: sum(/^steward_aws_calls_total\{[^}]*\} (\d+)$/gm),
+        reconciles: sum(/^controller_runtime_reconcile_total\{controller="secretrotation",result="[^"]+"\} (\d+)$/gm),
+        writeLines: [...text.matchAll(/^rest_client_requests_total\{method="(?:POST|PUT|PATCH|DELETE)",resource="(?!leases")[^"]*",code="\d+"\} \d+$/gm)].map(
+          (m) => m[0],
+        ),
+      };
+    };
+    await new Promise((r) => setTimeout(r, 4000)); // the last status writes land
+    const statuses = async () => (await kube.list<Conditioned>(SECRET_ROTATION_TYPE, { namespace: NS })).items.map((r) => [r.metadata.name, r.status]);
+    const statusBefore = await statuses();
+    const before = await counters();
+    await new Promise((r) => setTimeout(r, 7000)); // two resyncs and more (3 s here)
+    const after = await counters();
+    if (after.writes !== before.writes) {
+      console.log(`at rest, writes before: ${before.writeLines.join('; ')}; after: ${after.writeLines.join('; ')}`);
+      console.log(`statuses before: ${JSON.stringify(statusBefore)}\nafter: ${JSON.stringify(await statuses())}`);
+    }
+    expect(after.reconciles - before.reconciles).toBeGreaterThanOrEqual(2 * statusBefore.length); // two resyncs of each ran
+    expect({
+      secretGets: after.secretGets - before.secretGets,
+      writes: after.writes - before.writes,
+      awsCalls: after.awsCalls - before.awsCalls,
+    }).toEqual({ secretGets: 0, writes: 0, awsCalls: 0 });
   });
 });
 
