@@ -90,8 +90,11 @@ export const secretRotationKind: KindDefinition = {
   printerColumns: [
     { name: 'Role', type: 'string', jsonPath: '.spec.role' },
     { name: 'Strategy', type: 'string', jsonPath: '.spec.strategy' },
+    { name: 'Active', type: 'string', jsonPath: '.status.activeLogin' },
     { name: 'Last Rotated', type: 'date', jsonPath: '.status.lastRotatedAt' },
     { name: 'Next', type: 'string', jsonPath: '.status.nextRotationAt' },
+    // A time ahead: a date column would print it as <invalid>.
+    { name: 'Previous Retires', type: 'string', jsonPath: '.status.retireAt', priority: 1 },
     READY_COLUMN,
     AGE_COLUMN,
     REASON_COLUMN,
