@@ -128,7 +128,8 @@ export class Controller<T extends KubeObject> {
     this.informer = new Informer<T>(opts.client, opts.type, { logger: opts.logger, namespace: opts.namespace, labelSelector: opts.labelSelector });
     this.informer.onEvent((type, obj, old) => {
       const key = objectKey(obj);
-      if (type === 'delete' || this.ownWrites.get(key)?.resourceVersion === obj.metadata.resourceVersion) this.ownWrites.delete(key);
+      const own = this.ownWrites.get(key);
+      if (own && (type === 'delete' || caughtUp(own.resourceVersion, obj.metadata.resourceVersion))) this.ownWrites.delete(key);
       if (!this.running) return; // the initial list is enqueued by start(), in startupOrder
       if (type === 'update' && old && !needsReconcile(old, obj)) return;
       this.queue.add(objectKey(obj));
@@ -231,7 +232,7 @@ export class Controller<T extends KubeObject> {
     // The cache is older than our own last status write: again shortly, once the watch has it (or,
     // should its event never come as such, after a relist, once OWN_WRITE_WAIT_MS is over).
     const own = this.ownWrites.get(key);
-    if (own && own.resourceVersion !== obj.metadata.resourceVersion && Date.now() - own.at < OWN_WRITE_WAIT_MS) {
+    if (own && !caughtUp(own.resourceVersion, obj.metadata.resourceVersion) && Date.now() - own.at < OWN_WRITE_WAIT_MS) {
       this.queue.addAfter(key, 20);
       return;
     }
@@ -327,7 +328,10 @@ export class Controller<T extends KubeObject> {
     if (unchanged) return;
     const written = await this.opts.client.patch<KubeObject>(this.opts.type, obj.metadata.name, obj.metadata.namespace, { status: desired }, 'merge', 'status');
     const resourceVersion = written?.metadata?.resourceVersion;
-    if (resourceVersion) this.ownWrites.set(objectKey(obj), { resourceVersion, at: Date.now() });
+    const key = objectKey(obj);
+    // The watch may have brought it already, before the response did.
+    if (resourceVersion && !caughtUp(resourceVersion, this.informer.get(key)?.metadata.resourceVersion))
+      this.ownWrites.set(key, { resourceVersion, at: Date.now() });
   }
 }
 
@@ -361,6 +365,18 @@ export function summaryConditions(outcome: Outcome): ConditionInput[] {
  * Only these changes can change the outcome. Status-only updates (our own writes) and finalizer
  * changes (our own, on the first reconcile) do not.
  */
+/**
+ * Whether the cache holds our write or a later version. resourceVersions are opaque to clients,
+ * except that the same one is the same version; the API server's are etcd revisions, integers that
+ * only grow, and are read so when they look like one (otherwise only equality counts, and a wait
+ * ends at OWN_WRITE_WAIT_MS).
+ */
+export function caughtUp(written: string, seen: string | undefined): boolean {
+  if (seen === undefined) return false;
+  if (seen === written) return true;
+  return /^\d+$/.test(seen) && /^\d+$/.test(written) && BigInt(seen) > BigInt(written);
+}
+
 function needsReconcile(old: KubeObject, obj: KubeObject): boolean {
   const a = old.metadata;
   const b = obj.metadata;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { setCondition, setConditions } from '../../src/runtime/conditions.ts';
-import { desiredStatus, summaryConditions } from '../../src/runtime/controller.ts';
+import { caughtUp, desiredStatus, summaryConditions } from '../../src/runtime/controller.ts';
 
 const t0 = new Date('2026-01-01T00:00:00Z');
 const t1 = new Date('2026-01-01T01:00:00Z');
@@ -58,5 +58,22 @@ describe('status from an outcome (kstatus)', () => {
     expect(s.tls).toEqual({ version: 'TLSv1.3' });
     expect(s.old).toBeNull();
     expect((s.conditions as { observedGeneration: number }[]).every((c) => c.observedGeneration === 7)).toBe(true);
+  });
+});
+
+describe('caughtUp: whether the cache holds our own status write', () => {
+  it('the same resourceVersion, or a later etcd revision, is caught up; an earlier one or none is not', () => {
+    expect(caughtUp('105', '105')).toBe(true);
+    expect(caughtUp('105', '120')).toBe(true);
+    expect(caughtUp('105', '99')).toBe(false);
+    expect(caughtUp('105', undefined)).toBe(false);
+    // Beyond 2^53: compared as integers, not as floats.
+    expect(caughtUp('9007199254740993', '9007199254740992')).toBe(false);
+  });
+
+  it('opaque resourceVersions count only when equal', () => {
+    expect(caughtUp('abc', 'abc')).toBe(true);
+    expect(caughtUp('abc', 'abd')).toBe(false);
+    expect(caughtUp('105', 'x200')).toBe(false);
   });
 });
