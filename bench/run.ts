@@ -56,7 +56,10 @@ const benches: [string, () => Promise<void>][] = [
         const s = r[strategy];
         console.log(
           `  ${strategy.padEnd(11)}: ${s.rotationMs.toFixed(0)} ms per rotation, ${(s.rotationMs / r.floorMs).toFixed(2)}x the floor; ` +
-            `pipeline: ${s.pipeline.failures} of ${s.pipeline.queries} queries failed`,
+            `pipeline: ${s.pipeline.failures} of ${s.pipeline.queries} queries failed` +
+            (s.windowsMs.length
+              ? `, in ${s.windowsMs.length} window(s): median ${[...s.windowsMs].sort((a, b) => a - b)[Math.floor(s.windowsMs.length / 2)]} ms, longest ${Math.max(...s.windowsMs)} ms`
+              : ''),
         );
       }
     },

@@ -15,7 +15,7 @@ import { WAREHOUSE_TYPE } from '../src/controllers/warehouse.ts';
 import { SECRET_ROTATION_TYPE } from '../src/controllers/secretrotation.ts';
 import { SECRET_TYPE } from '../src/runtime/secrets.ts';
 import { generatePassword, scramVerifier } from '../src/drivers/postgres/scram.ts';
-import { Pipeline, SecretProjection, type PipelineResult } from '../test/stack/pipeline.ts';
+import { Pipeline, SecretProjection, failureWindows, type PipelineResult } from '../test/stack/pipeline.ts';
 
 const logger = createLogger({ level: 'warn' });
 const NAMESPACE_TYPE = { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false };
@@ -47,8 +47,8 @@ const b64 = (data: Record<string, string>) => Object.fromEntries(Object.entries(
 
 export interface RotationBenchResult {
   floorMs: number;
-  alternating: { rotationMs: number; pipeline: PipelineResult };
-  single: { rotationMs: number; pipeline: PipelineResult };
+  alternating: { rotationMs: number; pipeline: PipelineResult; windowsMs: number[] };
+  single: { rotationMs: number; pipeline: PipelineResult; windowsMs: number[] };
 }
 
 export async function secretRotationBench(rotations: number): Promise<RotationBenchResult> {
@@ -159,7 +159,7 @@ export async function secretRotationBench(rotations: number): Promise<RotationBe
       await new Promise((r) => setTimeout(r, 1_000));
       const result = await pipeline.stop();
       mount.stop();
-      return { rotationMs: median(times), pipeline: result };
+      return { rotationMs: median(times), pipeline: result, windowsMs: failureWindows(result) };
     };
     const alternating = await run('alternating');
     const single = await run('single');

@@ -55,6 +55,28 @@ export interface PipelineResult {
   lines: string[];
 }
 
+/**
+ * How long each outage lasted, as the pipeline saw it: failures less than three intervals apart are
+ * one window, from its first failure to its last plus one interval (the query that next succeeded
+ * ran at most that much later).
+ */
+export function failureWindows(result: PipelineResult, intervalMs = 100): number[] {
+  const times = result.lines.map((l) => Date.parse((JSON.parse(l) as { failure: { at: string } }).failure.at)).sort((a, b) => a - b);
+  const windows: number[] = [];
+  let start: number | undefined;
+  let last = 0;
+  for (const t of times) {
+    if (start !== undefined && t - last >= 3 * intervalMs) {
+      windows.push(last - start + intervalMs);
+      start = undefined;
+    }
+    start ??= t;
+    last = t;
+  }
+  if (start !== undefined) windows.push(last - start + intervalMs);
+  return windows;
+}
+
 /** examples/pipeline, run as a pod would run it: a query every intervalMs through the mounted credentials. */
 export class Pipeline {
   private readonly child: ChildProcess;
