@@ -144,6 +144,8 @@ export async function secretRotationBench(rotations: number): Promise<RotationBe
         await waitUntil(
           async () => !(await client.get<{ status?: { previousLogin?: string } } & KubeObject>(SECRET_ROTATION_TYPE, name, ns)).status?.previousLogin,
         );
+        // single: a second of queries between rotations, so each rotation's failure window is its own.
+        if (strategy === 'single') await new Promise((r) => setTimeout(r, 1_000));
         const before = await lastId();
         const t = performance.now();
         await client.patch(

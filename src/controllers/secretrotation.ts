@@ -34,6 +34,9 @@ import { connectWarehouse, type WarehouseDeps } from './warehouse-preamble.ts';
 
 export const SECRET_ROTATION_TYPE: ResourceType = resourceType(secretRotationKind);
 
+/** What single means for consumers, said in its status and events. */
+const SINGLE_WARNING = ' (strategy single: clients holding the old password fail until they read the new one)';
+
 /** After this many failed attempts in a row a rotation is Stalled (it keeps being retried at the longest backoff). */
 const ATTEMPTS_BEFORE_STALLED = 5;
 
@@ -217,7 +220,7 @@ export function secretRotationReconciler(deps: SecretRotationDeps) {
       return {
         state: 'Ready',
         reason: 'Rotated',
-        message: `${status.activeLogin} is published to ${where}; next rotation at ${next.toISOString()}`,
+        message: `${status.activeLogin} is published to ${where}; next rotation at ${next.toISOString()}${strategy === 'single' ? SINGLE_WARNING : ''}`,
         status: { ...fields, nextRotationAt: next.toISOString() },
         events,
         requeueAfterMs: Math.max(1, wake),
@@ -311,13 +314,13 @@ export function secretRotationReconciler(deps: SecretRotationDeps) {
     events.push({
       type: 'Normal',
       reason: 'Rotated',
-      note: `rotated ${pending.login} (${why ?? 'resumed'}) and published it to ${where}${previous ? `; ${previous} stays valid for ${sr.spec.gracePeriod ?? DEFAULT_GRACE_PERIOD}` : ''}`,
+      note: `rotated ${pending.login} (${why ?? 'resumed'}) and published it to ${where}${previous ? `; ${previous} stays valid for ${sr.spec.gracePeriod ?? DEFAULT_GRACE_PERIOD}` : ''}${strategy === 'single' ? SINGLE_WARNING : ''}`,
       action: 'Rotate',
     });
     return {
       state: 'Ready',
       reason: 'Rotated',
-      message: `${pending.login} is published to ${where}`,
+      message: `${pending.login} is published to ${where}${strategy === 'single' ? SINGLE_WARNING : ''}`,
       status: {
         ...fields,
         activeLogin: pending.login,

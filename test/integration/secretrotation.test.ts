@@ -371,6 +371,7 @@ describe('SecretRotation, single', () => {
     console.log(
       `single: ${result.failures} of ${result.queries} queries failed across 3 rotations, in ${windows.length} window(s) of ${windows.map((w) => `${w} ms`).join(', ')} (the projection syncs every 300 ms)`,
     );
+    expect(condition(await get('solo'), 'Ready')?.message).toMatch(/strategy single: clients holding the old password fail until they read the new one/);
     expect(result.queries).toBeGreaterThan(20);
     expect(result.failures).toBeLessThan(result.queries);
   });
