@@ -42,7 +42,7 @@ describe('make demo', () => {
       expect(out).toMatch(/policy: DENIED: namespace analytics may not request schema raw[\s\S]*\(exit 1\)/);
       // SecretRotation: three rotations under a running pipeline, not one failed query.
       expect(out).toMatch(/pipeline: \d{2,} queries, 0 failed, as (etl_service|stw_alt_etl_service_\w+) and (etl_service|stw_alt_etl_service_\w+)/);
-      expect(out).toMatch(/etl-db\s+etl_service\s+alternating\s+\S+\s+\S+\s+True/);
+      expect(out).toMatch(/etl-db\s+etl_service\s+alternating\s+(etl_service|stw_alt_etl_service_[0-9a-f]{8})\s+\S+\s+\S+\s+True/);
       expect(out).toMatch(/The audit trail[^\n]*\n\s+\d{4}-\d\d-\d\dT\S+ [0-9a-f-]{36} steward@\S+ [a-z_.]+ \S+ (success|denied)\n/);
     }
   });

@@ -26,9 +26,13 @@ function helm(): string {
   return r.stdout.trim();
 }
 
+/** The helm binary, built from source once per machine (minutes on a fresh one: not inside a test's timeout). */
+let helmBin: string;
+
 beforeAll(async () => {
   await ensureNamespace('steward-system');
-});
+  helmBin = helm();
+}, 900_000);
 
 afterAll(async () => {
   await steward?.stop();
@@ -51,7 +55,7 @@ describe('install manifests', () => {
   });
 
   it('the Helm chart renders, lints and is accepted by the API server, with the same ClusterRole as deploy/', () => {
-    const bin = helm();
+    const bin = helmBin;
     const lint = spawnSync(bin, ['lint', join(REPO, 'charts/steward')], { encoding: 'utf8' });
     expect(lint.status, lint.stdout + lint.stderr).toBe(0);
     const rendered = spawnSync(bin, ['template', 'steward', join(REPO, 'charts/steward'), '--namespace', 'steward-system', '--include-crds'], {

@@ -41,6 +41,8 @@ const ROLE = `data-scientist-${id}`;
 const STORE = `store-${id}`;
 /** The IAM role Steward's credentials are for, in the test that hands it assumed-role credentials. */
 const STEWARD_ROLE = `steward-${id}`;
+/** A role whose inline policies already fill IAM's quota. */
+const FULL_ROLE = `full-${id}`;
 /** Secret values handed to Steward along the way: none may appear in a log, event or status. */
 const secretsSeen: string[] = [];
 /** The Warehouse whose audit table keeps the ObjectStore's records (spec.auditWarehouse). */
@@ -67,7 +69,7 @@ spec:
     - namespaces: {matchLabels: {steward.dev/tenant: analytics-${id}}}
       prefixes: [analytics/]
       access: [read]
-      principals: [${ROLE}, ${STEWARD_ROLE}]
+      principals: [${ROLE}, ${STEWARD_ROLE}, ${FULL_ROLE}]
       maxDuration: 2160h
 `;
 
@@ -146,7 +148,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const name of ['churn', 'raw', 'soon', 'elsewhere', 'dup', 'itself']) await kube.delete(DATASET_ACCESS_TYPE, name, NS).catch(() => undefined);
+  for (const name of ['churn', 'raw', 'soon', 'elsewhere', 'dup', 'itself', 'full']) await kube.delete(DATASET_ACCESS_TYPE, name, NS).catch(() => undefined);
   await waitFor('accesses gone', async () => (await kube.list(DATASET_ACCESS_TYPE, { namespace: NS })).items.length === 0, 30_000).catch(() => undefined);
   await kube.delete(OBJECT_STORE_TYPE, STORE).catch(() => undefined);
   await kube.delete(OBJECT_STORE_TYPE, `${STORE}-twin`).catch(() => undefined);
@@ -347,15 +349,55 @@ describe('DatasetAccess on S3', () => {
     expect((await awsCalls()).reads).toBeGreaterThan(0);
   }, 60_000);
 
+  it("a policy that would take the role over IAM's inline quota is not written: PolicyQuotaExceeded, and the role's own policy stays", async () => {
+    await iam.send(new CreateRoleCommand({ RoleName: FULL_ROLE, AssumeRolePolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [] }) }));
+    // Someone else's inline policy of about 10,000 characters: Steward's, some 600 more, would pass 10,240.
+    const theirs = JSON.stringify({
+      Version: '2012-10-17',
+      Statement: [
+        {
+          Effect: 'Allow',
+          Action: 's3:GetObject',
+          Resource: Array.from({ length: 275 }, (_, i) => `arn:aws:s3:::other-bucket/p${String(i).padStart(4, '0')}/*`),
+        },
+      ],
+    });
+    expect(theirs.length).toBeGreaterThan(9_900);
+    expect(theirs.length).toBeLessThan(10_240);
+    await iam.send(new PutRolePolicyCommand({ RoleName: FULL_ROLE, PolicyName: 'theirs', PolicyDocument: theirs }));
+    const writesBefore = await awsWrites();
+    apply(accessYaml('full').replace(`iamRole: ${ROLE}`, `iamRole: ${FULL_ROLE}`));
+    const obj = await waitForCondition(DATASET_ACCESS_TYPE, 'full', NS, 'Stalled', 'True', 'PolicyQuotaExceeded');
+    expect(condition(obj, 'Ready')?.message).toMatch(/over IAM's quota of 10240; nothing was written/);
+    expect((await iam.send(new ListRolePoliciesCommand({ RoleName: FULL_ROLE }))).PolicyNames).toEqual(['theirs']);
+    const held = (await iam.send(new GetRolePolicyCommand({ RoleName: FULL_ROLE, PolicyName: 'theirs' }))).PolicyDocument!;
+    expect(samePolicy(parsePolicy(held), parsePolicy(theirs))).toBe(true);
+    expect(await awsWrites()).toBe(writesBefore);
+    await kube.delete(DATASET_ACCESS_TYPE, 'full', NS);
+  });
+
   it('expires on time: the policy goes within a second or two of the deadline, with Expired and an Event', async () => {
     const deadline = new Date(Math.ceil((Date.now() + 6000) / 1000) * 1000);
     apply(accessYaml('soon', { expiry: deadline.toISOString().replace('.000Z', 'Z') }));
     await waitForCondition(DATASET_ACCESS_TYPE, 'soon', NS, 'Ready', 'True', 'Granted');
     expect(await policyNames()).toContain(inlinePolicyName(NS, 'soon'));
     await waitForCondition(DATASET_ACCESS_TYPE, 'soon', NS, 'Expired', 'True', 'Expired', 20_000);
-    const lag = Date.now() - deadline.getTime();
-    expect(lag).toBeLessThan(3000);
     expect(await policyNames()).not.toContain(inlinePolicyName(NS, 'soon'));
+    // The lag, from the deadline to the audit record written once IAM had deleted the policy.
+    const deleted = await withPg(
+      async (c) =>
+        (
+          await c.query(`SELECT ts FROM steward.audit_log WHERE kind = 'DatasetAccess' AND namespace = $1 AND name = 'soon' AND action = 'iam.policy.delete'`, [
+            NS,
+          ])
+        ).rows,
+      { database: AUDIT_DB },
+    );
+    expect(deleted).toHaveLength(1);
+    const lag = (deleted[0].ts as Date).getTime() - deadline.getTime();
+    console.log(`s3 expiry: the policy deleted ${lag} ms after the deadline`);
+    expect(lag).toBeGreaterThanOrEqual(0);
+    expect(lag).toBeLessThan(1000);
     expect((await eventsAbout('soon')).some((e) => e.type === 'Normal' && e.reason === 'Expired')).toBe(true);
   });
 
