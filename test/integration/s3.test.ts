@@ -1,7 +1,14 @@
 // DatasetAccess on S3 through IAM, and the ObjectStore's checks of its bucket, on moto's server.
 // moto stores IAM policies and ignores their conditions, so what a policy allows is proven with a
 // real IAM evaluator (@cloud-copilot/iam-simulate) over the policy IAM holds, not by moto.
-import { CreateRoleCommand, GetRolePolicyCommand, IAMClient, ListRolePoliciesCommand, PutRolePolicyCommand } from '@aws-sdk/client-iam';
+import {
+  CreateRoleCommand,
+  DeleteRolePolicyCommand,
+  GetRolePolicyCommand,
+  IAMClient,
+  ListRolePoliciesCommand,
+  PutRolePolicyCommand,
+} from '@aws-sdk/client-iam';
 import { AssumeRoleCommand, STSClient } from '@aws-sdk/client-sts';
 import { CreateBucketCommand, PutBucketEncryptionCommand, PutBucketPolicyCommand, PutPublicAccessBlockCommand, S3Client } from '@aws-sdk/client-s3';
 import { runSimulation } from '@cloud-copilot/iam-simulate';
@@ -148,7 +155,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const name of ['churn', 'raw', 'soon', 'elsewhere', 'dup', 'itself', 'full']) await kube.delete(DATASET_ACCESS_TYPE, name, NS).catch(() => undefined);
+  for (const name of ['churn', 'raw', 'soon', 'elsewhere', 'dup', 'itself', 'full', 'orphan']) await kube.delete(DATASET_ACCESS_TYPE, name, NS).catch(() => undefined);
   await waitFor('accesses gone', async () => (await kube.list(DATASET_ACCESS_TYPE, { namespace: NS })).items.length === 0, 30_000).catch(() => undefined);
   await kube.delete(OBJECT_STORE_TYPE, STORE).catch(() => undefined);
   await kube.delete(OBJECT_STORE_TYPE, `${STORE}-twin`).catch(() => undefined);
@@ -399,6 +406,29 @@ describe('DatasetAccess on S3', () => {
     expect(lag).toBeGreaterThanOrEqual(0);
     expect(lag).toBeLessThan(1000);
     expect((await eventsAbout('soon')).some((e) => e.type === 'Normal' && e.reason === 'Expired')).toBe(true);
+  });
+
+  it('deletionPolicy Orphan leaves the policy on the role when the access goes, audited in the table', async () => {
+    apply(accessYaml('orphan').replace('  justification:', '  deletionPolicy: Orphan\n  justification:'));
+    await waitForCondition(DATASET_ACCESS_TYPE, 'orphan', NS, 'Ready', 'True', 'Granted');
+    const held = await policyOf('orphan');
+    await kube.delete(DATASET_ACCESS_TYPE, 'orphan', NS);
+    await waitFor('orphan gone', async () =>
+      kube.get(DATASET_ACCESS_TYPE, 'orphan', NS).then(
+        () => false,
+        () => true,
+      ),
+    );
+    expect(await policyNames()).toContain(inlinePolicyName(NS, 'orphan'));
+    expect(samePolicy(await policyOf('orphan'), held)).toBe(true);
+    const rows = await withPg(
+      async (c) =>
+        (await c.query(`SELECT action, outcome FROM steward.audit_log WHERE namespace = $1 AND name = 'orphan' AND action = 'access.orphan'`, [NS])).rows,
+      { database: AUDIT_DB },
+    );
+    expect(rows).toEqual([{ action: 'access.orphan', outcome: 'success' }]);
+    // Orphaned means no longer Steward's: removed by hand here, as its docs tell the owner to.
+    await iam.send(new DeleteRolePolicyCommand({ RoleName: ROLE, PolicyName: inlinePolicyName(NS, 'orphan') }));
   });
 
   it('deletion removes the policy; no AWS credential appears in logs, events or status', async () => {
