@@ -13,19 +13,34 @@ import {
   statusWith,
   AGE_COLUMN,
   READY_COLUMN,
+  REASON_COLUMN,
+  cel,
 } from './schema.ts';
 import type { Resource } from './meta.ts';
 
-const Decision = Type.Object({
-  access: Type.String({
-    maxLength: 317,
-    pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$',
-    description: 'namespace/name of a DatasetAccess.',
-  }),
-  decision: StringEnum(['keep', 'revoke'] as const),
-  by: Type.String({ minLength: 1, maxLength: 256, description: 'The reviewer who decided.' }),
-  reason: Type.Optional(Type.String({ maxLength: 1024 })),
-});
+export const REVIEW_REQUESTED_ANNOTATION = 'steward.dev/review-requested-at';
+
+const Decision = Type.Object(
+  {
+    cycle: Type.String({
+      minLength: 1,
+      maxLength: 32,
+      description: 'The cycle this decision is for (status.cycle.id); one for another cycle is stale and ignored.',
+    }),
+    access: Type.Optional(
+      Type.String({
+        maxLength: 317,
+        pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$',
+        description: 'namespace/name of a DatasetAccess (or of a MaskedView, for its readers).',
+      }),
+    ),
+    finding: Type.Optional(Type.String({ pattern: '^oob-[0-9a-f]{6,16}$', maxLength: 20, description: 'The id status gives an out-of-band grant.' })),
+    decision: StringEnum(['keep', 'revoke'] as const),
+    by: Type.String({ minLength: 1, maxLength: 256, description: 'The reviewer who decided: one of spec.reviewers.' }),
+    reason: Type.Optional(Type.String({ maxLength: 1024 })),
+  },
+  { ...cel({ rule: 'has(self.access) != has(self.finding)', message: 'name exactly one of access or finding' }) },
+);
 
 export const AccessReviewSpec = Type.Object({
   warehouse: ObjectName('The Warehouse under review.'),
@@ -43,36 +58,64 @@ export const AccessReviewSpec = Type.Object({
   decisions: Type.Optional(
     Type.Array(Decision, {
       maxItems: 4096,
-      'x-kubernetes-list-type': 'map',
-      'x-kubernetes-list-map-keys': ['access'],
+      'x-kubernetes-list-type': 'atomic',
     }),
   ),
 });
 
 const Finding = Type.Object({
-  access: Type.String(),
+  kind: StringEnum(['DatasetAccess', 'MaskedView'] as const),
+  access: Type.String({ description: 'namespace/name of the object that explains the grant.' }),
   principal: Type.String(),
   dataset: Type.String(),
   privileges: Type.String(),
   grantedAt: Type.Optional(Type.String()),
   expiresAt: Type.Optional(Type.String()),
-  lastUsedAt: Type.Optional(Type.String()),
-  decision: Type.String(),
+  justification: Type.Optional(Type.String()),
+  lastUsedAt: Type.Optional(Type.String({ description: 'Where the target records it; PostgreSQL keeps no per-role usage record, so it is empty there.' })),
+  decision: Type.String({ description: 'pending, keep, revoke, or what onMissingDecision did at due (kept-by-default, revoked-by-default).' }),
+  by: Type.Optional(Type.String()),
+  reason: Type.Optional(Type.String()),
+  generation: Type.Integer({ description: 'The generation of the object decided on: a changed spec is a new request.' }),
+});
+
+const OutOfBand = Type.Object({
+  id: Type.String({ description: 'Stable: the same grant has the same id in every cycle.' }),
+  kind: StringEnum(['table', 'schema', 'membership'] as const),
+  grantee: Type.String(),
+  object: Type.String({ description: 'The table or schema, or the role the grantee is a member of.' }),
+  privileges: Type.String(),
+  decision: Type.String({ description: 'reported (never revoked without a decision), keep, revoke, or revoked.' }),
+  by: Type.Optional(Type.String()),
+});
+
+const CycleSummary = Type.Object({
+  id: Type.String(),
+  startedAt: Type.String(),
+  completedAt: Type.Optional(Type.String()),
+  kept: Type.Integer(),
+  revoked: Type.Integer(),
+  outOfBand: Type.Integer(),
 });
 
 export const AccessReviewStatus = statusWith(
   {
     cycle: Type.Optional(
       Type.Object({
+        id: Type.String({ description: 'What decisions name: the start date (UTC), with -2, -3... for further cycles that day.' }),
         number: Type.Integer(),
         startedAt: Type.String({ format: 'date-time' }),
         dueAt: Type.String({ format: 'date-time' }),
         completedAt: Type.Optional(Type.String({ format: 'date-time' })),
+        remindedAt: Type.Optional(Type.String({ format: 'date-time', description: 'When the reminder that the due time is near went out.' })),
       }),
     ),
     nextCycleAt: Type.Optional(Type.String({ format: 'date-time' })),
-    findings: Type.Optional(Type.Array(Finding)),
-    outOfBand: Type.Optional(Type.Array(Type.Object({ grantee: Type.String(), object: Type.String(), privileges: Type.String() }))),
+    lastRequestedAt: Type.Optional(Type.String({ description: 'The last on-demand cycle served.' })),
+    findings: Type.Optional(Type.Array(Finding, { maxItems: 4096 })),
+    outOfBand: Type.Optional(Type.Array(OutOfBand, { maxItems: 4096 })),
+    /** Decisions that did not count, and why. */
+    ignoredDecisions: Type.Optional(Type.Array(Type.Object({ decision: Type.String(), why: Type.String() }), { maxItems: 256 })),
     summary: Type.Optional(
       Type.Object({
         pending: Type.Integer(),
@@ -81,6 +124,7 @@ export const AccessReviewStatus = statusWith(
         outOfBand: Type.Integer(),
       }),
     ),
+    history: Type.Optional(Type.Array(CycleSummary, { maxItems: 12, description: 'The last cycles, newest first.' })),
   },
   'The current review cycle and what it found.',
 );
@@ -99,12 +143,13 @@ export const accessReviewKind: KindDefinition = {
   spec: AccessReviewSpec,
   status: AccessReviewStatus,
   printerColumns: [
-    { name: 'Cycle', type: 'integer', jsonPath: '.status.cycle.number' },
+    { name: 'Cycle', type: 'string', jsonPath: '.status.cycle.id' },
     { name: 'Due', type: 'string', jsonPath: '.status.cycle.dueAt' },
     { name: 'Pending', type: 'integer', jsonPath: '.status.summary.pending' },
     { name: 'Revoked', type: 'integer', jsonPath: '.status.summary.revoked' },
     { name: 'Out-of-band', type: 'integer', jsonPath: '.status.summary.outOfBand' },
     AGE_COLUMN,
     { ...READY_COLUMN, priority: 1 },
+    { ...REASON_COLUMN, priority: 1 },
   ],
 };

@@ -110,6 +110,18 @@ export const DatasetAccessStatus = statusWith(
     grantedAt: Type.Optional(Type.String({ format: 'date-time', description: 'When access was first granted.' })),
     expiresAt: Type.Optional(Type.String({ format: 'date-time', description: 'Effective expiry, after any cap by policy.' })),
     revokedAt: Type.Optional(Type.String({ format: 'date-time', description: 'When access was last revoked.' })),
+    revokedByReview: Type.Optional(
+      Type.Object(
+        {
+          review: Type.String({ description: 'namespace/name of the AccessReview.' }),
+          cycle: Type.String(),
+          by: Type.String({ description: 'The reviewer, or onMissingDecision when nobody decided by the due date.' }),
+          reason: Type.Optional(Type.String()),
+          generation: Type.Integer({ description: 'The spec generation revoked: a changed spec is a new request, judged anew.' }),
+        },
+        { description: 'An AccessReview revoked this access; it stays revoked until its spec changes.' },
+      ),
+    ),
   },
   'What Steward granted and until when.',
 );

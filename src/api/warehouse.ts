@@ -104,6 +104,15 @@ export const WarehouseSpec = Type.Object({
     },
   ),
   accessPolicy: Type.Optional(Type.Array(AccessRule, { maxItems: 128, description: 'Default deny: a DatasetAccess outside every rule is refused.' })),
+  reviewPolicy: Type.Optional(
+    Type.Object(
+      { namespaces: NamespaceSelector },
+      {
+        description:
+          'Which namespaces may hold AccessReviews of this Warehouse: a review reads every grant in its scope and revokes what its reviewers do not keep. Default deny: unset, no AccessReview may review it.',
+      },
+    ),
+  ),
   resyncPeriod: Type.Optional(Duration('How often Steward re-checks the connection and the grants it manages (default 5m, with jitter).')),
 });
 

@@ -26,6 +26,18 @@ export interface DatasetAccessDeps extends WarehouseDeps {
   namespaceLabels: (name: string) => Record<string, string> | undefined;
   /** S3 through IAM (datasetaccess-s3.ts); without it an s3 access is refused as unsupported. */
   s3?: S3AccessDeps;
+  /** The AccessReview revocation of this access's current spec, if a review revoked it (controllers/accessreview.ts). */
+  reviewRevocation?: (dsa: DatasetAccess) => ReviewRevocation | undefined;
+}
+
+/** What status.revokedByReview holds. */
+export type ReviewRevocation = NonNullable<NonNullable<DatasetAccess['status']>['revokedByReview']>;
+
+/** The review revocation that holds for this spec: recorded before for this generation, or a review's now. */
+function revocationOf(dsa: DatasetAccess, deps: DatasetAccessDeps): ReviewRevocation | undefined {
+  const recorded = dsa.status?.revokedByReview;
+  if (recorded && recorded.generation === dsa.metadata.generation) return recorded;
+  return deps.reviewRevocation?.(dsa);
 }
 
 /** What a user reads in `kubectl get dsa`. */
@@ -124,16 +136,21 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
           events: [{ type: 'Warning', reason: 'PolicyDenied', note: refusal, action: 'Grant' }],
         };
       }
-      // 3. Expiry: expiresAt, or duration from the first grant, capped by the rule's maxDuration.
+      // 3. Expiry: expiresAt, or duration from the first grant, capped by the rule's maxDuration;
+      // an AccessReview's revoke ends the access the same way, until the spec changes.
       const expiry = accessDeadline(dsa.spec, dsa.status?.grantedAt, decision.maxDurationMs, ctx.now);
-      const { expired, expiresAt } = expiry;
+      const revocation = revocationOf(dsa, deps);
+      const { expiresAt } = expiry;
+      const expired = expiry.expired || revocation !== undefined;
       const convergedBefore = isTrue(dsa.status?.conditions, 'Ready') && dsa.status?.observedGeneration === dsa.metadata.generation;
 
       // 4. Plan (pure), 5. apply: the driver locks, looks again, runs it, reads it back, audits it.
       const plan = planAccess(observed, target, { tables: spec.tables, privileges, principal, expired, convergedBefore });
-      const notes: ScopedInput[] = plan.expire
-        ? [{ action: 'access.expire', resource: `${spec.name}/role:${groupRole}`, outcome: 'success', details: { principal, expiredAt: expiresAt } }]
-        : [];
+      const notes: ScopedInput[] = !plan.expire
+        ? []
+        : revocation
+          ? [{ action: 'access.revoke_by_review', resource: `${spec.name}/role:${groupRole}`, outcome: 'success', details: { principal, ...revocation } }]
+          : [{ action: 'access.expire', resource: `${spec.name}/role:${groupRole}`, outcome: 'success', details: { principal, expiredAt: expiresAt } }];
       await driver.apply(target, observed, plan, trail, notes);
 
       // 6. The Outcome, from the plan's typed result.
@@ -156,6 +173,23 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
       const events = drift
         ? [{ type: 'Warning' as const, reason: 'DriftCorrected', note: `corrected changes made outside Steward: ${drift.join('; ')}`, action: 'Reconcile' }]
         : [];
+      if (revocation) {
+        const revokedAt = membership === 'revoked' ? ctx.now.toISOString() : (dsa.status?.revokedAt ?? ctx.now.toISOString());
+        const who = `AccessReview ${revocation.review}, cycle ${revocation.cycle}, by ${revocation.by}${revocation.reason ? ` (${revocation.reason})` : ''}`;
+        return {
+          state: 'Ended',
+          reason: 'RevokedByReview',
+          message: `revoked by ${who}; ${principal} is no longer a member of ${groupRole}. It is not granted again until its spec changes (a new request, judged by the policy anew).`,
+          status: { ...status, grantedAt, expiresAt, revokedAt, revokedByReview: revocation },
+          conditions: [{ type: 'Expired', status: 'False', reason: 'RevokedByReview', message: `revoked by review at ${revokedAt}` }],
+          events: [
+            ...events,
+            ...(membership === 'revoked'
+              ? [{ type: 'Normal' as const, reason: 'RevokedByReview', note: `revoked ${groupRole} from ${principal}: ${who}`, action: 'Revoke' }]
+              : []),
+          ],
+        };
+      }
       if (expired) {
         const revokedAt = membership === 'revoked' ? ctx.now.toISOString() : (dsa.status?.revokedAt ?? ctx.now.toISOString());
         return {
@@ -184,7 +218,7 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
         state: 'Ready',
         reason: 'Granted',
         message: `${principal} holds ${privileges.join(', ')} on ${shown.dataset} through ${groupRole}${expiresAt ? ` until ${expiresAt}${capped}` : ''}`,
-        status: { ...status, grantedAt, expiresAt, revokedAt: null },
+        status: { ...status, grantedAt, expiresAt, revokedAt: null, revokedByReview: null },
         conditions: [
           {
             type: 'Expired',

@@ -39,6 +39,8 @@ import type { ObjectStore } from '../api/objectstore.ts';
 import { ObjectStoreConnections } from '../drivers/aws/clients.ts';
 import type { SecretRotation } from '../api/secretrotation.ts';
 import { OwnedSecrets } from '../drivers/kubernetes/owned-secret.ts';
+import type { AccessReview } from '../api/accessreview.ts';
+import { ACCESS_REVIEW_TYPE, accessReviewReconciler, accessesRevokedBy, reviewRevocation, reviewsOfWarehouse } from './accessreview.ts';
 import { SecretsManagerTarget } from '../drivers/aws/secrets-manager.ts';
 import { SECRET_ROTATION_TYPE, rotationsOfWarehouse, secretRotationReconciler } from './secretrotation.ts';
 import { OBJECT_STORE_TYPE, accessesOfStore, objectStoreReconciler, storesOfBucket, storesUsingSecret } from './objectstore.ts';
@@ -110,11 +112,33 @@ export class Manager {
     this.controllers.push(stores as unknown as Controller<KubeObject>);
     const namespaceLabels = (name: string) => namespaces.get(name)?.metadata.labels;
     const warehouse = (name: string) => warehouses.informer.get(name);
+    // Reviews first: the accesses they revoke watch them. Their reconciles read accesses and views (below).
+    const reviews: Controller<AccessReview> = new Controller<AccessReview>({
+      name: 'accessreview',
+      type: ACCESS_REVIEW_TYPE,
+      client,
+      logger,
+      metrics,
+      events,
+      reconcile: accessReviewReconciler({
+        connections: this.connections,
+        warehouse,
+        audit,
+        namespaceLabels,
+        accesses: () => accesses.informer.list(),
+        views: () => views.informer.list(),
+      }),
+      watches: [{ informer: warehouses.informer as unknown as Informer<KubeObject>, map: reviewsOfWarehouse(() => reviews.informer.list()) }],
+      resyncMs: opts.resyncMs,
+      concurrency: 1,
+    });
+    this.controllers.push(reviews as unknown as Controller<KubeObject>);
     const accessDeps = {
       connections: this.connections,
       audit,
       warehouse,
       namespaceLabels,
+      reviewRevocation: reviewRevocation(() => reviews.informer.list(), warehouse, namespaceLabels),
       s3: {
         stores: this.stores,
         audit,
@@ -142,6 +166,8 @@ export class Manager {
         { informer: warehouses.informer as unknown as Informer<KubeObject>, map: accessesOfWarehouse(() => accesses.informer.list()) },
         { informer: namespaces, map: accessesInNamespace(() => accesses.informer.list()) },
         { informer: stores.informer as unknown as Informer<KubeObject>, map: accessesOfStore(() => accesses.informer.list()) },
+        // A review's decision (or its due time) revokes: at once, not at the next resync.
+        { informer: reviews.informer as unknown as Informer<KubeObject>, map: accessesRevokedBy },
       ],
       startupOrder: expiredFirst,
       readAhead: readAheadAccesses(accessDeps),

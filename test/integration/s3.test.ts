@@ -155,7 +155,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const name of ['churn', 'raw', 'soon', 'elsewhere', 'dup', 'itself', 'full', 'orphan']) await kube.delete(DATASET_ACCESS_TYPE, name, NS).catch(() => undefined);
+  for (const name of ['churn', 'raw', 'soon', 'elsewhere', 'dup', 'itself', 'full', 'orphan'])
+    await kube.delete(DATASET_ACCESS_TYPE, name, NS).catch(() => undefined);
   await waitFor('accesses gone', async () => (await kube.list(DATASET_ACCESS_TYPE, { namespace: NS })).items.length === 0, 30_000).catch(() => undefined);
   await kube.delete(OBJECT_STORE_TYPE, STORE).catch(() => undefined);
   await kube.delete(OBJECT_STORE_TYPE, `${STORE}-twin`).catch(() => undefined);

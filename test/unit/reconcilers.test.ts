@@ -59,6 +59,7 @@ function setup(opts: { wh?: Warehouse; secretError?: boolean } = {}) {
     access,
     views,
     logins: undefined as unknown as WarehouseDrivers['logins'],
+    reviews: undefined as unknown as WarehouseDrivers['reviews'], // AccessReview: on the stack too
     auditTable: table,
     scrub: (m) => m.replaceAll('s3cret', '[REDACTED]'),
   };

@@ -18,6 +18,7 @@ import {
   type SslMode,
 } from './connection.ts';
 import { PostgresAccessDriver, type AccessDriver } from './access-driver.ts';
+import { PostgresReviewDriver } from './review-driver.ts';
 import { PostgresViewDriver, type ViewDriver } from './view-driver.ts';
 import { PostgresLoginDriver } from './login-driver.ts';
 import { DelayedAuditTable, ensureAuditTable } from './audit-table.ts';
@@ -28,6 +29,8 @@ export interface WarehouseDrivers {
   views: ViewDriver;
   /** The logins a SecretRotation changes, tested over this Warehouse's TLS settings. */
   logins: PostgresLoginDriver;
+  /** The grants an AccessReview reads, and the out-of-band ones it revokes. */
+  reviews: PostgresReviewDriver;
   /** The Warehouse's append-only audit table, for records outside a driver's transaction. */
   auditTable: AuditSink;
   /** The message with every secret of the Warehouse's connection taken out. */
@@ -163,6 +166,7 @@ export class WarehouseConnections {
         access: new PostgresAccessDriver(pool, wh.metadata.name),
         views: new PostgresViewDriver(pool, wh.metadata.name),
         logins: new PostgresLoginDriver(pool, wh.metadata.name, settings),
+        reviews: new PostgresReviewDriver(pool, wh.metadata.name),
         auditTable: this.auditTable(wh.metadata.name),
         scrub: (message) => scrub(message, settings),
       };

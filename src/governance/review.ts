@@ -1,0 +1,129 @@
+// AccessReview decisions, pure: when a cycle starts and what it is called, which grants the
+// catalog shows that no Steward object explains (out-of-band), and which decisions count. The
+// controller reads the catalog and the cluster, this module judges, the driver revokes.
+import { createHash } from 'node:crypto';
+import { CronExpressionParser } from 'cron-parser';
+import { ROLE_PREFIX } from './grants.ts';
+import { MANAGED_COMMENT_PREFIX } from './reserved.ts';
+import { parseDuration } from '../runtime/duration.ts';
+
+/** When the next cycle starts: `every` after the last start (the first at creation), `cron` the next match after it (UTC). */
+export function nextCycleAt(schedule: { every?: string; cron?: string }, lastStart: Date | undefined, created: Date): Date {
+  if (schedule.every) return lastStart ? new Date(lastStart.getTime() + parseDuration(schedule.every)) : created;
+  return CronExpressionParser.parse(schedule.cron!, { currentDate: lastStart ?? created, tz: 'UTC' })
+    .next()
+    .toDate();
+}
+
+/** A cycle's id: its start date (UTC), and -2, -3... for further cycles that day, so decisions can name it. */
+export function cycleId(start: Date, earlier: readonly string[]): string {
+  const day = start.toISOString().slice(0, 10);
+  if (!earlier.includes(day)) return day;
+  let n = 2;
+  while (earlier.includes(`${day}-${n}`)) n++;
+  return `${day}-${n}`;
+}
+
+/** One grant the catalog shows in the review's scope. */
+export interface CatalogGrant {
+  kind: 'table' | 'schema' | 'membership';
+  /** The role that holds it ('PUBLIC' for everyone), or for a membership the member. */
+  grantee: string;
+  granteeIsSuperuser: boolean;
+  granteeComment: string | null;
+  /** The table's schema, the schema, or the role the grantee is a member of (`name`). */
+  schema: string | null;
+  name: string;
+  privileges: string[];
+}
+
+/** What Steward objects explain, besides Steward's own roles. */
+export interface Explanations {
+  /** Steward's own login. */
+  stewardLogin: string;
+  /** DatasetAccess group role -> its principal (every DatasetAccess on the Warehouse, in scope or not). */
+  accessPrincipals: ReadonlyMap<string, string>;
+  /** MaskedView reader role -> the readers its spec names. */
+  viewReaders: ReadonlyMap<string, ReadonlySet<string>>;
+}
+
+export interface OutOfBandGrant extends CatalogGrant {
+  /** Stable across cycles: the same grant, the same id (decisions name it). */
+  id: string;
+  /** For display: schema.table, schema, or the role. */
+  object: string;
+}
+
+/** A role Steward made: its prefix and its ownership comment. */
+export function isStewardRole(name: string, comment: string | null): boolean {
+  return name.startsWith(ROLE_PREFIX) && (comment ?? '').startsWith(MANAGED_COMMENT_PREFIX);
+}
+
+export function outOfBandId(kind: CatalogGrant['kind'], grantee: string, object: string): string {
+  return `oob-${createHash('sha256').update(`${kind}\0${grantee}\0${object}`).digest('hex').slice(0, 6)}`;
+}
+
+/**
+ * The grants nobody asked Steward for. Explained, never findings: a superuser's, Steward's login's
+ * and Steward's roles' (its group, usage, view and alternate-login roles), a DatasetAccess
+ * principal's membership in that access's group role, a MaskedView reader's in the view's reader
+ * role. Owners' privileges are not in the list at all (the catalog read leaves them out).
+ */
+export function outOfBand(grants: readonly CatalogGrant[], why: Explanations): OutOfBandGrant[] {
+  const found: OutOfBandGrant[] = [];
+  for (const g of grants) {
+    if (g.granteeIsSuperuser || g.grantee === why.stewardLogin || isStewardRole(g.grantee, g.granteeComment)) continue;
+    if (g.kind === 'membership') {
+      if (why.accessPrincipals.get(g.name) === g.grantee) continue;
+      if (why.viewReaders.get(g.name)?.has(g.grantee)) continue;
+    }
+    const object = g.kind === 'table' ? `${g.schema}.${g.name}` : g.name;
+    found.push({ ...g, object, id: outOfBandId(g.kind, g.grantee, object) });
+  }
+  return found.sort((a, b) => a.id.localeCompare(b.id));
+}
+
+export interface Decision {
+  cycle: string;
+  access?: string;
+  finding?: string;
+  decision: 'keep' | 'revoke';
+  by: string;
+  reason?: string;
+}
+
+export interface JudgedDecisions {
+  /** access (namespace/name) -> the decision that counts. */
+  accesses: Map<string, Decision>;
+  /** out-of-band finding id -> the decision that counts. */
+  findings: Map<string, Decision>;
+  /** What did not count, and why: status shows it. */
+  ignored: { decision: string; why: string }[];
+}
+
+const describe = (d: Decision) => `${d.decision} ${d.access ?? d.finding} for cycle ${d.cycle} by ${d.by}`;
+
+/**
+ * The decisions that count for this cycle: for it (another cycle's are stale: last quarter's keep
+ * never keeps this quarter's grant), by one of the reviewers, about something this cycle found. For
+ * the same grant the last one in the list counts.
+ */
+export function judgeDecisions(
+  decisions: readonly Decision[],
+  cycle: string,
+  reviewers: readonly string[],
+  known: { accesses: ReadonlySet<string>; findings: ReadonlySet<string> },
+): JudgedDecisions {
+  const judged: JudgedDecisions = { accesses: new Map(), findings: new Map(), ignored: [] };
+  for (const d of decisions) {
+    if (d.cycle !== cycle) judged.ignored.push({ decision: describe(d), why: `stale: for cycle ${d.cycle}, not the current ${cycle}` });
+    else if (!reviewers.includes(d.by)) judged.ignored.push({ decision: describe(d), why: `${d.by} is not one of spec.reviewers` });
+    else if (d.access && !known.accesses.has(d.access))
+      judged.ignored.push({ decision: describe(d), why: `this cycle found no grant of ${d.access} in scope` });
+    else if (d.finding && !known.findings.has(d.finding))
+      judged.ignored.push({ decision: describe(d), why: `this cycle found no out-of-band grant ${d.finding}` });
+    else if (d.access) judged.accesses.set(d.access, d);
+    else judged.findings.set(d.finding!, d);
+  }
+  return judged;
+}

@@ -1,0 +1,341 @@
+// AccessReview on the real stack: a forced cycle lists exactly the grants in scope and exactly the
+// grants made by hand; reviewers' decisions take effect, proven by logging in as each principal;
+// stale decisions and decisions by non-reviewers change nothing; at the due time what nobody decided
+// follows onMissingDecision, also across a Steward restart.
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ACCESS_REVIEW_TYPE } from '../../src/controllers/accessreview.ts';
+import { DATASET_ACCESS_TYPE } from '../../src/controllers/datasetaccess.ts';
+import { MASKED_VIEW_TYPE } from '../../src/controllers/maskedview.ts';
+import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
+import {
+  Steward,
+  apply,
+  condition,
+  ensureNamespace,
+  eventsAbout,
+  kube,
+  maskedViewYaml,
+  pgConfig,
+  putSecret,
+  randomPassword,
+  stackCa,
+  unique,
+  waitFor,
+  waitForCondition,
+  warehouseYaml,
+  withPg,
+  type Conditioned,
+} from './harness.ts';
+
+const id = unique('r').slice(2).replace(/-/g, '');
+const DB = `ar_${id}`;
+const NS = `ar-${id}`;
+const NS_OUT = `ar-out-${id}`;
+const NS_GOV = `ar-gov-${id}`;
+const NS_ROGUE = `ar-rogue-${id}`;
+const WH = `wh-ar-${id}`;
+const PW = randomPassword();
+const IN = [1, 2, 3, 4, 5].map((n) => `a${n}_${id}`);
+const OUT_NS = `b1_${id}`;
+const OUT_SCHEMA = `b2_${id}`;
+const READER = `reader_${id}`;
+const MALLORY = `mallory_${id}`;
+const EVE = `eve_${id}`;
+/** A role someone made by hand, with privileges on the table: EVE is its member. */
+const ANALYSTS = `analysts_${id}`;
+let steward: Steward;
+
+const asSuperuser = <T>(fn: (c: pg.Client) => Promise<T>) => withPg(fn, { database: DB });
+
+/** Reads the table as the login: true, or the error. */
+async function reads(user: string, table = 'curated.sales'): Promise<true | string> {
+  const c = new pg.Client(pgConfig({ database: DB, user, password: PW }));
+  try {
+    await c.connect();
+    await c.query(`SELECT * FROM ${table}`);
+    return true;
+  } catch (e) {
+    return (e as Error).message;
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+const access = (name: string, principal: string, o: { namespace?: string; schema?: string; table?: string } = {}) => `
+apiVersion: steward.dev/v1alpha1
+kind: DatasetAccess
+metadata: {name: ${name}, namespace: ${o.namespace ?? NS}}
+spec:
+  principal: {role: ${principal}}
+  warehouse: {name: ${WH}, schema: ${o.schema ?? 'curated'}, tables: [${o.table ?? 'sales'}]}
+  duration: 720h
+  justification: review test ${name}
+`;
+
+function review(o: { name?: string; namespace?: string; dueIn?: string; onMissing?: string; decisions?: string } = {}): string {
+  return `
+apiVersion: steward.dev/v1alpha1
+kind: AccessReview
+metadata: {name: ${o.name ?? 'quarterly'}, namespace: ${o.namespace ?? NS_GOV}}
+spec:
+  warehouse: ${WH}
+  schedule: {cron: "0 9 1 1 *"}
+  scope: {namespaces: [${NS}], schemas: [curated]}
+  reviewers: [alice@example.com]
+  dueIn: ${o.dueIn ?? '1h'}
+  onMissingDecision: ${o.onMissing ?? 'revoke'}
+${o.decisions ? `  decisions:\n${o.decisions}` : ''}`;
+}
+
+interface ReviewStatus {
+  cycle?: { id: string; dueAt: string; completedAt?: string };
+  findings?: { kind: string; access: string; principal: string; decision: string; by?: string }[];
+  outOfBand?: { id: string; kind: string; grantee: string; object: string; decision: string }[];
+  ignoredDecisions?: { decision: string; why: string }[];
+  summary?: { pending: number; kept: number; revoked: number; outOfBand: number };
+}
+const getReview = async (name = 'quarterly') => (await kube.get<Conditioned & { status?: ReviewStatus }>(ACCESS_REVIEW_TYPE, name, NS_GOV)).status ?? {};
+
+/** Starts a cycle now and waits for it; returns its status. */
+async function forceCycle(name = 'quarterly'): Promise<ReviewStatus> {
+  const before = (await getReview(name)).cycle?.id;
+  await kube.patch(ACCESS_REVIEW_TYPE, name, NS_GOV, { metadata: { annotations: { 'steward.dev/review-requested-at': new Date().toISOString() } } }, 'merge');
+  return waitFor(`a new cycle of ${name}`, async () => {
+    const s = await getReview(name);
+    return s.cycle && s.cycle.id !== before ? s : undefined;
+  });
+}
+
+/** Applies decisions for the current cycle and waits until the review has seen them. */
+async function decide(lines: string[], until: (s: ReviewStatus) => boolean): Promise<ReviewStatus> {
+  apply(review({ decisions: lines.map((l) => `    - ${l}\n`).join('') }));
+  return waitFor('the decisions applied', async () => {
+    const s = await getReview();
+    return until(s) ? s : undefined;
+  });
+}
+
+beforeAll(async () => {
+  await withPg((c) => c.query(`CREATE DATABASE ${DB}`));
+  const logins = [...IN, OUT_NS, OUT_SCHEMA, READER, MALLORY, EVE];
+  await asSuperuser((c) =>
+    c.query(`
+    ${logins.map((r) => `CREATE ROLE ${r} LOGIN PASSWORD '${PW}';`).join('\n')}
+    CREATE ROLE ${ANALYSTS} NOLOGIN;
+    CREATE SCHEMA curated; CREATE SCHEMA raw;
+    CREATE TABLE curated.sales (id int, amount int); INSERT INTO curated.sales VALUES (1, 10);
+    CREATE TABLE raw.orders (id int, customer_id int, amount int); INSERT INTO raw.orders VALUES (1, 1, 10);
+    CREATE TABLE raw.customers (id int, email text); INSERT INTO raw.customers VALUES (1, 'a@example.com');
+    -- Not behind the view: an access to it would (rightly) stop the view.
+    CREATE TABLE raw.events (id int);
+  `),
+  );
+  for (const ns of [NS, NS_OUT, NS_GOV, NS_ROGUE]) await ensureNamespace(ns);
+  await putSecret('steward-system', `${WH}-ca`, { 'ca.crt': stackCa() });
+  await putSecret('steward-system', `${WH}-creds`, { username: process.env.PGUSER!, password: process.env.PGPASSWORD! });
+  apply(
+    `${warehouseYaml({
+      name: WH,
+      database: DB,
+      caSecret: `${WH}-ca`,
+      credsSecret: `${WH}-creds`,
+      policy: `    - namespaces: {matchNames: [${NS}, ${NS_OUT}]}
+      schemas: [curated, raw]`,
+    })}  reviewPolicy:
+    namespaces: {matchNames: [${NS_GOV}]}
+`,
+  );
+  steward = Steward.start({ args: ['--resync', '2s'] });
+  await waitForCondition(WAREHOUSE_TYPE, WH, undefined, 'Ready', 'True');
+  for (const [i, role] of IN.entries()) apply(access(`in${i + 1}`, role));
+  apply(access('elsewhere', OUT_NS, { namespace: NS_OUT }));
+  apply(access('raw', OUT_SCHEMA, { schema: 'raw', table: 'events' }));
+  apply(
+    maskedViewYaml({
+      name: 'masked',
+      namespace: NS,
+      warehouse: WH,
+      readers: [READER],
+      body: `  view: {schema: curated, name: masked_orders}
+  from: {table: raw.orders, alias: o}
+  joins:
+    - {table: raw.customers, alias: c, on: c.id = o.customer_id, type: inner}
+  columns:
+    - {name: order_id, expr: o.id}
+    - {name: email, expr: c.email, mask: email}`,
+    }),
+  );
+  for (let i = 1; i <= 5; i++) await waitForCondition(DATASET_ACCESS_TYPE, `in${i}`, NS, 'Ready', 'True', 'Granted');
+  await waitForCondition(DATASET_ACCESS_TYPE, 'elsewhere', NS_OUT, 'Ready', 'True', 'Granted');
+  await waitForCondition(DATASET_ACCESS_TYPE, 'raw', NS, 'Ready', 'True', 'Granted');
+  await waitForCondition(MASKED_VIEW_TYPE, 'masked', NS, 'Ready', 'True');
+  // By hand, outside Steward: a direct grant (the table and its schema), and a membership in a role
+  // that holds the same. (A membership in a Steward group role is drift: the access's own reconcile
+  // removes it, see datasetaccess.test.ts.)
+  await asSuperuser((c) =>
+    c.query(`GRANT USAGE ON SCHEMA curated TO ${MALLORY}; GRANT SELECT ON curated.sales TO ${MALLORY};
+      GRANT USAGE ON SCHEMA curated TO ${ANALYSTS}; GRANT SELECT ON curated.sales TO ${ANALYSTS}; GRANT ${ANALYSTS} TO ${EVE};`),
+  );
+  expect(await reads(MALLORY)).toBe(true);
+  expect(await reads(EVE)).toBe(true);
+  apply(review());
+  await waitForCondition(ACCESS_REVIEW_TYPE, 'quarterly', NS_GOV, 'Ready', 'True');
+}, 120_000);
+
+afterAll(async () => {
+  await steward?.stop();
+  for (const [type, ns] of [
+    [ACCESS_REVIEW_TYPE, NS_GOV],
+    [ACCESS_REVIEW_TYPE, NS_ROGUE],
+    [DATASET_ACCESS_TYPE, NS],
+    [DATASET_ACCESS_TYPE, NS_OUT],
+    [MASKED_VIEW_TYPE, NS],
+  ] as const) {
+    const items = await kube.list<Conditioned>(type, { namespace: ns }).catch(() => ({ items: [] as Conditioned[] }));
+    for (const o of items.items) {
+      await kube.patch(type, o.metadata.name, ns, { metadata: { finalizers: null } }, 'merge').catch(() => undefined);
+      await kube.delete(type, o.metadata.name, ns).catch(() => undefined);
+    }
+  }
+  await kube.delete(WAREHOUSE_TYPE, WH).catch(() => undefined);
+});
+
+describe('AccessReview, a forced cycle', () => {
+  it('lists exactly the six grants in scope and exactly the five made by hand', async () => {
+    const s = await forceCycle();
+    expect(s.cycle!.id).toMatch(/^\d{4}-\d{2}-\d{2}(-\d+)?$/);
+    const listed = s.findings!.map((f) => `${f.kind} ${f.access} ${f.principal}`).sort();
+    expect(listed).toEqual([...IN.map((r, i) => `DatasetAccess ${NS}/in${i + 1} ${r}`), `MaskedView ${NS}/masked ${READER}`].sort());
+    expect(s.findings!.every((f) => f.decision === 'pending')).toBe(true);
+    const oob = s.outOfBand!.map((o) => `${o.kind} ${o.grantee} ${o.object}`).sort();
+    expect(oob).toEqual(
+      [
+        `membership ${EVE} ${ANALYSTS}`,
+        `schema ${ANALYSTS} curated`,
+        `schema ${MALLORY} curated`,
+        `table ${ANALYSTS} curated.sales`,
+        `table ${MALLORY} curated.sales`,
+      ].sort(),
+    );
+    expect(s.outOfBand!.every((o) => /^oob-[0-9a-f]{6}$/.test(o.id) && o.decision === 'reported')).toBe(true);
+    expect(s.summary).toEqual({ pending: 6, kept: 0, revoked: 0, outOfBand: 5 });
+    expect((await eventsAbout('quarterly')).some((e) => e.reason === 'ReviewStarted' && e.note.includes('alice@example.com'))).toBe(true);
+  });
+
+  it('keep and revoke take effect as the principals see it; a stale decision and a non-reviewer change nothing', async () => {
+    const cycle = (await getReview()).cycle!.id;
+    const s = await decide(
+      [
+        `{cycle: "${cycle}", access: ${NS}/in1, decision: keep, by: alice@example.com, reason: dashboards}`,
+        `{cycle: "${cycle}", access: ${NS}/in2, decision: revoke, by: alice@example.com, reason: left the team}`,
+        `{cycle: "2026-01-01", access: ${NS}/in1, decision: revoke, by: alice@example.com}`,
+        `{cycle: "${cycle}", access: ${NS}/in3, decision: revoke, by: mallory@example.com}`,
+      ],
+      (x) => x.summary?.revoked === 1 && x.summary.kept === 1,
+    );
+    const revoked = await waitForCondition(DATASET_ACCESS_TYPE, 'in2', NS, 'Ready', 'False', 'RevokedByReview');
+    expect(condition(revoked, 'Ready')?.message).toMatch(/cycle .* by alice@example.com \(left the team\)/);
+    expect(await reads(IN[1]!)).toMatch(/permission denied/);
+    expect(await reads(IN[0]!)).toBe(true); // kept, and the stale revoke did nothing
+    expect(await reads(IN[2]!)).toBe(true); // mallory is not a reviewer
+    expect(s.ignoredDecisions!.map((i) => i.why)).toEqual(
+      expect.arrayContaining([`stale: for cycle 2026-01-01, not the current ${cycle}`, 'mallory@example.com is not one of spec.reviewers']),
+    );
+    const audited = await asSuperuser(
+      async (c) =>
+        (await c.query(`SELECT action, resource FROM steward.audit_log WHERE kind = 'DatasetAccess' AND name = 'in2' AND action = 'access.revoke_by_review'`))
+          .rows,
+    );
+    expect(audited).toHaveLength(1);
+  });
+
+  it('a revoke decision on an out-of-band grant removes it from the catalog', async () => {
+    const s0 = await getReview();
+    const membership = s0.outOfBand!.find((o) => o.kind === 'membership')!;
+    await decide(
+      [`{cycle: "${s0.cycle!.id}", finding: ${membership.id}, decision: revoke, by: alice@example.com, reason: nobody asked for it}`],
+      (x) => x.outOfBand?.find((o) => o.id === membership.id)?.decision === 'revoked',
+    );
+    const left = await asSuperuser(
+      async (c) =>
+        (
+          await c.query(
+            `SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member WHERE g.rolname = $1 AND u.rolname = $2`,
+            [ANALYSTS, EVE],
+          )
+        ).rows,
+    );
+    expect(left).toEqual([]);
+    expect(await reads(EVE)).toMatch(/permission denied/);
+    expect(await reads(IN[0]!)).toBe(true); // nothing else touched
+    const remediated = await asSuperuser(async (c) => (await c.query(`SELECT details FROM steward.audit_log WHERE action = 'review.remediate'`)).rows);
+    expect(remediated).toHaveLength(1);
+    expect(remediated[0].details.finding).toBe(membership.id);
+  });
+});
+
+describe('AccessReview at the due time', () => {
+  it('revokes what nobody decided within a second of due, also across a Steward restart; each audited, with an Event', async () => {
+    apply(review({ dueIn: '12s' }));
+    const s = await forceCycle();
+    const dueAt = Date.parse(s.cycle!.dueAt);
+    // in2 was revoked last cycle and stays revoked: not a grant any more. in1, in3, in4, in5 and the reader are listed.
+    expect(s.findings!.map((f) => f.access).sort()).toEqual([`${NS}/in1`, `${NS}/in3`, `${NS}/in4`, `${NS}/in5`, `${NS}/masked`].sort());
+    await decide([`{cycle: "${s.cycle!.id}", access: ${NS}/in1, decision: keep, by: alice@example.com}`], (x) => x.summary?.kept === 1);
+    // Steward is down across the due time: the missing-decision rule still applies when it is back.
+    await steward.stop();
+    await new Promise((r) => setTimeout(r, Math.max(0, dueAt - Date.now() + 1500)));
+    expect(await reads(IN[2]!)).toBe(true);
+    steward = Steward.start({ args: ['--resync', '2s'] });
+    for (const n of [3, 4, 5]) await waitForCondition(DATASET_ACCESS_TYPE, `in${n}`, NS, 'Ready', 'False', 'RevokedByReview', 30_000);
+    for (const n of [3, 4, 5]) expect(await reads(IN[n - 1]!)).toMatch(/permission denied/);
+    expect(await reads(IN[0]!)).toBe(true);
+    expect(await reads(READER, 'curated.masked_orders')).toBe(true); // a view's readers are its spec's to change
+    const done = await waitFor('the cycle completed', async () => ((await getReview()).cycle?.completedAt ? getReview() : undefined));
+    expect(done.summary).toMatchObject({ pending: 0, kept: 2, revoked: 3 });
+    const missing = await asSuperuser(async (c) => (await c.query(`SELECT resource FROM steward.audit_log WHERE action = 'review.missing_decision'`)).rows);
+    expect(missing.map((r) => r.resource).sort()).toEqual(
+      [`DatasetAccess:${NS}/in3/${IN[2]}`, `DatasetAccess:${NS}/in4/${IN[3]}`, `DatasetAccess:${NS}/in5/${IN[4]}`, `MaskedView:${NS}/masked/${READER}`].sort(),
+    );
+    expect((await eventsAbout('quarterly')).filter((e) => e.reason === 'MissingDecision').length).toBeGreaterThanOrEqual(4);
+  });
+
+  it('with Steward running, the revoke lands within a second of due; with onMissingDecision keep, nothing is revoked', async () => {
+    // A fresh access for this cycle, and a shorter due time.
+    apply(access('late', IN[2]!));
+    await waitForCondition(DATASET_ACCESS_TYPE, 'late', NS, 'Ready', 'True', 'Granted');
+    apply(review({ dueIn: '6s' }));
+    const s = await forceCycle();
+    const dueAt = Date.parse(s.cycle!.dueAt);
+    await waitForCondition(DATASET_ACCESS_TYPE, 'late', NS, 'Ready', 'False', 'RevokedByReview', 30_000);
+    const rows = await asSuperuser(
+      async (c) =>
+        (await c.query(`SELECT ts FROM steward.audit_log WHERE kind = 'DatasetAccess' AND name = 'late' AND action = 'access.revoke_by_review'`)).rows,
+    );
+    const lag = (rows[0].ts as Date).getTime() - dueAt;
+    console.log(`access review: the undecided access revoked ${lag} ms after the due time`);
+    expect(lag).toBeGreaterThanOrEqual(0);
+    expect(lag).toBeLessThan(1000);
+
+    apply(access('kept', IN[3]!));
+    await waitForCondition(DATASET_ACCESS_TYPE, 'kept', NS, 'Ready', 'True', 'Granted');
+    apply(review({ dueIn: '4s', onMissing: 'keep' }));
+    await forceCycle();
+    const done = await waitFor('the keep cycle completed', async () => ((await getReview()).cycle?.completedAt ? getReview() : undefined), 30_000);
+    expect(done.findings!.find((f) => f.access === `${NS}/kept`)?.decision).toBe('kept-by-default');
+    expect(await reads(IN[3]!)).toBe(true);
+  });
+});
+
+describe('AccessReview refuses', () => {
+  it('a review in a namespace the Warehouse does not name: PolicyDenied, nothing listed, nothing revoked', async () => {
+    apply(review({ name: 'rogue', namespace: NS_ROGUE, dueIn: '1s' }));
+    const obj = await waitForCondition(ACCESS_REVIEW_TYPE, 'rogue', NS_ROGUE, 'Stalled', 'True', 'PolicyDenied');
+    expect(condition(obj, 'Ready')?.message).toMatch(/reviewPolicy does not name namespace/);
+    expect((obj as { status?: ReviewStatus }).status?.findings).toBeUndefined();
+    await new Promise((r) => setTimeout(r, 3000)); // its due time (1 s) has passed: still nothing
+    expect(condition(await kube.get<Conditioned>(DATASET_ACCESS_TYPE, 'kept', NS), 'Ready')?.reason).toBe('Granted');
+    expect(await reads(IN[3]!)).toBe(true);
+  });
+});

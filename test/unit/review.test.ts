@@ -1,0 +1,97 @@
+import { describe, expect, it } from 'vitest';
+import { cycleId, judgeDecisions, nextCycleAt, outOfBand, outOfBandId, type CatalogGrant } from '../../src/governance/review.ts';
+
+const grant = (g: Partial<CatalogGrant>): CatalogGrant => ({
+  kind: 'table',
+  grantee: 'mallory',
+  granteeIsSuperuser: false,
+  granteeComment: null,
+  schema: 'curated',
+  name: 'orders',
+  privileges: ['SELECT'],
+  ...g,
+});
+const explanations = {
+  stewardLogin: 'steward',
+  accessPrincipals: new Map([['stw_analytics_churn', 'alice']]),
+  viewReaders: new Map([['stw_mvr_data_eng_sales', new Set(['analytics_reader'])]]),
+};
+
+describe('review cycles', () => {
+  it('cron: the next match after the last start (or creation); every: from the last start, the first at creation', () => {
+    const created = new Date('2027-02-10T00:00:00Z');
+    expect(nextCycleAt({ cron: '0 9 1 1,4,7,10 *' }, undefined, created)).toEqual(new Date('2027-04-01T09:00:00Z'));
+    expect(nextCycleAt({ cron: '0 9 1 1,4,7,10 *' }, new Date('2027-04-01T09:00:00Z'), created)).toEqual(new Date('2027-07-01T09:00:00Z'));
+    expect(nextCycleAt({ every: '24h' }, undefined, created)).toEqual(created);
+    expect(nextCycleAt({ every: '24h' }, created, created)).toEqual(new Date('2027-02-11T00:00:00Z'));
+  });
+
+  it('a cycle is named by its start date, and further cycles that day get -2, -3', () => {
+    const t = new Date('2027-01-01T09:00:00Z');
+    expect(cycleId(t, [])).toBe('2027-01-01');
+    expect(cycleId(t, ['2027-01-01'])).toBe('2027-01-01-2');
+    expect(cycleId(t, ['2027-01-01', '2027-01-01-2'])).toBe('2027-01-01-3');
+  });
+});
+
+describe('out-of-band grants', () => {
+  it("explains superusers, Steward's login and roles, an access's principal in its group role, a view's reader in its reader role", () => {
+    const explained = [
+      grant({ grantee: 'postgres', granteeIsSuperuser: true }),
+      grant({ grantee: 'steward' }),
+      grant({ grantee: 'stw_analytics_churn', granteeComment: 'managed by steward: DatasetAccess analytics/churn' }),
+      grant({ kind: 'membership', grantee: 'alice', schema: null, name: 'stw_analytics_churn', privileges: ['MEMBER'] }),
+      grant({ kind: 'membership', grantee: 'analytics_reader', schema: null, name: 'stw_mvr_data_eng_sales', privileges: ['MEMBER'] }),
+    ];
+    expect(outOfBand(explained, explanations)).toEqual([]);
+  });
+
+  it('finds a direct grant, PUBLIC, a membership nobody asked for, and a stw_ role without Steward comment; ids are stable', () => {
+    const found = outOfBand(
+      [
+        grant({}),
+        grant({ grantee: 'PUBLIC', kind: 'schema', schema: null, name: 'curated', privileges: ['USAGE'] }),
+        grant({ kind: 'membership', grantee: 'mallory', schema: null, name: 'stw_analytics_churn', privileges: ['MEMBER'] }),
+        grant({ grantee: 'stw_fake', granteeComment: 'looks like ours' }),
+      ],
+      explanations,
+    );
+    expect(found.map((f) => [f.kind, f.grantee, f.object])).toEqual(
+      expect.arrayContaining([
+        ['table', 'mallory', 'curated.orders'],
+        ['schema', 'PUBLIC', 'curated'],
+        ['membership', 'mallory', 'stw_analytics_churn'],
+        ['table', 'stw_fake', 'curated.orders'],
+      ]),
+    );
+    expect(found).toHaveLength(4);
+    expect(found.find((f) => f.grantee === 'mallory' && f.kind === 'table')?.id).toBe(outOfBandId('table', 'mallory', 'curated.orders'));
+    expect(outOfBandId('table', 'mallory', 'curated.orders')).toMatch(/^oob-[0-9a-f]{6}$/);
+  });
+});
+
+describe('decisions', () => {
+  const known = { accesses: new Set(['analytics/churn', 'analytics/etl']), findings: new Set(['oob-123abc']) };
+  it('count only for this cycle, by a reviewer, about what it found; the last for the same grant wins', () => {
+    const j = judgeDecisions(
+      [
+        { cycle: '2026-10-01', access: 'analytics/churn', decision: 'keep', by: 'alice' },
+        { cycle: '2027-01-01', access: 'analytics/churn', decision: 'keep', by: 'mallory' },
+        { cycle: '2027-01-01', access: 'analytics/etl', decision: 'keep', by: 'alice' },
+        { cycle: '2027-01-01', access: 'analytics/etl', decision: 'revoke', by: 'alice' },
+        { cycle: '2027-01-01', access: 'other/thing', decision: 'keep', by: 'alice' },
+        { cycle: '2027-01-01', finding: 'oob-123abc', decision: 'revoke', by: 'alice' },
+      ],
+      '2027-01-01',
+      ['alice'],
+      known,
+    );
+    expect([...j.accesses.entries()].map(([k, d]) => [k, d.decision])).toEqual([['analytics/etl', 'revoke']]);
+    expect(j.findings.get('oob-123abc')?.decision).toBe('revoke');
+    expect(j.ignored.map((i) => i.why)).toEqual([
+      'stale: for cycle 2026-10-01, not the current 2027-01-01',
+      'mallory is not one of spec.reviewers',
+      'this cycle found no grant of other/thing in scope',
+    ]);
+  });
+});
