@@ -2,7 +2,9 @@
 //   steward plan -f FILE...   the SQL each DatasetAccess would run; exits 1 on a policy denial
 //   steward lineage [-o text]  the column-level lineage of every MaskedView, as one report
 //   steward audit-table        the SQL of the audit table, for an administrator to create it
+//   steward review NAME        an AccessReview's current cycle, and a decisions template
 import { runPlan } from './plan.ts';
+import { runReview } from './review.ts';
 import { runLineage } from './lineage.ts';
 import { runAuditTable } from './audit-table.ts';
 
@@ -11,7 +13,8 @@ const USAGE = `usage: steward <command>
                                              exit 1 on a policy denial, 3 when the policy cannot be checked
   lineage [-o json|text]                     the column-level lineage of every MaskedView, as one report
   audit-table [--writer LOGIN]               the SQL of steward.audit_log, to create it as another role than
-                                             Steward's login (and the grants LOGIN needs to append to it)`;
+                                             Steward's login (and the grants LOGIN needs to append to it)
+  review NAME [-n NAMESPACE] [-o text|json]  an AccessReview's current cycle: its findings, and the decisions to paste`;
 
 const [command, ...args] = process.argv.slice(2);
 switch (command) {
@@ -20,6 +23,9 @@ switch (command) {
     break;
   case 'lineage':
     process.exitCode = await runLineage(args, process.stdout, process.stderr);
+    break;
+  case 'review':
+    process.exitCode = await runReview(args, process.stdout, process.stderr);
     break;
   case 'audit-table':
     process.exitCode = runAuditTable(args, process.stdout, process.stderr);

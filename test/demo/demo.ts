@@ -348,7 +348,23 @@ say(`  pipeline: ${rotation.queries} queries, ${rotation.failures} failed, as ${
 say('$ kubectl get sr -n pipelines');
 say(kubectl(['get', 'sr', '-n', 'pipelines']).trimEnd());
 say();
-say('$ kubectl get steward -A   (every Steward object; kinds without a controller yet show no READY)');
+say('AccessReview governance/analytics-quarterly: a cycle asked for now (the schedule is quarterly), listing');
+say('every grant in its scope and the grants in the warehouse that no Steward object explains:');
+kubectl(['annotate', 'ar', '-n', 'governance', 'analytics-quarterly', `steward.dev/review-requested-at=${new Date().toISOString()}`, '--overwrite']);
+const reviewed = await waitForReason('ar', 'governance', 'analytics-quarterly', 'InReview', 30_000);
+say('$ kubectl get ar -n governance');
+say(kubectl(['get', 'ar', '-n', 'governance']).trimEnd());
+say('$ bin/steward review -n governance analytics-quarterly');
+const review = spawnSync(join(REPO, 'bin/steward'), ['review', '-n', 'governance', 'analytics-quarterly'], { encoding: 'utf8' });
+say(
+  (review.stdout + review.stderr)
+    .trimEnd()
+    .split('\n')
+    .map((l) => `  ${l}`)
+    .join('\n'),
+);
+say();
+say('$ kubectl get steward -A   (every Steward object)');
 say(kubectl(['get', 'steward', '-A']).trimEnd());
 say();
 say('Where to look next:');
@@ -361,4 +377,4 @@ say('  psql -d analytics -c "table steward.audit_log"');
 say('  kubectl describe dsa -n analytics churn-analysis');
 say('  kubectl get configmap -n data-eng customer-sales-lineage -o jsonpath={.data.lineage\\.json}');
 say('  make stack-down                       # stops Steward and the stack');
-process.exit(ready && granted && viewReady && rotated && rotation.failures === 0 ? 0 : 1);
+process.exit(ready && granted && viewReady && rotated && rotation.failures === 0 && reviewed ? 0 : 1);

@@ -2,6 +2,8 @@
 // grants made by hand; reviewers' decisions take effect, proven by logging in as each principal;
 // stale decisions and decisions by non-reviewers change nothing; at the due time what nobody decided
 // follows onMissingDecision, also across a Steward restart.
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ACCESS_REVIEW_TYPE } from '../../src/controllers/accessreview.ts';
@@ -9,6 +11,7 @@ import { DATASET_ACCESS_TYPE } from '../../src/controllers/datasetaccess.ts';
 import { MASKED_VIEW_TYPE } from '../../src/controllers/maskedview.ts';
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
 import {
+  REPO,
   Steward,
   apply,
   condition,
@@ -221,6 +224,17 @@ describe('AccessReview, a forced cycle', () => {
     expect(s.outOfBand!.every((o) => /^oob-[0-9a-f]{6}$/.test(o.id) && o.decision === 'reported')).toBe(true);
     expect(s.summary).toEqual({ pending: 6, kept: 0, revoked: 0, outOfBand: 5 });
     expect((await eventsAbout('quarterly')).some((e) => e.reason === 'ReviewStarted' && e.note.includes('alice@example.com'))).toBe(true);
+
+    // `steward review`: the same, as a table, with the decisions to paste; -o json for tools.
+    const text = spawnSync(join(REPO, 'bin/steward'), ['review', '-n', NS_GOV, 'quarterly'], { encoding: 'utf8' });
+    expect(text.status, text.stderr).toBe(0);
+    expect(text.stdout).toContain(`cycle ${s.cycle!.id}`);
+    expect(text.stdout).toMatch(new RegExp(`${NS}/in1\\s+DatasetAccess\\s+${IN[0]}`));
+    expect(text.stdout).toContain('(not recorded)'); // PostgreSQL keeps no per-role usage record
+    for (const o of s.outOfBand!) expect(text.stdout).toContain(`- {cycle: "${s.cycle!.id}", finding: ${o.id}, decision: keep`);
+    expect(text.stdout).toContain(`- {cycle: "${s.cycle!.id}", access: ${NS}/in5, decision: keep`);
+    const json = spawnSync(join(REPO, 'bin/steward'), ['review', '-n', NS_GOV, 'quarterly', '-o', 'json'], { encoding: 'utf8' });
+    expect(JSON.parse(json.stdout).findings).toHaveLength(6);
   });
 
   it('keep and revoke take effect as the principals see it; a stale decision and a non-reviewer change nothing', async () => {
