@@ -33,6 +33,10 @@ describe('make demo', () => {
       expect(out).toMatch(/company-curated\s+company-curated\s+us-east-1\s+AES256\s+true\s+True/);
       expect(out).toMatch(/model-training\s+data-scientist\s+s3:\/\/company-curated\/analytics\/\s+read\s+\S+\s+True/);
       expect(out).toContain('"Action":"s3:ListBucket","Resource":"arn:aws:s3:::company-curated","Condition":{"StringLike":{"s3:prefix":"analytics/*"}');
+      // A review cycle asked for: the one access in its scope listed, the stale example decisions ignored, nothing out of band.
+      expect(out).toMatch(/analytics-quarterly\s+\d{4}-\d{2}-\d{2}(-\d+)?\s+\S+\s+1\s+0\s+0/);
+      expect(out).toMatch(/analytics\/churn-analysis\s+DatasetAccess\s+analytics_reader\s+.*\(not recorded\)\s+pending/);
+      expect(out).toContain('Out-of-band grants, made outside Steward (0):');
       // What alice and priya read.
       expect(out).toContain('"email":"al***@example.com","phone":"(***)***-1234"');
       expect(out).toMatch(/SELECT \* FROM raw\.customers\s+-> ERROR: permission denied/);
