@@ -318,6 +318,18 @@ export function accessReviewReconciler(deps: AccessReviewDeps) {
   };
 }
 
+// Every DatasetAccess reconcile asks every review: each review's revokes are indexed once per
+// version of it (the informer replaces the object on every change, so the index goes with it).
+const indexes = new WeakMap<AccessReview, Map<string, Finding>>();
+function revokedIndex(ar: AccessReview): Map<string, Finding> {
+  let index = indexes.get(ar);
+  if (!index) {
+    index = new Map((ar.status?.findings ?? []).filter((f) => f.kind === 'DatasetAccess' && REVOKED.has(f.decision)).map((f) => [f.access, f]));
+    indexes.set(ar, index);
+  }
+  return index;
+}
+
 /**
  * The revocation an AccessReview holds for this DatasetAccess's current spec: a review allowed on its
  * Warehouse, whose scope covers it, whose current cycle says revoke for this generation.
@@ -337,10 +349,8 @@ export function reviewRevocation(
       if (!wh || !reviewAllowed(wh, ar.metadata.namespace!, namespaceLabels(ar.metadata.namespace!) ?? {})) continue;
       const scope = inScope(ar);
       if (!scope.namespace(dsa.metadata.namespace!) || !scope.schema(target.schema)) continue;
-      const f = ar.status.findings?.find(
-        (x) => x.kind === 'DatasetAccess' && x.access === access && x.generation === dsa.metadata.generation && REVOKED.has(x.decision),
-      );
-      if (f)
+      const f = revokedIndex(ar).get(access);
+      if (f && f.generation === dsa.metadata.generation)
         return {
           review: keyOf(ar),
           cycle: ar.status.cycle.id,
@@ -355,8 +365,7 @@ export function reviewRevocation(
 
 /** The DatasetAccesses an AccessReview's status revokes: reconciled when it changes. */
 export function accessesRevokedBy(ar: KubeObject): string[] {
-  const findings = (ar as AccessReview).status?.findings ?? [];
-  return findings.filter((f) => f.kind === 'DatasetAccess' && REVOKED.has(f.decision)).map((f) => f.access);
+  return [...revokedIndex(ar as AccessReview).keys()];
 }
 
 /** AccessReviews of a Warehouse: reconciled again when its policy changes. */

@@ -47,6 +47,9 @@ const MALLORY = `mallory_${id}`;
 const EVE = `eve_${id}`;
 /** A role someone made by hand, with privileges on the table: EVE is its member. */
 const ANALYSTS = `analysts_${id}`;
+/** A grantee whose name needs quoting: the revoke must name it exactly. */
+const ODD = `Odd "Quote; ${id}`;
+const odd = `"${ODD.replace(/"/g, '""')}"`;
 let steward: Steward;
 
 const asSuperuser = <T>(fn: (c: pg.Client) => Promise<T>) => withPg(fn, { database: DB });
@@ -126,6 +129,7 @@ beforeAll(async () => {
     c.query(`
     ${logins.map((r) => `CREATE ROLE ${r} LOGIN PASSWORD '${PW}';`).join('\n')}
     CREATE ROLE ${ANALYSTS} NOLOGIN;
+    CREATE ROLE ${odd} NOLOGIN;
     CREATE SCHEMA curated; CREATE SCHEMA raw;
     CREATE TABLE curated.sales (id int, amount int); INSERT INTO curated.sales VALUES (1, 10);
     CREATE TABLE raw.orders (id int, customer_id int, amount int); INSERT INTO raw.orders VALUES (1, 1, 10);
@@ -178,7 +182,8 @@ beforeAll(async () => {
   // removes it, see datasetaccess.test.ts.)
   await asSuperuser((c) =>
     c.query(`GRANT USAGE ON SCHEMA curated TO ${MALLORY}; GRANT SELECT ON curated.sales TO ${MALLORY};
-      GRANT USAGE ON SCHEMA curated TO ${ANALYSTS}; GRANT SELECT ON curated.sales TO ${ANALYSTS}; GRANT ${ANALYSTS} TO ${EVE};`),
+      GRANT USAGE ON SCHEMA curated TO ${ANALYSTS}; GRANT SELECT ON curated.sales TO ${ANALYSTS}; GRANT ${ANALYSTS} TO ${EVE};
+      GRANT SELECT, UPDATE ON curated.sales TO ${odd};`),
   );
   expect(await reads(MALLORY)).toBe(true);
   expect(await reads(EVE)).toBe(true);
@@ -205,7 +210,7 @@ afterAll(async () => {
 });
 
 describe('AccessReview, a forced cycle', () => {
-  it('lists exactly the six grants in scope and exactly the five made by hand', async () => {
+  it('lists exactly the six grants in scope and exactly the six made by hand', async () => {
     const s = await forceCycle();
     expect(s.cycle!.id).toMatch(/^\d{4}-\d{2}-\d{2}(-\d+)?$/);
     const listed = s.findings!.map((f) => `${f.kind} ${f.access} ${f.principal}`).sort();
@@ -219,10 +224,11 @@ describe('AccessReview, a forced cycle', () => {
         `schema ${MALLORY} curated`,
         `table ${ANALYSTS} curated.sales`,
         `table ${MALLORY} curated.sales`,
+        `table ${ODD} curated.sales`,
       ].sort(),
     );
     expect(s.outOfBand!.every((o) => /^oob-[0-9a-f]{6}$/.test(o.id) && o.decision === 'reported')).toBe(true);
-    expect(s.summary).toEqual({ pending: 6, kept: 0, revoked: 0, outOfBand: 5 });
+    expect(s.summary).toEqual({ pending: 6, kept: 0, revoked: 0, outOfBand: 6 });
     expect((await eventsAbout('quarterly')).some((e) => e.reason === 'ReviewStarted' && e.note.includes('alice@example.com'))).toBe(true);
 
     // `steward review`: the same, as a table, with the decisions to paste; -o json for tools.
@@ -267,10 +273,18 @@ describe('AccessReview, a forced cycle', () => {
   it('a revoke decision on an out-of-band grant removes it from the catalog', async () => {
     const s0 = await getReview();
     const membership = s0.outOfBand!.find((o) => o.kind === 'membership')!;
+    const quoted = s0.outOfBand!.find((o) => o.grantee === ODD)!;
     await decide(
-      [`{cycle: "${s0.cycle!.id}", finding: ${membership.id}, decision: revoke, by: alice@example.com, reason: nobody asked for it}`],
-      (x) => x.outOfBand?.find((o) => o.id === membership.id)?.decision === 'revoked',
+      [
+        `{cycle: "${s0.cycle!.id}", finding: ${membership.id}, decision: revoke, by: alice@example.com, reason: nobody asked for it}`,
+        `{cycle: "${s0.cycle!.id}", finding: ${quoted.id}, decision: revoke, by: alice@example.com}`,
+      ],
+      (x) => x.outOfBand?.filter((o) => o.decision === 'revoked').length === 2,
     );
+    const oddLeft = await asSuperuser(
+      async (c) => (await c.query(`SELECT has_table_privilege($1, 'curated.sales', 'SELECT, UPDATE') AS has`, [ODD])).rows[0].has,
+    );
+    expect(oddLeft).toBe(false);
     const left = await asSuperuser(
       async (c) =>
         (
@@ -284,8 +298,7 @@ describe('AccessReview, a forced cycle', () => {
     expect(await reads(EVE)).toMatch(/permission denied/);
     expect(await reads(IN[0]!)).toBe(true); // nothing else touched
     const remediated = await asSuperuser(async (c) => (await c.query(`SELECT details FROM steward.audit_log WHERE action = 'review.remediate'`)).rows);
-    expect(remediated).toHaveLength(1);
-    expect(remediated[0].details.finding).toBe(membership.id);
+    expect(remediated.map((r) => r.details.finding).sort()).toEqual([membership.id, quoted.id].sort());
   });
 });
 
