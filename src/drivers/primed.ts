@@ -15,9 +15,28 @@ export class PrimedObservations<Target, Observation> {
     this.ttlMs = ttlMs;
   }
 
-  put(targets: readonly Target[], observations: readonly Observation[], now = Date.now()): void {
+  /** When the driver last changed each target: a read that began before it is out of date. */
+  private readonly changedAt = new Map<string, number>();
+
+  /** `readAt`: when the read began. An observation of a target changed since is not kept. */
+  put(targets: readonly Target[], observations: readonly Observation[], readAt = Date.now(), now = readAt): void {
     this.evict(now);
-    for (const [i, target] of targets.entries()) this.entries.set(this.keyOf(target), { target, observation: observations[i]!, at: now });
+    for (const [i, target] of targets.entries()) {
+      const key = this.keyOf(target);
+      const changed = this.changedAt.get(key);
+      if (changed !== undefined && changed >= readAt) continue;
+      this.entries.set(key, { target, observation: observations[i]!, at: readAt });
+    }
+  }
+
+  /**
+   * The driver is changing this target: what was read ahead of it is no longer true (a view about to
+   * be dropped would otherwise be handed out as built, and a settled plan checks nothing again).
+   */
+  changing(target: Target, now = Date.now()): void {
+    const key = this.keyOf(target);
+    this.entries.delete(key);
+    this.changedAt.set(key, now);
   }
 
   /** The observation read ahead for exactly this target (a spec changed since is a different target), once. */
@@ -36,5 +55,7 @@ export class PrimedObservations<Target, Observation> {
 
   private evict(now: number): void {
     for (const [key, entry] of this.entries) if (now - entry.at > this.ttlMs) this.entries.delete(key);
+    // A change older than any read still worth using can no longer make one out of date.
+    for (const [key, at] of this.changedAt) if (now - at > this.ttlMs) this.changedAt.delete(key);
   }
 }

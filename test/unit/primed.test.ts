@@ -31,4 +31,18 @@ describe('PrimedObservations (the batched resync read ahead)', () => {
     primed.put([], [], 2600); // a later read ahead evicts what nobody used
     expect(primed.size).toBe(0);
   });
+
+  it('does not serve what the driver changed after the read began, even if the read lands after the change', () => {
+    const primed = new PrimedObservations<T, string>((t) => t.role);
+    primed.put([a], ['obs-a'], 1000);
+    primed.changing(a, 1100); // e.g. the view is dropped
+    expect(primed.take(a, 1101)).toBeUndefined();
+    // A read ahead that began before the change and finished after it is not kept either.
+    primed.put([a, b], ['old-a', 'obs-b'], 1050, 1200);
+    expect(primed.take(a, 1201)).toBeUndefined();
+    expect(primed.take(b, 1202)).toBe('obs-b');
+    // One that began after the change is.
+    primed.put([a], ['new-a'], 1300);
+    expect(primed.take(a, 1301)).toBe('new-a');
+  });
 });

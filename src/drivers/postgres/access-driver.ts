@@ -27,7 +27,8 @@ export class PostgresAccessDriver extends WarehouseDriver implements AccessDrive
 
   /** Every target in one query (the controller reads ahead in chunks of a few thousand). */
   async prime(targets: readonly AccessTarget[]): Promise<void> {
-    this.primed.put(targets, await observeRoles(this.pool, targets));
+    const readAt = Date.now();
+    this.primed.put(targets, await observeRoles(this.pool, targets), readAt);
   }
 
   async apply(t: AccessTarget, basis: AccessObservation, plan: AccessPlan, audit: AuditScope, notes: ScopedInput[] = []): Promise<Applied> {
@@ -39,6 +40,7 @@ export class PostgresAccessDriver extends WarehouseDriver implements AccessDrive
       if (records.length) await audit.recordMany(records, new AuditTableSink(this.pool));
       return { ran: [] };
     }
+    this.primed.changing(t);
     const ran = await withSession(this.pool, async (session) => {
       if (plan.kind === 'revoke') {
         // Nothing to look again at: DROP ROLE is its own proof. If the role holds more than was

@@ -180,6 +180,7 @@ export class PostgresViewDriver extends WarehouseDriver implements ViewDriver {
   /** Every view of the Warehouse in one read-only transaction (an idle resync): a few queries per view, one transaction in all. */
   async prime(targets: readonly ViewTarget[]): Promise<void> {
     if (!targets.length) return;
+    const readAt = Date.now();
     const observations = await withSession(
       this.pool,
       async ({ client }) => {
@@ -190,7 +191,7 @@ export class PostgresViewDriver extends WarehouseDriver implements ViewDriver {
       },
       'READ ONLY',
     );
-    this.primed.put(targets, observations);
+    this.primed.put(targets, observations, readAt);
   }
 
   async apply(t: ViewTarget, basis: ViewObservation, change: ViewChange, audit: AuditScope, notes: ScopedInput[] = []): Promise<ViewApplied> {
@@ -200,6 +201,7 @@ export class PostgresViewDriver extends WarehouseDriver implements ViewDriver {
       if (notes.length) await audit.recordMany(notes, new AuditTableSink(this.pool));
       return { ran: [], built: false, heldElsewhere: [], dropped: [] };
     }
+    this.primed.changing(t);
     return withSession(this.pool, async (session) => {
       const { client } = session;
       const ran: string[] = [];
@@ -278,6 +280,7 @@ export class PostgresViewDriver extends WarehouseDriver implements ViewDriver {
         );
       return { ran: [], built: false, heldElsewhere: [], dropped: [] };
     }
+    this.primed.changing(t);
     return withSession(this.pool, async (session) => {
       // The locks the build takes, in the same order: a REVOKE on a source beside a DatasetAccess's
       // GRANT on it would otherwise fail with "tuple concurrently updated".
