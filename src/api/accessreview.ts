@@ -42,26 +42,41 @@ const Decision = Type.Object(
   { ...cel({ rule: 'has(self.access) != has(self.finding)', message: 'name exactly one of access or finding' }) },
 );
 
-export const AccessReviewSpec = Type.Object({
-  warehouse: ObjectName('The Warehouse under review.'),
-  schedule: Schedule('When a review cycle starts.'),
-  scope: Type.Object(
-    {
-      namespaces: Type.Optional(Type.Array(NamespaceName('A namespace.'), { minItems: 1, maxItems: 256, 'x-kubernetes-list-type': 'set' })),
-      schemas: Type.Optional(Type.Array(Identifier('A schema.'), { minItems: 1, maxItems: 64, 'x-kubernetes-list-type': 'set' })),
-    },
-    { description: 'Which grants the review covers; unset parts cover everything.' },
-  ),
-  reviewers: Type.Array(Type.String({ minLength: 1, maxLength: 256 }), { minItems: 1, maxItems: 64, 'x-kubernetes-list-type': 'set' }),
-  dueIn: Duration('How long reviewers have to decide, from the start of a cycle.'),
-  onMissingDecision: StringEnum(['revoke', 'keep'] as const, { default: 'revoke', description: 'What happens to a grant nobody decided on by the due date.' }),
-  decisions: Type.Optional(
-    Type.Array(Decision, {
-      maxItems: 4096,
-      'x-kubernetes-list-type': 'atomic',
+export const AccessReviewSpec = Type.Object(
+  {
+    warehouse: Type.Optional(ObjectName('The Warehouse under review (its PostgreSQL grants).')),
+    schedule: Schedule('When a review cycle starts.'),
+    scope: Type.Object(
+      {
+        namespaces: Type.Optional(Type.Array(NamespaceName('A namespace.'), { minItems: 1, maxItems: 256, 'x-kubernetes-list-type': 'set' })),
+        schemas: Type.Optional(Type.Array(Identifier('A schema.'), { minItems: 1, maxItems: 64, 'x-kubernetes-list-type': 'set' })),
+        objectStore: Type.Optional(ObjectName('An ObjectStore also under review: the S3 accesses on its bucket, and the IAM policies of their roles.')),
+        prefixes: Type.Optional(
+          Type.Array(Type.String({ minLength: 1, maxLength: 1024 }), {
+            minItems: 1,
+            maxItems: 64,
+            'x-kubernetes-list-type': 'set',
+            description: 'Prefixes of the ObjectStore under review (an access on a prefix starting with one of them); unset: every prefix.',
+          }),
+        ),
+      },
+      { description: 'Which grants the review covers; unset parts cover everything.' },
+    ),
+    reviewers: Type.Array(Type.String({ minLength: 1, maxLength: 256 }), { minItems: 1, maxItems: 64, 'x-kubernetes-list-type': 'set' }),
+    dueIn: Duration('How long reviewers have to decide, from the start of a cycle.'),
+    onMissingDecision: StringEnum(['revoke', 'keep'] as const, {
+      default: 'revoke',
+      description: 'What happens to a grant nobody decided on by the due date.',
     }),
-  ),
-});
+    decisions: Type.Optional(
+      Type.Array(Decision, {
+        maxItems: 4096,
+        'x-kubernetes-list-type': 'atomic',
+      }),
+    ),
+  },
+  { ...cel({ rule: 'has(self.warehouse) || has(self.scope.objectStore)', message: 'name a warehouse, a scope.objectStore, or both' }) },
+);
 
 const Finding = Type.Object({
   kind: StringEnum(['DatasetAccess', 'MaskedView'] as const),
@@ -81,9 +96,9 @@ const Finding = Type.Object({
 
 const OutOfBand = Type.Object({
   id: Type.String({ description: 'Stable: the same grant has the same id in every cycle.' }),
-  kind: StringEnum(['table', 'schema', 'membership'] as const),
+  kind: StringEnum(['table', 'schema', 'membership', 'iam-policy'] as const),
   grantee: Type.String(),
-  object: Type.String({ description: 'The table or schema, or the role the grantee is a member of.' }),
+  object: Type.String({ description: 'The table or schema, the role the grantee is a member of, or the IAM policy (a name: inline; an ARN: attached).' }),
   privileges: Type.String(),
   decision: Type.String({ description: 'reported (never revoked without a decision), keep, revoke, or revoked.' }),
   by: Type.Optional(Type.String()),

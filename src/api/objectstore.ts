@@ -14,7 +14,7 @@ import {
   AGE_COLUMN,
   REASON_COLUMN,
 } from './schema.ts';
-import { NamespaceSelector } from './warehouse.ts';
+import { NamespaceSelector, ReviewPolicy } from './warehouse.ts';
 import type { Resource } from './meta.ts';
 
 export const BUCKET_PATTERN = '^[a-z0-9][a-z0-9.-]*[a-z0-9]$';
@@ -80,6 +80,7 @@ export const ObjectStoreSpec = Type.Object({
     { description: 'The bucket, and how to reach it.' },
   ),
   accessPolicy: Type.Optional(Type.Array(StoreAccessRule, { maxItems: 128, description: 'Default deny: a DatasetAccess outside every rule is refused.' })),
+  reviewPolicy: Type.Optional(ReviewPolicy('ObjectStore')),
   auditWarehouse: Type.Optional(
     ObjectName('A Warehouse whose audit table (steward.audit_log, append-only) also keeps this bucket’s audit records. Unset: they are in Steward’s log only.'),
   ),

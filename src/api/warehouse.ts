@@ -45,6 +45,16 @@ export const NamespaceSelector = Type.Object(
   },
 );
 
+/** Which namespaces may hold AccessReviews of a Warehouse or an ObjectStore (default deny). */
+export function ReviewPolicy(kind: string) {
+  return Type.Object(
+    { namespaces: NamespaceSelector },
+    {
+      description: `Which namespaces may hold AccessReviews of this ${kind}: a review reads every grant in its scope and revokes what its reviewers do not keep. Default deny: unset, no AccessReview may review it.`,
+    },
+  );
+}
+
 const AccessRule = Type.Object(
   {
     namespaces: NamespaceSelector,
@@ -104,15 +114,7 @@ export const WarehouseSpec = Type.Object({
     },
   ),
   accessPolicy: Type.Optional(Type.Array(AccessRule, { maxItems: 128, description: 'Default deny: a DatasetAccess outside every rule is refused.' })),
-  reviewPolicy: Type.Optional(
-    Type.Object(
-      { namespaces: NamespaceSelector },
-      {
-        description:
-          'Which namespaces may hold AccessReviews of this Warehouse: a review reads every grant in its scope and revokes what its reviewers do not keep. Default deny: unset, no AccessReview may review it.',
-      },
-    ),
-  ),
+  reviewPolicy: Type.Optional(ReviewPolicy('Warehouse')),
   resyncPeriod: Type.Optional(Duration('How often Steward re-checks the connection and the grants it manages (default 5m, with jitter).')),
 });
 

@@ -9,17 +9,22 @@ import type { DatasetAccess } from '../api/datasetaccess.ts';
 import type { MaskedView } from '../api/maskedview.ts';
 import type { Warehouse } from '../api/warehouse.ts';
 import { resourceType } from '../api/schema.ts';
-import type { AuditTrail } from '../audit/sink.ts';
+import type { ObjectStore } from '../api/objectstore.ts';
+import type { AuditScope, AuditSink, AuditTrail } from '../audit/sink.ts';
+import type { WarehouseDrivers } from '../drivers/postgres/connector.ts';
 import { groupRoleName } from '../governance/grants.ts';
 import { namespaceMatches } from '../governance/policy.ts';
-import { cycleId, judgeDecisions, nextCycleAt, outOfBand, type Decision } from '../governance/review.ts';
+import { cycleId, judgeDecisions, nextCycleAt, outOfBand, outOfBandId, type Decision } from '../governance/review.ts';
 import { findCondition } from '../runtime/conditions.ts';
 import { stalled, type Outcome, type ReconcileContext } from '../runtime/controller.ts';
 import { parseDuration } from '../runtime/duration.ts';
 import type { KubeObject, ResourceType } from '../runtime/kube.ts';
-import type { ReviewRevocation } from './datasetaccess.ts';
+import type { ReviewRevocation } from './review-revocation.ts';
 import { readerRoleName } from './maskedview.ts';
 import { connectWarehouse, type WarehouseDeps } from './warehouse-preamble.ts';
+import { s3Target } from './datasetaccess-s3.ts';
+import { waitingFor } from './dependency.ts';
+import { storeClients, type ObjectStoreDeps } from './objectstore.ts';
 
 export const ACCESS_REVIEW_TYPE: ResourceType = resourceType(accessReviewKind);
 
@@ -33,8 +38,11 @@ type Finding = NonNullable<Status['findings']>[number];
 type OutOfBandFinding = NonNullable<Status['outOfBand']>[number];
 type Cycle = NonNullable<Status['cycle']>;
 
-export interface AccessReviewDeps extends WarehouseDeps {
+export interface AccessReviewDeps extends WarehouseDeps, ObjectStoreDeps {
   audit: AuditTrail;
+  objectStore: (name: string) => ObjectStore | undefined;
+  /** The audit table of a Warehouse (an ObjectStore's auditWarehouse), when it answers. */
+  auditTable: (warehouse: string) => Promise<AuditSink | undefined>;
   namespaceLabels: (name: string) => Record<string, string> | undefined;
   accesses: () => DatasetAccess[];
   views: () => MaskedView[];
@@ -45,8 +53,8 @@ const REVOKED = new Set(['revoke', 'revoked-by-default']);
 const KEPT = new Set(['keep', 'kept-by-default']);
 
 /** Whether the Warehouse lets this namespace hold reviews of it (reviewPolicy; default deny). */
-export function reviewAllowed(wh: Warehouse, namespace: string, labels: Record<string, string>): boolean {
-  const selector = wh.spec.reviewPolicy?.namespaces;
+export function reviewAllowed(target: Warehouse | ObjectStore, namespace: string, labels: Record<string, string>): boolean {
+  const selector = target.spec.reviewPolicy?.namespaces;
   return selector !== undefined && namespaceMatches(selector, { name: namespace, labels });
 }
 
@@ -55,19 +63,189 @@ function inScope(ar: AccessReview) {
   return { namespace: (n: string) => !namespaces || namespaces.includes(n), schema: (s: string) => !schemas || schemas.includes(s) };
 }
 
+function denied(kind: string, name: string, namespace: string): Outcome {
+  return stalled(
+    'PolicyDenied',
+    `${kind} ${name}'s reviewPolicy does not name namespace ${namespace}: a review here could revoke other teams' grants, so nothing is reviewed. Ask the ${kind} owner to add it to spec.reviewPolicy.namespaces.`,
+    'Review',
+  );
+}
+
+/** An out-of-band grant one source found, and how to revoke it there. */
+interface FoundGrant {
+  entry: Omit<OutOfBandFinding, 'decision' | 'by'>;
+  revoke(trail: AuditScope, sinks: AuditSink[], details: Record<string, unknown>): Promise<void>;
+}
+
+/** One system under review: what it holds in scope, read now. */
+interface ReviewSource {
+  read(cycle: string): Promise<{ findings: Finding[]; found: FoundGrant[] }>;
+}
+
+/** Whether this DatasetAccess was revoked by this review in this cycle (it is no longer Granted, and still a finding). */
+const revokedHere = (d: DatasetAccess, review: string, cycle: string) =>
+  d.status?.revokedByReview?.review === review && d.status.revokedByReview.cycle === cycle;
+const isGranted = (d: DatasetAccess) => {
+  const ready = findCondition(d.status?.conditions, 'Ready');
+  return ready?.status === 'True' && ready.reason === 'Granted';
+};
+const accessFields = (d: DatasetAccess) => ({
+  access: keyOf(d),
+  ...(d.status?.grantedAt ? { grantedAt: d.status.grantedAt } : {}),
+  ...(d.status?.expiresAt ? { expiresAt: d.status.expiresAt } : {}),
+  ...(d.spec.justification ? { justification: d.spec.justification } : {}),
+  decision: 'pending',
+  generation: d.metadata.generation ?? 1,
+});
+
+/** PostgreSQL: the accesses and view readers on the scope's schemas, and the catalog's grants nobody explains. */
+function postgresSource(deps: AccessReviewDeps, ar: AccessReview, wh: Warehouse, drivers: WarehouseDrivers): ReviewSource {
+  const key = keyOf(ar);
+  const scope = inScope(ar);
+  return {
+    async read(cycle) {
+      const onWarehouse = deps.accesses().filter((d) => d.spec.warehouse?.name === wh.metadata.name);
+      const views = deps.views().filter((v) => v.spec.warehouse === wh.metadata.name);
+      const findings: Finding[] = [];
+      for (const d of onWarehouse) {
+        const t = d.spec.warehouse!;
+        if (!scope.namespace(d.metadata.namespace!) || !scope.schema(t.schema)) continue;
+        if (!isGranted(d) && !revokedHere(d, key, cycle)) continue;
+        findings.push({
+          kind: 'DatasetAccess',
+          principal: d.spec.principal.role!,
+          dataset: `${t.name}/${t.schema}.${t.tables.join(',')}`,
+          privileges: (t.privileges ?? ['SELECT']).join(','),
+          ...accessFields(d),
+        });
+      }
+      for (const v of views) {
+        if (!scope.namespace(v.metadata.namespace!) || !scope.schema(v.spec.view.schema)) continue;
+        if (findCondition(v.status?.conditions, 'Ready')?.status !== 'True') continue;
+        for (const reader of v.spec.readers)
+          findings.push({
+            kind: 'MaskedView',
+            access: keyOf(v),
+            principal: reader,
+            dataset: `${wh.metadata.name}/${v.spec.view.schema}.${v.spec.view.name}`,
+            privileges: 'SELECT',
+            decision: 'pending',
+            generation: v.metadata.generation ?? 1,
+          });
+      }
+      const { grants, stewardLogin } = await drivers.reviews.grants(ar.spec.scope.schemas);
+      const found = outOfBand(grants, {
+        stewardLogin,
+        accessPrincipals: new Map(onWarehouse.map((d) => [groupRoleName(d.metadata.namespace!, d.metadata.name), d.spec.principal.role!])),
+        viewReaders: new Map(views.map((v) => [readerRoleName(v.metadata.namespace!, v.metadata.name), new Set(v.spec.readers)])),
+      });
+      return {
+        findings,
+        found: found.map((g) => ({
+          entry: { id: g.id, kind: g.kind, grantee: g.grantee, object: g.object, privileges: g.privileges.join(', ') },
+          revoke: async (trail, _sinks, details) => {
+            await drivers.reviews.revoke(g, trail, details);
+          },
+        })),
+      };
+    },
+  };
+}
+
+/**
+ * S3: the accesses on the ObjectStore's bucket under the scope's prefixes, when each role last
+ * acted (IAM's RoleLastUsed), and the IAM policies on those roles that are not Steward's.
+ */
+async function s3Source(
+  deps: AccessReviewDeps,
+  ar: AccessReview,
+  namespace: string,
+  labels: Record<string, string>,
+): Promise<{ source: ReviewSource; auditSink: AuditSink | undefined } | { outcome: Outcome }> {
+  const name = ar.spec.scope.objectStore!;
+  const found = waitingFor('ObjectStore', `ObjectStore ${name}`, deps.objectStore(name), 'nothing reviewed', true);
+  if ('outcome' in found) return found;
+  const store = found.dep;
+  if (!reviewAllowed(store, namespace, labels)) return { outcome: denied('ObjectStore', name, namespace) };
+  const clients = await storeClients(deps, store, 'nothing reviewed');
+  if ('outcome' in clients) return clients;
+  const { IamAccessDriver } = await import('../drivers/aws/iam-access-driver.ts');
+  const auditSink = store.spec.auditWarehouse ? await deps.auditTable(store.spec.auditWarehouse) : undefined;
+  const driver = new IamAccessDriver(clients.iam, auditSink ? [auditSink] : []);
+  const key = keyOf(ar);
+  const scope = inScope(ar);
+  const prefixes = ar.spec.scope.prefixes;
+  const bucket = store.spec.s3.bucket;
+  return {
+    auditSink,
+    source: {
+      async read(cycle) {
+        const onBucket = deps.accesses().filter((d) => d.spec.s3?.bucket === bucket);
+        // Steward's own policies on these roles: every access on the bucket has one, in scope or not.
+        const stewardPolicies = new Set(onBucket.map((d) => s3Target(d).policyName));
+        const inScope = onBucket.filter(
+          (d) =>
+            scope.namespace(d.metadata.namespace!) &&
+            (!prefixes || prefixes.some((p) => d.spec.s3!.prefix.startsWith(p))) &&
+            (isGranted(d) || revokedHere(d, key, cycle)),
+        );
+        const roles = new Map<string, Awaited<ReturnType<typeof driver.observe>>>();
+        for (const d of inScope) {
+          const target = s3Target(d);
+          if (!roles.has(target.role)) roles.set(target.role, await driver.observe(target));
+        }
+        const findings: Finding[] = inScope.map((d) => {
+          const observed = roles.get(s3Target(d).role);
+          return {
+            kind: 'DatasetAccess',
+            principal: d.spec.principal.iamRole!,
+            dataset: `s3://${bucket}/${d.spec.s3!.prefix}`,
+            privileges: d.spec.s3!.access ?? 'read',
+            ...(observed?.lastUsedAt ? { lastUsedAt: observed.lastUsedAt } : {}),
+            ...accessFields(d),
+          };
+        });
+        const grants: FoundGrant[] = [];
+        for (const [role, observed] of roles)
+          for (const policy of observed.otherPolicies.filter((p) => !stewardPolicies.has(p))) {
+            const kind = policy.startsWith('arn:') ? 'attached' : 'inline';
+            grants.push({
+              entry: { id: outOfBandId('iam-policy', role, policy), kind: 'iam-policy', grantee: role, object: policy, privileges: kind },
+              revoke: async (trail, sinks, details) => {
+                await driver.removeForeignPolicy(role, policy, trail, { ...details, note: 'decided in an AccessReview' }, sinks);
+              },
+            });
+          }
+        return { findings, found: grants };
+      },
+    },
+  };
+}
+
 export function accessReviewReconciler(deps: AccessReviewDeps) {
   return async function reconcileAccessReview(ar: AccessReview, ctx: ReconcileContext): Promise<Outcome> {
     const namespace = ar.metadata.namespace!;
     const key = keyOf(ar);
-    const connected = await connectWarehouse(deps, ar.spec.warehouse, 'nothing reviewed');
-    if ('outcome' in connected) return connected.outcome;
-    const { wh, drivers } = connected;
-    if (!reviewAllowed(wh, namespace, deps.namespaceLabels(namespace) ?? {}))
-      return stalled(
-        'PolicyDenied',
-        `Warehouse ${wh.metadata.name}'s reviewPolicy does not name namespace ${namespace}: a review here could revoke other teams' grants, so nothing is reviewed. Ask the Warehouse owner to add it to spec.reviewPolicy.namespaces.`,
-        'Review',
-      );
+    const labels = deps.namespaceLabels(namespace) ?? {};
+    // What is under review: the Warehouse, the ObjectStore, or both; each must allow reviews from here.
+    const sources: ReviewSource[] = [];
+    let auditSink: AuditSink | undefined;
+    if (ar.spec.warehouse) {
+      const connected = await connectWarehouse(deps, ar.spec.warehouse, 'nothing reviewed');
+      if ('outcome' in connected) return connected.outcome;
+      const { wh, drivers } = connected;
+      if (!reviewAllowed(wh, namespace, labels)) return denied('Warehouse', wh.metadata.name, namespace);
+      sources.push(postgresSource(deps, ar, wh, drivers));
+      auditSink = drivers.auditTable;
+    }
+    if (ar.spec.scope.objectStore) {
+      const connected = await s3Source(deps, ar, namespace, labels);
+      if ('outcome' in connected) return connected.outcome;
+      sources.push(connected.source);
+      auditSink ??= connected.auditSink;
+    }
+    const sinks = auditSink ? [auditSink] : [];
+    const reviewed = ar.spec.warehouse ?? `objectstore:${ar.spec.scope.objectStore}`;
     const now = ctx.now;
     const status = ar.status ?? {};
     const trail = (requestId: string) => deps.audit.scope({ request_id: requestId, kind: 'AccessReview', namespace, name: ar.metadata.name });
@@ -126,65 +304,29 @@ export function accessReviewReconciler(deps: AccessReviewDeps) {
         action: 'Review',
       });
       await trail(ctx.requestId).record(
-        { action: 'review.cycle.start', resource: `${wh.metadata.name}/review:${key}`, outcome: 'success', details: { cycle: id, dueAt: cycle.dueAt } },
-        drivers.auditTable,
+        { action: 'review.cycle.start', resource: `${reviewed}/review:${key}`, outcome: 'success', details: { cycle: id, dueAt: cycle.dueAt } },
+        ...sinks,
       );
     }
     const dueAt = Date.parse(cycle.dueAt);
     const due = now.getTime() >= dueAt;
-    const scope = inScope(ar);
 
     // 2. Findings, read live: the accesses and view readers in scope, and the grants nobody explains.
-    const onWarehouse = deps.accesses().filter((d) => d.spec.warehouse?.name === wh.metadata.name);
-    const views = deps.views().filter((v) => v.spec.warehouse === wh.metadata.name);
     const prevFinding = new Map(previous.findings.map((f) => [`${f.kind} ${f.access} ${f.principal}`, f]));
     const accessFindings: Finding[] = [];
-    for (const d of onWarehouse) {
-      const t = d.spec.warehouse!;
-      if (!scope.namespace(d.metadata.namespace!) || !scope.schema(t.schema)) continue;
-      const ready = findCondition(d.status?.conditions, 'Ready');
-      const revokedHere = d.status?.revokedByReview?.review === key && d.status.revokedByReview.cycle === cycle.id;
-      if (!(ready?.status === 'True' && ready.reason === 'Granted') && !revokedHere) continue;
-      accessFindings.push({
-        kind: 'DatasetAccess',
-        access: keyOf(d),
-        principal: d.spec.principal.role!,
-        dataset: `${t.name}/${t.schema}.${t.tables.join(',')}`,
-        privileges: (t.privileges ?? ['SELECT']).join(','),
-        ...(d.status?.grantedAt ? { grantedAt: d.status.grantedAt } : {}),
-        ...(d.status?.expiresAt ? { expiresAt: d.status.expiresAt } : {}),
-        ...(d.spec.justification ? { justification: d.spec.justification } : {}),
-        decision: 'pending',
-        generation: d.metadata.generation ?? 1,
-      });
+    const found: FoundGrant[] = [];
+    for (const source of sources) {
+      const read = await source.read(cycle.id);
+      accessFindings.push(...read.findings);
+      found.push(...read.found);
     }
-    for (const v of views) {
-      if (!scope.namespace(v.metadata.namespace!) || !scope.schema(v.spec.view.schema)) continue;
-      if (findCondition(v.status?.conditions, 'Ready')?.status !== 'True') continue;
-      for (const reader of v.spec.readers)
-        accessFindings.push({
-          kind: 'MaskedView',
-          access: keyOf(v),
-          principal: reader,
-          dataset: `${wh.metadata.name}/${v.spec.view.schema}.${v.spec.view.name}`,
-          privileges: 'SELECT',
-          decision: 'pending',
-          generation: v.metadata.generation ?? 1,
-        });
-    }
-    const { grants, stewardLogin } = await drivers.reviews.grants(ar.spec.scope.schemas);
-    const found = outOfBand(grants, {
-      stewardLogin,
-      accessPrincipals: new Map(onWarehouse.map((d) => [groupRoleName(d.metadata.namespace!, d.metadata.name), d.spec.principal.role!])),
-      viewReaders: new Map(views.map((v) => [readerRoleName(v.metadata.namespace!, v.metadata.name), new Set(v.spec.readers)])),
-    });
     // Revoked earlier in this cycle: gone from the catalog, still part of the cycle's record.
-    const revokedBefore = previous.outOfBand.filter((o) => o.decision === 'revoked' && !found.some((f) => f.id === o.id));
+    const revokedBefore = previous.outOfBand.filter((o) => o.decision === 'revoked' && !found.some((f) => f.entry.id === o.id));
 
     // 3. Decisions: for this cycle, by a reviewer, about what this cycle found.
     const judged = judgeDecisions((ar.spec.decisions ?? []) as Decision[], cycle.id, ar.spec.reviewers, {
       accesses: new Set(accessFindings.map((f) => f.access)),
-      findings: new Set([...found.map((f) => f.id), ...revokedBefore.map((o) => o.id)]),
+      findings: new Set([...found.map((f) => f.entry.id), ...revokedBefore.map((o) => o.id)]),
     });
     const ignored = [...judged.ignored];
     const decided: { action: string; resource: string; details: Record<string, unknown> }[] = [];
@@ -219,28 +361,21 @@ export function accessReviewReconciler(deps: AccessReviewDeps) {
     }
     const oob: OutOfBandFinding[] = [...revokedBefore];
     for (const g of found) {
-      const d = judged.findings.get(g.id);
-      const entry: OutOfBandFinding = {
-        id: g.id,
-        kind: g.kind,
-        grantee: g.grantee,
-        object: g.object,
-        privileges: g.privileges.join(', '),
-        decision: 'reported',
-      };
+      const entry: OutOfBandFinding = { ...g.entry, decision: 'reported' };
+      const d = judged.findings.get(entry.id);
       if (d?.decision === 'revoke') {
-        await drivers.reviews.revoke(g, trail(ctx.requestId), { cycle: cycle.id, finding: g.id, by: d.by, reason: d.reason });
+        await g.revoke(trail(ctx.requestId), sinks, { cycle: cycle.id, finding: entry.id, by: d.by, reason: d.reason });
         Object.assign(entry, { decision: 'revoked', by: d.by });
         events.push({
           type: 'Normal',
           reason: 'OutOfBandRevoked',
-          note: `revoked ${g.kind} grant ${g.id} (${g.grantee} on ${g.object}), decided by ${d.by}`,
+          note: `revoked ${entry.kind} grant ${entry.id} (${entry.grantee} on ${entry.object}), decided by ${d.by}`,
           action: 'Remediate',
         });
       } else if (d) Object.assign(entry, { decision: 'keep', by: d.by });
       oob.push(entry);
     }
-    for (const r of decided) await trail(ctx.requestId).record({ ...r, outcome: 'success' }, drivers.auditTable);
+    for (const r of decided) await trail(ctx.requestId).record({ ...r, outcome: 'success' }, ...sinks);
     for (const r of decided.filter((x) => x.action === 'review.missing_decision'))
       events.push({
         type: 'Normal',
@@ -288,8 +423,8 @@ export function accessReviewReconciler(deps: AccessReviewDeps) {
         action: 'Review',
       });
       await trail(ctx.requestId).record(
-        { action: 'review.cycle.complete', resource: `${wh.metadata.name}/review:${key}`, outcome: 'success', details: { cycle: cycle.id, ...summary } },
-        drivers.auditTable,
+        { action: 'review.cycle.complete', resource: `${reviewed}/review:${key}`, outcome: 'success', details: { cycle: cycle.id, ...summary } },
+        ...sinks,
       );
     }
     const nextAfter = nextCycleAt(ar.spec.schedule, new Date(cycle.startedAt), created);
@@ -337,27 +472,41 @@ function revokedIndex(ar: AccessReview): Map<string, Finding> {
 export function reviewRevocation(
   reviews: () => AccessReview[],
   warehouse: (name: string) => Warehouse | undefined,
+  objectStore: (name: string) => ObjectStore | undefined,
   namespaceLabels: (name: string) => Record<string, string> | undefined,
 ) {
+  /** Whether this review, allowed where it looks, covers this access. */
+  const covers = (ar: AccessReview, dsa: DatasetAccess): boolean => {
+    const labels = namespaceLabels(ar.metadata.namespace!) ?? {};
+    const scope = inScope(ar);
+    if (!scope.namespace(dsa.metadata.namespace!)) return false;
+    const pg = dsa.spec.warehouse;
+    if (pg) {
+      const wh = ar.spec.warehouse === pg.name ? warehouse(pg.name) : undefined;
+      return wh !== undefined && reviewAllowed(wh, ar.metadata.namespace!, labels) && scope.schema(pg.schema);
+    }
+    const store = ar.spec.scope.objectStore ? objectStore(ar.spec.scope.objectStore) : undefined;
+    const prefixes = ar.spec.scope.prefixes;
+    return (
+      store !== undefined &&
+      store.spec.s3.bucket === dsa.spec.s3?.bucket &&
+      reviewAllowed(store, ar.metadata.namespace!, labels) &&
+      (!prefixes || prefixes.some((p) => dsa.spec.s3!.prefix.startsWith(p)))
+    );
+  };
   return (dsa: DatasetAccess): ReviewRevocation | undefined => {
-    const target = dsa.spec.warehouse;
-    if (!target) return undefined;
     const access = keyOf(dsa);
     for (const ar of reviews()) {
-      if (ar.spec.warehouse !== target.name || !ar.status?.cycle) continue;
-      const wh = warehouse(ar.spec.warehouse);
-      if (!wh || !reviewAllowed(wh, ar.metadata.namespace!, namespaceLabels(ar.metadata.namespace!) ?? {})) continue;
-      const scope = inScope(ar);
-      if (!scope.namespace(dsa.metadata.namespace!) || !scope.schema(target.schema)) continue;
+      if (!ar.status?.cycle) continue;
       const f = revokedIndex(ar).get(access);
-      if (f && f.generation === dsa.metadata.generation)
-        return {
-          review: keyOf(ar),
-          cycle: ar.status.cycle.id,
-          by: f.by ?? 'onMissingDecision',
-          ...(f.reason ? { reason: f.reason } : {}),
-          generation: dsa.metadata.generation ?? 1,
-        };
+      if (!f || f.generation !== dsa.metadata.generation || !covers(ar, dsa)) continue;
+      return {
+        review: keyOf(ar),
+        cycle: ar.status.cycle.id,
+        by: f.by ?? 'onMissingDecision',
+        ...(f.reason ? { reason: f.reason } : {}),
+        generation: dsa.metadata.generation ?? 1,
+      };
     }
     return undefined;
   };
@@ -373,5 +522,13 @@ export function reviewsOfWarehouse(reviews: () => AccessReview[]) {
   return (wh: KubeObject): string[] =>
     reviews()
       .filter((r) => r.spec.warehouse === wh.metadata.name)
+      .map(keyOf);
+}
+
+/** AccessReviews of an ObjectStore: reconciled again when its policy changes. */
+export function reviewsOfStore(reviews: () => AccessReview[]) {
+  return (store: KubeObject): string[] =>
+    reviews()
+      .filter((r) => r.spec.scope.objectStore === store.metadata.name)
       .map(keyOf);
 }

@@ -21,6 +21,7 @@ import { stalled, type Outcome, type ReconcileContext } from '../runtime/control
 import type { IamAccessDriver, S3AccessTarget } from '../drivers/aws/iam-access-driver.ts';
 import { storeClients, type ObjectStoreDeps } from './objectstore.ts';
 import { waitingFor } from './dependency.ts';
+import { revocationOf, revokedBy, type ReviewRevocationLookup } from './review-revocation.ts';
 
 export interface S3AccessDeps extends ObjectStoreDeps {
   audit: AuditTrail;
@@ -29,6 +30,8 @@ export interface S3AccessDeps extends ObjectStoreDeps {
   namespaceLabels: (name: string) => Record<string, string> | undefined;
   /** The audit table of the ObjectStore's auditWarehouse, when it names one and it answers. */
   auditTable: (warehouse: string) => Promise<AuditSink | undefined>;
+  /** The AccessReview revocation of this access's current spec (controllers/accessreview.ts). */
+  reviewRevocation?: ReviewRevocationLookup;
 }
 
 export function s3Target(dsa: DatasetAccess): S3AccessTarget {
@@ -137,7 +140,10 @@ export function s3AccessReconciler(deps: S3AccessDeps) {
         };
       }
       const expiry = accessDeadline(dsa.spec, dsa.status?.grantedAt, decision.maxDurationMs, ctx.now);
-      const { expired, expiresAt } = expiry;
+      // An AccessReview's revoke ends the access the same way, until the spec changes.
+      const revocation = revocationOf(dsa, deps.reviewRevocation);
+      const { expiresAt } = expiry;
+      const expired = expiry.expired || revocation !== undefined;
       const convergedBefore = isTrue(dsa.status?.conditions, 'Ready') && dsa.status?.observedGeneration === dsa.metadata.generation;
       const desired = expired
         ? undefined
@@ -150,19 +156,49 @@ export function s3AccessReconciler(deps: S3AccessDeps) {
           });
       const plan = planS3Access(observed, desired, 'expired', convergedBefore);
       const notes: ScopedInput[] =
-        expired && plan.kind === 'delete'
+        revocation && plan.kind === 'delete'
           ? [
               {
-                action: 'access.expire',
+                action: 'access.revoke_by_review',
                 resource: `iam:role/${target.role}/policy/${target.policyName}`,
                 outcome: 'success',
-                details: { expiredAt: expiresAt },
+                details: { ...revocation },
               },
             ]
-          : [];
+          : expired && plan.kind === 'delete'
+            ? [
+                {
+                  action: 'access.expire',
+                  resource: `iam:role/${target.role}/policy/${target.policyName}`,
+                  outcome: 'success',
+                  details: { expiredAt: expiresAt },
+                },
+              ]
+            : [];
       await driver.apply(target, observed, plan, trail, notes);
       const found = { otherPolicies: observed.otherPolicies.length ? observed.otherPolicies : null };
       const grantedAt = dsa.status?.grantedAt ?? (!expired ? ctx.now.toISOString() : undefined);
+      if (revocation) {
+        const revokedAt = plan.kind === 'delete' ? ctx.now.toISOString() : (dsa.status?.revokedAt ?? ctx.now.toISOString());
+        return {
+          state: 'Ended',
+          reason: 'RevokedByReview',
+          message: `revoked by ${revokedBy(revocation)}; Steward's policy ${target.policyName} is gone from role ${target.role}. It is not granted again until its spec changes (a new request, judged by the policy anew).`,
+          status: { ...status, ...found, grantedAt, expiresAt, revokedAt, revokedByReview: revocation },
+          conditions: [{ type: 'Expired', status: 'False', reason: 'RevokedByReview', message: `revoked by review at ${revokedAt}` }],
+          events:
+            plan.kind === 'delete'
+              ? [
+                  {
+                    type: 'Normal',
+                    reason: 'RevokedByReview',
+                    note: `deleted ${target.policyName} from role ${target.role}: ${revokedBy(revocation)}`,
+                    action: 'Revoke',
+                  },
+                ]
+              : [],
+        };
+      }
       if (expired) {
         const revokedAt = plan.kind === 'delete' ? ctx.now.toISOString() : (dsa.status?.revokedAt ?? ctx.now.toISOString());
         return {
@@ -192,7 +228,7 @@ export function s3AccessReconciler(deps: S3AccessDeps) {
         state: 'Ready',
         reason: 'Granted',
         message: `${target.role} may ${s3.access === 'readWrite' ? 'read and write' : 'read'} ${target.resource} through inline policy ${target.policyName}${expiresAt ? ` until ${expiresAt}` : ''}${others}`,
-        status: { ...status, ...found, grantedAt, expiresAt, revokedAt: null },
+        status: { ...status, ...found, grantedAt, expiresAt, revokedAt: null, revokedByReview: null },
         conditions: [
           { type: 'Expired', status: 'False', reason: expiresAt ? 'NotYet' : 'NoExpiry', message: expiresAt ? `expires at ${expiresAt}` : 'no expiry set' },
         ],

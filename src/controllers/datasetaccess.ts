@@ -17,6 +17,7 @@ import { planAccess, planRevoke, type AccessTarget } from '../governance/access-
 import { InsufficientPrivilege } from '../drivers/postgres/checked.ts';
 import { connectWarehouse, readAheadByWarehouse, type WarehouseDeps } from './warehouse-preamble.ts';
 import { s3AccessCleanup, s3AccessReconciler, type S3AccessDeps } from './datasetaccess-s3.ts';
+import { revocationOf, revokedBy, type ReviewRevocationLookup } from './review-revocation.ts';
 
 export const DATASET_ACCESS_TYPE: ResourceType = resourceType(datasetAccessKind);
 export const DATASET_ACCESS_FINALIZER = 'steward.dev/revoke-access';
@@ -27,17 +28,7 @@ export interface DatasetAccessDeps extends WarehouseDeps {
   /** S3 through IAM (datasetaccess-s3.ts); without it an s3 access is refused as unsupported. */
   s3?: S3AccessDeps;
   /** The AccessReview revocation of this access's current spec, if a review revoked it (controllers/accessreview.ts). */
-  reviewRevocation?: (dsa: DatasetAccess) => ReviewRevocation | undefined;
-}
-
-/** What status.revokedByReview holds. */
-export type ReviewRevocation = NonNullable<NonNullable<DatasetAccess['status']>['revokedByReview']>;
-
-/** The review revocation that holds for this spec: recorded before for this generation, or a review's now. */
-function revocationOf(dsa: DatasetAccess, deps: DatasetAccessDeps): ReviewRevocation | undefined {
-  const recorded = dsa.status?.revokedByReview;
-  if (recorded && recorded.generation === dsa.metadata.generation) return recorded;
-  return deps.reviewRevocation?.(dsa);
+  reviewRevocation?: ReviewRevocationLookup;
 }
 
 /** What a user reads in `kubectl get dsa`. */
@@ -139,7 +130,7 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
       // 3. Expiry: expiresAt, or duration from the first grant, capped by the rule's maxDuration;
       // an AccessReview's revoke ends the access the same way, until the spec changes.
       const expiry = accessDeadline(dsa.spec, dsa.status?.grantedAt, decision.maxDurationMs, ctx.now);
-      const revocation = revocationOf(dsa, deps);
+      const revocation = revocationOf(dsa, deps.reviewRevocation);
       const { expiresAt } = expiry;
       const expired = expiry.expired || revocation !== undefined;
       const convergedBefore = isTrue(dsa.status?.conditions, 'Ready') && dsa.status?.observedGeneration === dsa.metadata.generation;
@@ -175,7 +166,7 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
         : [];
       if (revocation) {
         const revokedAt = membership === 'revoked' ? ctx.now.toISOString() : (dsa.status?.revokedAt ?? ctx.now.toISOString());
-        const who = `AccessReview ${revocation.review}, cycle ${revocation.cycle}, by ${revocation.by}${revocation.reason ? ` (${revocation.reason})` : ''}`;
+        const who = revokedBy(revocation);
         return {
           state: 'Ended',
           reason: 'RevokedByReview',

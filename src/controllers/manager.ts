@@ -40,7 +40,7 @@ import { ObjectStoreConnections } from '../drivers/aws/clients.ts';
 import type { SecretRotation } from '../api/secretrotation.ts';
 import { OwnedSecrets } from '../drivers/kubernetes/owned-secret.ts';
 import type { AccessReview } from '../api/accessreview.ts';
-import { ACCESS_REVIEW_TYPE, accessReviewReconciler, accessesRevokedBy, reviewRevocation, reviewsOfWarehouse } from './accessreview.ts';
+import { ACCESS_REVIEW_TYPE, accessReviewReconciler, accessesRevokedBy, reviewRevocation, reviewsOfStore, reviewsOfWarehouse } from './accessreview.ts';
 import { SecretsManagerTarget } from '../drivers/aws/secrets-manager.ts';
 import { SECRET_ROTATION_TYPE, rotationsOfWarehouse, secretRotationReconciler } from './secretrotation.ts';
 import { OBJECT_STORE_TYPE, accessesOfStore, objectStoreReconciler, storesOfBucket, storesUsingSecret } from './objectstore.ts';
@@ -112,6 +112,12 @@ export class Manager {
     this.controllers.push(stores as unknown as Controller<KubeObject>);
     const namespaceLabels = (name: string) => namespaces.get(name)?.metadata.labels;
     const warehouse = (name: string) => warehouses.informer.get(name);
+    const objectStore = (name: string) => stores.informer.get(name);
+    // The audit Warehouse's table, delayed and kept while it does not answer (DelayedAuditTable).
+    const auditTable = async (name: string) => {
+      const wh = warehouse(name);
+      return wh ? (await this.connections.drivers(wh).catch(() => undefined))?.auditTable : undefined;
+    };
     // Reviews first: the accesses they revoke watch them. Their reconciles read accesses and views (below).
     const reviews: Controller<AccessReview> = new Controller<AccessReview>({
       name: 'accessreview',
@@ -122,33 +128,37 @@ export class Manager {
       events,
       reconcile: accessReviewReconciler({
         connections: this.connections,
+        stores: this.stores,
         warehouse,
+        objectStore,
         audit,
         namespaceLabels,
         accesses: () => accesses.informer.list(),
         views: () => views.informer.list(),
+        auditTable,
       }),
-      watches: [{ informer: warehouses.informer as unknown as Informer<KubeObject>, map: reviewsOfWarehouse(() => reviews.informer.list()) }],
+      watches: [
+        { informer: warehouses.informer as unknown as Informer<KubeObject>, map: reviewsOfWarehouse(() => reviews.informer.list()) },
+        { informer: stores.informer as unknown as Informer<KubeObject>, map: reviewsOfStore(() => reviews.informer.list()) },
+      ],
       resyncMs: opts.resyncMs,
       concurrency: 1,
     });
     this.controllers.push(reviews as unknown as Controller<KubeObject>);
+    const revocations = reviewRevocation(() => reviews.informer.list(), warehouse, objectStore, namespaceLabels);
     const accessDeps = {
       connections: this.connections,
       audit,
       warehouse,
       namespaceLabels,
-      reviewRevocation: reviewRevocation(() => reviews.informer.list(), warehouse, namespaceLabels),
+      reviewRevocation: revocations,
       s3: {
         stores: this.stores,
         audit,
         namespaceLabels,
         objectStores: storesOfBucket(() => stores.informer.list()),
-        // The audit Warehouse's table, delayed and kept while it does not answer (DelayedAuditTable).
-        auditTable: async (name: string) => {
-          const wh = warehouse(name);
-          return wh ? (await this.connections.drivers(wh).catch(() => undefined))?.auditTable : undefined;
-        },
+        auditTable,
+        reviewRevocation: revocations,
       },
     };
     const accesses: Controller<DatasetAccess> = new Controller<DatasetAccess>({

@@ -59,7 +59,7 @@ export function isStewardRole(name: string, comment: string | null): boolean {
   return name.startsWith(ROLE_PREFIX) && (comment ?? '').startsWith(MANAGED_COMMENT_PREFIX);
 }
 
-export function outOfBandId(kind: CatalogGrant['kind'], grantee: string, object: string): string {
+export function outOfBandId(kind: CatalogGrant['kind'] | 'iam-policy', grantee: string, object: string): string {
   return `oob-${createHash('sha256').update(`${kind}\0${grantee}\0${object}`).digest('hex').slice(0, 6)}`;
 }
 

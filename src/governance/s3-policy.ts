@@ -211,6 +211,8 @@ export interface S3AccessObservation {
   policy: PolicyDocument | undefined;
   /** The role's other inline policies (by name) and attached policies (by ARN): never touched. */
   otherPolicies: string[];
+  /** When the role last made an AWS request, as IAM records it (RoleLastUsed; IAM tracks it with a delay of hours). */
+  lastUsedAt?: string;
 }
 
 export type S3AccessPlan =

@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DATASET_ACCESS_TYPE } from '../../src/controllers/datasetaccess.ts';
 import { OBJECT_STORE_TYPE } from '../../src/controllers/objectstore.ts';
+import { ACCESS_REVIEW_TYPE } from '../../src/controllers/accessreview.ts';
 import { accessPolicyDocument, inlinePolicyName, parsePolicy, samePolicy, type PolicyDocument } from '../../src/governance/s3-policy.ts';
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
 import {
@@ -430,6 +431,68 @@ describe('DatasetAccess on S3', () => {
     expect(rows).toEqual([{ action: 'access.orphan', outcome: 'success' }]);
     // Orphaned means no longer Steward's: removed by hand here, as its docs tell the owner to.
     await iam.send(new DeleteRolePolicyCommand({ RoleName: ROLE, PolicyName: inlinePolicyName(NS, 'orphan') }));
+  });
+
+  it("an AccessReview of the ObjectStore lists the accesses in scope and the IAM policies that are not Steward's; its revokes take effect", async () => {
+    const GOV = `s3-gov-${id}`;
+    await ensureNamespace(GOV);
+    const ar = (decisions = '') => `apiVersion: steward.dev/v1alpha1
+kind: AccessReview
+metadata: {name: bucket-review, namespace: ${GOV}}
+spec:
+  schedule: {cron: "0 9 1 1 *"}
+  scope: {objectStore: ${STORE}, namespaces: [${NS}], prefixes: [analytics/]}
+  reviewers: [alice@example.com]
+  dueIn: 1h
+${decisions}`;
+    // Default deny: until the ObjectStore names the namespace, the review sees nothing.
+    apply(ar());
+    const refused = await waitForCondition(ACCESS_REVIEW_TYPE, 'bucket-review', GOV, 'Stalled', 'True', 'PolicyDenied');
+    expect(condition(refused, 'Ready')?.message).toMatch(new RegExp(`ObjectStore ${STORE}'s reviewPolicy does not name namespace ${GOV}`));
+    await kube.patch(OBJECT_STORE_TYPE, STORE, undefined, { spec: { reviewPolicy: { namespaces: { matchNames: [GOV] } } } }, 'merge');
+    const extra = { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:PutObject', Resource: `arn:aws:s3:::${BUCKET}/*` }] };
+    await iam.send(new PutRolePolicyCommand({ RoleName: ROLE, PolicyName: 'extra-policy', PolicyDocument: JSON.stringify(extra) }));
+    await kube.patch(
+      ACCESS_REVIEW_TYPE,
+      'bucket-review',
+      GOV,
+      { metadata: { annotations: { 'steward.dev/review-requested-at': new Date().toISOString() } } },
+      'merge',
+    );
+    type Review = {
+      cycle?: { id: string };
+      findings?: { access: string; principal: string; dataset: string; privileges: string }[];
+      outOfBand?: { id: string; grantee: string; object: string; kind: string; decision: string }[];
+    };
+    const review = async () => (await kube.get<{ status?: Review }>(ACCESS_REVIEW_TYPE, 'bucket-review', GOV)).status ?? {};
+    const s = await waitFor('a cycle', async () => ((await review()).cycle ? review() : undefined));
+    expect(s.findings!.map((f) => [f.access, f.principal, f.dataset, f.privileges])).toEqual([[`${NS}/churn`, ROLE, `s3://${BUCKET}/analytics/`, 'read']]);
+    expect(s.outOfBand!.map((o) => [o.kind, o.grantee, o.object]).sort()).toEqual([
+      ['iam-policy', ROLE, 'extra-policy'],
+      ['iam-policy', ROLE, 'team-policy'],
+    ]);
+    const id_ = (name: string) => s.outOfBand!.find((o) => o.object === name)!.id;
+    apply(
+      ar(`  decisions:
+    - {cycle: "${s.cycle!.id}", access: ${NS}/churn, decision: revoke, by: alice@example.com, reason: project over}
+    - {cycle: "${s.cycle!.id}", finding: ${id_('extra-policy')}, decision: revoke, by: alice@example.com}
+    - {cycle: "${s.cycle!.id}", finding: ${id_('team-policy')}, decision: keep, by: alice@example.com}
+`),
+    );
+    const revoked = await waitForCondition(DATASET_ACCESS_TYPE, 'churn', NS, 'Ready', 'False', 'RevokedByReview');
+    expect(condition(revoked, 'Ready')?.message).toMatch(/by alice@example.com \(project over\)/);
+    await waitFor('extra-policy removed', async () => !(await policyNames()).includes('extra-policy'));
+    const names = await policyNames();
+    expect(names).not.toContain(inlinePolicyName(NS, 'churn'));
+    expect(names).toContain('team-policy'); // kept
+    const rows = await withPg(
+      async (c) =>
+        (await c.query(`SELECT action, resource FROM steward.audit_log WHERE action IN ('review.remediate', 'access.revoke_by_review') ORDER BY id`)).rows,
+      { database: AUDIT_DB },
+    );
+    expect(rows.map((r) => r.action).sort()).toEqual(['access.revoke_by_review', 'review.remediate']);
+    expect(rows.find((r) => r.action === 'review.remediate')!.resource).toBe(`iam:role/${ROLE}/policy/extra-policy`);
+    await kube.delete(ACCESS_REVIEW_TYPE, 'bucket-review', GOV);
   });
 
   it('deletion removes the policy; no AWS credential appears in logs, events or status', async () => {

@@ -6,6 +6,7 @@
 // transactions: every call is audited as it is made, through the same audit scope as PostgreSQL.
 import {
   DeleteRolePolicyCommand,
+  DetachRolePolicyCommand,
   GetRoleCommand,
   GetRolePolicyCommand,
   ListAttachedRolePoliciesCommand,
@@ -49,8 +50,11 @@ export class IamAccessDriver implements Driver<S3AccessTarget, S3AccessObservati
 
   async observe(t: S3AccessTarget): Promise<S3AccessObservation> {
     let roleArn: string | undefined;
+    let lastUsedAt: string | undefined;
     try {
-      roleArn = (await this.iam.send(new GetRoleCommand({ RoleName: t.role }))).Role?.Arn;
+      const role = (await this.iam.send(new GetRoleCommand({ RoleName: t.role }))).Role;
+      roleArn = role?.Arn;
+      lastUsedAt = role?.RoleLastUsed?.LastUsedDate?.toISOString();
     } catch (err) {
       if (isNoSuchEntity(err)) return { roleExists: false, policy: undefined, otherPolicies: [] };
       throw err;
@@ -62,6 +66,7 @@ export class IamAccessDriver implements Driver<S3AccessTarget, S3AccessObservati
       roleArn,
       policy: policy === undefined ? undefined : parsePolicy(policy),
       otherPolicies: [...inline.filter((n) => n !== t.policyName), ...attached].sort(),
+      ...(lastUsedAt ? { lastUsedAt } : {}),
     };
   }
 
@@ -100,6 +105,24 @@ export class IamAccessDriver implements Driver<S3AccessTarget, S3AccessObservati
   async remove(t: S3AccessTarget, audit: AuditScope, notes: ScopedInput[] = []): Promise<Applied> {
     const basis = await this.observe(t);
     return this.apply(t, basis, planS3Access(basis, undefined, 'deleted', false), audit, notes);
+  }
+
+  /**
+   * Removes a policy on the role that is not Steward's, which an AccessReview's reviewer decided to
+   * revoke: an inline policy is deleted, an attached one (an ARN) detached. Audited as remediation.
+   */
+  async removeForeignPolicy(role: string, policy: string, audit: AuditScope, details: Record<string, unknown>, sinks: AuditSink[] = this.sinks): Promise<void> {
+    const call = policy.startsWith('arn:') ? `DetachRolePolicy ${role} ${policy}` : `DeleteRolePolicy ${role} ${policy}`;
+    try {
+      if (policy.startsWith('arn:')) await this.iam.send(new DetachRolePolicyCommand({ RoleName: role, PolicyArn: policy }));
+      else await this.iam.send(new DeleteRolePolicyCommand({ RoleName: role, PolicyName: policy }));
+    } catch (err) {
+      if (!isNoSuchEntity(err)) throw err;
+    }
+    await audit.recordMany(
+      [{ action: 'review.remediate', resource: `iam:role/${role}/policy/${policy}`, outcome: 'success', details: { ...details, call } }],
+      ...sinks,
+    );
   }
 
   private record(action: string, t: S3AccessTarget, call: string, details: Record<string, unknown>): ScopedInput {
