@@ -344,6 +344,9 @@ describe('AccessReview at the due time', () => {
     console.log(`access review: the undecided access revoked ${lag} ms after the due time`);
     expect(lag).toBeGreaterThanOrEqual(0);
     expect(lag).toBeLessThan(1000);
+    // Before that, the reminder: a quarter of dueIn (1.5 s) before the due time, naming the reviewers.
+    const reminder = (await eventsAbout('quarterly')).find((e) => e.reason === 'ReviewDueSoon' && e.note.includes(`cycle ${s.cycle!.id} `));
+    expect(reminder?.note).toMatch(/undecided; alice@example.com: decide, or onMissingDecision \(revoke\) applies/);
 
     apply(access('kept', IN[3]!));
     await waitForCondition(DATASET_ACCESS_TYPE, 'kept', NS, 'Ready', 'True', 'Granted');
@@ -352,6 +355,19 @@ describe('AccessReview at the due time', () => {
     const done = await waitFor('the keep cycle completed', async () => ((await getReview()).cycle?.completedAt ? getReview() : undefined), 30_000);
     expect(done.findings!.find((f) => f.access === `${NS}/kept`)?.decision).toBe('kept-by-default');
     expect(await reads(IN[3]!)).toBe(true);
+    // Kept by default is a decision too: audited, with an Event.
+    const kept = await asSuperuser(
+      async (c) =>
+        (
+          await c.query(`SELECT details FROM steward.audit_log WHERE action = 'review.missing_decision' AND resource = $1`, [
+            `DatasetAccess:${NS}/kept/${IN[3]}`,
+          ])
+        ).rows,
+    );
+    expect(kept.map((r) => r.details.decision)).toEqual(['kept-by-default']);
+    expect(
+      (await eventsAbout('quarterly')).some((e) => e.reason === 'MissingDecision' && e.note.includes(`${NS}/kept`) && e.note.includes('kept-by-default')),
+    ).toBe(true);
   });
 });
 
