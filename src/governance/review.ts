@@ -59,6 +59,15 @@ export function isStewardRole(name: string, comment: string | null): boolean {
   return name.startsWith(ROLE_PREFIX) && (comment ?? '').startsWith(MANAGED_COMMENT_PREFIX);
 }
 
+/**
+ * What every PostgreSQL 15 database grants from the start: USAGE on schema public to PUBLIC
+ * (CREATE was taken from PUBLIC in 15). Nobody granted it by hand; reporting it in every review of
+ * every database would bury the grants that were. Anything more on public (CREATE, a table) is reported.
+ */
+function isPostgresDefault(g: CatalogGrant): boolean {
+  return g.kind === 'schema' && g.grantee === 'PUBLIC' && g.name === 'public' && g.privileges.length === 1 && g.privileges[0] === 'USAGE';
+}
+
 export function outOfBandId(kind: CatalogGrant['kind'] | 'iam-policy', grantee: string, object: string): string {
   return `oob-${createHash('sha256').update(`${kind}\0${grantee}\0${object}`).digest('hex').slice(0, 6)}`;
 }
@@ -67,12 +76,14 @@ export function outOfBandId(kind: CatalogGrant['kind'] | 'iam-policy', grantee: 
  * The grants nobody asked Steward for. Explained, never findings: a superuser's, Steward's login's
  * and Steward's roles' (its group, usage, view and alternate-login roles), a DatasetAccess
  * principal's membership in that access's group role, a MaskedView reader's in the view's reader
- * role. Owners' privileges are not in the list at all (the catalog read leaves them out).
+ * role, and PostgreSQL's own default (USAGE on schema public to PUBLIC). Owners' privileges are
+ * not in the list at all (the catalog read leaves them out).
  */
 export function outOfBand(grants: readonly CatalogGrant[], why: Explanations): OutOfBandGrant[] {
   const found: OutOfBandGrant[] = [];
   for (const g of grants) {
     if (g.granteeIsSuperuser || g.grantee === why.stewardLogin || isStewardRole(g.grantee, g.granteeComment)) continue;
+    if (isPostgresDefault(g)) continue;
     if (g.kind === 'membership') {
       if (why.accessPrincipals.get(g.name) === g.grantee) continue;
       if (why.viewReaders.get(g.name)?.has(g.grantee)) continue;

@@ -42,6 +42,8 @@ describe('out-of-band grants', () => {
       grant({ grantee: 'stw_analytics_churn', granteeComment: 'managed by steward: DatasetAccess analytics/churn' }),
       grant({ kind: 'membership', grantee: 'alice', schema: null, name: 'stw_analytics_churn', privileges: ['MEMBER'] }),
       grant({ kind: 'membership', grantee: 'analytics_reader', schema: null, name: 'stw_mvr_data_eng_sales', privileges: ['MEMBER'] }),
+      // PostgreSQL 15's default, in every database.
+      grant({ kind: 'schema', grantee: 'PUBLIC', schema: null, name: 'public', privileges: ['USAGE'] }),
     ];
     expect(outOfBand(explained, explanations)).toEqual([]);
   });
@@ -53,6 +55,8 @@ describe('out-of-band grants', () => {
         grant({ grantee: 'PUBLIC', kind: 'schema', schema: null, name: 'curated', privileges: ['USAGE'] }),
         grant({ kind: 'membership', grantee: 'mallory', schema: null, name: 'stw_analytics_churn', privileges: ['MEMBER'] }),
         grant({ grantee: 'stw_fake', granteeComment: 'looks like ours' }),
+        // More than the default on public is reported.
+        grant({ kind: 'schema', grantee: 'PUBLIC', schema: null, name: 'public', privileges: ['CREATE', 'USAGE'] }),
       ],
       explanations,
     );
@@ -62,9 +66,10 @@ describe('out-of-band grants', () => {
         ['schema', 'PUBLIC', 'curated'],
         ['membership', 'mallory', 'stw_analytics_churn'],
         ['table', 'stw_fake', 'curated.orders'],
+        ['schema', 'PUBLIC', 'public'],
       ]),
     );
-    expect(found).toHaveLength(4);
+    expect(found).toHaveLength(5);
     expect(found.find((f) => f.grantee === 'mallory' && f.kind === 'table')?.id).toBe(outOfBandId('table', 'mallory', 'curated.orders'));
     expect(outOfBandId('table', 'mallory', 'curated.orders')).toMatch(/^oob-[0-9a-f]{6}$/);
   });
