@@ -123,6 +123,7 @@ export const AccessReviewStatus = statusWith(
         dueAt: Type.String({ format: 'date-time' }),
         completedAt: Type.Optional(Type.String({ format: 'date-time' })),
         remindedAt: Type.Optional(Type.String({ format: 'date-time', description: 'When the reminder that the due time is near went out.' })),
+        inputs: Type.Optional(Type.String({ description: 'A hash of what the last reading depended on: unchanged, a resync reads nothing.' })),
       }),
     ),
     nextCycleAt: Type.Optional(Type.String({ format: 'date-time' })),

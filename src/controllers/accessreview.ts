@@ -4,6 +4,7 @@
 // due time applies onMissingDecision to every access nobody decided on. The revocation of a
 // DatasetAccess is carried out by its own reconciler (status.findings says revoke; reviewRevocation
 // reads it): one writer per object. An out-of-band grant is revoked here, and only on a decision.
+import { createHash } from 'node:crypto';
 import { accessReviewKind, REVIEW_REQUESTED_ANNOTATION, type AccessReview, type AccessReviewStatus } from '../api/accessreview.ts';
 import type { DatasetAccess } from '../api/datasetaccess.ts';
 import type { MaskedView } from '../api/maskedview.ts';
@@ -43,6 +44,8 @@ export interface AccessReviewDeps extends WarehouseDeps, ObjectStoreDeps {
   objectStore: (name: string) => ObjectStore | undefined;
   /** The audit table of a Warehouse (an ObjectStore's auditWarehouse), when it answers. */
   auditTable: (warehouse: string) => Promise<AuditSink | undefined>;
+  /** Counts each reading of a system under review (metrics: an idle open cycle reads nothing). */
+  onRead?: (source: 'postgres' | 's3') => void;
   namespaceLabels: (name: string) => Record<string, string> | undefined;
   accesses: () => DatasetAccess[];
   views: () => MaskedView[];
@@ -63,6 +66,28 @@ function inScope(ar: AccessReview) {
   return { namespace: (n: string) => !namespaces || namespaces.includes(n), schema: (s: string) => !schemas || schemas.includes(s) };
 }
 
+/**
+ * What a cycle's reading depends on, from the caches (no I/O): the review's spec, and the versions of
+ * the Warehouse, the ObjectStore, and every access and view on them.
+ */
+function inputsOf(ar: AccessReview, deps: AccessReviewDeps): string {
+  const store = ar.spec.scope.objectStore ? deps.objectStore(ar.spec.scope.objectStore) : undefined;
+  const bucket = store?.spec.s3.bucket;
+  const parts = [
+    `review ${ar.metadata.generation}`,
+    ...(ar.spec.warehouse ? [`warehouse ${deps.warehouse(ar.spec.warehouse)?.metadata.resourceVersion}`] : []),
+    ...(store ? [`store ${store.metadata.resourceVersion}`] : []),
+    ...deps
+      .accesses()
+      .filter((d) => (ar.spec.warehouse && d.spec.warehouse?.name === ar.spec.warehouse) || (bucket && d.spec.s3?.bucket === bucket))
+      .map((d) => `access ${keyOf(d)} ${d.metadata.resourceVersion}`),
+    ...(ar.spec.warehouse ? deps.views().filter((v) => v.spec.warehouse === ar.spec.warehouse) : []).map(
+      (v) => `view ${keyOf(v)} ${v.metadata.resourceVersion}`,
+    ),
+  ];
+  return createHash('sha256').update(parts.sort().join('\n')).digest('hex').slice(0, 16);
+}
+
 function denied(kind: string, name: string, namespace: string): Outcome {
   return stalled(
     'PolicyDenied',
@@ -79,6 +104,7 @@ interface FoundGrant {
 
 /** One system under review: what it holds in scope, read now. */
 interface ReviewSource {
+  name: 'postgres' | 's3';
   read(cycle: string): Promise<{ findings: Finding[]; found: FoundGrant[] }>;
 }
 
@@ -103,6 +129,7 @@ function postgresSource(deps: AccessReviewDeps, ar: AccessReview, wh: Warehouse,
   const key = keyOf(ar);
   const scope = inScope(ar);
   return {
+    name: 'postgres',
     async read(cycle) {
       const onWarehouse = deps.accesses().filter((d) => d.spec.warehouse?.name === wh.metadata.name);
       const views = deps.views().filter((v) => v.spec.warehouse === wh.metadata.name);
@@ -179,6 +206,7 @@ async function s3Source(
   return {
     auditSink,
     source: {
+      name: 's3',
       async read(cycle) {
         const onBucket = deps.accesses().filter((d) => d.spec.s3?.bucket === bucket);
         // Steward's own policies on these roles: every access on the bucket has one, in scope or not.
@@ -259,6 +287,7 @@ export function accessReviewReconciler(deps: AccessReviewDeps) {
 
     // 1. A cycle starts on the schedule, or when asked for.
     let previous = { findings: status.findings ?? [], outOfBand: status.outOfBand ?? [] };
+    let started = false;
     let history = status.history ?? [];
     // Asked for while one is open: the open one ends as it stands, superseded (nothing applied at its due).
     if (asked && cycle && !cycle.completedAt) {
@@ -296,6 +325,7 @@ export function accessReviewReconciler(deps: AccessReviewDeps) {
         ...({ completedAt: null, remindedAt: null } as object),
       };
       previous = { findings: [], outOfBand: [] };
+      started = true;
       if (asked) fields.lastRequestedAt = requested;
       events.push({
         type: 'Normal',
@@ -310,12 +340,28 @@ export function accessReviewReconciler(deps: AccessReviewDeps) {
     }
     const dueAt = Date.parse(cycle.dueAt);
     const due = now.getTime() >= dueAt;
+    const remindAt = dueAt - Math.min(REMIND_BEFORE_MS, parseDuration(ar.spec.dueIn) / 4);
+    const pendingBefore = status.summary?.pending ?? 0;
+    const remindNow = !due && !cycle.remindedAt && pendingBefore > 0 && now.getTime() >= remindAt;
+    // An open cycle lasts weeks: it reads the catalog and IAM again only when something it lists or
+    // decides from changed (the review, an access, a view, the Warehouse or ObjectStore), and at the
+    // reminder and the due time. A grant made by hand meanwhile is found at the next of those.
+    const inputs = inputsOf(ar, deps);
+    const said = findCondition(status.conditions, 'Ready');
+    if (!started && !due && !remindNow && cycle.inputs === inputs && said?.reason === 'InReview' && status.observedGeneration === ar.metadata.generation)
+      return {
+        state: 'Ready',
+        reason: 'InReview',
+        message: said.message,
+        requeueAfterMs: Math.max(1, (cycle.remindedAt || pendingBefore === 0 || remindAt <= now.getTime() ? dueAt : remindAt) - Date.now()),
+      };
 
     // 2. Findings, read live: the accesses and view readers in scope, and the grants nobody explains.
     const prevFinding = new Map(previous.findings.map((f) => [`${f.kind} ${f.access} ${f.principal}`, f]));
     const accessFindings: Finding[] = [];
     const found: FoundGrant[] = [];
     for (const source of sources) {
+      deps.onRead?.(source.name);
       const read = await source.read(cycle.id);
       accessFindings.push(...read.findings);
       found.push(...read.found);
@@ -391,7 +437,7 @@ export function accessReviewReconciler(deps: AccessReviewDeps) {
       revoked: accessFindings.filter((f) => REVOKED.has(f.decision)).length,
       outOfBand: oob.filter((o) => o.decision !== 'revoked').length,
     };
-    const remindAt = dueAt - Math.min(REMIND_BEFORE_MS, parseDuration(ar.spec.dueIn) / 4);
+    cycle = { ...cycle, inputs };
     if (!due && !cycle.remindedAt && summary.pending > 0 && now.getTime() >= remindAt) {
       cycle = { ...cycle, remindedAt: now.toISOString() };
       events.push({

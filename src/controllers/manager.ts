@@ -136,6 +136,7 @@ export class Manager {
         accesses: () => accesses.informer.list(),
         views: () => views.informer.list(),
         auditTable,
+        onRead: (source) => metrics.reviewReads.inc({ source }),
       }),
       watches: [
         { informer: warehouses.informer as unknown as Informer<KubeObject>, map: reviewsOfWarehouse(() => reviews.informer.list()) },

@@ -27,6 +27,12 @@ export class Metrics {
     labelNames: ['service', 'operation'] as const,
     registers: [this.registry],
   });
+  readonly reviewReads = new Counter({
+    name: 'steward_review_reads_total',
+    help: 'Readings of a system under an AccessReview (PostgreSQL: one catalog query; S3: the IAM reads of each scoped role).',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
   readonly reconcileErrors = new Counter({
     name: 'controller_runtime_reconcile_errors_total',
     help: 'Total number of reconciliation errors per controller.',

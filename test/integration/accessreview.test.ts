@@ -241,6 +241,24 @@ describe('AccessReview, a forced cycle', () => {
     expect(text.stdout).toContain(`- {cycle: "${s.cycle!.id}", access: ${NS}/in5, decision: keep`);
     const json = spawnSync(join(REPO, 'bin/steward'), ['review', '-n', NS_GOV, 'quarterly', '-o', 'json'], { encoding: 'utf8' });
     expect(JSON.parse(json.stdout).findings).toHaveLength(6);
+
+    // An open cycle at rest reads nothing again: resyncs run (2 s here), the catalog is not queried.
+    const address = steward.logLines().find((l) => l.msg === 'steward starting')?.http;
+    const counters = async () => {
+      const text = await (await fetch(`http://${String(address)}/metrics`)).text();
+      const sum = (re: RegExp) => [...text.matchAll(re)].reduce((n, m) => n + Number(m[1]), 0);
+      return {
+        reads: sum(/^steward_review_reads_total\{source="postgres"\} (\d+)$/gm),
+        reconciles: sum(/^controller_runtime_reconcile_total\{controller="accessreview",result="[^"]+"\} (\d+)$/gm),
+      };
+    };
+    await new Promise((r) => setTimeout(r, 1500));
+    const before = await counters();
+    expect(before.reads).toBeGreaterThan(0); // the counter counts: the cycle's start read
+    await new Promise((r) => setTimeout(r, 5000));
+    const after = await counters();
+    expect(after.reconciles).toBeGreaterThan(before.reconciles);
+    expect(after.reads).toBe(before.reads);
   });
 
   it('keep and revoke take effect as the principals see it; a stale decision and a non-reviewer change nothing', async () => {
