@@ -29,6 +29,8 @@ import {
   warehouseYaml,
   withPg,
   type Conditioned,
+  sumMetric,
+  reconcilesOf,
 } from './harness.ts';
 
 const id = unique('r').slice(2).replace(/-/g, '');
@@ -243,13 +245,11 @@ describe('AccessReview, a forced cycle', () => {
     expect(JSON.parse(json.stdout).findings).toHaveLength(6);
 
     // An open cycle at rest reads nothing again: resyncs run (2 s here), the catalog is not queried.
-    const address = steward.logLines().find((l) => l.msg === 'steward starting')?.http;
     const counters = async () => {
-      const text = await (await fetch(`http://${String(address)}/metrics`)).text();
-      const sum = (re: RegExp) => [...text.matchAll(re)].reduce((n, m) => n + Number(m[1]), 0);
+      const text = await steward.metricsText();
       return {
-        reads: sum(/^steward_review_reads_total\{source="postgres"\} (\d+)$/gm),
-        reconciles: sum(/^controller_runtime_reconcile_total\{controller="accessreview",result="[^"]+"\} (\d+)$/gm),
+        reads: sumMetric(text, /^steward_review_reads_total\{source="postgres"\} (\d+)$/gm),
+        reconciles: sumMetric(text, reconcilesOf('accessreview')),
       };
     };
     await new Promise((r) => setTimeout(r, 1500));

@@ -30,6 +30,10 @@ import {
   warehouseYaml,
   withPg,
   type Conditioned,
+  sumMetric,
+  SECRET_GETS,
+  API_WRITES,
+  reconcilesOf,
 } from './harness.ts';
 
 const id = unique('x').slice(2).replace(/-/g, '');
@@ -493,17 +497,13 @@ describe('DatasetAccess at scale', () => {
     // (the Lease aside), and cost the warehouse a few transactions in all, not one per access (the
     // batched read ahead); the reconciles did run. PostgreSQL counts transactions in
     // pg_stat_database, which a backend flushes when idle, at most every 10 s: hence the waits.
-    const address = steward.logLines().find((l) => l.msg === 'steward starting')?.http;
     const counters = async () => {
-      const text = await (await fetch(`http://${String(address)}/metrics`)).text();
-      const sum = (re: RegExp) => [...text.matchAll(re)].reduce((n, m) => n + Number(m[1]), 0);
+      const text = await steward.metricsText();
       return {
-        secretGets: sum(/^rest_client_requests_total\{method="GET",resource="secrets",code="\d+"\} (\d+)$/gm),
-        writes: sum(/^rest_client_requests_total\{method="(?:POST|PUT|PATCH|DELETE)",resource="(?!leases")[^"]*",code="\d+"\} (\d+)$/gm),
-        reconciles: sum(/^controller_runtime_reconcile_total\{controller="datasetaccess",result="[^"]+"\} (\d+)$/gm),
-        writeLines: [...text.matchAll(/^rest_client_requests_total\{method="(?:POST|PUT|PATCH|DELETE)",resource="(?!leases")[^"]*",code="\d+"\} \d+$/gm)].map(
-          (m) => m[0],
-        ),
+        secretGets: sumMetric(text, SECRET_GETS),
+        writes: sumMetric(text, API_WRITES),
+        reconciles: sumMetric(text, reconcilesOf('datasetaccess')),
+        writeLines: [...text.matchAll(API_WRITES)].map((m) => m[0]),
       };
     };
     const transactions = () =>

@@ -252,7 +252,26 @@ export class Steward {
   waitForExit(): Promise<number | null> {
     return this.exited;
   }
+
+  /** Its /metrics page, read from the address it logged at start. */
+  async metricsText(): Promise<string> {
+    const address = this.logLines().find((l) => l.msg === 'steward starting')?.http;
+    return (await fetch(`http://${String(address)}/metrics`)).text();
+  }
 }
+
+/** The sum of the values (the first capture) of the metrics lines `re` matches (it must be global). */
+export function sumMetric(text: string, re: RegExp): number {
+  return [...text.matchAll(re)].reduce((n, m) => n + Number(m[1]), 0);
+}
+
+/** Steward's writes to the API server, the Lease aside (it is written while idle, by design), one line per method, resource and code. */
+export const API_WRITES = /^rest_client_requests_total\{method="(?:POST|PUT|PATCH|DELETE)",resource="(?!leases")[^"]*",code="\d+"\} (\d+)$/gm;
+/** Steward's GETs of Secrets. */
+export const SECRET_GETS = /^rest_client_requests_total\{method="GET",resource="secrets",code="\d+"\} (\d+)$/gm;
+/** The reconciles of one controller, whatever their result. */
+export const reconcilesOf = (controller: string) =>
+  new RegExp(`^controller_runtime_reconcile_total\\{controller="${controller}",result="[^"]+"\\} (\\d+)$`, 'gm');
 
 /** A Warehouse on the stack's PostgreSQL, its Secrets in steward-system. `policy` is YAML list items. */
 export function warehouseYaml(o: {

@@ -594,9 +594,8 @@ describe('MaskedView', () => {
     });
     const before = await snapshot();
     // Proof the resyncs did run meanwhile: the reconcile counter moved.
-    const address = steward.logLines().find((l) => l.msg === 'steward starting')?.http;
     const reconciles = async () => {
-      const text = await (await fetch(`http://${String(address)}/metrics`)).text();
+      const text = await steward.metricsText();
       return Number(/controller_runtime_reconcile_total\{controller="maskedview",result="success"\} (\d+)/.exec(text)?.[1] ?? 0);
     };
     const seen = await reconciles();

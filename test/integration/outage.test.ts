@@ -23,6 +23,7 @@ import {
   warehouseYaml,
   withPg,
   type Conditioned,
+  sumMetric,
 } from './harness.ts';
 
 const id = unique('o').slice(2).replace(/-/g, '');
@@ -144,11 +145,7 @@ describe('a PostgreSQL outage', () => {
 describe('an API server outage', () => {
   it('while 60 accesses are being granted: reconciles back off, each cause is logged a few times, not once per object, and all end Ready', async () => {
     const names = Array.from({ length: 60 }, (_, i) => `api-${i}`);
-    const metric = async (re: RegExp) => {
-      const address = steward.logLines().find((l) => l.msg === 'steward starting')?.http;
-      const text = await (await fetch(`http://${String(address)}/metrics`)).text();
-      return [...text.matchAll(re)].reduce((n, m) => n + Number(m[1]), 0);
-    };
+    const metric = async (re: RegExp) => sumMetric(await steward.metricsText(), re);
     const errorsBefore = await metric(/^controller_runtime_reconcile_errors_total\{controller="datasetaccess"\} (\d+)$/gm);
     // Steward's grants on curated.t wait behind this session's hold on the table's advisory lock: so
     // the reconciles are under way, and queued, when the API server goes.

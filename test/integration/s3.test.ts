@@ -102,8 +102,7 @@ const policyOf = async (name: string) =>
 
 /** Steward's AWS calls so far (steward_aws_calls_total), the writes and the reads. */
 async function awsCalls(): Promise<{ writes: number; reads: number }> {
-  const address = steward.logLines().find((l) => l.msg === 'steward starting')?.http;
-  const text = await (await fetch(`http://${String(address)}/metrics`)).text();
+  const text = await steward.metricsText();
   const calls = [...text.matchAll(/^steward_aws_calls_total\{service="(?:iam|s3)",operation="([A-Za-z]+)"\} (\d+)$/gm)];
   const write = /^(Put|Delete|Create|Update|Attach|Detach|Tag|Untag)/;
   const sum = (keep: (op: string) => boolean) => calls.filter((m) => keep(m[1]!)).reduce((n, m) => n + Number(m[2]), 0);

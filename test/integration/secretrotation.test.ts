@@ -38,6 +38,10 @@ import {
   warehouseYaml,
   withPg,
   type Conditioned,
+  sumMetric,
+  SECRET_GETS,
+  API_WRITES,
+  reconcilesOf,
 } from './harness.ts';
 
 const id = unique('x').slice(2).replace(/-/g, '');
@@ -556,19 +560,15 @@ describe('SecretRotation at rest', () => {
       },
       30_000,
     );
-    const address = steward.logLines().find((l) => l.msg === 'steward starting')?.http;
     const counters = async () => {
-      const text = await (await fetch(`http://${String(address)}/metrics`)).text();
-      const sum = (re: RegExp) => [...text.matchAll(re)].reduce((n, m) => n + Number(m[1]), 0);
+      const text = await steward.metricsText();
       return {
-        secretGets: sum(/^rest_client_requests_total\{method="GET",resource="secrets",code="\d+"\} (\d+)$/gm),
-        writes: sum(/^rest_client_requests_total\{method="(?:POST|PUT|PATCH|DELETE)",resource="(?!leases")[^"]*",code="\d+"\} (\d+)$/gm),
+        secretGets: sumMetric(text, SECRET_GETS),
+        writes: sumMetric(text, API_WRITES),
         // Secrets Manager's: other tests' ObjectStores may be in the cluster, checked by the same process.
-        awsCalls: sum(/^steward_aws_calls_total\{service="secretsmanager",[^}]*\} (\d+)$/gm),
-        reconciles: sum(/^controller_runtime_reconcile_total\{controller="secretrotation",result="[^"]+"\} (\d+)$/gm),
-        writeLines: [...text.matchAll(/^rest_client_requests_total\{method="(?:POST|PUT|PATCH|DELETE)",resource="(?!leases")[^"]*",code="\d+"\} \d+$/gm)].map(
-          (m) => m[0],
-        ),
+        awsCalls: sumMetric(text, /^steward_aws_calls_total\{service="secretsmanager",[^}]*\} (\d+)$/gm),
+        reconciles: sumMetric(text, reconcilesOf('secretrotation')),
+        writeLines: [...text.matchAll(API_WRITES)].map((m) => m[0]),
       };
     };
     await new Promise((r) => setTimeout(r, 4000)); // the last status writes land
