@@ -62,8 +62,12 @@ export function reviewAllowed(target: Warehouse | ObjectStore, namespace: string
 }
 
 function inScope(ar: AccessReview) {
-  const { namespaces, schemas } = ar.spec.scope;
-  return { namespace: (n: string) => !namespaces || namespaces.includes(n), schema: (s: string) => !schemas || schemas.includes(s) };
+  const { namespaces, schemas, prefixes } = ar.spec.scope;
+  return {
+    namespace: (n: string) => !namespaces || namespaces.includes(n),
+    schema: (s: string) => !schemas || schemas.includes(s),
+    prefix: (p: string) => !prefixes || prefixes.some((q) => p.startsWith(q)),
+  };
 }
 
 /**
@@ -201,7 +205,6 @@ async function s3Source(
   const driver = new IamAccessDriver(clients.iam, auditSink ? [auditSink] : []);
   const key = keyOf(ar);
   const scope = inScope(ar);
-  const prefixes = ar.spec.scope.prefixes;
   const bucket = store.spec.s3.bucket;
   return {
     auditSink,
@@ -211,18 +214,15 @@ async function s3Source(
         const onBucket = deps.accesses().filter((d) => d.spec.s3?.bucket === bucket);
         // Steward's own policies on these roles: every access on the bucket has one, in scope or not.
         const stewardPolicies = new Set(onBucket.map((d) => s3Target(d).policyName));
-        const inScope = onBucket.filter(
-          (d) =>
-            scope.namespace(d.metadata.namespace!) &&
-            (!prefixes || prefixes.some((p) => d.spec.s3!.prefix.startsWith(p))) &&
-            (isGranted(d) || revokedHere(d, key, cycle)),
+        const scoped = onBucket.filter(
+          (d) => scope.namespace(d.metadata.namespace!) && scope.prefix(d.spec.s3!.prefix) && (isGranted(d) || revokedHere(d, key, cycle)),
         );
         const roles = new Map<string, Awaited<ReturnType<typeof driver.observe>>>();
-        for (const d of inScope) {
+        for (const d of scoped) {
           const target = s3Target(d);
           if (!roles.has(target.role)) roles.set(target.role, await driver.observe(target));
         }
-        const findings: Finding[] = inScope.map((d) => {
+        const findings: Finding[] = scoped.map((d) => {
           const observed = roles.get(s3Target(d).role);
           return {
             kind: 'DatasetAccess',
@@ -532,12 +532,11 @@ export function reviewRevocation(
       return wh !== undefined && reviewAllowed(wh, ar.metadata.namespace!, labels) && scope.schema(pg.schema);
     }
     const store = ar.spec.scope.objectStore ? objectStore(ar.spec.scope.objectStore) : undefined;
-    const prefixes = ar.spec.scope.prefixes;
     return (
       store !== undefined &&
       store.spec.s3.bucket === dsa.spec.s3?.bucket &&
       reviewAllowed(store, ar.metadata.namespace!, labels) &&
-      (!prefixes || prefixes.some((p) => dsa.spec.s3!.prefix.startsWith(p)))
+      scope.prefix(dsa.spec.s3.prefix)
     );
   };
   return (dsa: DatasetAccess): ReviewRevocation | undefined => {
