@@ -14,6 +14,12 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
 }
 
+/** What the review covers: its Warehouse, its ObjectStore, or both. */
+const reviewed = (ar: AccessReview) =>
+  [ar.spec.warehouse && `Warehouse ${ar.spec.warehouse}`, ar.spec.scope.objectStore && `ObjectStore ${ar.spec.scope.objectStore}`]
+    .filter(Boolean)
+    .join(' and ');
+
 /** The text report: findings, out-of-band grants, ignored decisions, and the template. */
 export function reviewReport(ar: AccessReview): string {
   const s = ar.status ?? {};
@@ -21,7 +27,7 @@ export function reviewReport(ar: AccessReview): string {
   if (!s.cycle) return `AccessReview ${ar.metadata.namespace}/${ar.metadata.name}: no cycle yet; the first starts at ${s.nextCycleAt ?? 'its schedule'}\n`;
   const c = s.cycle;
   lines.push(
-    `AccessReview ${ar.metadata.namespace}/${ar.metadata.name}, Warehouse ${ar.spec.warehouse}: cycle ${c.id}, started ${c.startedAt}, due ${c.dueAt}${c.completedAt ? `, completed ${c.completedAt}` : ''}`,
+    `AccessReview ${ar.metadata.namespace}/${ar.metadata.name}, ${reviewed(ar)}: cycle ${c.id}, started ${c.startedAt}, due ${c.dueAt}${c.completedAt ? `, completed ${c.completedAt}` : ''}`,
   );
   const findings = s.findings ?? [];
   lines.push('', `Grants in scope (${findings.length}):`);

@@ -13,15 +13,13 @@ import { resourceType } from '../api/schema.ts';
 import type { ObjectStore } from '../api/objectstore.ts';
 import type { AuditScope, AuditSink, AuditTrail } from '../audit/sink.ts';
 import type { WarehouseDrivers } from '../drivers/postgres/connector.ts';
-import { groupRoleName } from '../governance/grants.ts';
 import { namespaceMatches } from '../governance/policy.ts';
-import { cycleId, judgeDecisions, nextCycleAt, outOfBand, outOfBandId, type Decision } from '../governance/review.ts';
+import { cycleId, explanations, judgeDecisions, nextCycleAt, outOfBand, outOfBandId, type Decision } from '../governance/review.ts';
 import { findCondition } from '../runtime/conditions.ts';
 import { stalled, type Outcome, type ReconcileContext } from '../runtime/controller.ts';
 import { parseDuration } from '../runtime/duration.ts';
 import type { KubeObject, ResourceType } from '../runtime/kube.ts';
 import type { ReviewRevocation } from './review-revocation.ts';
-import { readerRoleName } from './maskedview.ts';
 import { connectWarehouse, type WarehouseDeps } from './warehouse-preamble.ts';
 import { s3Target } from './datasetaccess-s3.ts';
 import { waitingFor } from './dependency.ts';
@@ -165,15 +163,29 @@ function postgresSource(deps: AccessReviewDeps, ar: AccessReview, wh: Warehouse,
           });
       }
       const { grants, stewardLogin } = await drivers.reviews.grants(ar.spec.scope.schemas);
-      const found = outOfBand(grants, {
-        stewardLogin,
-        accessPrincipals: new Map(onWarehouse.map((d) => [groupRoleName(d.metadata.namespace!, d.metadata.name), d.spec.principal.role!])),
-        viewReaders: new Map(views.map((v) => [readerRoleName(v.metadata.namespace!, v.metadata.name), new Set(v.spec.readers)])),
-      });
+      const found = outOfBand(
+        grants,
+        explanations(
+          stewardLogin,
+          onWarehouse.map((d) => ({ namespace: d.metadata.namespace!, name: d.metadata.name, principal: d.spec.principal.role!, granted: isGranted(d) })),
+          views.map((v) => ({
+            namespace: v.metadata.namespace!,
+            name: v.metadata.name,
+            readers: v.spec.readers,
+            ready: findCondition(v.status?.conditions, 'Ready')?.status === 'True',
+          })),
+        ),
+      );
       return {
         findings,
         found: found.map((g) => ({
-          entry: { id: g.id, kind: g.kind, grantee: g.grantee, object: g.object, privileges: g.privileges.join(', ') },
+          entry: {
+            id: g.id,
+            kind: g.kind,
+            grantee: g.grantee,
+            object: g.object,
+            privileges: `${g.privileges.join(', ')}${g.schemaUsage ? ` (and USAGE on schema ${g.schema})` : ''}`,
+          },
           revoke: async (trail, _sinks, details) => {
             await drivers.reviews.revoke(g, trail, details);
           },
@@ -333,10 +345,6 @@ export function accessReviewReconciler(deps: AccessReviewDeps) {
         note: `cycle ${id} started${asked ? ' (asked for)' : ''}; ${ar.spec.reviewers.join(', ')}: decide by ${cycle.dueAt} (decisions name cycle "${id}")`,
         action: 'Review',
       });
-      await trail(ctx.requestId).record(
-        { action: 'review.cycle.start', resource: `${reviewed}/review:${key}`, outcome: 'success', details: { cycle: id, dueAt: cycle.dueAt } },
-        ...sinks,
-      );
     }
     const dueAt = Date.parse(cycle.dueAt);
     const due = now.getTime() >= dueAt;
@@ -366,6 +374,12 @@ export function accessReviewReconciler(deps: AccessReviewDeps) {
       accessFindings.push(...read.findings);
       found.push(...read.found);
     }
+    // Recorded once the cycle's first reading succeeded: a reading that fails (and is retried) starts nothing.
+    if (started)
+      await trail(ctx.requestId).record(
+        { action: 'review.cycle.start', resource: `${reviewed}/review:${key}`, outcome: 'success', details: { cycle: cycle.id, dueAt: cycle.dueAt } },
+        ...sinks,
+      );
     // Revoked earlier in this cycle: gone from the catalog, still part of the cycle's record.
     const revokedBefore = previous.outOfBand.filter((o) => o.decision === 'revoked' && !found.some((f) => f.entry.id === o.id));
 

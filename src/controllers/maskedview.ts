@@ -13,7 +13,7 @@ import { findCondition } from '../runtime/conditions.ts';
 import type { AuditScope, AuditTrail } from '../audit/sink.ts';
 import { viewPolicyDenial } from '../governance/policy.ts';
 import { refusedRole } from '../governance/reserved.ts';
-import { LockOrderError, objectRoleName } from '../governance/grants.ts';
+import { LockOrderError, ownerRoleName, readerRoleName } from '../governance/grants.ts';
 import { ExpressionError, MaskBypassError, loadParser } from '../drivers/postgres/expression.ts';
 import { planView, refuseRowMultiplyingJoins, type ViewPlan } from '../drivers/postgres/view-sql.ts';
 import { hashKeyQuery } from '../drivers/postgres/view-catalog.ts';
@@ -38,10 +38,7 @@ export interface MaskedViewDeps extends WarehouseDeps {
   openLineage?: OpenLineageTarget;
 }
 
-/** The role that owns the view and alone reads its sources. */
-export const ownerRoleName = (namespace: string, name: string): string => objectRoleName('stw_mv_', namespace, name);
-/** The role that holds SELECT on the view (and USAGE on its schema); the readers are its members. */
-export const readerRoleName = (namespace: string, name: string): string => objectRoleName('stw_mvr_', namespace, name);
+export { ownerRoleName, readerRoleName };
 
 const ownerComment = (mv: MaskedView) => `managed by steward: owner of MaskedView ${mv.metadata.namespace}/${mv.metadata.name}`;
 const readerComment = (mv: MaskedView) => `managed by steward: readers of MaskedView ${mv.metadata.namespace}/${mv.metadata.name}`;

@@ -21,6 +21,11 @@ export function groupRoleName(namespace: string, name: string): string {
   return objectRoleName(ROLE_PREFIX, namespace, name);
 }
 
+/** The role that owns a MaskedView and alone reads its sources. */
+export const ownerRoleName = (namespace: string, name: string): string => objectRoleName('stw_mv_', namespace, name);
+/** The role that holds SELECT on a MaskedView (and USAGE on its schema); the readers are its members. */
+export const readerRoleName = (namespace: string, name: string): string => objectRoleName('stw_mvr_', namespace, name);
+
 /**
  * One shared role per schema holds USAGE on it, and every group role in that schema is a member.
  * The schema's ACL then grows by one entry per schema, not per access (PostgreSQL cannot hold more

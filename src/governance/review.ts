@@ -3,7 +3,7 @@
 // controller reads the catalog and the cluster, this module judges, the driver revokes.
 import { createHash } from 'node:crypto';
 import { CronExpressionParser } from 'cron-parser';
-import { ROLE_PREFIX } from './grants.ts';
+import { groupRoleName, readerRoleName, ROLE_PREFIX } from './grants.ts';
 import { MANAGED_COMMENT_PREFIX } from './reserved.ts';
 import { parseDuration } from '../runtime/duration.ts';
 
@@ -45,6 +45,26 @@ export interface Explanations {
   accessPrincipals: ReadonlyMap<string, string>;
   /** MaskedView reader role -> the readers its spec names. */
   viewReaders: ReadonlyMap<string, ReadonlySet<string>>;
+  /**
+   * The roles a DatasetAccess or MaskedView names as its principal or reader. Naming a group role
+   * grants its members: who is in the team is the directory's business, not an extra grant.
+   */
+  namedRoles: ReadonlySet<string>;
+}
+
+/** What explains grants on a Warehouse: its accesses (granted or not) and its views, with whether Steward granted them. */
+export function explanations(
+  stewardLogin: string,
+  accesses: readonly { namespace: string; name: string; principal: string; granted: boolean }[],
+  views: readonly { namespace: string; name: string; readers: readonly string[]; ready: boolean }[],
+): Explanations {
+  return {
+    stewardLogin,
+    accessPrincipals: new Map(accesses.map((d) => [groupRoleName(d.namespace, d.name), d.principal])),
+    viewReaders: new Map(views.map((v) => [readerRoleName(v.namespace, v.name), new Set(v.readers)])),
+    // Only what Steward granted: a denied access naming the owner's role must not hide its members.
+    namedRoles: new Set([...accesses.filter((d) => d.granted).map((d) => d.principal), ...views.filter((v) => v.ready).flatMap((v) => v.readers)]),
+  };
 }
 
 export interface OutOfBandGrant extends CatalogGrant {
@@ -52,6 +72,12 @@ export interface OutOfBandGrant extends CatalogGrant {
   id: string;
   /** For display: schema.table, schema, or the role. */
   object: string;
+  /**
+   * A table grant's grantee also holds USAGE on the table's schema by hand: the half of the grant
+   * that makes the table reachable. Shown with the table, not as a finding of its own; revoked with
+   * the last of the grantee's tables there.
+   */
+  schemaUsage?: true;
 }
 
 /** A role Steward made: its prefix and its ownership comment. */
@@ -76,8 +102,9 @@ export function outOfBandId(kind: CatalogGrant['kind'] | 'iam-policy', grantee: 
  * The grants nobody asked Steward for. Explained, never findings: a superuser's, Steward's login's
  * and Steward's roles' (its group, usage, view and alternate-login roles), a DatasetAccess
  * principal's membership in that access's group role, a MaskedView reader's in the view's reader
- * role, and PostgreSQL's own default (USAGE on schema public to PUBLIC). Owners' privileges are
- * not in the list at all (the catalog read leaves them out).
+ * role, a membership in a role an access or view names (a team role's members), and PostgreSQL's
+ * own default (USAGE on schema public to PUBLIC). Owners' privileges are not in the list at all
+ * (the catalog read leaves them out); a membership in an owner's role is a finding.
  */
 export function outOfBand(grants: readonly CatalogGrant[], why: Explanations): OutOfBandGrant[] {
   const found: OutOfBandGrant[] = [];
@@ -87,11 +114,32 @@ export function outOfBand(grants: readonly CatalogGrant[], why: Explanations): O
     if (g.kind === 'membership') {
       if (why.accessPrincipals.get(g.name) === g.grantee) continue;
       if (why.viewReaders.get(g.name)?.has(g.grantee)) continue;
+      if (why.namedRoles.has(g.name)) continue;
     }
     const object = g.kind === 'table' ? `${g.schema}.${g.name}` : g.name;
     found.push({ ...g, object, id: outOfBandId(g.kind, g.grantee, object) });
   }
-  return found.sort((a, b) => a.id.localeCompare(b.id));
+  return foldSchemaUsage(found).sort((a, b) => a.id.localeCompare(b.id));
+}
+
+/**
+ * `GRANT SELECT ON s.t TO x` reads nothing without `GRANT USAGE ON SCHEMA s TO x`: by hand, one
+ * access is both statements. A reviewer decides on the access, so a grantee's USAGE on a schema
+ * where it also holds a table by hand goes with those tables (schemaUsage) instead of being a second
+ * finding. USAGE alone, and any other schema privilege (CREATE), stays a finding of its own.
+ */
+function foldSchemaUsage(found: OutOfBandGrant[]): OutOfBandGrant[] {
+  const tablesHeld = new Set(found.filter((f) => f.kind === 'table').map((f) => `${f.grantee}\0${f.schema}`));
+  const out: OutOfBandGrant[] = [];
+  for (const f of found) {
+    if (f.kind === 'table' && found.some((s) => s.kind === 'schema' && s.grantee === f.grantee && s.name === f.schema && s.privileges.includes('USAGE'))) {
+      out.push({ ...f, schemaUsage: true });
+    } else if (f.kind === 'schema' && f.privileges.includes('USAGE') && tablesHeld.has(`${f.grantee}\0${f.name}`)) {
+      const rest = f.privileges.filter((p) => p !== 'USAGE');
+      if (rest.length > 0) out.push({ ...f, privileges: rest });
+    } else out.push(f);
+  }
+  return out;
 }
 
 export interface Decision {

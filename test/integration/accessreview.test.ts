@@ -1,7 +1,10 @@
-// AccessReview on the real stack: a forced cycle lists exactly the grants in scope and exactly the
-// grants made by hand; reviewers' decisions take effect, proven by logging in as each principal;
+// AccessReview on the real stack, one review of a Warehouse and an ObjectStore (PostgreSQL and IAM on
+// moto): a forced cycle lists exactly the grants in scope and exactly the grants made by hand;
+// reviewers' decisions take effect, proven by logging in as each principal and by reading IAM;
 // stale decisions and decisions by non-reviewers change nothing; at the due time what nobody decided
 // follows onMissingDecision, also across a Steward restart.
+import { CreateRoleCommand, IAMClient, ListRolePoliciesCommand, PutRolePolicyCommand } from '@aws-sdk/client-iam';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -9,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ACCESS_REVIEW_TYPE } from '../../src/controllers/accessreview.ts';
 import { DATASET_ACCESS_TYPE } from '../../src/controllers/datasetaccess.ts';
 import { MASKED_VIEW_TYPE } from '../../src/controllers/maskedview.ts';
+import { OBJECT_STORE_TYPE } from '../../src/controllers/objectstore.ts';
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
 import {
   REPO,
@@ -47,8 +51,18 @@ const OUT_SCHEMA = `b2_${id}`;
 const READER = `reader_${id}`;
 const MALLORY = `mallory_${id}`;
 const EVE = `eve_${id}`;
-/** A role someone made by hand, with privileges on the table: EVE is its member. */
+/** A group role, the principal of the access `team`: TEAMMATE is its member (the team's business, not a finding). */
 const ANALYSTS = `analysts_${id}`;
+const TEAMMATE = `teammate_${id}`;
+/** The owner of schema curated and its table sales: EVE is made its member by hand, and so holds what the owner holds. */
+const SALES_OWNER = `sales_owner_${id}`;
+const STORE = `store-ar-${id}`;
+const BUCKET = `ar-${id}`;
+/** The IAM role of the access `bucket`: an extra inline policy is put on it by hand. */
+const ROLE = `ar-scientist-${id}`;
+const iam = new IAMClient({ region: 'us-east-1' });
+const s3 = new S3Client({ region: 'us-east-1', forcePathStyle: true });
+const iamPolicies = async () => (await iam.send(new ListRolePoliciesCommand({ RoleName: ROLE }))).PolicyNames ?? [];
 /** A grantee whose name needs quoting: the revoke must name it exactly. */
 const ODD = `Odd "Quote; ${id}`;
 const odd = `"${ODD.replace(/"/g, '""')}"`;
@@ -70,6 +84,17 @@ async function reads(user: string, table = 'curated.sales'): Promise<true | stri
   }
 }
 
+const bucketAccess = (name: string) => `
+apiVersion: steward.dev/v1alpha1
+kind: DatasetAccess
+metadata: {name: ${name}, namespace: ${NS}}
+spec:
+  principal: {iamRole: ${ROLE}}
+  s3: {bucket: ${BUCKET}, prefix: analytics/, access: read}
+  duration: 720h
+  justification: review test ${name}
+`;
+
 const access = (name: string, principal: string, o: { namespace?: string; schema?: string; table?: string } = {}) => `
 apiVersion: steward.dev/v1alpha1
 kind: DatasetAccess
@@ -89,7 +114,7 @@ metadata: {name: ${o.name ?? 'quarterly'}, namespace: ${o.namespace ?? NS_GOV}}
 spec:
   warehouse: ${WH}
   schedule: {cron: "0 9 1 1 *"}
-  scope: {namespaces: [${NS}], schemas: [curated]}
+  scope: {namespaces: [${NS}], schemas: [curated], objectStore: ${STORE}, prefixes: [analytics/]}
   reviewers: [alice@example.com]
   dueIn: ${o.dueIn ?? '1h'}
   onMissingDecision: ${o.onMissing ?? 'revoke'}
@@ -99,7 +124,7 @@ ${o.decisions ? `  decisions:\n${o.decisions}` : ''}`;
 interface ReviewStatus {
   cycle?: { id: string; dueAt: string; completedAt?: string };
   findings?: { kind: string; access: string; principal: string; decision: string; by?: string }[];
-  outOfBand?: { id: string; kind: string; grantee: string; object: string; decision: string }[];
+  outOfBand?: { id: string; kind: string; grantee: string; object: string; privileges: string; decision: string }[];
   ignoredDecisions?: { decision: string; why: string }[];
   summary?: { pending: number; kept: number; revoked: number; outOfBand: number };
 }
@@ -126,14 +151,16 @@ async function decide(lines: string[], until: (s: ReviewStatus) => boolean): Pro
 
 beforeAll(async () => {
   await withPg((c) => c.query(`CREATE DATABASE ${DB}`));
-  const logins = [...IN, OUT_NS, OUT_SCHEMA, READER, MALLORY, EVE];
+  const logins = [...IN, OUT_NS, OUT_SCHEMA, READER, MALLORY, EVE, TEAMMATE];
   await asSuperuser((c) =>
     c.query(`
     ${logins.map((r) => `CREATE ROLE ${r} LOGIN PASSWORD '${PW}';`).join('\n')}
-    CREATE ROLE ${ANALYSTS} NOLOGIN;
+    CREATE ROLE ${ANALYSTS} NOLOGIN; GRANT ${ANALYSTS} TO ${TEAMMATE};
+    CREATE ROLE ${SALES_OWNER} NOLOGIN;
     CREATE ROLE ${odd} NOLOGIN;
     CREATE SCHEMA curated; CREATE SCHEMA raw;
     CREATE TABLE curated.sales (id int, amount int); INSERT INTO curated.sales VALUES (1, 10);
+    ALTER SCHEMA curated OWNER TO ${SALES_OWNER}; ALTER TABLE curated.sales OWNER TO ${SALES_OWNER};
     CREATE TABLE raw.orders (id int, customer_id int, amount int); INSERT INTO raw.orders VALUES (1, 1, 10);
     CREATE TABLE raw.customers (id int, email text); INSERT INTO raw.customers VALUES (1, 'a@example.com');
     -- Not behind the view: an access to it would (rightly) stop the view.
@@ -155,9 +182,39 @@ beforeAll(async () => {
     namespaces: {matchNames: [${NS_GOV}]}
 `,
   );
+  await putSecret('steward-system', `${STORE}-aws`, { accessKeyId: 'AKIAREVIEWTESTXXXXXX', secretAccessKey: randomPassword() });
+  await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
+  await iam.send(
+    new CreateRoleCommand({
+      RoleName: ROLE,
+      AssumeRolePolicyDocument: JSON.stringify({
+        Version: '2012-10-17',
+        Statement: [{ Effect: 'Allow', Principal: { Service: 'ec2.amazonaws.com' }, Action: 'sts:AssumeRole' }],
+      }),
+    }),
+  );
+  apply(`apiVersion: steward.dev/v1alpha1
+kind: ObjectStore
+metadata: {name: ${STORE}}
+spec:
+  s3: {bucket: ${BUCKET}, region: us-east-1, credentialsSecretRef: {namespace: steward-system, name: ${STORE}-aws}}
+  auditWarehouse: ${WH}
+  accessPolicy:
+    - namespaces: {matchNames: [${NS}]}
+      prefixes: [analytics/]
+      access: [read]
+      principals: [${ROLE}]
+      maxDuration: 2160h
+  reviewPolicy:
+    namespaces: {matchNames: [${NS_GOV}]}
+`);
   steward = Steward.start({ args: ['--resync', '2s'] });
   await waitForCondition(WAREHOUSE_TYPE, WH, undefined, 'Ready', 'True');
-  for (const [i, role] of IN.entries()) apply(access(`in${i + 1}`, role));
+  await waitForCondition(OBJECT_STORE_TYPE, STORE, undefined, 'Ready', 'True');
+  // In scope: three logins and a group role on curated.sales, and an IAM role on the bucket's prefix.
+  for (const n of [1, 2, 3]) apply(access(`in${n}`, IN[n - 1]!));
+  apply(access('team', ANALYSTS));
+  apply(bucketAccess('bucket'));
   apply(access('elsewhere', OUT_NS, { namespace: NS_OUT }));
   apply(access('raw', OUT_SCHEMA, { schema: 'raw', table: 'events' }));
   apply(
@@ -175,20 +232,22 @@ beforeAll(async () => {
     - {name: email, expr: c.email, mask: email}`,
     }),
   );
-  for (let i = 1; i <= 5; i++) await waitForCondition(DATASET_ACCESS_TYPE, `in${i}`, NS, 'Ready', 'True', 'Granted');
+  for (const name of ['in1', 'in2', 'in3', 'team', 'bucket']) await waitForCondition(DATASET_ACCESS_TYPE, name, NS, 'Ready', 'True', 'Granted');
   await waitForCondition(DATASET_ACCESS_TYPE, 'elsewhere', NS_OUT, 'Ready', 'True', 'Granted');
   await waitForCondition(DATASET_ACCESS_TYPE, 'raw', NS, 'Ready', 'True', 'Granted');
   await waitForCondition(MASKED_VIEW_TYPE, 'masked', NS, 'Ready', 'True');
-  // By hand, outside Steward: a direct grant (the table and its schema), and a membership in a role
-  // that holds the same. (A membership in a Steward group role is drift: the access's own reconcile
-  // removes it, see datasetaccess.test.ts.)
+  // By hand, outside Steward, three grants: a direct one (the table, and its schema's USAGE that makes
+  // it readable), a membership in a role with the table's privileges (its owner's), and an extra
+  // inline policy on the access `bucket`'s IAM role. (A membership in a Steward group role itself is
+  // drift: the access's own reconcile removes it, see datasetaccess.test.ts.)
   await asSuperuser((c) =>
-    c.query(`GRANT USAGE ON SCHEMA curated TO ${MALLORY}; GRANT SELECT ON curated.sales TO ${MALLORY};
-      GRANT USAGE ON SCHEMA curated TO ${ANALYSTS}; GRANT SELECT ON curated.sales TO ${ANALYSTS}; GRANT ${ANALYSTS} TO ${EVE};
-      GRANT SELECT, UPDATE ON curated.sales TO ${odd};`),
+    c.query(`GRANT USAGE ON SCHEMA curated TO ${MALLORY}; GRANT SELECT ON curated.sales TO ${MALLORY}; GRANT ${SALES_OWNER} TO ${EVE};`),
   );
+  const extra = { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 's3:PutObject', Resource: `arn:aws:s3:::${BUCKET}/*` }] };
+  await iam.send(new PutRolePolicyCommand({ RoleName: ROLE, PolicyName: 'extra-policy', PolicyDocument: JSON.stringify(extra) }));
   expect(await reads(MALLORY)).toBe(true);
   expect(await reads(EVE)).toBe(true);
+  expect(await reads(TEAMMATE)).toBe(true); // through the access `team`: explained, not a finding
   apply(review());
   await waitForCondition(ACCESS_REVIEW_TYPE, 'quarterly', NS_GOV, 'Ready', 'True');
 }, 120_000);
@@ -208,39 +267,45 @@ afterAll(async () => {
       await kube.delete(type, o.metadata.name, ns).catch(() => undefined);
     }
   }
+  await kube.patch(OBJECT_STORE_TYPE, STORE, undefined, { metadata: { finalizers: null } }, 'merge').catch(() => undefined);
+  await kube.delete(OBJECT_STORE_TYPE, STORE).catch(() => undefined);
   await kube.delete(WAREHOUSE_TYPE, WH).catch(() => undefined);
 });
 
 describe('AccessReview, a forced cycle', () => {
-  it('lists exactly the six grants in scope and exactly the six made by hand', async () => {
+  it('lists exactly the six grants in scope (PostgreSQL and S3) and exactly the three made by hand', async () => {
     const s = await forceCycle();
     expect(s.cycle!.id).toMatch(/^\d{4}-\d{2}-\d{2}(-\d+)?$/);
     const listed = s.findings!.map((f) => `${f.kind} ${f.access} ${f.principal}`).sort();
-    expect(listed).toEqual([...IN.map((r, i) => `DatasetAccess ${NS}/in${i + 1} ${r}`), `MaskedView ${NS}/masked ${READER}`].sort());
+    expect(listed).toEqual(
+      [
+        ...[1, 2, 3].map((n) => `DatasetAccess ${NS}/in${n} ${IN[n - 1]}`),
+        `DatasetAccess ${NS}/team ${ANALYSTS}`,
+        `DatasetAccess ${NS}/bucket ${ROLE}`,
+        `MaskedView ${NS}/masked ${READER}`,
+      ].sort(),
+    );
     expect(s.findings!.every((f) => f.decision === 'pending')).toBe(true);
-    const oob = s.outOfBand!.map((o) => `${o.kind} ${o.grantee} ${o.object}`).sort();
+    const oob = s.outOfBand!.map((o) => `${o.kind} ${o.grantee} ${o.object} ${o.privileges}`).sort();
     expect(oob).toEqual(
       [
-        `membership ${EVE} ${ANALYSTS}`,
-        `schema ${ANALYSTS} curated`,
-        `schema ${MALLORY} curated`,
-        `table ${ANALYSTS} curated.sales`,
-        `table ${MALLORY} curated.sales`,
-        `table ${ODD} curated.sales`,
+        `table ${MALLORY} curated.sales SELECT (and USAGE on schema curated)`,
+        `membership ${EVE} ${SALES_OWNER} MEMBER`,
+        `iam-policy ${ROLE} extra-policy inline`,
       ].sort(),
     );
     expect(s.outOfBand!.every((o) => /^oob-[0-9a-f]{6}$/.test(o.id) && o.decision === 'reported')).toBe(true);
-    expect(s.summary).toEqual({ pending: 6, kept: 0, revoked: 0, outOfBand: 6 });
+    expect(s.summary).toEqual({ pending: 6, kept: 0, revoked: 0, outOfBand: 3 });
     expect((await eventsAbout('quarterly')).some((e) => e.reason === 'ReviewStarted' && e.note.includes('alice@example.com'))).toBe(true);
 
     // `steward review`: the same, as a table, with the decisions to paste; -o json for tools.
     const text = spawnSync(join(REPO, 'bin/steward'), ['review', '-n', NS_GOV, 'quarterly'], { encoding: 'utf8' });
     expect(text.status, text.stderr).toBe(0);
-    expect(text.stdout).toContain(`cycle ${s.cycle!.id}`);
+    expect(text.stdout).toContain(`Warehouse ${WH} and ObjectStore ${STORE}: cycle ${s.cycle!.id}`);
     expect(text.stdout).toMatch(new RegExp(`${NS}/in1\\s+DatasetAccess\\s+${IN[0]}`));
     expect(text.stdout).toContain('(not recorded)'); // PostgreSQL keeps no per-role usage record
     for (const o of s.outOfBand!) expect(text.stdout).toContain(`- {cycle: "${s.cycle!.id}", finding: ${o.id}, decision: keep`);
-    expect(text.stdout).toContain(`- {cycle: "${s.cycle!.id}", access: ${NS}/in5, decision: keep`);
+    expect(text.stdout).toContain(`- {cycle: "${s.cycle!.id}", access: ${NS}/bucket, decision: keep`);
     const json = spawnSync(join(REPO, 'bin/steward'), ['review', '-n', NS_GOV, 'quarterly', '-o', 'json'], { encoding: 'utf8' });
     expect(JSON.parse(json.stdout).findings).toHaveLength(6);
 
@@ -288,17 +353,34 @@ describe('AccessReview, a forced cycle', () => {
     expect(audited).toHaveLength(1);
   });
 
-  it('a revoke decision on an out-of-band grant removes it from the catalog', async () => {
-    const s0 = await getReview();
+  it('a revoke decision on an out-of-band grant removes it from the catalog and from IAM', async () => {
+    // One more by hand, to a grantee whose name needs quoting: the revoke must name it exactly.
+    await asSuperuser((c) => c.query(`GRANT SELECT, UPDATE ON curated.sales TO ${odd}`));
+    const s0 = await forceCycle();
+    expect(s0.outOfBand).toHaveLength(4);
     const membership = s0.outOfBand!.find((o) => o.kind === 'membership')!;
     const quoted = s0.outOfBand!.find((o) => o.grantee === ODD)!;
+    const direct = s0.outOfBand!.find((o) => o.grantee === MALLORY)!;
+    const policy = s0.outOfBand!.find((o) => o.kind === 'iam-policy')!;
     await decide(
       [
         `{cycle: "${s0.cycle!.id}", finding: ${membership.id}, decision: revoke, by: alice@example.com, reason: nobody asked for it}`,
         `{cycle: "${s0.cycle!.id}", finding: ${quoted.id}, decision: revoke, by: alice@example.com}`,
+        `{cycle: "${s0.cycle!.id}", finding: ${direct.id}, decision: revoke, by: alice@example.com}`,
+        `{cycle: "${s0.cycle!.id}", finding: ${policy.id}, decision: revoke, by: alice@example.com}`,
       ],
-      (x) => x.outOfBand?.filter((o) => o.decision === 'revoked').length === 2,
+      (x) => x.outOfBand?.filter((o) => o.decision === 'revoked').length === 4,
     );
+    // The direct grant went whole: the table and the schema USAGE that came with it.
+    expect(await reads(MALLORY)).toMatch(/permission denied/);
+    const mallory = await asSuperuser(
+      async (c) =>
+        (await c.query(`SELECT has_schema_privilege($1, 'curated', 'USAGE') AS usage, has_table_privilege($1, 'curated.sales', 'SELECT') AS sel`, [MALLORY]))
+          .rows[0],
+    );
+    expect(mallory).toEqual({ usage: false, sel: false });
+    expect(await iamPolicies()).not.toContain('extra-policy');
+    expect((await iamPolicies()).length).toBe(1); // Steward's own, for the access `bucket`, stays
     const oddLeft = await asSuperuser(
       async (c) => (await c.query(`SELECT has_table_privilege($1, 'curated.sales', 'SELECT, UPDATE') AS has`, [ODD])).rows[0].has,
     );
@@ -308,7 +390,7 @@ describe('AccessReview, a forced cycle', () => {
         (
           await c.query(
             `SELECT 1 FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member WHERE g.rolname = $1 AND u.rolname = $2`,
-            [ANALYSTS, EVE],
+            [SALES_OWNER, EVE],
           )
         ).rows,
     );
@@ -316,7 +398,7 @@ describe('AccessReview, a forced cycle', () => {
     expect(await reads(EVE)).toMatch(/permission denied/);
     expect(await reads(IN[0]!)).toBe(true); // nothing else touched
     const remediated = await asSuperuser(async (c) => (await c.query(`SELECT details FROM steward.audit_log WHERE action = 'review.remediate'`)).rows);
-    expect(remediated.map((r) => r.details.finding).sort()).toEqual([membership.id, quoted.id].sort());
+    expect(remediated.map((r) => r.details.finding).sort()).toEqual([membership.id, quoted.id, direct.id, policy.id].sort());
   });
 });
 
@@ -325,23 +407,34 @@ describe('AccessReview at the due time', () => {
     apply(review({ dueIn: '12s' }));
     const s = await forceCycle();
     const dueAt = Date.parse(s.cycle!.dueAt);
-    // in2 was revoked last cycle and stays revoked: not a grant any more. in1, in3, in4, in5 and the reader are listed.
-    expect(s.findings!.map((f) => f.access).sort()).toEqual([`${NS}/in1`, `${NS}/in3`, `${NS}/in4`, `${NS}/in5`, `${NS}/masked`].sort());
+    // in2 was revoked in an earlier cycle and stays revoked: not a grant any more.
+    expect(s.findings!.map((f) => f.access).sort()).toEqual([`${NS}/in1`, `${NS}/in3`, `${NS}/team`, `${NS}/bucket`, `${NS}/masked`].sort());
     await decide([`{cycle: "${s.cycle!.id}", access: ${NS}/in1, decision: keep, by: alice@example.com}`], (x) => x.summary?.kept === 1);
     // Steward is down across the due time: the missing-decision rule still applies when it is back.
     await steward.stop();
     await new Promise((r) => setTimeout(r, Math.max(0, dueAt - Date.now() + 1500)));
     expect(await reads(IN[2]!)).toBe(true);
     steward = Steward.start({ args: ['--resync', '2s'] });
-    for (const n of [3, 4, 5]) await waitForCondition(DATASET_ACCESS_TYPE, `in${n}`, NS, 'Ready', 'False', 'RevokedByReview', 30_000);
-    for (const n of [3, 4, 5]) expect(await reads(IN[n - 1]!)).toMatch(/permission denied/);
+    for (const name of ['in3', 'team', 'bucket']) await waitForCondition(DATASET_ACCESS_TYPE, name, NS, 'Ready', 'False', 'RevokedByReview', 30_000);
+    expect(await reads(IN[2]!)).toMatch(/permission denied/);
+    const teamLeft = await asSuperuser(
+      async (c) => (await c.query(`SELECT has_table_privilege($1, 'curated.sales', 'SELECT') AS has`, [ANALYSTS])).rows[0].has,
+    );
+    expect(teamLeft).toBe(false);
+    expect(await reads(TEAMMATE)).toMatch(/permission denied/); // the team's members lose it with the team
+    expect(await iamPolicies()).toEqual([]); // the access `bucket`'s policy is gone from its IAM role
     expect(await reads(IN[0]!)).toBe(true);
     expect(await reads(READER, 'curated.masked_orders')).toBe(true); // a view's readers are its spec's to change
     const done = await waitFor('the cycle completed', async () => ((await getReview()).cycle?.completedAt ? getReview() : undefined));
     expect(done.summary).toMatchObject({ pending: 0, kept: 2, revoked: 3 });
     const missing = await asSuperuser(async (c) => (await c.query(`SELECT resource FROM steward.audit_log WHERE action = 'review.missing_decision'`)).rows);
     expect(missing.map((r) => r.resource).sort()).toEqual(
-      [`DatasetAccess:${NS}/in3/${IN[2]}`, `DatasetAccess:${NS}/in4/${IN[3]}`, `DatasetAccess:${NS}/in5/${IN[4]}`, `MaskedView:${NS}/masked/${READER}`].sort(),
+      [
+        `DatasetAccess:${NS}/in3/${IN[2]}`,
+        `DatasetAccess:${NS}/team/${ANALYSTS}`,
+        `DatasetAccess:${NS}/bucket/${ROLE}`,
+        `MaskedView:${NS}/masked/${READER}`,
+      ].sort(),
     );
     expect((await eventsAbout('quarterly')).filter((e) => e.reason === 'MissingDecision').length).toBeGreaterThanOrEqual(4);
   });

@@ -15,6 +15,7 @@ const explanations = {
   stewardLogin: 'steward',
   accessPrincipals: new Map([['stw_analytics_churn', 'alice']]),
   viewReaders: new Map([['stw_mvr_data_eng_sales', new Set(['analytics_reader'])]]),
+  namedRoles: new Set(['alice', 'analytics_reader']),
 };
 
 describe('review cycles', () => {
@@ -42,6 +43,8 @@ describe('out-of-band grants', () => {
       grant({ grantee: 'stw_analytics_churn', granteeComment: 'managed by steward: DatasetAccess analytics/churn' }),
       grant({ kind: 'membership', grantee: 'alice', schema: null, name: 'stw_analytics_churn', privileges: ['MEMBER'] }),
       grant({ kind: 'membership', grantee: 'analytics_reader', schema: null, name: 'stw_mvr_data_eng_sales', privileges: ['MEMBER'] }),
+      // A member of the team role a view names as reader: the team's business.
+      grant({ kind: 'membership', grantee: 'priya', schema: null, name: 'analytics_reader', privileges: ['MEMBER'] }),
       // PostgreSQL 15's default, in every database.
       grant({ kind: 'schema', grantee: 'PUBLIC', schema: null, name: 'public', privileges: ['USAGE'] }),
     ];
@@ -54,6 +57,8 @@ describe('out-of-band grants', () => {
         grant({}),
         grant({ grantee: 'PUBLIC', kind: 'schema', schema: null, name: 'curated', privileges: ['USAGE'] }),
         grant({ kind: 'membership', grantee: 'mallory', schema: null, name: 'stw_analytics_churn', privileges: ['MEMBER'] }),
+        // A member of a table owner's role holds what the owner holds.
+        grant({ kind: 'membership', grantee: 'mallory', schema: null, name: 'sales_owner', privileges: ['MEMBER'] }),
         grant({ grantee: 'stw_fake', granteeComment: 'looks like ours' }),
         // More than the default on public is reported.
         grant({ kind: 'schema', grantee: 'PUBLIC', schema: null, name: 'public', privileges: ['CREATE', 'USAGE'] }),
@@ -65,13 +70,40 @@ describe('out-of-band grants', () => {
         ['table', 'mallory', 'curated.orders'],
         ['schema', 'PUBLIC', 'curated'],
         ['membership', 'mallory', 'stw_analytics_churn'],
+        ['membership', 'mallory', 'sales_owner'],
         ['table', 'stw_fake', 'curated.orders'],
         ['schema', 'PUBLIC', 'public'],
       ]),
     );
-    expect(found).toHaveLength(5);
+    expect(found).toHaveLength(6);
     expect(found.find((f) => f.grantee === 'mallory' && f.kind === 'table')?.id).toBe(outOfBandId('table', 'mallory', 'curated.orders'));
     expect(outOfBandId('table', 'mallory', 'curated.orders')).toMatch(/^oob-[0-9a-f]{6}$/);
+  });
+  it("one access made by hand (the table and its schema's USAGE) is one finding; USAGE alone and CREATE stay findings", () => {
+    const found = outOfBand(
+      [
+        grant({}),
+        grant({ name: 'customers' }),
+        grant({ kind: 'schema', schema: null, name: 'curated', privileges: ['CREATE', 'USAGE'] }),
+        // USAGE without a table of the grantee's there: a finding of its own.
+        grant({ grantee: 'eve', kind: 'schema', schema: null, name: 'curated', privileges: ['USAGE'] }),
+        // USAGE on another schema than the table's: not folded.
+        grant({ kind: 'schema', schema: null, name: 'raw', privileges: ['USAGE'] }),
+      ],
+      explanations,
+    );
+    expect(found.map((f) => [f.kind, f.grantee, f.object, f.privileges.join(','), f.schemaUsage ?? false])).toEqual(
+      expect.arrayContaining([
+        ['table', 'mallory', 'curated.orders', 'SELECT', true],
+        ['table', 'mallory', 'curated.customers', 'SELECT', true],
+        ['schema', 'mallory', 'curated', 'CREATE', false],
+        ['schema', 'eve', 'curated', 'USAGE', false],
+        ['schema', 'mallory', 'raw', 'USAGE', false],
+      ]),
+    );
+    expect(found).toHaveLength(5);
+    // The table's id does not change with the fold: a decision made before still names it.
+    expect(found.find((f) => f.object === 'curated.orders')?.id).toBe(outOfBandId('table', 'mallory', 'curated.orders'));
   });
 });
 

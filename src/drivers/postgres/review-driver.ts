@@ -1,6 +1,9 @@
 // What an AccessReview reads from and changes in PostgreSQL: every grant on the tables and schemas in
 // its scope (and every membership in a role holding one), in one read-only query; and the revoke of
 // an out-of-band grant a reviewer decided to remove, audited as remediation in the same transaction.
+// Only what the finding lists is revoked: a schema finding's privileges, not USAGE that goes with a
+// table finding (see foldSchemaUsage), which leaves with the grantee's last table grant there.
+import type pg from 'pg';
 import type { AuditScope } from '../../audit/sink.ts';
 import type { CatalogGrant, OutOfBandGrant } from '../../governance/review.ts';
 import { AuditTableSink } from './audit-table.ts';
@@ -11,7 +14,7 @@ import { WarehouseDriver } from './warehouse-driver.ts';
 
 // Owners' privileges are left out (an owner can grant itself anything back); PUBLIC is grantee 0.
 const GRANTS_SQL = `
-WITH scoped AS (
+WITH RECURSIVE scoped AS (
   SELECT oid, nspname, nspowner, nspacl FROM pg_namespace
   WHERE ($1::text[] IS NULL AND nspname NOT LIKE 'pg\\_%' AND nspname NOT IN ('information_schema', 'steward')) OR nspname = ANY($1::text[])
 ), tbl AS (
@@ -23,10 +26,17 @@ WITH scoped AS (
   FROM scoped n, LATERAL aclexplode(n.nspacl) a WHERE a.grantee <> n.nspowner
 ), held AS (
   SELECT * FROM tbl UNION ALL SELECT * FROM sch
+), reach(oid) AS (
+  -- The roles that can use a privilege in scope: its grantees and the owners (a member of the owner
+  -- role holds what the owner holds), and their members, to any depth.
+  SELECT grantee FROM held WHERE grantee <> 0
+  UNION SELECT c.relowner FROM pg_class c JOIN scoped n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f')
+  UNION SELECT nspowner FROM scoped
+  UNION SELECT m.member FROM pg_auth_members m JOIN reach r ON m.roleid = r.oid
 ), mem AS (
   SELECT 'membership'::text, m.member, NULL::text, g.rolname::text, 'MEMBER'::text
   FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
-  WHERE m.roleid IN (SELECT grantee FROM held WHERE grantee <> 0)
+  WHERE m.roleid IN (SELECT oid FROM reach)
 ), every AS (
   SELECT * FROM held UNION ALL SELECT * FROM mem
 )
@@ -51,22 +61,45 @@ export class PostgresReviewDriver extends WarehouseDriver {
     );
   }
 
-  /** Revokes an out-of-band grant a reviewer decided to remove. Returns the statement that ran. */
+  /** Revokes an out-of-band grant a reviewer decided to remove. Returns the statements that ran. */
   async revoke(grant: OutOfBandGrant, audit: AuditScope, details: Record<string, unknown>): Promise<string> {
     const grantee = grant.grantee === 'PUBLIC' ? 'PUBLIC' : quoteIdent(grant.grantee);
-    const sql =
-      grant.kind === 'table'
-        ? `REVOKE ALL ON TABLE ${quoteIdent(grant.schema!)}.${quoteIdent(grant.name)} FROM ${grantee}`
-        : grant.kind === 'schema'
-          ? `REVOKE ALL ON SCHEMA ${quoteIdent(grant.name)} FROM ${grantee}`
-          : `REVOKE ${quoteIdent(grant.name)} FROM ${grantee}`;
-    await withSession(this.pool, async (session) => {
-      await session.client.query(sql);
+    return withSession(this.pool, async (session) => {
+      const statements: string[] = [];
+      const run = async (sql: string) => {
+        await session.client.query(sql);
+        statements.push(sql);
+      };
+      if (grant.kind === 'table') {
+        await run(`REVOKE ALL ON TABLE ${quoteIdent(grant.schema!)}.${quoteIdent(grant.name)} FROM ${grantee}`);
+        if (grant.schemaUsage && !(await holdsTableIn(session.client, grant.grantee, grant.schema!)))
+          await run(`REVOKE USAGE ON SCHEMA ${quoteIdent(grant.schema!)} FROM ${grantee}`);
+      } else if (grant.kind === 'schema') {
+        const privileges = grant.privileges.filter((p) => SCHEMA_PRIVILEGES.has(p));
+        if (privileges.length > 0) await run(`REVOKE ${privileges.join(', ')} ON SCHEMA ${quoteIdent(grant.name)} FROM ${grantee}`);
+      } else await run(`REVOKE ${quoteIdent(grant.name)} FROM ${grantee}`);
+      const statement = statements.join('; ');
       await audit.record(
-        { action: 'review.remediate', resource: this.resource(`${grant.kind}:${grant.object}`), outcome: 'success', details: { ...details, statement: sql } },
+        { action: 'review.remediate', resource: this.resource(`${grant.kind}:${grant.object}`), outcome: 'success', details: { ...details, statement } },
         new AuditTableSink(session.client),
       );
+      return statement;
     });
-    return sql;
   }
+}
+
+/** The privilege keywords a schema ACL holds (aclexplode's names): nothing else is put in a REVOKE. */
+const SCHEMA_PRIVILEGES = new Set(['USAGE', 'CREATE']);
+
+/** Whether the role (or PUBLIC) still holds a privilege on any table in the schema, other than as its owner. */
+async function holdsTableIn(client: pg.ClientBase, grantee: string, schema: string): Promise<boolean> {
+  const r = await client.query<{ holds: boolean }>(
+    `SELECT EXISTS (
+       SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, LATERAL aclexplode(c.relacl) a
+       WHERE n.nspname = $1 AND a.grantee <> c.relowner
+         AND a.grantee = CASE WHEN $2 = 'PUBLIC' THEN 0::oid ELSE (SELECT oid FROM pg_roles WHERE rolname = $2) END
+     ) AS holds`,
+    [schema, grantee],
+  );
+  return r.rows[0]!.holds;
 }
