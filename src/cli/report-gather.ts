@@ -375,7 +375,7 @@ export async function warehouseEvidence(input: WarehouseEvidenceInput): Promise<
     const due = nextCycleAt(sr.spec.schedule, new Date(last), new Date(sr.metadata.creationTimestamp ?? last));
     const ageS = Math.round((now.getTime() - Date.parse(last)) / 1000);
     const history = driver ? await driver.rotationCount(sr.metadata.namespace!, sr.metadata.name).catch(() => undefined) : undefined;
-    const late = now.getTime() > due.getTime() + ROTATION_GRACE_MS;
+    const late = now.getTime() > due.getTime() + Math.min(ROTATION_GRACE_MS, (due.getTime() - Date.parse(last)) / 4);
     items.push({
       ...d,
       check: `status.lastRotatedAt against the schedule (${schedule}); rotation.finish records in steward.audit_log`,
@@ -387,7 +387,7 @@ export async function warehouseEvidence(input: WarehouseEvidenceInput): Promise<
   return items;
 }
 
-/** A rotation late by less than this (a reconcile, a restart) is not a finding. */
+/** A rotation late by less than this, or a quarter of its interval if shorter (a reconcile, a restart), is not a finding. */
 const ROTATION_GRACE_MS = 60_000;
 
 function reviewItem(ar: AccessReview, wh: Warehouse, now: Date): Draft {

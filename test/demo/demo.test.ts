@@ -47,6 +47,11 @@ describe('make demo', () => {
       // SecretRotation: three rotations under a running pipeline, not one failed query.
       expect(out).toMatch(/pipeline: \d{2,} queries, 0 failed, as (etl_service|stw_alt_etl_service_\w+) and (etl_service|stw_alt_etl_service_\w+)/);
       expect(out).toMatch(/etl-db\s+etl_service\s+alternating\s+(etl_service|stw_alt_etl_service_[0-9a-f]{8})\s+\S+\s+\S+\s+True/);
+      // The evidence report: every control it can evaluate passes, and the signed file verifies.
+      expect(out).toMatch(/steward report: \d+ pass, 0 fail, \d+ not evaluated; written to \S+demo-report\.json/);
+      expect(out).toMatch(/PASS\s+raw-tables-locked:analytics\/raw\.customers/);
+      expect(out).toMatch(/PASS\s+masking:data-eng\/customer-sales/);
+      expect(out).toMatch(/demo-report\.json: OK: signed with Ed25519 key [0-9a-f]{16}/);
       expect(out).toMatch(/The audit trail[^\n]*\n\s+\d{4}-\d\d-\d\dT\S+ [0-9a-f-]{36} steward@\S+ [a-z_.]+ \S+ (success|denied)\n/);
     }
   });
