@@ -8,6 +8,8 @@ import { KubeClient } from './runtime/kube.ts';
 import { createLogger } from './runtime/logger.ts';
 import { Metrics } from './runtime/metrics.ts';
 import { startHttpServer } from './runtime/http.ts';
+import { startAdmissionServer } from './runtime/admission.ts';
+import { stampPatch, type StampInput } from './governance/stamp.ts';
 import { LeaderElector } from './runtime/leader.ts';
 import { parseDuration } from './runtime/duration.ts';
 import { Manager } from './controllers/manager.ts';
@@ -27,6 +29,9 @@ const { values: flags } = parseArgs({
     as: { type: 'string', default: process.env.STEWARD_IMPERSONATE },
     'openlineage-url': { type: 'string', default: process.env.STEWARD_OPENLINEAGE_URL },
     'openlineage-file': { type: 'string', default: process.env.STEWARD_OPENLINEAGE_FILE },
+    // The mutating admission webhook that stamps who asked on every Steward object (off when empty).
+    'webhook-bind-address': { type: 'string', default: process.env.STEWARD_WEBHOOK_ADDR ?? '' },
+    'webhook-cert-dir': { type: 'string', default: process.env.STEWARD_WEBHOOK_CERT_DIR ?? '/tmp/k8s-webhook-server/serving-certs' },
   },
 });
 
@@ -77,6 +82,27 @@ async function main(): Promise<void> {
     // A standby is healthy and ready to take over; the leader is ready once its caches synced.
     ready: () => !shuttingDown && (elector ? !elector.isLeader || manager.ready : manager.ready),
   });
+  // Every replica serves admission, leader or not: the API server calls whichever the Service picks.
+  const webhook = flags['webhook-bind-address']
+    ? await startAdmissionServer(
+        flags['webhook-bind-address'],
+        flags['webhook-cert-dir'],
+        (request) =>
+          request.kind.group === 'steward.dev' && request.object
+            ? stampPatch({
+                operation: request.operation,
+                kind: request.kind.kind,
+                user: request.userInfo,
+                object: request.object as StampInput['object'],
+                oldObject: request.oldObject as StampInput['oldObject'],
+              })
+            : [],
+        logger,
+      )
+    : undefined;
+  const webhookAddress = webhook?.address();
+  if (webhookAddress && typeof webhookAddress === 'object')
+    logger.info({ webhook: `${webhookAddress.address}:${webhookAddress.port}` }, 'admission webhook serving');
   const address = server.address();
   logger.info({ identity, actor, http: typeof address === 'object' && address ? `${address.address}:${address.port}` : address }, 'steward starting');
 
@@ -92,6 +118,7 @@ async function main(): Promise<void> {
     await manager.stop().catch((err: unknown) => logger.error({ err: String(err) }, 'stopping controllers failed'));
     await elector?.release();
     server.close();
+    webhook?.close();
     client.close();
     logger.info('stopped');
     process.exit(code);

@@ -38,6 +38,12 @@ const Decision = Type.Object(
     decision: StringEnum(['keep', 'revoke'] as const),
     by: Type.String({ minLength: 1, maxLength: 256, description: 'The reviewer who decided: one of spec.reviewers.' }),
     reason: Type.Optional(Type.String({ maxLength: 1024 })),
+    appliedBy: Type.Optional(
+      Type.String({
+        maxLength: 512,
+        description: "Who applied the decision to the cluster, stamped by Steward's admission webhook from the request (whatever the manifest says).",
+      }),
+    ),
   },
   { ...cel({ rule: 'has(self.access) != has(self.finding)', message: 'name exactly one of access or finding' }) },
 );

@@ -6,7 +6,10 @@ export type AuditOutcome = 'success' | 'failure' | 'denied';
 export interface AuditRecord {
   ts: string;
   request_id: string;
+  /** Who asked: the admission stamp of the object the action was for, else Steward itself. */
   actor: string;
+  /** Who acted: Steward's identity. */
+  executor?: string;
   action: string;
   resource: string;
   outcome: AuditOutcome;
@@ -19,4 +22,4 @@ export interface AuditRecord {
 }
 
 /** What a caller supplies; ts and actor are filled in by the trail. */
-export type AuditInput = Omit<AuditRecord, 'ts' | 'actor'> & { actor?: string };
+export type AuditInput = Omit<AuditRecord, 'ts' | 'actor' | 'executor'> & { actor?: string };

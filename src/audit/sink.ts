@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { AuditInput, AuditRecord } from './record.ts';
 
 /** What every record of one reconcile shares. */
-export type AuditBase = Pick<AuditInput, 'request_id' | 'kind' | 'namespace' | 'name'>;
+export type AuditBase = Pick<AuditInput, 'request_id' | 'kind' | 'namespace' | 'name' | 'actor'>;
 /** A record of that reconcile: the action, the resource, the outcome and what else it has. */
 export type ScopedInput = Omit<AuditInput, keyof AuditBase>;
 
@@ -63,7 +63,9 @@ export class AuditTrail {
 
   async recordMany(inputs: AuditInput[], ...sinks: AuditSink[]): Promise<AuditRecord[]> {
     if (inputs.length === 0) return [];
-    const records = inputs.map((input) => ({ ts: new Date().toISOString(), actor: input.actor ?? this.actor, ...input }) as AuditRecord);
+    const records = inputs.map(
+      ({ actor, ...input }) => ({ ts: new Date().toISOString(), actor: actor ?? this.actor, executor: this.actor, ...input }) as AuditRecord,
+    );
     for (const record of records) await this.logSink.write(record);
     for (const sink of sinks) {
       try {

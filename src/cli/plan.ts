@@ -1,5 +1,7 @@
 // `steward plan -f FILE...`: for each DatasetAccess in the files, the policy decision and the SQL
-// Steward would run (for an s3 access, the IAM policy it would write). Read-only: the catalog is read inside a READ ONLY transaction, nothing else is
+// Steward would run (for an s3 access, the IAM policy it would write); for each MaskedView, every
+// expression validated by the reconciler's own rules (positions on refusal), the view's SELECT and
+// its column lineage as JSON: a pull-request gate for SQL models, with or without a cluster. Read-only: the catalog is read inside a READ ONLY transaction, nothing else is
 // written anywhere. Meant to gate GitOps pull requests: exit 1 when a request is denied by policy,
 // 3 when the policy cannot be checked (fail closed), 2 on bad input, 0 otherwise.
 import { readFileSync } from 'node:fs';
@@ -21,6 +23,9 @@ import { withSession } from '../drivers/postgres/session.ts';
 import { warehouseKind } from '../api/warehouse.ts';
 import { resourceType } from '../api/schema.ts';
 import { WarehouseConnections } from '../drivers/postgres/connector.ts';
+import type { MaskedView } from '../api/maskedview.ts';
+import { viewPolicyDenial } from '../governance/policy.ts';
+import { quoteIdent } from '../drivers/postgres/sql-text.ts';
 
 const NAMESPACE_TYPE: ResourceType = { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false };
 
@@ -29,13 +34,19 @@ export const EXIT = { ok: 0, denied: 1, usage: 2, unverifiable: 3 } as const;
 export async function runPlan(argv: string[], out: Writable, err: Writable): Promise<number> {
   let files: string[];
   let defaultNamespace: string;
+  let offline = false;
   try {
     const { values } = parseArgs({
       args: argv,
-      options: { file: { type: 'string', short: 'f', multiple: true }, namespace: { type: 'string', short: 'n', default: 'default' } },
+      options: {
+        file: { type: 'string', short: 'f', multiple: true },
+        namespace: { type: 'string', short: 'n', default: 'default' },
+        offline: { type: 'boolean', default: false },
+      },
     });
     files = values.file ?? [];
     defaultNamespace = values.namespace!;
+    offline = values.offline!;
   } catch (e) {
     err.write(`steward plan: ${(e as Error).message}\n`);
     return EXIT.usage;
@@ -45,11 +56,13 @@ export async function runPlan(argv: string[], out: Writable, err: Writable): Pro
     return EXIT.usage;
   }
   const accesses: DatasetAccess[] = [];
+  const views: MaskedView[] = [];
   for (const file of files) {
     try {
       for (const doc of parseAllDocuments(readFileSync(file, 'utf8'), { version: '1.1' })) {
-        const obj = doc.toJSON() as DatasetAccess | null;
-        if (obj?.kind === 'DatasetAccess') accesses.push(obj);
+        const obj = doc.toJSON() as DatasetAccess | MaskedView | null;
+        if (obj?.kind === 'DatasetAccess') accesses.push(obj as DatasetAccess);
+        if (obj?.kind === 'MaskedView') views.push(obj as MaskedView);
       }
     } catch (e) {
       err.write(`steward plan: ${file}: ${(e as Error).message}\n`);
@@ -59,17 +72,20 @@ export async function runPlan(argv: string[], out: Writable, err: Writable): Pro
 
   let client: KubeClient | undefined;
   let clusterProblem: string | undefined;
-  try {
-    client = KubeClient.fromDefault({ userAgent: 'steward-plan' });
-  } catch (e) {
-    clusterProblem = (e as Error).message;
-  }
+  if (offline) clusterProblem = '--offline';
+  else
+    try {
+      client = KubeClient.fromDefault({ userAgent: 'steward-plan' });
+    } catch (e) {
+      clusterProblem = (e as Error).message;
+    }
   const connections = client ? new WarehouseConnections(client, 1) : undefined;
   let exit: number = EXIT.ok;
   const worse = (code: number) => (exit = Math.max(exit, code));
   const say = (line: string) => out.write(`${line}\n`);
 
   try {
+    for (const mv of views) worse(await planMaskedView(mv, mv.metadata.namespace ?? defaultNamespace, client, clusterProblem, offline, say));
     for (const dsa of accesses) {
       const namespace = dsa.metadata.namespace ?? defaultNamespace;
       const target = dsa.spec?.warehouse;
@@ -237,4 +253,76 @@ async function planS3(
   });
   say(JSON.stringify(document, null, 2));
   return EXIT.ok;
+}
+
+/**
+ * A MaskedView: its expressions checked by the reconciler's own rules (planView: the allow-lists,
+ * the rules that keep a spec from undoing its own masks), then the SELECT and the lineage. With a
+ * cluster, the Warehouse's policy too. What needs the catalog (that the tables exist, that a join
+ * cannot multiply rows under kAnonymity) is the reconciler's. Returns the exit code it calls for.
+ */
+async function planMaskedView(
+  mv: MaskedView,
+  namespace: string,
+  client: KubeClient | undefined,
+  clusterProblem: string | undefined,
+  offline: boolean,
+  say: (line: string) => void,
+): Promise<number> {
+  say(`# MaskedView ${namespace}/${mv.metadata?.name}`);
+  const spec = mv.spec;
+  if (!spec?.view || !spec.from || !Array.isArray(spec.columns)) {
+    say('#   refused: not a MaskedView spec (view, from and columns are required)');
+    say('');
+    return EXIT.denied;
+  }
+  let exit: number = EXIT.ok;
+  const { loadParser, ExpressionError } = await import('../drivers/postgres/expression.ts');
+  const { planView } = await import('../drivers/postgres/view-sql.ts');
+  await loadParser();
+  let plan: ReturnType<typeof planView>;
+  try {
+    plan = planView(spec, {
+      hmacFunction: '"public"."hmac"',
+      keyQuery: 'SELECT NULL::bytea AS key',
+      unmaskedRoleOids: (spec.unmaskedRoles ?? []).map(() => 0),
+    });
+  } catch (e) {
+    if (!(e instanceof ExpressionError)) throw e;
+    say(`#   refused: ${e.message}`);
+    say('#   nothing would be built');
+    say('');
+    return EXIT.denied;
+  }
+  let wh: Warehouse | undefined;
+  let problem = clusterProblem;
+  if (client)
+    try {
+      wh = await client.get<Warehouse>(resourceType(warehouseKind), spec.warehouse);
+    } catch (e) {
+      problem = (e as Error).message;
+    }
+  if (wh && client) {
+    const labels = (await client.get<KubeObject>(NAMESPACE_TYPE, namespace).catch(() => ({ metadata: { name: namespace, labels: {} } }))).metadata.labels ?? {};
+    const denial = viewPolicyDenial(wh.spec.accessPolicy, {
+      namespace: { name: namespace, labels },
+      viewSchema: spec.view.schema,
+      sourceSchemas: plan.sourceTables.map((t) => t.split('.')[0]!),
+      roles: [...spec.readers, ...(spec.unmaskedRoles ?? [])],
+    });
+    if (denial) {
+      say(`#   policy: DENIED: ${denial}`);
+      exit = EXIT.denied;
+    } else say(`#   policy: allowed by Warehouse ${spec.warehouse}`);
+  } else {
+    say(`#   policy: NOT CHECKED: ${offline ? '--offline' : `cannot read Warehouse ${spec.warehouse}${problem ? ` (${problem})` : ''}`}`);
+    if (!offline) exit = EXIT.unverifiable;
+  }
+  say(`#   expressions valid; ${plan.maskedColumns} masked column(s); sources ${plan.sourceTables.join(', ')}`);
+  if (spec.unmaskedRoles?.length) say('#   (the unmaskedRoles are matched by OID: 0 here, the reconciler puts in the real ones)');
+  say(`CREATE OR REPLACE VIEW ${quoteIdent(spec.view.schema)}.${quoteIdent(spec.view.name)} WITH (security_barrier = true) AS ${plan.select};`);
+  say('# lineage:');
+  say(JSON.stringify(plan.lineage, null, 2));
+  say('');
+  return exit;
 }

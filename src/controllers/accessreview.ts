@@ -24,6 +24,7 @@ import { connectWarehouse, type WarehouseDeps } from './warehouse-preamble.ts';
 import { s3Target } from './datasetaccess-s3.ts';
 import { waitingFor } from './dependency.ts';
 import { storeClients, type ObjectStoreDeps } from './objectstore.ts';
+import { requestedBy } from '../api/meta.ts';
 
 export const ACCESS_REVIEW_TYPE: ResourceType = resourceType(accessReviewKind);
 
@@ -288,7 +289,8 @@ export function accessReviewReconciler(deps: AccessReviewDeps) {
     const reviewed = ar.spec.warehouse ?? `objectstore:${ar.spec.scope.objectStore}`;
     const now = ctx.now;
     const status = ar.status ?? {};
-    const trail = (requestId: string) => deps.audit.scope({ request_id: requestId, kind: 'AccessReview', namespace, name: ar.metadata.name });
+    const trail = (requestId: string) =>
+      deps.audit.scope({ request_id: requestId, kind: 'AccessReview', namespace, name: ar.metadata.name, actor: requestedBy(ar) });
     const events: NonNullable<Outcome['events']> = [];
     let cycle: Cycle | undefined = status.cycle;
     const requested = ar.metadata.annotations?.[REVIEW_REQUESTED_ANNOTATION];
@@ -416,7 +418,13 @@ export function accessReviewReconciler(deps: AccessReviewDeps) {
         decided.push({
           action: f.decision.endsWith('by-default') ? 'review.missing_decision' : 'review.decide',
           resource: `${f.kind}:${f.access}/${f.principal}`,
-          details: { cycle: cycle.id, decision: f.decision, by: f.by, reason: (f as { reason?: string }).reason },
+          details: {
+            cycle: cycle.id,
+            decision: f.decision,
+            by: f.by,
+            reason: (f as { reason?: string }).reason,
+            appliedBy: judged.accesses.get(f.access)?.appliedBy,
+          },
         });
     }
     const oob: OutOfBandFinding[] = [...revokedBefore];
@@ -424,7 +432,7 @@ export function accessReviewReconciler(deps: AccessReviewDeps) {
       const entry: OutOfBandFinding = { ...g.entry, decision: 'reported' };
       const d = judged.findings.get(entry.id);
       if (d?.decision === 'revoke') {
-        await g.revoke(trail(ctx.requestId), sinks, { cycle: cycle.id, finding: entry.id, by: d.by, reason: d.reason });
+        await g.revoke(trail(ctx.requestId), sinks, { cycle: cycle.id, finding: entry.id, by: d.by, reason: d.reason, appliedBy: d.appliedBy });
         Object.assign(entry, { decision: 'revoked', by: d.by });
         events.push({
           type: 'Normal',

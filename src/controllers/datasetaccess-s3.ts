@@ -22,6 +22,7 @@ import type { IamAccessDriver, S3AccessTarget } from '../drivers/aws/iam-access-
 import { storeClients, type ObjectStoreDeps } from './objectstore.ts';
 import { waitingFor } from './dependency.ts';
 import { revocationOf, revokedBy, type ReviewRevocationLookup } from './review-revocation.ts';
+import { requestedBy } from '../api/meta.ts';
 
 export interface S3AccessDeps extends ObjectStoreDeps {
   audit: AuditTrail;
@@ -86,7 +87,7 @@ export function s3AccessReconciler(deps: S3AccessDeps) {
   return async function reconcileS3Access(dsa: DatasetAccess, ctx: ReconcileContext, shown: Record<string, unknown>): Promise<Outcome> {
     const s3 = dsa.spec.s3!;
     const namespace = dsa.metadata.namespace!;
-    const trail = deps.audit.scope({ request_id: ctx.requestId, kind: 'DatasetAccess', namespace, name: dsa.metadata.name });
+    const trail = deps.audit.scope({ request_id: ctx.requestId, kind: 'DatasetAccess', namespace, name: dsa.metadata.name, actor: requestedBy(dsa) });
     const connected = await connectStore(deps, s3.bucket, 'nothing granted');
     if ('outcome' in connected) return { ...connected.outcome, status: shown };
     const { store, driver, sinks, scrub, identity } = connected;
@@ -253,6 +254,7 @@ export function s3AccessCleanup(deps: S3AccessDeps) {
       kind: 'DatasetAccess',
       namespace: dsa.metadata.namespace,
       name: dsa.metadata.name,
+      actor: requestedBy(dsa),
     });
     const target = s3Target(dsa);
     const connected = await connectStore(deps, s3.bucket, 'the policy stays until it does', false);

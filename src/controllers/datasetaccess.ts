@@ -18,6 +18,7 @@ import { InsufficientPrivilege } from '../drivers/postgres/checked.ts';
 import { connectWarehouse, readAheadByWarehouse, type WarehouseDeps } from './warehouse-preamble.ts';
 import { s3AccessCleanup, s3AccessReconciler, type S3AccessDeps } from './datasetaccess-s3.ts';
 import { revocationOf, revokedBy, type ReviewRevocationLookup } from './review-revocation.ts';
+import { requestedBy } from '../api/meta.ts';
 
 export const DATASET_ACCESS_TYPE: ResourceType = resourceType(datasetAccessKind);
 export const DATASET_ACCESS_FINALIZER = 'steward.dev/revoke-access';
@@ -77,7 +78,7 @@ export function datasetAccessReconciler(deps: DatasetAccessDeps) {
       };
     }
     const namespace = dsa.metadata.namespace!;
-    const trail = deps.audit.scope({ request_id: ctx.requestId, kind: 'DatasetAccess', namespace, name: dsa.metadata.name });
+    const trail = deps.audit.scope({ request_id: ctx.requestId, kind: 'DatasetAccess', namespace, name: dsa.metadata.name, actor: requestedBy(dsa) });
     const connected = await connectWarehouse(deps, spec.name, 'nothing granted');
     if ('outcome' in connected) return { ...connected.outcome, status: shown };
     const { wh, drivers } = connected;
@@ -247,7 +248,13 @@ export function datasetAccessCleanup(deps: DatasetAccessDeps) {
     if (!spec) return { state: 'Ready', reason: 'Deleted', message: 'nothing was granted' };
     const groupRole = groupRoleName(dsa.metadata.namespace!, dsa.metadata.name);
     const orphan = dsa.spec.deletionPolicy === 'Orphan';
-    const trail = deps.audit.scope({ request_id: ctx.requestId, kind: 'DatasetAccess', namespace: dsa.metadata.namespace, name: dsa.metadata.name });
+    const trail = deps.audit.scope({
+      request_id: ctx.requestId,
+      kind: 'DatasetAccess',
+      namespace: dsa.metadata.namespace,
+      name: dsa.metadata.name,
+      actor: requestedBy(dsa),
+    });
     if (orphan) {
       // Left in place: audited in the Warehouse's table when it can be reached, in the log always.
       const wh = deps.warehouse(spec.name);

@@ -21,6 +21,7 @@ import { judgeView, recordedHashes, type ViewTarget } from '../drivers/postgres/
 import { InsufficientPrivilege } from '../drivers/postgres/checked.ts';
 import type { WarehouseDrivers } from '../drivers/postgres/connector.ts';
 import { connectWarehouse, readAheadByWarehouse, type WarehouseDeps } from './warehouse-preamble.ts';
+import { requestedBy } from '../api/meta.ts';
 
 export const MASKED_VIEW_TYPE: ResourceType = resourceType(maskedViewKind);
 export const MASKED_VIEW_FINALIZER = 'steward.dev/drop-view';
@@ -154,7 +155,7 @@ export function maskedViewReconciler(deps: MaskedViewDeps) {
     if ('outcome' in connected) return { ...connected.outcome, status: shown };
     const { wh, drivers } = connected;
     await loadParser();
-    const trail = deps.audit.scope({ request_id: ctx.requestId, kind: 'MaskedView', namespace, name: mv.metadata.name });
+    const trail = deps.audit.scope({ request_id: ctx.requestId, kind: 'MaskedView', namespace, name: mv.metadata.name, actor: requestedBy(mv) });
     const resource = `${wh.metadata.name}/${viewName}`;
     const withdraw = (reason: string, why: string) => withdrawView(drivers, trail, mv, resource, reason, why, viewTarget(mv));
 
@@ -427,7 +428,13 @@ export function maskedViewCleanup(deps: MaskedViewDeps) {
     if ('outcome' in connected) return { ...connected.outcome, message: `cannot drop the view: ${connected.outcome.message}` };
     const { wh, drivers } = connected;
     try {
-      const trail = deps.audit.scope({ request_id: ctx.requestId, kind: 'MaskedView', namespace: mv.metadata.namespace, name: mv.metadata.name });
+      const trail = deps.audit.scope({
+        request_id: ctx.requestId,
+        kind: 'MaskedView',
+        namespace: mv.metadata.namespace,
+        name: mv.metadata.name,
+        actor: requestedBy(mv),
+      });
       const resource = `${wh.metadata.name}/${spec.view.schema}.${spec.view.name}`;
       await drivers.views.remove(viewTarget(mv), trail, [{ action: 'view.drop', resource, outcome: 'success' }]);
       await deps.client.delete(CONFIGMAP_TYPE, `${mv.metadata.name}-lineage`, mv.metadata.namespace).catch(() => undefined);

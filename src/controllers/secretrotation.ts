@@ -31,6 +31,7 @@ import { crashPoint } from '../runtime/crash-point.ts';
 import { parseDuration } from '../runtime/duration.ts';
 import type { KubeObject, ResourceType } from '../runtime/kube.ts';
 import { connectWarehouse, type WarehouseDeps } from './warehouse-preamble.ts';
+import { requestedBy } from '../api/meta.ts';
 
 export const SECRET_ROTATION_TYPE: ResourceType = resourceType(secretRotationKind);
 
@@ -144,7 +145,7 @@ export function secretRotationReconciler(deps: SecretRotationDeps) {
       targets.awsSecretsManager && deps.awsSecrets ? { ...targets.awsSecretsManager, target: deps.awsSecrets, owner: `${namespace}/${name}` } : undefined;
     const where = [secretName && `Secret ${secretName}`, aws && `AWS secret ${aws.secretId}`].filter(Boolean).join(' and ');
     const pendingName = pendingSecretName(name);
-    const trail = deps.audit.scope({ request_id: ctx.requestId, kind: 'SecretRotation', namespace, name });
+    const trail = deps.audit.scope({ request_id: ctx.requestId, kind: 'SecretRotation', namespace, name, actor: requestedBy(sr) });
     const status = sr.status ?? {};
     let pendingData: Record<string, string> | undefined;
     let published: Record<string, string> | undefined;
@@ -258,7 +259,7 @@ export function secretRotationReconciler(deps: SecretRotationDeps) {
         throw err;
       }
     }
-    const rotationTrail = deps.audit.scope({ request_id: pending.rotationId, kind: 'SecretRotation', namespace, name });
+    const rotationTrail = deps.audit.scope({ request_id: pending.rotationId, kind: 'SecretRotation', namespace, name, actor: requestedBy(sr) });
     const attempts = status.rotation?.id === pending.rotationId ? status.rotation.attempts : 0;
     const key = `${namespace}/${name}`;
     try {

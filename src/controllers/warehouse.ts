@@ -10,6 +10,7 @@ import { findCondition } from '../runtime/conditions.ts';
 import type { AuditTrail } from '../audit/sink.ts';
 import { classifyConnectionError } from '../drivers/postgres/connection.ts';
 import { type WarehouseConnections, type WarehouseSession, WarehouseSecretError } from '../drivers/postgres/connector.ts';
+import { requestedBy } from '../api/meta.ts';
 
 export const WAREHOUSE_TYPE: ResourceType = resourceType(warehouseKind);
 
@@ -30,7 +31,7 @@ export function warehouseReconciler(deps: WarehouseDeps) {
 
   return async function reconcileWarehouse(wh: Warehouse, ctx: ReconcileContext): Promise<Outcome> {
     const target = `postgres://${wh.spec.postgres.host}:${wh.spec.postgres.port ?? 5432}/${wh.spec.postgres.database}`;
-    const trail = deps.audit.scope({ request_id: ctx.requestId, kind: 'Warehouse', name: wh.metadata.name });
+    const trail = deps.audit.scope({ request_id: ctx.requestId, kind: 'Warehouse', name: wh.metadata.name, actor: requestedBy(wh) });
     const audit = (outcome: 'success' | 'failure', action: string, error?: string, details?: Record<string, unknown>) =>
       trail.record({ action, resource: target, outcome, error, details });
 

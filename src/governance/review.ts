@@ -149,6 +149,8 @@ export interface Decision {
   decision: 'keep' | 'revoke';
   by: string;
   reason?: string;
+  /** Who applied it to the cluster (the admission stamp); under GitOps, the GitOps controller. */
+  appliedBy?: string;
 }
 
 export interface JudgedDecisions {

@@ -26,6 +26,7 @@ describe('AuditTrail.scope', () => {
     expect(table.records.map(({ ts, ...r }) => r)).toEqual([
       {
         actor: 'steward@test',
+        executor: 'steward@test',
         request_id: 'r-1',
         kind: 'DatasetAccess',
         namespace: 'ns',
@@ -36,6 +37,7 @@ describe('AuditTrail.scope', () => {
       },
       {
         actor: 'steward@test',
+        executor: 'steward@test',
         request_id: 'r-1',
         kind: 'DatasetAccess',
         namespace: 'ns',
@@ -47,5 +49,18 @@ describe('AuditTrail.scope', () => {
       },
     ]);
     expect(log.records).toHaveLength(2);
+  });
+
+  it('names who asked (the admission stamp) as actor, and Steward as executor', async () => {
+    const table = new Kept();
+    const trail = new AuditTrail('steward@test', new Kept(), pino({ level: 'silent' })).scope({
+      request_id: 'r-2',
+      kind: 'DatasetAccess',
+      namespace: 'ns',
+      name: 'a',
+      actor: 'alice@example.com',
+    });
+    await trail.record({ action: 'grant.membership', resource: 'wh/role:x', outcome: 'success' }, table);
+    expect(table.records[0]).toMatchObject({ actor: 'alice@example.com', executor: 'steward@test' });
   });
 });

@@ -113,7 +113,11 @@ export class AuditTableSink implements AuditSink {
         r.kind,
         r.namespace ?? null,
         r.name,
-        r.details ? JSON.stringify(r.details) : null,
+        // The executor has no column of its own (the table's shape is the guide's): it rides in details
+        // when it is not also the actor, i.e. when someone asked and Steward acted.
+        r.details || (r.executor && r.executor !== r.actor)
+          ? JSON.stringify({ ...r.details, ...(r.executor && r.executor !== r.actor ? { executor: r.executor } : {}) })
+          : null,
       );
       return `(${Array.from({ length: 11 }, (_, i) => `$${base + i + 1}`).join(', ')})`;
     });

@@ -1,0 +1,195 @@
+// Who asked, on the real stack: kube-apiserver calls Steward's mutating admission webhook over
+// loopback TLS (a CA made here, the webhook configuration's caBundle), which stamps the requesting
+// user on every Steward object; a forged stamp in the manifest is overwritten; two users creating
+// accesses (by impersonation, as kubectl --as) are two different actors in the audit table, with
+// Steward as the executor; Steward's own metadata writes leave the stamp alone.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DATASET_ACCESS_TYPE } from '../../src/controllers/datasetaccess.ts';
+import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
+import type { KubeObject, ResourceType } from '../../src/runtime/kube.ts';
+import { Steward, ensureNamespace, kube, kubectl, putSecret, randomPassword, stackCa, unique, waitForCondition, warehouseYaml, withPg } from './harness.ts';
+
+const id = unique('ad').slice(3).replace(/-/g, '');
+const DB = `ad_${id}`;
+const NS = `ad-${id}`;
+const WH = `wh-ad-${id}`;
+const ALICE = `alice-${id}@example.com`;
+const BOB = `bob-${id}@example.com`;
+const ROLES = [`ra_${id}`, `rb_${id}`];
+const WEBHOOK = `steward-test-${id}`;
+const LABEL = `steward.dev/admission-test`;
+const dir = mkdtempSync(join(tmpdir(), 'steward-webhook-'));
+const WEBHOOK_TYPE: ResourceType = {
+  group: 'admissionregistration.k8s.io',
+  version: 'v1',
+  plural: 'mutatingwebhookconfigurations',
+  kind: 'MutatingWebhookConfiguration',
+  namespaced: false,
+};
+const rbac = (plural: string, kind: string): ResourceType => ({ group: 'rbac.authorization.k8s.io', version: 'v1', plural, kind, namespaced: false });
+let steward: Steward;
+
+/** A CA and a serving certificate for 127.0.0.1, as the chart (or cert-manager) would provide. */
+function makeCertificates(): string {
+  const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  run(
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    'ca.key',
+    '-out',
+    'ca.crt',
+    '-days',
+    '1',
+    '-subj',
+    '/CN=steward-webhook-test-ca',
+  );
+  run('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'tls.key', '-out', 'tls.csr', '-subj', '/CN=127.0.0.1');
+  writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+  run('x509', '-req', '-in', 'tls.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'tls.crt', '-days', '1', '-extfile', 'ext.cnf');
+  return readFileSync(join(dir, 'ca.crt'), 'utf8');
+}
+
+const access = (name: string, role: string, forged?: string) => `apiVersion: steward.dev/v1alpha1
+kind: DatasetAccess
+metadata:
+  name: ${name}
+  namespace: ${NS}
+  labels: {${LABEL}: "${id}"}
+${forged ? `  annotations: {steward.dev/requested-by: "${forged}"}\n` : ''}spec:
+  principal: {role: ${role}}
+  warehouse: {name: ${WH}, schema: app, tables: [events]}
+  duration: 1h
+  justification: admission test
+`;
+
+/** kubectl apply as another user, as `kubectl --as` does (the test's admin may impersonate). */
+function applyAs(user: string, yaml: string): void {
+  const r = kubectl(['apply', '--as', user, '--as-group', 'data-eng', '-f', '-'], yaml);
+  if (r.code !== 0) throw new Error(`kubectl apply as ${user}: ${r.stderr}`);
+}
+
+beforeAll(async () => {
+  const ca = makeCertificates();
+  await withPg((c) => c.query(`CREATE DATABASE ${DB}`));
+  await withPg(
+    (c) =>
+      c.query(`${ROLES.map((r) => `CREATE ROLE ${r} LOGIN PASSWORD '${randomPassword()}';`).join('\n')} CREATE SCHEMA app; CREATE TABLE app.events (id int);`),
+    { database: DB },
+  );
+  await ensureNamespace(NS);
+  await putSecret('steward-system', `${WH}-ca`, { 'ca.crt': stackCa() });
+  await putSecret('steward-system', `${WH}-creds`, { username: process.env.PGUSER!, password: process.env.PGPASSWORD! });
+  // The two users may manage DatasetAccess (the API server authorizes with RBAC).
+  await kube.create(rbac('clusterroles', 'ClusterRole'), {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'ClusterRole',
+    metadata: { name: WEBHOOK },
+    rules: [{ apiGroups: ['steward.dev'], resources: ['datasetaccesses'], verbs: ['get', 'list', 'create', 'update', 'patch'] }],
+  } as KubeObject);
+  await kube.create(rbac('clusterrolebindings', 'ClusterRoleBinding'), {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'ClusterRoleBinding',
+    metadata: { name: WEBHOOK },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: WEBHOOK },
+    subjects: [ALICE, BOB].map((name) => ({ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name })),
+  } as KubeObject);
+  kubectl(
+    ['apply', '-f', '-'],
+    warehouseYaml({
+      name: WH,
+      database: DB,
+      caSecret: `${WH}-ca`,
+      credsSecret: `${WH}-creds`,
+      policy: `    - namespaces: {matchNames: [${NS}]}\n      schemas: [app]`,
+    }),
+  );
+  steward = Steward.start({ args: ['--resync', '2s', '--webhook-bind-address', '127.0.0.1:0', '--webhook-cert-dir', dir] });
+  const serving = await steward.waitForLog('the webhook serving', (l) => l.msg === 'admission webhook serving');
+  // Only this test's objects (the label): other test files run Steward without the webhook.
+  await kube.create(WEBHOOK_TYPE, {
+    apiVersion: 'admissionregistration.k8s.io/v1',
+    kind: 'MutatingWebhookConfiguration',
+    metadata: { name: WEBHOOK },
+    webhooks: [
+      {
+        name: 'stamp.steward.dev',
+        clientConfig: { url: `https://${serving.webhook}/mutate`, caBundle: Buffer.from(ca).toString('base64') },
+        rules: [{ apiGroups: ['steward.dev'], apiVersions: ['*'], operations: ['CREATE', 'UPDATE'], resources: ['*'], scope: '*' }],
+        objectSelector: { matchLabels: { [LABEL]: id } },
+        failurePolicy: 'Fail',
+        sideEffects: 'None',
+        admissionReviewVersions: ['v1'],
+        timeoutSeconds: 5,
+      },
+    ],
+  } as KubeObject);
+  await waitForCondition(WAREHOUSE_TYPE, WH, undefined, 'Ready', 'True');
+}, 120_000);
+
+afterAll(async () => {
+  await kube.delete(WEBHOOK_TYPE, WEBHOOK).catch(() => undefined);
+  await steward?.stop();
+  for (const name of ['by-alice', 'by-bob']) {
+    await kube.patch(DATASET_ACCESS_TYPE, name, NS, { metadata: { finalizers: null } }, 'merge').catch(() => undefined);
+    await kube.delete(DATASET_ACCESS_TYPE, name, NS).catch(() => undefined);
+  }
+  await kube.delete(rbac('clusterrolebindings', 'ClusterRoleBinding'), WEBHOOK).catch(() => undefined);
+  await kube.delete(rbac('clusterroles', 'ClusterRole'), WEBHOOK).catch(() => undefined);
+  await kube.delete(WAREHOUSE_TYPE, WH).catch(() => undefined);
+});
+
+describe('admission: who asked', () => {
+  it('stamps the requester over loopback TLS, overwriting a forged stamp; two users are two actors in the audit table', async () => {
+    applyAs(ALICE, access('by-alice', ROLES[0]!, 'ceo@example.com'));
+    applyAs(BOB, access('by-bob', ROLES[1]!));
+    for (const name of ['by-alice', 'by-bob']) await waitForCondition(DATASET_ACCESS_TYPE, name, NS, 'Ready', 'True', 'Granted');
+    type Stamped = { metadata: { annotations?: Record<string, string>; finalizers?: string[] } };
+    const a = await kube.get<Stamped>(DATASET_ACCESS_TYPE, 'by-alice', NS);
+    const b = await kube.get<Stamped>(DATASET_ACCESS_TYPE, 'by-bob', NS);
+    expect(a.metadata.annotations).toMatchObject({ 'steward.dev/requested-by': ALICE, 'steward.dev/requested-by-groups': 'data-eng' });
+    expect(b.metadata.annotations?.['steward.dev/requested-by']).toBe(BOB);
+    // Steward added its finalizer since (a metadata write of its own): who asked did not change.
+    expect(a.metadata.finalizers?.length).toBeGreaterThan(0);
+
+    const rows = await withPg(
+      async (c) =>
+        (
+          await c.query(
+            `SELECT name, actor, details->>'executor' AS executor FROM steward.audit_log WHERE kind = 'DatasetAccess' AND action = 'grant.membership' ORDER BY name`,
+          )
+        ).rows,
+      { database: DB },
+    );
+    const executor = steward.logLines().find((l) => l.msg === 'steward starting')?.actor;
+    expect(rows).toEqual([
+      { name: 'by-alice', actor: ALICE, executor },
+      { name: 'by-bob', actor: BOB, executor },
+    ]);
+
+    // An update that only tries to rewrite the stamp, by bob, on alice's access: refused in effect.
+    const r = kubectl(['annotate', '--as', BOB, '--overwrite', 'dsa', '-n', NS, 'by-alice', 'steward.dev/requested-by=bob-was-here']);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await kube.get<Stamped>(DATASET_ACCESS_TYPE, 'by-alice', NS)).metadata.annotations?.['steward.dev/requested-by']).toBe(ALICE);
+    // A change of spec by bob is bob's request.
+    applyAs(BOB, access('by-alice', ROLES[0]!).replace('duration: 1h', 'duration: 2h'));
+    expect((await kube.get<Stamped>(DATASET_ACCESS_TYPE, 'by-alice', NS)).metadata.annotations?.['steward.dev/requested-by']).toBe(BOB);
+  });
+
+  it('with the webhook down, failurePolicy Fail refuses the write: nothing is admitted unstamped', async () => {
+    await steward.stop();
+    const r = kubectl(['apply', '--as', ALICE, '-f', '-'], access('while-down', ROLES[0]!));
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/failed calling webhook "stamp\.steward\.dev"/);
+    await expect(kube.get(DATASET_ACCESS_TYPE, 'while-down', NS)).rejects.toThrow(/404/);
+  });
+});
