@@ -3,6 +3,7 @@
 // they grant is enough for Steward to work — proven by running Steward as that ServiceAccount — and
 // no more than it needs.
 import { spawnSync } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import { KINDS } from '../../src/api/index.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -68,6 +69,31 @@ describe('install manifests', () => {
     const kustomizeRole = docs(kubectl(['kustomize', join(REPO, 'deploy')]).stdout).find((d) => d.kind === 'ClusterRole');
     expect(chartRole?.rules).toEqual(kustomizeRole?.rules);
     expect(docs(rendered.stdout).filter((d) => d.kind === 'CustomResourceDefinition')).toHaveLength(KINDS.length);
+  });
+
+  it("the chart's admission webhook: its certificate is signed by the caBundle, for the Service's name, and mounted where Steward reads it", () => {
+    const rendered = spawnSync(helmBin, ['template', 'steward', join(REPO, 'charts/steward'), '--namespace', 'steward-system'], { encoding: 'utf8' });
+    expect(rendered.status, rendered.stderr).toBe(0);
+    const all = docs(rendered.stdout);
+    const config = all.find((d) => d.kind === 'MutatingWebhookConfiguration')!;
+    const secret = all.find((d) => d.kind === 'Secret' && d.metadata.name === 'steward-webhook-tls')!;
+    const hook = config.webhooks[0];
+    expect(hook).toMatchObject({
+      failurePolicy: 'Fail',
+      sideEffects: 'None',
+      clientConfig: { service: { name: 'steward-webhook', namespace: 'steward-system', path: '/mutate' } },
+    });
+    const ca = new X509Certificate(Buffer.from(hook.clientConfig.caBundle, 'base64'));
+    const cert = new X509Certificate(Buffer.from(secret.data['tls.crt'], 'base64'));
+    expect(cert.verify(ca.publicKey)).toBe(true);
+    expect(cert.checkHost('steward-webhook.steward-system.svc')).toBe('steward-webhook.steward-system.svc');
+    const container = all.find((d) => d.kind === 'Deployment')!.spec.template.spec.containers[0];
+    expect(container.args).toEqual(expect.arrayContaining(['--webhook-bind-address=:9443', '--webhook-cert-dir=/tmp/k8s-webhook-server/serving-certs']));
+    expect(container.volumeMounts).toEqual([{ name: 'webhook-tls', mountPath: '/tmp/k8s-webhook-server/serving-certs', readOnly: true }]);
+    // And the whole of it is accepted by the API server (dry run: no webhook is really registered).
+    const r = kubectl(['apply', '--dry-run=server', '-f', '-'], rendered.stdout);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('mutatingwebhookconfiguration.admissionregistration.k8s.io/steward-stamp created (server dry run)');
   });
 });
 
