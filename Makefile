@@ -6,7 +6,7 @@ export PATH := $(NPM_BIN):$(PATH)
 STACK := test/stack/stack.sh
 WITH_STACK := set -a; . .stack/env.sh; set +a;
 
-.PHONY: deps stack stack-down test test-unit test-integration typecheck build lint format crds demo run install bench clean
+.PHONY: deps stack stack-down test test-unit test-integration typecheck build lint format crds demo kind-demo run install bench clean
 
 deps: node_modules/.installed
 node_modules/.installed: package.json package-lock.json
@@ -52,6 +52,10 @@ test-integration: stack
 
 demo: stack
 	$(WITH_STACK) node test/demo/demo.ts
+
+# Steward on a kind cluster (needs Docker, kind and helm): deploy/kind/demo.sh. Not run by make test.
+kind-demo: deps
+	bash deploy/kind/demo.sh
 
 run: deps
 	node --liftoff-only --max-semi-space-size=1 src/main.ts --leader-elect=false

@@ -4,6 +4,8 @@
 // no more than it needs.
 import { spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KINDS } from '../../src/api/index.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -94,6 +96,42 @@ describe('install manifests', () => {
     const r = kubectl(['apply', '--dry-run=server', '-f', '-'], rendered.stdout);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('mutatingwebhookconfiguration.admissionregistration.k8s.io/steward-stamp created (server dry run)');
+  });
+});
+
+describe('kind (make kind-demo): what can be checked without Docker', () => {
+  it("deploy/kind/cluster.yaml is a kind Cluster by kind's own types; a misspelt field is refused", () => {
+    const check = (file: string) =>
+      spawnSync('go', ['run', '.', file], { cwd: join(REPO, 'test/stack/kind-config-check'), encoding: 'utf8', timeout: 600_000 });
+    const ok = check(join(REPO, 'deploy/kind/cluster.yaml'));
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(ok.stdout).toContain('ok: cluster steward, 1 node(s), 1 control-plane');
+    const dir = mkdtempSync(join(tmpdir(), 'kind-'));
+    writeFileSync(join(dir, 'bad.yaml'), 'kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n  - role: control-plane\n    extraPortMapping: []\n');
+    const bad = check(join(dir, 'bad.yaml'));
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toContain('unknown field "extraPortMapping"');
+  }, 600_000);
+
+  it("the demo's PostgreSQL and the chart with the kind values are accepted by the API server; demo.sh parses", async () => {
+    await ensureNamespace('data');
+    const db = kubectl(['apply', '--dry-run=server', '-f', join(REPO, 'deploy/kind/postgres.yaml')]);
+    expect(db.code, db.stderr).toBe(0);
+    expect(db.stdout).toContain('deployment.apps/analytics-db created (server dry run)');
+    const rendered = spawnSync(
+      helmBin,
+      ['template', 'steward', join(REPO, 'charts/steward'), '-n', 'steward-system', '-f', join(REPO, 'deploy/kind/values.yaml')],
+      {
+        encoding: 'utf8',
+      },
+    );
+    expect(rendered.status, rendered.stderr).toBe(0);
+    const container = docs(rendered.stdout).find((d) => d.kind === 'Deployment')!.spec.template.spec.containers[0];
+    expect(container).toMatchObject({ image: 'steward:kind', imagePullPolicy: 'Never' });
+    const r = kubectl(['apply', '--dry-run=server', '-f', '-'], rendered.stdout);
+    expect(r.code, r.stderr).toBe(0);
+    const syntax = spawnSync('bash', ['-n', join(REPO, 'deploy/kind/demo.sh')], { encoding: 'utf8' });
+    expect(syntax.status, syntax.stderr).toBe(0);
   });
 });
 
