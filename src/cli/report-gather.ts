@@ -319,7 +319,7 @@ export async function warehouseEvidence(input: WarehouseEvidenceInput): Promise<
         d,
         `list Deployments, StatefulSets, DaemonSets, Jobs, CronJobs, Pods and ConfigMaps in ${ns}; every literal env value and ConfigMap value, against the managed credentials and credential patterns`,
         async () => {
-          const found = literalCredentials(
+          const found = await literalCredentials(
             await cluster.manifests(ns),
             credentials.map((c) => c.value),
           );
@@ -503,34 +503,59 @@ function plainSource(c: { inputs: string[] }): { schema: string; table: string; 
 
 /** Env names that say the value is a credential. */
 const CREDENTIAL_NAME = /(PASSWORD|PASSWD|PGPASS|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL)/i;
-/** Values that carry a credential whatever they are called: a URI with a password, a private key, an AWS secret key. */
-const CREDENTIAL_VALUE = [/[a-z][a-z0-9+.-]*:\/\/[^/\s:@]+:[^/\s@]+@/i, /-----BEGIN [A-Z ]*PRIVATE KEY-----/, /\bAKIA[0-9A-Z]{16}\b/];
-
 /**
  * Literal credentials in workload manifests and ConfigMaps: an env value (or ConfigMap value) equal
  * to or holding a managed credential, an env literal whose name says it is a credential, or a value
- * shaped like one. References (valueFrom, envFrom) are the right way and are not findings. Only
- * where and which rule are reported: never the value.
+ * secretlint's recommended rules recognize (connection strings with a password, cloud keys, private
+ * keys, tokens). References (valueFrom, envFrom) are the right way and are not findings. Only where
+ * and which rule are reported: never the value.
  */
-export function literalCredentials(objects: readonly KubeObject[], managed: readonly string[]): string[] {
+export async function literalCredentials(objects: readonly KubeObject[], managed: readonly string[]): Promise<string[]> {
   const found: string[] = [];
-  const look = (where: string, name: string, value: string, byName: boolean) => {
+  const unclaimed: { label: string; value: string }[] = [];
+  const look = (where: string, name: string, value: string) => {
     if (!value) return;
     if (managed.some((m) => m.length >= 8 && value.includes(m))) found.push(`${where} ${name}: a Steward-managed credential`);
-    else if (byName && CREDENTIAL_NAME.test(name)) found.push(`${where} ${name}: a literal value for a credential`);
-    else if (CREDENTIAL_VALUE.some((re) => re.test(value))) found.push(`${where} ${name}: a value shaped like a credential`);
+    else if (CREDENTIAL_NAME.test(name)) found.push(`${where} ${name}: a literal value for a credential`);
+    else unclaimed.push({ label: `${where} ${name}`, value });
   };
   for (const o of objects) {
     const kind = (o as { kind?: string }).kind ?? 'object';
     const where = `${kind} ${o.metadata.namespace}/${o.metadata.name}`;
     if (kind === 'ConfigMap') {
-      for (const [k, v] of Object.entries((o as { data?: Record<string, string> }).data ?? {})) look(where, `data.${k}`, v, true);
+      for (const [k, v] of Object.entries((o as { data?: Record<string, string> }).data ?? {})) look(where, `data.${k}`, v);
       continue;
     }
     for (const c of containersOf(o))
-      for (const e of c.env ?? []) if (typeof e.value === 'string') look(`${where} container ${c.name}`, `env ${e.name}`, e.value, true);
+      for (const e of c.env ?? []) if (typeof e.value === 'string') look(`${where} container ${c.name}`, `env ${e.name}`, e.value);
   }
+  for (const hit of await patternScan(unclaimed.map((u) => u.value))) found.push(`${unclaimed[hit.index]!.label}: ${hit.rule} (secretlint)`);
   return found;
+}
+
+/** secretlint's recommended rules over each value; which value and which rule matched. */
+async function patternScan(values: readonly string[]): Promise<{ index: number; rule: string }[]> {
+  if (values.length === 0) return [];
+  const [{ lintSource }, { creator }] = await Promise.all([import('@secretlint/core'), import('@secretlint/secretlint-rule-preset-recommend')]);
+  // One document, one value per block, so a match's offset says which value it is in.
+  const starts: number[] = [];
+  let content = '';
+  for (const v of values) {
+    starts.push(content.length);
+    content += `${v}\n\n`;
+  }
+  const result = await lintSource({
+    source: { filePath: 'manifest-values.txt', content, ext: '.txt', contentType: 'text' },
+    options: { config: { rules: [{ id: '@secretlint/secretlint-rule-preset-recommend', rule: creator }] } },
+  });
+  const hits = new Map<number, string>();
+  for (const m of result.messages) {
+    const at = m.range[0];
+    let index = starts.length - 1;
+    while (index > 0 && starts[index]! > at) index--;
+    if (!hits.has(index)) hits.set(index, m.messageId ?? m.ruleId);
+  }
+  return [...hits].sort((a, b) => a[0] - b[0]).map(([index, rule]) => ({ index, rule }));
 }
 
 type Container = { name: string; env?: { name: string; value?: string }[] };

@@ -88,9 +88,9 @@ describe('literal credentials in manifests', () => {
       metadata: { name: 'etl', namespace: 'analytics' },
       spec: { template: { spec: { containers: [{ name: 'app', env }] } } },
     }) as unknown as KubeObject;
-  it('finds a managed credential, a literal password, a URI with a password; references and plain values pass; values are never shown', () => {
+  it('finds a managed credential, a literal password, what secretlint recognizes; references and plain values pass; values are never shown', async () => {
     const managed = 'Zq8s-managed-password-value';
-    const found = literalCredentials(
+    const found = await literalCredentials(
       [
         deployment([
           { name: 'DB_PASS', value: managed },
@@ -100,14 +100,21 @@ describe('literal credentials in manifests', () => {
           { name: 'PASSWORD_FROM_SECRET' },
         ]),
         { kind: 'ConfigMap', metadata: { name: 'cfg', namespace: 'analytics' }, data: { 'app.ini': `password=${managed}` } } as unknown as KubeObject,
+        {
+          kind: 'ConfigMap',
+          metadata: { name: 'ci', namespace: 'analytics' },
+          data: { notes: 'nothing to see', gh: `ghp_${'a1B2c3D4e5'.repeat(3)}abcdef`, region: 'us-east-1' },
+        } as unknown as KubeObject,
       ],
       [managed],
     );
     expect(found).toEqual([
       'Deployment analytics/etl container app env DB_PASS: a Steward-managed credential',
       'Deployment analytics/etl container app env PGPASSWORD: a literal value for a credential',
-      'Deployment analytics/etl container app env DATABASE_URL: a value shaped like a credential',
       'ConfigMap analytics/cfg data.app.ini: a Steward-managed credential',
+      // The pattern side is secretlint's recommended preset, not a home-made list.
+      'Deployment analytics/etl container app env DATABASE_URL: PostgreSQLConnection (secretlint)',
+      'ConfigMap analytics/ci data.gh: GITHUB_TOKEN (secretlint)',
     ]);
     expect(found.join(' ')).not.toContain(managed);
     expect(found.join(' ')).not.toContain('hunter2');
