@@ -125,7 +125,9 @@ export async function warehouseEvidence(input: WarehouseEvidenceInput): Promise<
 
   // Raw tables locked: a MaskedView's sources are readable by nobody but their owner, Steward and the unmaskedRoles.
   const sources = new Map<string, { views: MaskedView[] }>();
-  for (const v of views.filter(ready)) for (const t of viewSources(v)) sources.set(t, { views: [...(sources.get(t)?.views ?? []), v] });
+  // Every view's sources, Ready or not: a view Steward withdrew because its sources were exposed is
+  // exactly when this control must fail, not disappear.
+  for (const v of views) for (const t of viewSources(v)) sources.set(t, { views: [...(sources.get(t)?.views ?? []), v] });
   for (const [table, { views: over }] of [...sources].sort()) {
     const [schema, tableName] = splitTable(table);
     const d = {

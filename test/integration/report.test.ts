@@ -276,6 +276,36 @@ describe('steward report', () => {
   });
 });
 
+describe('steward plan -f with a MaskedView, against the cluster', () => {
+  it("checks the Warehouse's policy too: a view for a namespace the policy does not name is DENIED (exit 1); an allowed one passes (exit 0)", () => {
+    const manifest = (namespace: string) => {
+      const file = join(dir, `mv-${namespace}.yaml`);
+      writeFileSync(
+        file,
+        maskedViewYaml({
+          name: 'planned',
+          namespace,
+          warehouse: WH,
+          readers: [READER],
+          body: `  view: {schema: curated, name: planned}
+  from: {table: raw.customers, alias: c}
+  columns:
+    - {name: email, expr: c.email, mask: email}`,
+        }),
+      );
+      return file;
+    };
+    const run = (file: string) => spawnSync(join(REPO, 'bin/steward'), ['plan', '-f', file], { encoding: 'utf8', env: process.env });
+    const denied = run(manifest(APPS));
+    expect(denied.status, denied.stdout + denied.stderr).toBe(1);
+    expect(denied.stdout).toMatch(new RegExp(`policy: DENIED: .*namespace ${APPS}`));
+    const allowed = run(manifest(NS));
+    expect(allowed.status, allowed.stdout + allowed.stderr).toBe(0);
+    expect(allowed.stdout).toContain(`policy: allowed by Warehouse ${WH}`);
+    expect(allowed.stdout).toContain('"masked": true');
+  });
+});
+
 describe('each control fails when its fact is broken by hand', () => {
   it('an out-of-band grant on a raw table: least privilege, raw tables locked and audit completeness fail', async () => {
     await asSuperuser((c) => c.query(`GRANT USAGE ON SCHEMA raw TO ${MALLORY}; GRANT SELECT ON raw.customers TO ${MALLORY}`));
