@@ -13,6 +13,11 @@ import { stampPatch, type StampInput } from './governance/stamp.ts';
 import { LeaderElector } from './runtime/leader.ts';
 import { parseDuration } from './runtime/duration.ts';
 import { Manager } from './controllers/manager.ts';
+import { DATASET_ACCESS_FINALIZER } from './controllers/datasetaccess.ts';
+import { MASKED_VIEW_FINALIZER } from './controllers/maskedview.ts';
+
+/** The kinds whose deletion waits for Steward's cleanup: their objects are created with the finalizer. */
+const CLEANUP_FINALIZERS: Record<string, string> = { DatasetAccess: DATASET_ACCESS_FINALIZER, MaskedView: MASKED_VIEW_FINALIZER };
 
 const { values: flags } = parseArgs({
   options: {
@@ -95,6 +100,7 @@ async function main(): Promise<void> {
                 user: request.userInfo,
                 object: request.object as StampInput['object'],
                 oldObject: request.oldObject as StampInput['oldObject'],
+                finalizer: CLEANUP_FINALIZERS[request.kind.kind],
               })
             : [],
         logger,

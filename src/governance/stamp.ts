@@ -17,10 +17,16 @@ export interface StampInput {
   user: AdmissionUser;
   object: StampedObject;
   oldObject?: StampedObject | null;
+  /**
+   * The kind's cleanup finalizer, added on create: the object is born with it, which spares the
+   * reconciler's first API write (a guarded patch per object) and closes the window in which an
+   * object could be deleted before Steward put it on.
+   */
+  finalizer?: string;
 }
 
 interface StampedObject {
-  metadata?: { annotations?: Record<string, string>; labels?: Record<string, string> };
+  metadata?: { annotations?: Record<string, string>; labels?: Record<string, string>; finalizers?: string[] };
   spec?: unknown;
 }
 
@@ -101,6 +107,13 @@ export function stampPatch(input: StampInput): JsonPatch {
   if (!sameJson(annotations, input.object.metadata?.annotations ?? {}))
     patch.push(
       input.object.metadata ? { op: 'add', path: '/metadata/annotations', value: annotations } : { op: 'add', path: '/metadata', value: { annotations } },
+    );
+  const finalizers = input.object.metadata?.finalizers;
+  if (input.operation === 'CREATE' && input.finalizer && !finalizers?.includes(input.finalizer))
+    patch.push(
+      finalizers
+        ? { op: 'add', path: '/metadata/finalizers/-', value: input.finalizer }
+        : { op: 'add', path: '/metadata/finalizers', value: [input.finalizer] },
     );
   if (input.kind === 'AccessReview') {
     const decisions = stampedDecisions(input);

@@ -87,4 +87,36 @@ describe('admission stamp: who asked', () => {
     ]);
     expect(annotationsOf(updated)?.['steward.dev/requested-by']).toBe('bob@example.com');
   });
+
+  it("a create gets the kind's cleanup finalizer (once); an update never adds it", () => {
+    const f = 'steward.dev/revoke-access';
+    expect(stampPatch({ operation: 'CREATE', kind: 'DatasetAccess', user: alice, object: dsa(), finalizer: f })).toContainEqual({
+      op: 'add',
+      path: '/metadata/finalizers',
+      value: [f],
+    });
+    const withOther = { metadata: { name: 'a', finalizers: ['example.com/keep'] }, spec: {} };
+    expect(stampPatch({ operation: 'CREATE', kind: 'DatasetAccess', user: alice, object: withOther, finalizer: f })).toContainEqual({
+      op: 'add',
+      path: '/metadata/finalizers/-',
+      value: f,
+    });
+    const already = { metadata: { name: 'a', finalizers: [f] }, spec: {} };
+    expect(
+      stampPatch({ operation: 'CREATE', kind: 'DatasetAccess', user: alice, object: already, finalizer: f }).some((p) =>
+        p.path.startsWith('/metadata/finalizers'),
+      ),
+    ).toBe(false);
+    const old = dsa({ 'steward.dev/requested-by': 'alice@example.com' });
+    expect(
+      stampPatch({
+        operation: 'UPDATE',
+        kind: 'DatasetAccess',
+        user: bob,
+        object: dsa({ 'steward.dev/requested-by': 'alice@example.com' }),
+        oldObject: old,
+        finalizer: f,
+      }),
+    ).toEqual([]);
+  });
 });
