@@ -24,6 +24,7 @@ import { setConditions } from '../src/runtime/conditions.ts';
 import { summaryConditions } from '../src/runtime/controller.ts';
 
 const logger = createLogger({ level: 'warn' });
+import { benchWebhookEnabled, startBenchWebhook } from './webhook.ts';
 const NAMESPACE_TYPE = { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false };
 const TABLES = 20;
 const CONCURRENCY = 8;
@@ -325,11 +326,13 @@ async function withSteward<T>(fn: (f: Fixture) => Promise<T>): Promise<T> {
   const f = new Fixture();
   await f.setUp();
   const manager = startSteward(f.client);
+  const stopWebhook = benchWebhookEnabled() ? await startBenchWebhook(f.client, f.ns, logger) : undefined;
   await manager.start();
   try {
     return await fn(f);
   } finally {
     await manager.stop();
+    await stopWebhook?.();
     await f.tearDown();
   }
 }

@@ -9,15 +9,10 @@ import { createLogger } from './runtime/logger.ts';
 import { Metrics } from './runtime/metrics.ts';
 import { startHttpServer } from './runtime/http.ts';
 import { startAdmissionServer } from './runtime/admission.ts';
-import { stampPatch, type StampInput } from './governance/stamp.ts';
 import { LeaderElector } from './runtime/leader.ts';
 import { parseDuration } from './runtime/duration.ts';
 import { Manager } from './controllers/manager.ts';
-import { DATASET_ACCESS_FINALIZER } from './controllers/datasetaccess.ts';
-import { MASKED_VIEW_FINALIZER } from './controllers/maskedview.ts';
-
-/** The kinds whose deletion waits for Steward's cleanup: their objects are created with the finalizer. */
-const CLEANUP_FINALIZERS: Record<string, string> = { DatasetAccess: DATASET_ACCESS_FINALIZER, MaskedView: MASKED_VIEW_FINALIZER };
+import { mutateStewardObject } from './controllers/admission.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -89,22 +84,7 @@ async function main(): Promise<void> {
   });
   // Every replica serves admission, leader or not: the API server calls whichever the Service picks.
   const webhook = flags['webhook-bind-address']
-    ? await startAdmissionServer(
-        flags['webhook-bind-address'],
-        flags['webhook-cert-dir'],
-        (request) =>
-          request.kind.group === 'steward.dev' && request.object
-            ? stampPatch({
-                operation: request.operation,
-                kind: request.kind.kind,
-                user: request.userInfo,
-                object: request.object as StampInput['object'],
-                oldObject: request.oldObject as StampInput['oldObject'],
-                finalizer: CLEANUP_FINALIZERS[request.kind.kind],
-              })
-            : [],
-        logger,
-      )
+    ? await startAdmissionServer(flags['webhook-bind-address'], flags['webhook-cert-dir'], mutateStewardObject, logger)
     : undefined;
   const webhookAddress = webhook?.address();
   if (webhookAddress && typeof webhookAddress === 'object')
