@@ -3,14 +3,11 @@
 // user on every Steward object; a forged stamp in the manifest is overwritten; two users creating
 // accesses (by impersonation, as kubectl --as) are two different actors in the audit table, with
 // Steward as the executor; Steward's own metadata writes leave the stamp alone.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DATASET_ACCESS_TYPE } from '../../src/controllers/datasetaccess.ts';
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
 import type { KubeObject, ResourceType } from '../../src/runtime/kube.ts';
+import { WEBHOOK_CONFIGURATION_TYPE, loopbackCertificates, webhookConfiguration } from '../stack/webhook.ts';
 import { Steward, ensureNamespace, kube, kubectl, putSecret, randomPassword, stackCa, unique, waitForCondition, warehouseYaml, withPg } from './harness.ts';
 
 const id = unique('ad').slice(3).replace(/-/g, '');
@@ -22,42 +19,8 @@ const BOB = `bob-${id}@example.com`;
 const ROLES = [`ra_${id}`, `rb_${id}`];
 const WEBHOOK = `steward-test-${id}`;
 const LABEL = `steward.dev/admission-test`;
-const dir = mkdtempSync(join(tmpdir(), 'steward-webhook-'));
-const WEBHOOK_TYPE: ResourceType = {
-  group: 'admissionregistration.k8s.io',
-  version: 'v1',
-  plural: 'mutatingwebhookconfigurations',
-  kind: 'MutatingWebhookConfiguration',
-  namespaced: false,
-};
 const rbac = (plural: string, kind: string): ResourceType => ({ group: 'rbac.authorization.k8s.io', version: 'v1', plural, kind, namespaced: false });
 let steward: Steward;
-
-/** A CA and a serving certificate for 127.0.0.1, as the chart (or cert-manager) would provide. */
-function makeCertificates(): string {
-  const run = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  run(
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
-    '-nodes',
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.crt',
-    '-days',
-    '1',
-    '-subj',
-    '/CN=steward-webhook-test-ca',
-  );
-  run('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'tls.key', '-out', 'tls.csr', '-subj', '/CN=127.0.0.1');
-  writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-  run('x509', '-req', '-in', 'tls.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'tls.crt', '-days', '1', '-extfile', 'ext.cnf');
-  return readFileSync(join(dir, 'ca.crt'), 'utf8');
-}
 
 const access = (name: string, role: string, forged?: string) => `apiVersion: steward.dev/v1alpha1
 kind: DatasetAccess
@@ -79,7 +42,7 @@ function applyAs(user: string, yaml: string): void {
 }
 
 beforeAll(async () => {
-  const ca = makeCertificates();
+  const { dir, ca } = loopbackCertificates();
   await withPg((c) => c.query(`CREATE DATABASE ${DB}`));
   await withPg(
     (c) =>
@@ -116,28 +79,15 @@ beforeAll(async () => {
   steward = Steward.start({ args: ['--resync', '2s', '--webhook-bind-address', '127.0.0.1:0', '--webhook-cert-dir', dir] });
   const serving = await steward.waitForLog('the webhook serving', (l) => l.msg === 'admission webhook serving');
   // Only this test's objects (the label): other test files run Steward without the webhook.
-  await kube.create(WEBHOOK_TYPE, {
-    apiVersion: 'admissionregistration.k8s.io/v1',
-    kind: 'MutatingWebhookConfiguration',
-    metadata: { name: WEBHOOK },
-    webhooks: [
-      {
-        name: 'stamp.steward.dev',
-        clientConfig: { url: `https://${serving.webhook}/mutate`, caBundle: Buffer.from(ca).toString('base64') },
-        rules: [{ apiGroups: ['steward.dev'], apiVersions: ['*'], operations: ['CREATE', 'UPDATE'], resources: ['*'], scope: '*' }],
-        objectSelector: { matchLabels: { [LABEL]: id } },
-        failurePolicy: 'Fail',
-        sideEffects: 'None',
-        admissionReviewVersions: ['v1'],
-        timeoutSeconds: 5,
-      },
-    ],
-  } as KubeObject);
+  await kube.create(
+    WEBHOOK_CONFIGURATION_TYPE,
+    webhookConfiguration(WEBHOOK, Number(String(serving.webhook).split(':').pop()), ca, { objectSelector: { matchLabels: { [LABEL]: id } } }),
+  );
   await waitForCondition(WAREHOUSE_TYPE, WH, undefined, 'Ready', 'True');
 }, 120_000);
 
 afterAll(async () => {
-  await kube.delete(WEBHOOK_TYPE, WEBHOOK).catch(() => undefined);
+  await kube.delete(WEBHOOK_CONFIGURATION_TYPE, WEBHOOK).catch(() => undefined);
   await steward?.stop();
   for (const name of ['by-alice', 'by-bob']) {
     await kube.patch(DATASET_ACCESS_TYPE, name, NS, { metadata: { finalizers: null } }, 'merge').catch(() => undefined);
