@@ -1,4 +1,4 @@
-import { createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { buildReport, serializeSigned, signReport, verifyReport, type EvidenceItem } from '../../src/governance/evidence.ts';
 import { embeddedReport, renderHtml, renderMarkdown } from '../../src/cli/report-render.ts';
@@ -89,13 +89,17 @@ describe('literal credentials in manifests', () => {
       spec: { template: { spec: { containers: [{ name: 'app', env }] } } },
     }) as unknown as KubeObject;
   it('finds a managed credential, a literal password, what secretlint recognizes; references and plain values pass; values are never shown', async () => {
-    const managed = 'Zq8s-managed-password-value';
+    // Made at run time, as a real one would be: nothing credential-shaped sits in the source.
+    const managed = randomBytes(12).toString('base64url');
+    const literal = randomBytes(9).toString('base64url');
+    const dbUrl = `postgresql://etl:${randomBytes(9).toString('hex')}@db:5432/analytics`;
+    const token = `ghp_${randomBytes(18).toString('hex').slice(0, 36)}`;
     const found = await literalCredentials(
       [
         deployment([
           { name: 'DB_PASS', value: managed },
-          { name: 'PGPASSWORD', value: 'hunter2' },
-          { name: 'DATABASE_URL', value: 'postgresql://etl:s3cret@db:5432/analytics' },
+          { name: 'PGPASSWORD', value: literal },
+          { name: 'DATABASE_URL', value: dbUrl },
           { name: 'LOG_LEVEL', value: 'info' },
           { name: 'PASSWORD_FROM_SECRET' },
         ]),
@@ -103,7 +107,7 @@ describe('literal credentials in manifests', () => {
         {
           kind: 'ConfigMap',
           metadata: { name: 'ci', namespace: 'analytics' },
-          data: { notes: 'nothing to see', gh: `ghp_${'a1B2c3D4e5'.repeat(3)}abcdef`, region: 'us-east-1' },
+          data: { notes: 'nothing to see', gh: token, region: 'us-east-1' },
         } as unknown as KubeObject,
       ],
       [managed],
@@ -117,6 +121,6 @@ describe('literal credentials in manifests', () => {
       'ConfigMap analytics/ci data.gh: GITHUB_TOKEN (secretlint)',
     ]);
     expect(found.join(' ')).not.toContain(managed);
-    expect(found.join(' ')).not.toContain('hunter2');
+    for (const secret of [literal, dbUrl, token]) expect(found.join(' ')).not.toContain(secret);
   });
 });
