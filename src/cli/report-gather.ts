@@ -96,6 +96,7 @@ export async function warehouseEvidence(input: WarehouseEvidenceInput): Promise<
     cadence: reviewCadence,
   };
   let unexplained: ReturnType<typeof outOfBand> | undefined;
+  let login: string | undefined;
   const grantsCheck =
     "aclexplode(pg_class.relacl, pg_namespace.nspacl) and pg_auth_members, every schema but the system's and Steward's (the AccessReview catalog read)";
   if (!driver) items.push(noDriver(lp, grantsCheck));
@@ -103,6 +104,7 @@ export async function warehouseEvidence(input: WarehouseEvidenceInput): Promise<
     items.push(
       await attempt({ ...lp, source }, grantsCheck, async () => {
         const { grants, stewardLogin } = await driver.grants(undefined);
+        login = stewardLogin;
         unexplained = outOfBand(
           grants,
           explanations(
@@ -146,7 +148,8 @@ export async function warehouseEvidence(input: WarehouseEvidenceInput): Promise<
         const r = await driver.tableReaders(schema, tableName);
         if (!r.rows.exists) return { check: r.sql, result: `table ${table} does not exist`, verdict: 'not evaluated' as Verdict };
         const allowed = new Set(over.flatMap((v) => v.spec.unmaskedRoles ?? []));
-        const stewardLogin = (await driver.grants([])).stewardLogin;
+        // Steward's login, from the catalog read above (asked again only if that read failed).
+        const stewardLogin = login ?? (login = (await driver.grants([])).stewardLogin);
         const others = r.rows.readers.filter(
           (x) => !x.superuser && !x.owner && x.role !== stewardLogin && !isStewardRole(x.role, x.comment) && !allowed.has(x.role),
         );
