@@ -149,7 +149,8 @@ export async function warehouseEvidence(input: WarehouseEvidenceInput): Promise<
         if (!r.rows.exists) return { check: r.sql, result: `table ${table} does not exist`, verdict: 'not evaluated' as Verdict };
         const allowed = new Set(over.flatMap((v) => v.spec.unmaskedRoles ?? []));
         // Steward's login, from the catalog read above (asked again only if that read failed).
-        const stewardLogin = login ?? (login = (await driver.grants([])).stewardLogin);
+        login ??= (await driver.grants([])).stewardLogin;
+        const stewardLogin = login;
         const others = r.rows.readers.filter(
           (x) => !x.superuser && !x.owner && x.role !== stewardLogin && !isStewardRole(x.role, x.comment) && !allowed.has(x.role),
         );
