@@ -182,7 +182,7 @@ beforeAll(async () => {
     namespaces: {matchNames: [${NS_GOV}]}
 `,
   );
-  await putSecret('steward-system', `${STORE}-aws`, { accessKeyId: 'AKIAREVIEWTESTXXXXXX', secretAccessKey: randomPassword() });
+  await putSecret('steward-system', `${STORE}-aws`, { accessKeyId: `AKIA${id.toUpperCase().padEnd(16, 'X').slice(0, 16)}`, secretAccessKey: randomPassword() });
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
   await iam.send(
     new CreateRoleCommand({

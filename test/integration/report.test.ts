@@ -102,7 +102,7 @@ beforeAll(async () => {
   await putSecret('steward-system', KEY_SECRET, {
     'ed25519.pem': generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
   });
-  await putSecret('steward-system', `${STORE}-aws`, { accessKeyId: 'AKIAREPORTTESTXXXXXX', secretAccessKey: AWS_SECRET_KEY });
+  await putSecret('steward-system', `${STORE}-aws`, { accessKeyId: `AKIA${id.toUpperCase().padEnd(16, 'X').slice(0, 16)}`, secretAccessKey: AWS_SECRET_KEY });
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
   await s3.send(
     new PutBucketEncryptionCommand({
