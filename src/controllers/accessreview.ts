@@ -16,6 +16,7 @@ import type { WarehouseDrivers } from '../drivers/postgres/connector.ts';
 import { namespaceMatches } from '../governance/policy.ts';
 import { cycleId, explanations, judgeDecisions, nextCycleAt, outOfBand, outOfBandId, type Decision } from '../governance/review.ts';
 import { findCondition } from '../runtime/conditions.ts';
+import { readerRoleName } from '../governance/grants.ts';
 import { stalled, type Outcome, type ReconcileContext } from '../runtime/controller.ts';
 import { parseDuration } from '../runtime/duration.ts';
 import type { KubeObject, ResourceType } from '../runtime/kube.ts';
@@ -149,10 +150,15 @@ function postgresSource(deps: AccessReviewDeps, ar: AccessReview, wh: Warehouse,
           ...accessFields(d),
         });
       }
+      const { grants, stewardLogin } = await drivers.reviews.grants(ar.spec.scope.schemas);
+      // A view's readers as the catalog has them (members of its reader role that its spec names),
+      // not as its status says: a view stuck at a refused change still serves its last version, and
+      // one between two reconciles still has its readers. Status may lag; the grant is what counts.
       for (const v of views) {
         if (!scope.namespace(v.metadata.namespace!) || !scope.schema(v.spec.view.schema)) continue;
-        if (findCondition(v.status?.conditions, 'Ready')?.status !== 'True') continue;
-        for (const reader of v.spec.readers)
+        const readerRole = readerRoleName(v.metadata.namespace!, v.metadata.name);
+        const members = new Set(grants.filter((g) => g.kind === 'membership' && g.name === readerRole).map((g) => g.grantee));
+        for (const reader of v.spec.readers.filter((r) => members.has(r)))
           findings.push({
             kind: 'MaskedView',
             access: keyOf(v),
@@ -163,7 +169,6 @@ function postgresSource(deps: AccessReviewDeps, ar: AccessReview, wh: Warehouse,
             generation: v.metadata.generation ?? 1,
           });
       }
-      const { grants, stewardLogin } = await drivers.reviews.grants(ar.spec.scope.schemas);
       const found = outOfBand(
         grants,
         explanations(

@@ -114,7 +114,7 @@ metadata: {name: ${o.name ?? 'quarterly'}, namespace: ${o.namespace ?? NS_GOV}}
 spec:
   warehouse: ${WH}
   schedule: {cron: "0 9 1 1 *"}
-  scope: {namespaces: [${NS}], schemas: [curated], objectStore: ${STORE}, prefixes: [analytics/]}
+  scope: {namespaces: [${NS}], schemas: [curated, views], objectStore: ${STORE}, prefixes: [analytics/]}
   reviewers: [alice@example.com]
   dueIn: ${o.dueIn ?? '1h'}
   onMissingDecision: ${o.onMissing ?? 'revoke'}
@@ -159,6 +159,8 @@ beforeAll(async () => {
     CREATE ROLE ${SALES_OWNER} NOLOGIN;
     CREATE ROLE ${odd} NOLOGIN;
     CREATE SCHEMA curated; CREATE SCHEMA raw;
+    -- The view's own schema: curated's owner (SALES_OWNER, whose member EVE becomes) could replace a view there, and Steward would rightly withdraw it.
+    CREATE SCHEMA views;
     CREATE TABLE curated.sales (id int, amount int); INSERT INTO curated.sales VALUES (1, 10);
     ALTER SCHEMA curated OWNER TO ${SALES_OWNER}; ALTER TABLE curated.sales OWNER TO ${SALES_OWNER};
     CREATE TABLE raw.orders (id int, customer_id int, amount int); INSERT INTO raw.orders VALUES (1, 1, 10);
@@ -177,7 +179,7 @@ beforeAll(async () => {
       caSecret: `${WH}-ca`,
       credsSecret: `${WH}-creds`,
       policy: `    - namespaces: {matchNames: [${NS}, ${NS_OUT}]}
-      schemas: [curated, raw]`,
+      schemas: [curated, raw, views]`,
     })}  reviewPolicy:
     namespaces: {matchNames: [${NS_GOV}]}
 `,
@@ -223,7 +225,7 @@ spec:
       namespace: NS,
       warehouse: WH,
       readers: [READER],
-      body: `  view: {schema: curated, name: masked_orders}
+      body: `  view: {schema: views, name: masked_orders}
   from: {table: raw.orders, alias: o}
   joins:
     - {table: raw.customers, alias: c, on: c.id = o.customer_id, type: inner}
@@ -424,7 +426,7 @@ describe('AccessReview at the due time', () => {
     expect(await reads(TEAMMATE)).toMatch(/permission denied/); // the team's members lose it with the team
     expect(await iamPolicies()).toEqual([]); // the access `bucket`'s policy is gone from its IAM role
     expect(await reads(IN[0]!)).toBe(true);
-    expect(await reads(READER, 'curated.masked_orders')).toBe(true); // a view's readers are its spec's to change
+    expect(await reads(READER, 'views.masked_orders')).toBe(true); // a view's readers are its spec's to change
     const done = await waitFor('the cycle completed', async () => ((await getReview()).cycle?.completedAt ? getReview() : undefined));
     expect(done.summary).toMatchObject({ pending: 0, kept: 2, revoked: 3 });
     const missing = await asSuperuser(async (c) => (await c.query(`SELECT resource FROM steward.audit_log WHERE action = 'review.missing_decision'`)).rows);
