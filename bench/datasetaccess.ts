@@ -3,7 +3,10 @@
 //   the same API writes (create + status patch) plus the same SQL run directly, as fast as PostgreSQL
 //   allows (one session per table, since GRANTs on one table cannot run concurrently).
 // - deletion: the same N accesses deleted -> every group role revoked and dropped, against the same
-//   API deletes plus the same REVOKEs and DROP ROLEs run directly.
+//   API deletes plus the same REVOKEs and DROP ROLEs run directly, and against the finalizer floor:
+//   the same again with the API writes a finalizer takes (the DELETE marks, the removal deletes).
+// Each phase also reports the CPU every server spent (cpu.ts): the machine is saturated, so that is
+// where the time goes, and it is steadier than the time.
 // - expiry lag: N accesses expiring within the same minute; lag = when the REVOKE ran (its audit
 //   record, written in the revoking transaction) minus expiresAt. The floor is a bare timer per
 //   deadline that runs the same REVOKE directly.
@@ -15,7 +18,8 @@ import { Metrics } from '../src/runtime/metrics.ts';
 import { createLogger } from '../src/runtime/logger.ts';
 import { Informer } from '../src/runtime/informer.ts';
 import { Manager } from '../src/controllers/manager.ts';
-import { DATASET_ACCESS_TYPE } from '../src/controllers/datasetaccess.ts';
+import { DATASET_ACCESS_FINALIZER, DATASET_ACCESS_TYPE } from '../src/controllers/datasetaccess.ts';
+import { removeFinalizer } from '../src/runtime/finalizers.ts';
 import { WAREHOUSE_TYPE } from '../src/controllers/warehouse.ts';
 import { SECRET_TYPE } from '../src/runtime/secrets.ts';
 import { createRoleStatements, diffStatements, dropRoleStatements, usageRoleStatements } from '../src/drivers/postgres/grants.ts';
@@ -25,6 +29,7 @@ import { summaryConditions } from '../src/runtime/controller.ts';
 
 const logger = createLogger({ level: 'warn' });
 import { benchWebhookEnabled, startBenchWebhook } from './webhook.ts';
+import { cpuSpent, sampleCpu, type CpuSpent } from './cpu.ts';
 const NAMESPACE_TYPE = { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false };
 const TABLES = 20;
 const CONCURRENCY = 8;
@@ -161,17 +166,24 @@ async function createUsageRole(f: Fixture): Promise<string> {
   return usageRole;
 }
 
+/** `n` access names, `prefix-0`..., and which of them are on each table (spread over TABLES, round robin). */
+function accessNames(prefix: string, n: number): { names: string[]; byTable: Map<string, string[]> } {
+  const names = Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
+  const byTable = new Map<string, string[]>();
+  for (const [i, name] of names.entries()) byTable.set(`t${i % TABLES}`, [...(byTable.get(`t${i % TABLES}`) ?? []), name]);
+  return { names, byTable };
+}
+
 /** Floor: the same API writes and the same SQL, directly; then the same deletions. */
 async function convergenceFloor(n: number): Promise<Timings> {
   const f = new Fixture();
   await f.setUp();
   try {
-    const names = Array.from({ length: n }, (_, i) => `floor-${i}`);
-    const byTable = new Map<string, string[]>();
-    for (const [i, name] of names.entries()) byTable.set(`t${i % TABLES}`, [...(byTable.get(`t${i % TABLES}`) ?? []), name]);
+    const { names, byTable } = accessNames('floor', n);
     const conditions = setConditions([], summaryConditions({ state: 'Ready', reason: 'Granted', message: 'floor' }), 1, new Date());
     const usageRole = await createUsageRole(f);
     const start = performance.now();
+    const createCpuFrom = sampleCpu();
     await Promise.all([
       pool(names, CONCURRENCY, async (name) => {
         const i = Number(name.split('-')[1]);
@@ -202,33 +214,86 @@ async function convergenceFloor(n: number): Promise<Timings> {
       }),
     ]);
     const createMs = performance.now() - start;
+    const createCpu = cpuSpent(createCpuFrom);
     const deleteStart = performance.now();
+    const deleteCpuFrom = sampleCpu();
     await Promise.all([
       pool(names, CONCURRENCY, (name) => f.client.delete(DATASET_ACCESS_TYPE, name, f.ns)),
-      pool([...byTable.entries()], CONCURRENCY, async ([table, accesses]) => {
-        const c = new pg.Client(pgConfig(f.db));
-        c.on('error', () => undefined);
-        await c.connect();
-        for (const name of accesses) {
-          const held = desiredState({ schema: 'curated', tables: [table], existingTables: [], privileges: ['SELECT'], member: f.principal, usageRole });
-          // Concurrent DROP ROLEs can collide on a shared catalog row ("tuple concurrently
-          // updated"); Steward's advisory locks prevent that, the floor simply tries again.
-          for (let attempt = 0; ; attempt++) {
-            try {
-              await c.query('BEGIN');
-              for (const s of dropRoleStatements(groupRoleName(f.ns, name), diffGrants(EMPTY_STATE, held))) await c.query(s.sql);
-              await c.query('COMMIT');
-              break;
-            } catch (e) {
-              await c.query('ROLLBACK');
-              if (attempt >= 5 || !String(e).includes('concurrently')) throw e;
-            }
-          }
-        }
-        await c.end();
-      }),
+      pool([...byTable.entries()], CONCURRENCY, ([table, accesses]) => dropGroupRoles(f, table, accesses, usageRole)),
     ]);
-    return { createMs, deleteMs: performance.now() - deleteStart };
+    return { createMs, deleteMs: performance.now() - deleteStart, createCpu, deleteCpu: cpuSpent(deleteCpuFrom) };
+  } finally {
+    await f.tearDown();
+  }
+}
+
+/** The floor's revocation of one table's accesses, one after another in one session. */
+async function dropGroupRoles(f: Fixture, table: string, accesses: string[], usageRole: string): Promise<void> {
+  const c = new pg.Client(pgConfig(f.db));
+  c.on('error', () => undefined);
+  await c.connect();
+  for (const name of accesses) {
+    const held = desiredState({ schema: 'curated', tables: [table], existingTables: [], privileges: ['SELECT'], member: f.principal, usageRole });
+    // Concurrent DROP ROLEs can collide on a shared catalog row ("tuple concurrently
+    // updated"); Steward's advisory locks prevent that, the floor simply tries again.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await c.query('BEGIN');
+        for (const s of dropRoleStatements(groupRoleName(f.ns, name), diffGrants(EMPTY_STATE, held))) await c.query(s.sql);
+        await c.query('COMMIT');
+        break;
+      } catch (e) {
+        await c.query('ROLLBACK');
+        if (attempt >= 5 || !String(e).includes('concurrently')) throw e;
+      }
+    }
+  }
+  await c.end();
+}
+
+/**
+ * The deletion floor of the finalizer protocol: what deleting an object that a finalizer holds
+ * costs the API server at the least (the DELETE, which only marks it, and the finalizer's removal,
+ * which deletes it), with the same SQL directly. The accesses are made, untimed, as Steward leaves
+ * them: finalizer, status and group role. Beside the plain floor it tells Steward's own overhead
+ * apart from what any operator that revokes before an object goes must pay.
+ */
+async function finalizerDeletionFloor(n: number): Promise<{ ms: number; cpu: CpuSpent | undefined }> {
+  const f = new Fixture();
+  await f.setUp();
+  try {
+    const { names, byTable } = accessNames('fin', n);
+    const conditions = setConditions([], summaryConditions({ state: 'Ready', reason: 'Granted', message: 'floor' }), 1, new Date());
+    const usageRole = await createUsageRole(f);
+    await pool(names, CONCURRENCY, async (name) => {
+      const access = f.access(name, `t${Number(name.split('-')[1]) % TABLES}`);
+      access.metadata.finalizers = [DATASET_ACCESS_FINALIZER];
+      await f.client.create(DATASET_ACCESS_TYPE, access);
+      await f.client.patch(DATASET_ACCESS_TYPE, name, f.ns, { status: { observedGeneration: 1, conditions } }, 'merge', 'status');
+    });
+    await sql(
+      f.db,
+      names
+        .map((name) => {
+          const role = groupRoleName(f.ns, name);
+          const table = `t${Number(name.split('-')[1]) % TABLES}`;
+          const desired = desiredState({ schema: 'curated', tables: [table], existingTables: [], privileges: ['SELECT'], member: f.principal, usageRole });
+          return [...createRoleStatements(role, ownershipComment(f.ns, name)), ...diffStatements(role, diffGrants(desired, EMPTY_STATE))]
+            .map((s) => `${s.sql};`)
+            .join('\n');
+        })
+        .join('\n'),
+    );
+    const start = performance.now();
+    const cpuFrom = sampleCpu();
+    await Promise.all([
+      pool(names, CONCURRENCY, async (name) => {
+        const marked = await f.client.request<KubeObject>('DELETE', KubeClient.path(DATASET_ACCESS_TYPE, f.ns, name));
+        await removeFinalizer(f.client, DATASET_ACCESS_TYPE, marked, DATASET_ACCESS_FINALIZER);
+      }),
+      pool([...byTable.entries()], CONCURRENCY, ([table, accesses]) => dropGroupRoles(f, table, accesses, usageRole)),
+    ]);
+    return { ms: performance.now() - start, cpu: cpuSpent(cpuFrom) };
   } finally {
     await f.tearDown();
   }
@@ -237,6 +302,8 @@ async function convergenceFloor(n: number): Promise<Timings> {
 interface Timings {
   createMs: number;
   deleteMs: number;
+  createCpu: CpuSpent | undefined;
+  deleteCpu: CpuSpent | undefined;
 }
 
 /**
@@ -244,7 +311,7 @@ interface Timings {
  * Steward runs for each access (create and comment the role, grant, join the usage role, add the
  * member) in one session, one access after another, concurrently with the creates.
  */
-async function tightFloor(n: number): Promise<number> {
+async function tightFloor(n: number): Promise<{ ms: number; cpu: CpuSpent | undefined }> {
   const f = new Fixture();
   await f.setUp();
   try {
@@ -254,6 +321,7 @@ async function tightFloor(n: number): Promise<number> {
     c.on('error', () => undefined);
     await c.connect();
     const start = performance.now();
+    const cpuFrom = sampleCpu();
     await Promise.all([
       pool(names, CONCURRENCY, (name) => f.client.create(DATASET_ACCESS_TYPE, f.access(name, `t${Number(name.split('-')[1]) % TABLES}`))),
       (async () => {
@@ -267,8 +335,9 @@ async function tightFloor(n: number): Promise<number> {
       })(),
     ]);
     const ms = performance.now() - start;
+    const cpu = cpuSpent(cpuFrom);
     await c.end();
-    return ms;
+    return { ms, cpu };
   } finally {
     await f.tearDown();
   }
@@ -341,10 +410,12 @@ async function convergenceSteward(n: number): Promise<Timings> {
   return withSteward(async (f) => {
     const names = Array.from({ length: n }, (_, i) => `acc-${i}`);
     const start = performance.now();
+    const createCpuFrom = sampleCpu();
     const ready = waitForAll(f, n, isReady);
     await pool(names, CONCURRENCY, (name) => f.client.create(DATASET_ACCESS_TYPE, f.access(name, `t${Number(name.split('-')[1]) % TABLES}`)));
     await ready;
     const elapsed = performance.now() - start;
+    const createCpu = cpuSpent(createCpuFrom);
     // Privileges effective: the principal is a member of every group role, each holding SELECT.
     const members = await sql(f.db, `SELECT count(*)::int AS n FROM pg_auth_members WHERE member = $1::regrole`, [f.principal]);
     const acl = await sql(
@@ -361,24 +432,34 @@ async function convergenceSteward(n: number): Promise<Timings> {
       600_000,
     );
     const deleteStart = performance.now();
+    const deleteCpuFrom = sampleCpu();
     await pool(names, CONCURRENCY, (name) => f.client.delete(DATASET_ACCESS_TYPE, name, f.ns));
     await gone();
     const deleteMs = performance.now() - deleteStart;
+    const deleteCpu = cpuSpent(deleteCpuFrom);
     const left = await sql(f.db, `SELECT count(*)::int AS n FROM pg_roles WHERE shobj_description(oid, 'pg_authid') = ANY($1)`, [
       names.map((name) => ownershipComment(f.ns, name)),
     ]);
     const memberships = await sql(f.db, `SELECT count(*)::int AS n FROM pg_auth_members WHERE member = $1::regrole`, [f.principal]);
     if (memberships.rows[0].n !== 0 || left.rows[0].n !== 0)
       throw new Error(`deleted, but ${memberships.rows[0].n} memberships and ${left.rows[0].n} group roles are left`);
-    return { createMs: elapsed, deleteMs };
+    return { createMs: elapsed, deleteMs, createCpu, deleteCpu };
   });
 }
 
-export async function convergenceBench(n: number): Promise<{ floor: Timings; tightMs: number; steward: Timings }> {
+export interface ConvergenceResult {
+  floor: Timings;
+  tight: { ms: number; cpu: CpuSpent | undefined };
+  finalizerDeletion: { ms: number; cpu: CpuSpent | undefined };
+  steward: Timings;
+}
+
+export async function convergenceBench(n: number): Promise<ConvergenceResult> {
   const floor = await convergenceFloor(n);
-  const tightMs = await tightFloor(n);
+  const tight = await tightFloor(n);
+  const finalizerDeletion = await finalizerDeletionFloor(n);
   const steward = await convergenceSteward(n);
-  return { floor, tightMs, steward };
+  return { floor, tight, finalizerDeletion, steward };
 }
 
 /** Deadlines spread over `windowMs`, starting after everything had time to be granted. */
