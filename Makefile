@@ -58,7 +58,7 @@ kind-demo: deps
 	bash deploy/kind/demo.sh
 
 run: deps
-	node --liftoff-only --max-semi-space-size=1 src/main.ts --leader-elect=false
+	node --liftoff-only --max-semi-space-size=1 --heap-growing-percent=50 src/main.ts --leader-elect=false
 
 install: deps
 	kubectl apply --server-side -k crds/

@@ -9,8 +9,8 @@ const read = (f: string) => readFileSync(join(REPO, f), 'utf8');
 const imageFlags = (JSON.parse(/^ENTRYPOINT (\[.*\])$/m.exec(read('Dockerfile'))![1]!) as string[]).slice(1).filter((a) => a.startsWith('--'));
 
 describe('Node flags', () => {
-  it('the image keeps the SQL parser on the baseline compiler and the young generation small', () => {
-    expect(imageFlags).toEqual(['--liftoff-only', '--max-semi-space-size=1']);
+  it('the image keeps the SQL parser on the baseline compiler, the young generation small and the heap close to what it holds', () => {
+    expect(imageFlags).toEqual(['--liftoff-only', '--max-semi-space-size=1', '--heap-growing-percent=50']);
   });
   it.each(['Makefile', 'package.json', 'bin/steward', 'test/demo/demo.ts'])('%s starts Node with the same flags', (file) => {
     const text = read(file);
