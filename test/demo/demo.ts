@@ -243,7 +243,15 @@ function startSteward(): { pid: number; log: string } {
   const out = openSync(log, 'a');
   const child = spawn(
     process.execPath,
-    ['--liftoff-only', '--max-semi-space-size=1', '--heap-growing-percent=50', join(REPO, 'src/main.ts'), '--leader-elect=false', '--metrics-bind-address', '127.0.0.1:8080'],
+    [
+      '--liftoff-only',
+      '--max-semi-space-size=1',
+      '--heap-growing-percent=50',
+      join(REPO, 'src/main.ts'),
+      '--leader-elect=false',
+      '--metrics-bind-address',
+      '127.0.0.1:8080',
+    ],
     {
       cwd: REPO,
       env: { ...env, POD_NAME: 'steward-demo' },
