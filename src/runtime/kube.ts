@@ -89,6 +89,23 @@ export function resourceOfPath(path: string): string {
   return r[0] ?? '';
 }
 
+/**
+ * kube-apiserver closes a keep-alive connection after 90 s idle (k8s.io/apiserver secure_serving.go).
+ * A request written to a pooled socket as that close arrives fails with "socket hang up" (seen as a
+ * rare test flake); closing our idle sockets first, at 60 s, leaves the race to clock skew only.
+ */
+const IDLE_SOCKET_MS = 60_000;
+/** Methods safe to send twice; POST and PATCH are not retried (a JSON patch may append twice). */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'PUT', 'DELETE']);
+
+class StaleSocketError extends Error {
+  override readonly cause: Error;
+  constructor(cause: Error) {
+    super(cause.message);
+    this.cause = cause;
+  }
+}
+
 export class KubeClient {
   readonly server: URL;
   private readonly access: ClusterAccess;
@@ -99,7 +116,7 @@ export class KubeClient {
     this.access = access;
     this.server = access.server;
     this.options = options;
-    this.agent = new https.Agent({ keepAlive: true, maxSockets: options.maxSockets ?? 32 });
+    this.agent = new https.Agent({ keepAlive: true, maxSockets: options.maxSockets ?? 32, timeout: IDLE_SOCKET_MS });
   }
 
   /** KUBECONFIG / ~/.kube/config, or the in-cluster service account. */
@@ -144,10 +161,25 @@ export class KubeClient {
     return ro;
   }
 
-  /** One request; resolves with the parsed JSON body, rejects with KubeApiError on non-2xx. */
+  /**
+   * One request; resolves with the parsed JSON body, rejects with KubeApiError on non-2xx. An
+   * idempotent request that meets a pooled connection the server has just closed is sent once more,
+   * on a fresh one (see IDLE_SOCKET_MS).
+   */
   async request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
     const ro = await this.requestOptions(method, path, opts);
     const payload = opts.body === undefined ? undefined : typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
+    try {
+      return await this.send<T>(ro, method, path, payload, opts);
+    } catch (err) {
+      if (!(err instanceof StaleSocketError) || !IDEMPOTENT.has(method)) throw err instanceof StaleSocketError ? err.cause : err;
+      return this.send<T>(ro, method, path, payload, opts).catch((again: unknown) => {
+        throw again instanceof StaleSocketError ? again.cause : again;
+      });
+    }
+  }
+
+  private send<T>(ro: https.RequestOptions, method: string, path: string, payload: string | undefined, opts: RequestOptions): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const req = https.request({ ...ro, signal: opts.signal }, (res) => {
         const chunks: Buffer[] = [];
@@ -165,9 +197,11 @@ export class KubeClient {
         });
       });
       if (opts.timeoutMs) req.setTimeout(opts.timeoutMs, () => req.destroy(new Error(`${method} ${path}: timed out after ${opts.timeoutMs} ms`)));
-      req.on('error', (err) => {
+      req.on('error', (err: NodeJS.ErrnoException) => {
         this.options.onRequest?.(method, resourceOfPath(path), 0);
-        reject(err);
+        // The reset of a reused keep-alive socket, before any answer: the server closed it as idle
+        // while this request was on its way, so the server never read it.
+        reject(req.reusedSocket && err.code === 'ECONNRESET' && !opts.signal?.aborted ? new StaleSocketError(err) : err);
       });
       if (payload !== undefined) req.write(payload);
       req.end();

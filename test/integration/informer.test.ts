@@ -1,6 +1,8 @@
 // The informer against a real API server behind a loopback proxy that can turn a live connection
 // into a black hole (no bytes, no FIN): the half-open TCP connection a NAT or a dead node leaves.
-// The informer must notice the silence, reconnect, and deliver what happened meanwhile.
+// The informer must notice the silence, reconnect, and deliver what happened meanwhile. The same
+// proxy resets a pooled connection at its next use, as the API server's idle close does when it
+// crosses a request on the wire: an idempotent request is sent again, a POST is not.
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fromKubeconfig } from '../../src/runtime/kubeconfig.ts';
@@ -14,13 +16,18 @@ const NS = 'steward-system';
 
 class BlackholeProxy {
   readonly server: net.Server;
-  private readonly sockets = new Set<{ client: net.Socket; upstream: net.Socket; silenced: boolean }>();
+  private readonly sockets = new Set<{ client: net.Socket; upstream: net.Socket; silenced: boolean; resetOnData: boolean }>();
+  connections = 0;
   constructor(target: URL) {
     this.server = net.createServer((client) => {
       const upstream = net.connect(Number(target.port), target.hostname);
-      const pair = { client, upstream, silenced: false };
+      const pair = { client, upstream, silenced: false, resetOnData: false };
       this.sockets.add(pair);
-      client.on('data', (d) => !pair.silenced && upstream.write(d));
+      this.connections++;
+      client.on('data', (d) => {
+        if (pair.resetOnData) client.resetAndDestroy();
+        else if (!pair.silenced) upstream.write(d);
+      });
       upstream.on('data', (d) => !pair.silenced && client.write(d));
       const close = () => {
         client.destroy();
@@ -39,6 +46,11 @@ class BlackholeProxy {
   /** Every open connection stops carrying bytes, but stays open. New connections work. */
   silenceAll(): number {
     for (const p of this.sockets) p.silenced = true;
+    return this.sockets.size;
+  }
+  /** Every open connection is reset (TCP RST) when the client next writes to it. New connections work. */
+  resetAllOnNextUse(): number {
+    for (const p of this.sockets) p.resetOnData = true;
     return this.sockets.size;
   }
   close(): void {
@@ -98,5 +110,30 @@ describe('Informer', () => {
     await informer.stop();
     await kube.delete(CONFIGMAP, `${label}-b`, NS);
     await kube.delete(CONFIGMAP, `${label}-c`, NS);
+  });
+});
+
+describe('KubeClient on a pooled connection the server has closed', () => {
+  it('sends a GET again on a fresh connection, and does not send a POST twice', async () => {
+    const name = unique('reset');
+    const cm = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: NS }, data: { a: '1' } };
+    await kube.create(CONFIGMAP, cm);
+    const pooled = new KubeClient(fromKubeconfig(process.env.KUBECONFIG!, `https://127.0.0.1:${(proxy.server.address() as net.AddressInfo).port}`));
+    try {
+      await pooled.get(CONFIGMAP, name, NS); // leaves one idle keep-alive connection in the pool
+      const before = proxy.connections;
+      expect(proxy.resetAllOnNextUse()).toBeGreaterThan(0);
+      const again = await pooled.get<KubeObject>(CONFIGMAP, name, NS);
+      expect(again.metadata.name).toBe(name);
+      expect(proxy.connections).toBe(before + 1); // the reset one, then a new one
+
+      proxy.resetAllOnNextUse();
+      const second = { ...cm, metadata: { name: `${name}-b`, namespace: NS } };
+      await expect(pooled.create(CONFIGMAP, second)).rejects.toThrow(/socket hang up|ECONNRESET/);
+      await expect(kube.get(CONFIGMAP, `${name}-b`, NS)).rejects.toMatchObject({ status: 404 });
+    } finally {
+      pooled.close();
+      await kube.delete(CONFIGMAP, name, NS);
+    }
   });
 });
