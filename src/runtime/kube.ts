@@ -98,14 +98,6 @@ const IDLE_SOCKET_MS = 60_000;
 /** Methods safe to send twice; POST and PATCH are not retried (a JSON patch may append twice). */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'PUT', 'DELETE']);
 
-class StaleSocketError extends Error {
-  override readonly cause: Error;
-  constructor(cause: Error) {
-    super(cause.message);
-    this.cause = cause;
-  }
-}
-
 export class KubeClient {
   readonly server: URL;
   private readonly access: ClusterAccess;
@@ -169,17 +161,10 @@ export class KubeClient {
   async request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
     const ro = await this.requestOptions(method, path, opts);
     const payload = opts.body === undefined ? undefined : typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
-    try {
-      return await this.send<T>(ro, method, path, payload, opts);
-    } catch (err) {
-      if (!(err instanceof StaleSocketError) || !IDEMPOTENT.has(method)) throw err instanceof StaleSocketError ? err.cause : err;
-      return this.send<T>(ro, method, path, payload, opts).catch((again: unknown) => {
-        throw again instanceof StaleSocketError ? again.cause : again;
-      });
-    }
+    return this.send<T>(ro, method, path, payload, opts, true);
   }
 
-  private send<T>(ro: https.RequestOptions, method: string, path: string, payload: string | undefined, opts: RequestOptions): Promise<T> {
+  private send<T>(ro: https.RequestOptions, method: string, path: string, payload: string | undefined, opts: RequestOptions, firstTry: boolean): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const req = https.request({ ...ro, signal: opts.signal }, (res) => {
         const chunks: Buffer[] = [];
@@ -199,9 +184,12 @@ export class KubeClient {
       if (opts.timeoutMs) req.setTimeout(opts.timeoutMs, () => req.destroy(new Error(`${method} ${path}: timed out after ${opts.timeoutMs} ms`)));
       req.on('error', (err: NodeJS.ErrnoException) => {
         this.options.onRequest?.(method, resourceOfPath(path), 0);
-        // The reset of a reused keep-alive socket, before any answer: the server closed it as idle
-        // while this request was on its way, so the server never read it.
-        reject(req.reusedSocket && err.code === 'ECONNRESET' && !opts.signal?.aborted ? new StaleSocketError(err) : err);
+        // A reused keep-alive socket reset before any answer: most likely the server's idle close
+        // crossing this request on the wire. GET, PUT and DELETE are safe to send again even if it
+        // did read it; POST and PATCH fail as they are.
+        const stale = req.reusedSocket && err.code === 'ECONNRESET' && !opts.signal?.aborted;
+        if (stale && firstTry && IDEMPOTENT.has(method)) resolve(this.send<T>(ro, method, path, payload, opts, false));
+        else reject(err);
       });
       if (payload !== undefined) req.write(payload);
       req.end();
