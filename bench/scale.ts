@@ -6,13 +6,13 @@
 // (/proc/<pid>/status: VmRSS now, VmHWM its peak), sampled throughout; a second Steward is then
 // started on the N accesses already granted, for the start-up peak against its steady state.
 // With BENCH_HEAP_SNAPSHOT=1 the first process writes a heap snapshot when idle (see heap-top.ts).
-import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Steward } from '../test/integration/harness.ts';
 import { DATASET_ACCESS_TYPE } from '../src/controllers/datasetaccess.ts';
 import { Fixture, isReady, pool, sql, waitForAll } from './datasetaccess.ts';
+import { apiserverMetrics, apiserverRequests, requestDelta } from './apiserver-requests.ts';
 
 const TABLES = 20;
 
@@ -55,18 +55,7 @@ function byRequest(text: string, re: RegExp): Record<string, number> {
   return out;
 }
 
-function delta(after: Record<string, number>, before: Record<string, number>): Record<string, number> {
-  return Object.fromEntries(
-    Object.entries(after)
-      .map(([k, v]) => [k, v - (before[k] ?? 0)] as const)
-      .filter(([, v]) => v > 0),
-  );
-}
-
 const STEWARD_REQUESTS = /^rest_client_requests_total\{method="([A-Z]+)",resource="([^"]*)",code="[^"]*"\} (\d+)$/gm;
-// Every request the API server served that is not a watch (a watch is counted once, when it starts).
-const APISERVER_REQUESTS = /^apiserver_request_total\{(?=[^}]*verb="((?!WATCH)[A-Z]+)")(?=[^}]*resource="([^"]*)")[^}]*\} (\d+)$/gm;
-const apiserverMetrics = () => execFileSync('kubectl', ['get', '--raw', '/metrics'], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
 
 async function transactions(db: string): Promise<number> {
   const r = await sql(db, 'SELECT (xact_commit + xact_rollback)::int AS n FROM pg_stat_database WHERE datname = current_database()');
@@ -145,8 +134,8 @@ export async function scaleBench(n: number, resyncS: number): Promise<ScaleResul
       // The flush wait runs resyncs too: the transactions are counted over the longer span.
       resyncs: (windowMs + 11_000) / (resyncS * 1000),
       reconciles: sum(after.steward, reconcileRe) - sum(before.steward, reconcileRe),
-      stewardRequests: delta(byRequest(after.steward, STEWARD_REQUESTS), byRequest(before.steward, STEWARD_REQUESTS)),
-      apiserverRequests: delta(byRequest(after.apiserver, APISERVER_REQUESTS), byRequest(before.apiserver, APISERVER_REQUESTS)),
+      stewardRequests: requestDelta(byRequest(after.steward, STEWARD_REQUESTS), byRequest(before.steward, STEWARD_REQUESTS)),
+      apiserverRequests: requestDelta(apiserverRequests(after.apiserver), apiserverRequests(before.apiserver)),
       transactions: xacts,
     };
 
