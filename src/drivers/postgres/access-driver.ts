@@ -41,37 +41,47 @@ export class PostgresAccessDriver extends WarehouseDriver implements AccessDrive
       return { ran: [] };
     }
     this.primed.changing(t);
-    const ran = await withSession(this.pool, async (session) => {
-      if (plan.kind === 'revoke') {
-        // Nothing to look again at: DROP ROLE is its own proof. If the role holds more than was
-        // observed, it fails with PostgreSQL's list of what is left, the transaction rolls back and
-        // the reconcile retries; if it holds less, a REVOKE of nothing is harmless.
-        const ran = await session.run([...expiry, ...rest], plan.locks);
+    // BEGIN, the locks and the look under them go in one round trip; the statements and the
+    // read-back in another (session.ts pipelines them, and fails at the first that failed).
+    const ran = await withSession(
+      this.pool,
+      async (session) => {
+        if (plan.kind === 'revoke') {
+          // Nothing to look again at: DROP ROLE is its own proof. If the role holds more than was
+          // observed, it fails with PostgreSQL's list of what is left, the transaction rolls back and
+          // the reconcile retries; if it holds less, a REVOKE of nothing is harmless.
+          const ran = await session.run([...expiry, ...rest], plan.locks);
+          await audit.recordMany(records, new AuditTableSink(session.client));
+          return ran;
+        }
+        // Alone with the objects the plan touches, look again: the plan holds only for what it was made from.
+        session.sendLock(plan.locks.filter((k) => k.kind !== 'schema'));
+        const now = await observeRole(session, t);
+        if (!isDeepStrictEqual(now, basis)) throw new StaleObservation(`${t.groupRole} changed while Steward planned (${changedFields(basis, now)}); retrying`);
+        const ran = session.sendRun([...expiry, ...rest], plan.locks);
+        // Read the catalog back before saying it is done: a REVOKE of a grant another role made, say,
+        // does nothing and PostgreSQL does not even warn.
+        const after = await observeRole(session, t).catch((e: unknown) => {
+          // The schema's usage role was created, or dropped with the schema's last access, by another
+          // transaction after this plan's look: plan again.
+          const code = (e as { code?: string }).code;
+          if (code === UNDEFINED_OBJECT || code === DUPLICATE_OBJECT) throw new StaleObservation(`${(e as Error).message}; retrying`);
+          throw e;
+        });
+        const left = grantLeftUndone(after, t, plan);
+        if (left) {
+          const undone = diffStatements(t.groupRole, left.diff);
+          const what = [...undone.map((s) => s.sql), ...left.other].join('; ');
+          throw new InsufficientPrivilege(
+            undone[0]?.object ?? `role:${t.groupRole}`,
+            `PostgreSQL left it unchanged (${what}); was it granted by another role?`,
+          );
+        }
         await audit.recordMany(records, new AuditTableSink(session.client));
         return ran;
-      }
-      // Alone with the objects the plan touches, look again: the plan holds only for what it was made from.
-      await session.lock(plan.locks.filter((k) => k.kind !== 'schema'));
-      const now = await observeRole(session.client, t);
-      if (!isDeepStrictEqual(now, basis)) throw new StaleObservation(`${t.groupRole} changed while Steward planned (${changedFields(basis, now)}); retrying`);
-      const ran = await session.run([...expiry, ...rest], plan.locks).catch((e: unknown) => {
-        // The schema's usage role was created, or dropped with the schema's last access, by another
-        // transaction after this plan's look: plan again.
-        const code = (e as { code?: string }).code;
-        if (code === UNDEFINED_OBJECT || code === DUPLICATE_OBJECT) throw new StaleObservation(`${(e as Error).message}; retrying`);
-        throw e;
-      });
-      // Read the catalog back before saying it is done: a REVOKE of a grant another role made, say,
-      // does nothing and PostgreSQL does not even warn.
-      const left = grantLeftUndone(await observeRole(session.client, t), t, plan);
-      if (left) {
-        const undone = diffStatements(t.groupRole, left.diff);
-        const what = [...undone.map((s) => s.sql), ...left.other].join('; ');
-        throw new InsufficientPrivilege(undone[0]?.object ?? `role:${t.groupRole}`, `PostgreSQL left it unchanged (${what}); was it granted by another role?`);
-      }
-      await audit.recordMany(records, new AuditTableSink(session.client));
-      return ran;
-    });
+      },
+      { pipelineBegin: true },
+    );
     // Once the group role is gone, its schema's usage role may be unused (after the commit: see below).
     if (plan.kind === 'revoke' && plan.drop) ran.push(...(await this.dropUsageRoleIfUnused(t, audit)));
     return { ran };

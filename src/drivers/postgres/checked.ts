@@ -5,8 +5,8 @@
 // rolls the transaction back and ends in a condition that names the object.
 import type pg from 'pg';
 
-const NOT_GRANTED = '01007';
-const NOT_REVOKED = '01006';
+export const NOT_GRANTED = '01007';
+export const NOT_REVOKED = '01006';
 const INSUFFICIENT_PRIVILEGE = '42501';
 
 export class InsufficientPrivilege extends Error {
@@ -28,10 +28,14 @@ export async function runChecked(client: pg.ClientBase, sql: string, object: str
   try {
     await client.query(sql);
   } catch (err) {
-    if ((err as { code?: string }).code === INSUFFICIENT_PRIVILEGE) throw new InsufficientPrivilege(object, (err as Error).message);
-    throw err;
+    throw asInsufficientPrivilege(err, object);
   } finally {
     client.off('notice', onNotice);
   }
   if (declined.length) throw new InsufficientPrivilege(object, declined.join('; '));
+}
+
+/** PostgreSQL's refusal for want of privilege (42501) as InsufficientPrivilege on `object`; any other error as it is. */
+export function asInsufficientPrivilege(err: unknown, object: string): unknown {
+  return (err as { code?: string }).code === INSUFFICIENT_PRIVILEGE ? new InsufficientPrivilege(object, (err as Error).message) : err;
 }

@@ -89,6 +89,8 @@ export function poolConfig(s: ConnectionSettings, max = 10): pg.PoolConfig {
     application_name: 'steward',
     options: startupOptions(),
     Client: SingleStatementClient,
+    // What a Session sends without waiting goes out back to back, answered in order (session.ts).
+    pipeline: true,
     // A statement that hangs must not hold a reconcile forever.
     statement_timeout: 60_000,
   };

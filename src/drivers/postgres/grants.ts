@@ -9,7 +9,7 @@ import { quoteIdent, quoteLiteral, quoteQualified } from './sql-text.ts';
 import type { GranteeFacts } from '../../governance/reserved.ts';
 import { ROLE_FACTS_COLUMNS, roleComment, toRoleFacts } from './roles.ts';
 import { prepared } from './prepared.ts';
-import type { Statement } from './session.ts';
+import type { Queryable, Statement } from './session.ts';
 
 // Everything observe() needs for one group role, in one round trip: the role, its grants, members
 // and memberships, the schema, its tables, and whether the principal exists. Correlated subqueries,
@@ -143,7 +143,7 @@ interface ObserveRow {
 type RoleTarget = Pick<AccessTarget, 'groupRole' | 'schema' | 'principal' | 'usageRole'>;
 
 /** Reads everything the group role holds, from the catalog, in one query. */
-export async function observeRole(db: pg.ClientBase | pg.Pool, t: RoleTarget): Promise<AccessObservation> {
+export async function observeRole(db: Queryable, t: RoleTarget): Promise<AccessObservation> {
   return toObservation(
     (await db.query<ObserveRow>(prepared('observe_role', OBSERVE_ONE_SQL, [t.groupRole, t.schema, t.principal ?? null, t.usageRole]))).rows[0]!,
   );
