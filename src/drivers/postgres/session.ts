@@ -2,6 +2,9 @@
 // advisory locks taken in it. Locks go in the global order of lockOrder() (everything but schemas
 // first, schemas last, each sorted), so two transactions never deadlock; they live in PostgreSQL,
 // so the order holds across Steward processes and across kinds. Nothing else takes advisory locks.
+// A Session can also queue queries without waiting for each answer (send, sendLock, sendRun): the
+// pool's clients run in pg's pipeline mode, so what is queued goes out back to back and PostgreSQL
+// answers in order; flush() waits for all of it. Each query is still one statement (connection.ts).
 import type pg from 'pg';
 import { type LockKey, isSharedKey, lockName, lockOrder } from '../../governance/grants.ts';
 import { InsufficientPrivilege, NOT_GRANTED, NOT_REVOKED, asInsufficientPrivilege } from './checked.ts';
