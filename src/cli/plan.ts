@@ -146,7 +146,7 @@ export async function runPlan(argv: string[], out: Writable, err: Writable): Pro
       if (wh && connections) {
         try {
           const { pool } = await connections.pool(wh);
-          observation = await withSession(pool, (session) => observeRole(session.client, access), 'READ ONLY');
+          observation = await withSession(pool, (session) => observeRole(session.client, access), { mode: 'READ ONLY' });
         } catch (e) {
           dbProblem = (e as Error).message;
         }

@@ -56,7 +56,7 @@ export class PostgresEvidenceDriver extends PostgresReviewDriver {
           rows: { exists: pub.rows[0]!.exists, readers: readers.rows, public: pub.rows[0]!.public, readAllData: (predefined.rowCount ?? 0) > 0 },
         };
       },
-      'READ ONLY',
+      { mode: 'READ ONLY' },
     );
   }
 
@@ -71,7 +71,7 @@ export class PostgresEvidenceDriver extends PostgresReviewDriver {
         sql: `${sql.replace(/\s+/g, ' ')}; -- $1 = ${schema}, $2 = ${table}, $3 = {${roles.join(',')}}`,
         rows: (await session.client.query<{ role: string; can: boolean | null }>(sql, [schema, table, [...roles]])).rows,
       }),
-      'READ ONLY',
+      { mode: 'READ ONLY' },
     );
   }
 
@@ -132,13 +132,15 @@ export class PostgresEvidenceDriver extends PostgresReviewDriver {
           rows: { sample, rawMatches, readAs },
         };
       },
-      'READ ONLY',
+      { mode: 'READ ONLY' },
     );
   }
 
   /** Every client connection to the database, with TLS or not (this one included). */
   async connections(): Promise<Checked<{ user: string; ssl: boolean; version: string | null; mine: boolean }[]>> {
-    return withSession(this.pool, async (session) => ({ sql: TLS_SQL.replace(/\s+/g, ' '), rows: (await session.client.query(TLS_SQL)).rows }), 'READ ONLY');
+    return withSession(this.pool, async (session) => ({ sql: TLS_SQL.replace(/\s+/g, ' '), rows: (await session.client.query(TLS_SQL)).rows }), {
+      mode: 'READ ONLY',
+    });
   }
 
   /** How many rotations of the SecretRotation finished, from the audit table. */
@@ -152,7 +154,7 @@ export class PostgresEvidenceDriver extends PostgresReviewDriver {
             [namespace, name],
           )
         ).rows[0]!.n,
-      'READ ONLY',
+      { mode: 'READ ONLY' },
     );
   }
 
@@ -170,7 +172,7 @@ export class PostgresEvidenceDriver extends PostgresReviewDriver {
           rows: { grants: grants.rows, total: counts.rows[0]!.total, incomplete: counts.rows[0]!.incomplete },
         };
       },
-      'READ ONLY',
+      { mode: 'READ ONLY' },
     );
   }
 }

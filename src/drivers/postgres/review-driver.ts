@@ -57,7 +57,7 @@ export class PostgresReviewDriver extends WarehouseDriver {
         const who = await session.client.query<{ u: string }>('SELECT current_user::text AS u');
         return { grants: r.rows, stewardLogin: who.rows[0]!.u };
       },
-      'READ ONLY',
+      { mode: 'READ ONLY' },
     );
   }
 

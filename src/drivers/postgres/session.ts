@@ -186,8 +186,7 @@ export interface SessionOptions {
 }
 
 /** One transaction: COMMIT when fn resolves, ROLLBACK when it throws; the connection goes back to the pool either way. */
-export async function withSession<T>(pool: pg.Pool, fn: (session: Session) => Promise<T>, options: SessionOptions | 'READ ONLY' = {}): Promise<T> {
-  const { mode, pipelineBegin } = typeof options === 'string' ? { mode: options, pipelineBegin: false } : options;
+export async function withSession<T>(pool: pg.Pool, fn: (session: Session) => Promise<T>, { mode, pipelineBegin }: SessionOptions = {}): Promise<T> {
   const client = await pool.connect();
   const session = new Session(client);
   try {

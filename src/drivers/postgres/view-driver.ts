@@ -174,7 +174,9 @@ export class PostgresViewDriver extends WarehouseDriver implements ViewDriver {
 
   /** Everything the reconciler decides from, in one read-only transaction (one snapshot per statement, one connection). */
   async observe(t: ViewTarget): Promise<ViewObservation> {
-    return this.primed.take(t) ?? withSession(this.pool, async ({ client }) => observeViewTarget(client, t, await findHmacFunction(client)), 'READ ONLY');
+    return (
+      this.primed.take(t) ?? withSession(this.pool, async ({ client }) => observeViewTarget(client, t, await findHmacFunction(client)), { mode: 'READ ONLY' })
+    );
   }
 
   /** Every view of the Warehouse in one read-only transaction (an idle resync): a few queries per view, one transaction in all. */
@@ -189,7 +191,7 @@ export class PostgresViewDriver extends WarehouseDriver implements ViewDriver {
         for (const t of targets) out.push(await observeViewTarget(client, t, hmacFunction));
         return out;
       },
-      'READ ONLY',
+      { mode: 'READ ONLY' },
     );
     this.primed.put(targets, observations, readAt);
   }
