@@ -186,51 +186,44 @@ async function convergenceFloor(n: number): Promise<Timings> {
     const { names, byTable } = accessNames('floor', n);
     const conditions = setConditions([], summaryConditions({ state: 'Ready', reason: 'Granted', message: 'floor' }), 1, new Date());
     const usageRole = await createUsageRole(f);
-    const createRequestsFrom = requestsNow();
-    const start = performance.now();
-    const createCpuFrom = sampleCpu();
-    await Promise.all([
-      pool(names, CONCURRENCY, async (name) => {
-        const i = Number(name.split('-')[1]);
-        await f.client.create(DATASET_ACCESS_TYPE, f.access(name, `t${i % TABLES}`));
-        await f.client.patch(DATASET_ACCESS_TYPE, name, f.ns, { status: { observedGeneration: 1, conditions } }, 'merge', 'status');
-      }),
-      pool([...byTable.entries()], CONCURRENCY, async ([table, accesses]) => {
-        const c = new pg.Client(pgConfig(f.db));
-        c.on('error', () => undefined);
-        await c.connect();
-        for (const name of accesses) {
-          const role = groupRoleName(f.ns, name);
-          const statements = [
-            ...createRoleStatements(role, ownershipComment(f.ns, name)),
-            ...diffStatements(
-              role,
-              diffGrants(
-                desiredState({ schema: 'curated', tables: [table], existingTables: [], privileges: ['SELECT'], member: f.principal, usageRole }),
-                EMPTY_STATE,
+    const create = await measured(() =>
+      Promise.all([
+        pool(names, CONCURRENCY, async (name) => {
+          const i = Number(name.split('-')[1]);
+          await f.client.create(DATASET_ACCESS_TYPE, f.access(name, `t${i % TABLES}`));
+          await f.client.patch(DATASET_ACCESS_TYPE, name, f.ns, { status: { observedGeneration: 1, conditions } }, 'merge', 'status');
+        }),
+        pool([...byTable.entries()], CONCURRENCY, async ([table, accesses]) => {
+          const c = new pg.Client(pgConfig(f.db));
+          c.on('error', () => undefined);
+          await c.connect();
+          for (const name of accesses) {
+            const role = groupRoleName(f.ns, name);
+            const statements = [
+              ...createRoleStatements(role, ownershipComment(f.ns, name)),
+              ...diffStatements(
+                role,
+                diffGrants(
+                  desiredState({ schema: 'curated', tables: [table], existingTables: [], privileges: ['SELECT'], member: f.principal, usageRole }),
+                  EMPTY_STATE,
+                ),
               ),
-            ),
-          ];
-          await c.query('BEGIN');
-          for (const s of statements) await c.query(s.sql);
-          await c.query('COMMIT');
-        }
-        await c.end();
-      }),
-    ]);
-    const createMs = performance.now() - start;
-    const createCpu = cpuSpent(createCpuFrom);
-    const createRequests = requestsSince(createRequestsFrom);
-    const deleteRequestsFrom = requestsNow();
-    const deleteStart = performance.now();
-    const deleteCpuFrom = sampleCpu();
-    await Promise.all([
-      pool(names, CONCURRENCY, (name) => f.client.delete(DATASET_ACCESS_TYPE, name, f.ns)),
-      pool([...byTable.entries()], CONCURRENCY, ([table, accesses]) => dropGroupRoles(f, table, accesses, usageRole)),
-    ]);
-    const deleteMs = performance.now() - deleteStart;
-    const deleteCpu = cpuSpent(deleteCpuFrom);
-    return { createMs, deleteMs, createCpu, deleteCpu, createRequests, deleteRequests: requestsSince(deleteRequestsFrom) };
+            ];
+            await c.query('BEGIN');
+            for (const s of statements) await c.query(s.sql);
+            await c.query('COMMIT');
+          }
+          await c.end();
+        }),
+      ]),
+    );
+    const deletion = await measured(() =>
+      Promise.all([
+        pool(names, CONCURRENCY, (name) => f.client.delete(DATASET_ACCESS_TYPE, name, f.ns)),
+        pool([...byTable.entries()], CONCURRENCY, ([table, accesses]) => dropGroupRoles(f, table, accesses, usageRole)),
+      ]),
+    );
+    return { create, delete: deletion };
   } finally {
     await f.tearDown();
   }
@@ -293,31 +286,23 @@ async function finalizerDeletionFloor(n: number): Promise<Phase> {
         })
         .join('\n'),
     );
-    const requestsFrom = requestsNow();
-    const start = performance.now();
-    const cpuFrom = sampleCpu();
-    await Promise.all([
-      pool(names, CONCURRENCY, async (name) => {
-        const marked = await f.client.request<KubeObject>('DELETE', KubeClient.path(DATASET_ACCESS_TYPE, f.ns, name));
-        await removeFinalizer(f.client, DATASET_ACCESS_TYPE, marked, DATASET_ACCESS_FINALIZER);
-      }),
-      pool([...byTable.entries()], CONCURRENCY, ([table, accesses]) => dropGroupRoles(f, table, accesses, usageRole)),
-    ]);
-    const ms = performance.now() - start;
-    const cpu = cpuSpent(cpuFrom);
-    return { ms, cpu, requests: requestsSince(requestsFrom) };
+    return await measured(() =>
+      Promise.all([
+        pool(names, CONCURRENCY, async (name) => {
+          const marked = await f.client.request<KubeObject>('DELETE', KubeClient.path(DATASET_ACCESS_TYPE, f.ns, name));
+          await removeFinalizer(f.client, DATASET_ACCESS_TYPE, marked, DATASET_ACCESS_FINALIZER);
+        }),
+        pool([...byTable.entries()], CONCURRENCY, ([table, accesses]) => dropGroupRoles(f, table, accesses, usageRole)),
+      ]),
+    );
   } finally {
     await f.tearDown();
   }
 }
 
 interface Timings {
-  createMs: number;
-  deleteMs: number;
-  createCpu: CpuSpent | undefined;
-  deleteCpu: CpuSpent | undefined;
-  createRequests: Record<string, number>;
-  deleteRequests: Record<string, number>;
+  create: Phase;
+  delete: Phase;
 }
 
 export interface Phase {
@@ -330,6 +315,17 @@ export interface Phase {
 // Read outside a phase's clock and CPU sample: a scrape of /metrics costs the API server too.
 const requestsNow = () => apiserverRequests(apiserverMetrics(), { withCode: true, resources: ['datasetaccesses'] });
 const requestsSince = (from: Record<string, number>) => requestDelta(requestsNow(), from);
+
+/** Times `work`, with the CPU every server spent and the requests the API server served meanwhile. */
+async function measured(work: () => Promise<unknown>): Promise<Phase> {
+  const requestsFrom = requestsNow();
+  const cpuFrom = sampleCpu();
+  const start = performance.now();
+  await work();
+  const ms = performance.now() - start;
+  const cpu = cpuSpent(cpuFrom);
+  return { ms, cpu, requests: requestsSince(requestsFrom) };
+}
 
 /**
  * The tight floor: only what the work needs. The same creates (no status writes), and the statements
@@ -345,26 +341,22 @@ async function tightFloor(n: number): Promise<Phase> {
     const c = new pg.Client(pgConfig(f.db));
     c.on('error', () => undefined);
     await c.connect();
-    const requestsFrom = requestsNow();
-    const start = performance.now();
-    const cpuFrom = sampleCpu();
-    await Promise.all([
-      pool(names, CONCURRENCY, (name) => f.client.create(DATASET_ACCESS_TYPE, f.access(name, `t${Number(name.split('-')[1]) % TABLES}`))),
-      (async () => {
-        for (const name of names) {
-          const table = `t${Number(name.split('-')[1]) % TABLES}`;
-          const role = groupRoleName(f.ns, name);
-          const desired = desiredState({ schema: 'curated', tables: [table], existingTables: [], privileges: ['SELECT'], member: f.principal, usageRole });
-          for (const s of [...createRoleStatements(role, ownershipComment(f.ns, name)), ...diffStatements(role, diffGrants(desired, EMPTY_STATE))])
-            await c.query(s.sql);
-        }
-      })(),
-    ]);
-    const ms = performance.now() - start;
-    const cpu = cpuSpent(cpuFrom);
-    const requests = requestsSince(requestsFrom);
+    const phase = await measured(() =>
+      Promise.all([
+        pool(names, CONCURRENCY, (name) => f.client.create(DATASET_ACCESS_TYPE, f.access(name, `t${Number(name.split('-')[1]) % TABLES}`))),
+        (async () => {
+          for (const name of names) {
+            const table = `t${Number(name.split('-')[1]) % TABLES}`;
+            const role = groupRoleName(f.ns, name);
+            const desired = desiredState({ schema: 'curated', tables: [table], existingTables: [], privileges: ['SELECT'], member: f.principal, usageRole });
+            for (const s of [...createRoleStatements(role, ownershipComment(f.ns, name)), ...diffStatements(role, diffGrants(desired, EMPTY_STATE))])
+              await c.query(s.sql);
+          }
+        })(),
+      ]),
+    );
     await c.end();
-    return { ms, cpu, requests };
+    return phase;
   } finally {
     await f.tearDown();
   }
@@ -445,15 +437,11 @@ async function withSteward<T>(fn: (f: Fixture) => Promise<T>): Promise<T> {
 async function convergenceSteward(n: number): Promise<Timings> {
   return withSteward(async (f) => {
     const names = Array.from({ length: n }, (_, i) => `acc-${i}`);
-    const createRequestsFrom = requestsNow();
-    const start = performance.now();
-    const createCpuFrom = sampleCpu();
-    const ready = waitForAll(f, n, isReady);
-    await pool(names, CONCURRENCY, (name) => f.client.create(DATASET_ACCESS_TYPE, f.access(name, `t${Number(name.split('-')[1]) % TABLES}`)));
-    await ready;
-    const elapsed = performance.now() - start;
-    const createCpu = cpuSpent(createCpuFrom);
-    const createRequests = requestsSince(createRequestsFrom);
+    const create = await measured(async () => {
+      const ready = waitForAll(f, n, isReady);
+      await pool(names, CONCURRENCY, (name) => f.client.create(DATASET_ACCESS_TYPE, f.access(name, `t${Number(name.split('-')[1]) % TABLES}`)));
+      await ready;
+    });
     // Privileges effective: the principal is a member of every group role, each holding SELECT.
     const members = await sql(f.db, `SELECT count(*)::int AS n FROM pg_auth_members WHERE member = $1::regrole`, [f.principal]);
     const acl = await sql(
@@ -469,21 +457,17 @@ async function convergenceSteward(n: number): Promise<Timings> {
       () => 'the accesses were not all deleted',
       600_000,
     );
-    const deleteRequestsFrom = requestsNow();
-    const deleteStart = performance.now();
-    const deleteCpuFrom = sampleCpu();
-    await pool(names, CONCURRENCY, (name) => f.client.delete(DATASET_ACCESS_TYPE, name, f.ns));
-    await gone();
-    const deleteMs = performance.now() - deleteStart;
-    const deleteCpu = cpuSpent(deleteCpuFrom);
-    const deleteRequests = requestsSince(deleteRequestsFrom);
+    const deletion = await measured(async () => {
+      await pool(names, CONCURRENCY, (name) => f.client.delete(DATASET_ACCESS_TYPE, name, f.ns));
+      await gone();
+    });
     const left = await sql(f.db, `SELECT count(*)::int AS n FROM pg_roles WHERE shobj_description(oid, 'pg_authid') = ANY($1)`, [
       names.map((name) => ownershipComment(f.ns, name)),
     ]);
     const memberships = await sql(f.db, `SELECT count(*)::int AS n FROM pg_auth_members WHERE member = $1::regrole`, [f.principal]);
     if (memberships.rows[0].n !== 0 || left.rows[0].n !== 0)
       throw new Error(`deleted, but ${memberships.rows[0].n} memberships and ${left.rows[0].n} group roles are left`);
-    return { createMs: elapsed, deleteMs, createCpu, deleteCpu, createRequests, deleteRequests };
+    return { create, delete: deletion };
   });
 }
 

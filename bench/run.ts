@@ -41,8 +41,8 @@ const benches: [string, () => Promise<void>][] = [
       // The phase's time and CPU; under it, what the API server served for DatasetAccesses in it.
       const line = (label: string, p: { ms: number; cpu?: CpuSpent; requests: Record<string, number> }) =>
         `  ${label.padEnd(44)} ${p.ms.toFixed(0).padStart(6)} ms  ${formatCpu(p.cpu)}\n${' '.repeat(48)}requests: ${formatRequests(p.requests)}`;
-      const floor = { ms: r.floor.createMs, cpu: r.floor.createCpu, requests: r.floor.createRequests };
-      const steward = { ms: r.steward.createMs, cpu: r.steward.createCpu, requests: r.steward.createRequests };
+      const floor = r.floor.create;
+      const steward = r.steward.create;
       const webhook = benchWebhookEnabled()
         ? 'with its admission webhook, as the chart installs it; BENCH_WEBHOOK=0 for without'
         : 'without its admission webhook (BENCH_WEBHOOK=0)';
@@ -53,8 +53,8 @@ const benches: [string, () => Promise<void>][] = [
       console.log(line('through Steward:', steward));
       console.log(`  ratio: ${ratio(steward, floor)} the floor (target: within 2x)`);
       console.log(`  ratio: ${ratio(steward, r.tight)} the tight floor (target: within 5x)`);
-      const deleteFloor = { ms: r.floor.deleteMs, cpu: r.floor.deleteCpu, requests: r.floor.deleteRequests };
-      const deleteSteward = { ms: r.steward.deleteMs, cpu: r.steward.deleteCpu, requests: r.steward.deleteRequests };
+      const deleteFloor = r.floor.delete;
+      const deleteSteward = r.steward.delete;
       console.log(`DatasetAccess deletion: the same ${n} accesses deleted -> revoked, group roles dropped`);
       console.log(line('floor (API deletes + the same SQL directly):', deleteFloor));
       console.log(line('finalizer floor (+ the finalizers removed):', r.finalizerDeletion));
