@@ -1,9 +1,9 @@
 // Running GRANT/REVOKE so that Steward never reports one that did not happen. PostgreSQL refuses a
 // GRANT when the current user holds none of the privilege (42501), but when it holds some of it
 // without the grant option it only warns ("no privileges were granted", 01007; "not all privileges
-// could be revoked", 01006) and carries on. Both become an InsufficientPrivilege error here, which
-// rolls the transaction back and ends in a condition that names the object.
-import type pg from 'pg';
+// could be revoked", 01006) and carries on. A statement sent checked (Session.send, Session.check in
+// session.ts) turns both into the InsufficientPrivilege error here, which rolls the transaction back
+// and ends in a condition that names the object.
 
 export const NOT_GRANTED = '01007';
 export const NOT_REVOKED = '01006';
@@ -16,23 +16,6 @@ export class InsufficientPrivilege extends Error {
     this.name = 'InsufficientPrivilege';
     this.object = object;
   }
-}
-
-/** Runs one statement; any privilege PostgreSQL declined to grant or revoke throws InsufficientPrivilege. */
-export async function runChecked(client: pg.ClientBase, sql: string, object: string): Promise<void> {
-  const declined: string[] = [];
-  const onNotice = (n: { code?: string; message?: string }) => {
-    if (n.code === NOT_GRANTED || n.code === NOT_REVOKED) declined.push(n.message ?? 'declined');
-  };
-  client.on('notice', onNotice);
-  try {
-    await client.query(sql);
-  } catch (err) {
-    throw asInsufficientPrivilege(err, object);
-  } finally {
-    client.off('notice', onNotice);
-  }
-  if (declined.length) throw new InsufficientPrivilege(object, declined.join('; '));
 }
 
 /** PostgreSQL's refusal for want of privilege (42501) as InsufficientPrivilege on `object`; any other error as it is. */

@@ -105,6 +105,12 @@ export class Session {
     return answer;
   }
 
+  /** One statement, checked as send() checks it (a declined GRANT is InsufficientPrivilege on `object`), and waited for. */
+  async check(sql: string, object: string): Promise<void> {
+    void this.send(sql, object);
+    await this.flush();
+  }
+
   /** Takes the keys not held yet, in order, and waits for them; throws LockOrderError for a key that would break it. */
   async lock(keys: readonly LockKey[]): Promise<void> {
     this.sendLock(keys);

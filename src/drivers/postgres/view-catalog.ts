@@ -2,7 +2,7 @@
 // alone reads the sources, the hash key table, who can read a source directly (SourcesLocked), the
 // view itself, and its reader role. view-driver.ts runs them in one transaction.
 import type pg from 'pg';
-import { InsufficientPrivilege, runChecked } from './checked.ts';
+import { InsufficientPrivilege } from './checked.ts';
 import { quoteIdent, quoteLiteral, quoteQualified } from './sql-text.ts';
 import { TABLE_PRIVILEGES, createRoleStatements, diffStatements, hardenRoleStatement, observeRole } from './grants.ts';
 import type { Session, Statement } from './session.ts';
@@ -96,18 +96,20 @@ export async function uniqueKeys(client: pg.ClientBase | pg.Pool, tables: readon
 }
 
 /** The owner role: NOLOGIN, the only role (besides the tables' owners) Steward lets read the sources. */
-export async function ensureOwnerRole(client: pg.ClientBase, role: string, comment: string): Promise<void> {
-  const r = await client.query<{ comment: string | null }>(`SELECT shobj_description(oid, 'pg_authid') AS comment FROM pg_roles WHERE rolname = $1`, [role]);
+export async function ensureOwnerRole(session: Session, role: string, comment: string): Promise<void> {
+  const r = await session.client.query<{ comment: string | null }>(`SELECT shobj_description(oid, 'pg_authid') AS comment FROM pg_roles WHERE rolname = $1`, [
+    role,
+  ]);
   if (r.rowCount === 0) {
-    await runChecked(client, `CREATE ROLE ${quoteIdent(role)} NOLOGIN NOINHERIT`, `role ${role}`);
-    await runChecked(client, `COMMENT ON ROLE ${quoteIdent(role)} IS ${quoteLiteral(comment)}`, `role ${role}`);
+    await session.check(`CREATE ROLE ${quoteIdent(role)} NOLOGIN NOINHERIT`, `role ${role}`);
+    await session.check(`COMMENT ON ROLE ${quoteIdent(role)} IS ${quoteLiteral(comment)}`, `role ${role}`);
   } else if (r.rows[0]!.comment !== comment) {
     throw new Error(`role ${role} exists but Steward did not create it`);
   }
   // Handing the view to the role (ALTER VIEW ... OWNER) needs membership in it, unless Steward's
   // login is a superuser (which it should not be; see docs/warehouse.md).
-  const member = await client.query<{ ok: boolean }>(`SELECT pg_has_role(current_user, $1, 'MEMBER') AS ok`, [role]);
-  if (!member.rows[0]!.ok) await runChecked(client, `GRANT ${quoteIdent(role)} TO CURRENT_USER`, `role ${role}`);
+  const member = await session.client.query<{ ok: boolean }>(`SELECT pg_has_role(current_user, $1, 'MEMBER') AS ok`, [role]);
+  if (!member.rows[0]!.ok) await session.check(`GRANT ${quoteIdent(role)} TO CURRENT_USER`, `role ${role}`);
 }
 
 /**
@@ -161,23 +163,24 @@ export function hashKeyQuery(viewName: string): string {
  * Installs pgcrypto if needed and a random 32-byte key for the view, created once and kept (the hash
  * is stable across re-creates), readable by the view's owner only. Returns where hmac() lives.
  */
-export async function ensureHashKey(client: pg.ClientBase, viewName: string, owner: string): Promise<string> {
+export async function ensureHashKey(session: Session, viewName: string, owner: string): Promise<string> {
+  const { client } = session;
   // Look before creating: CREATE ... IF NOT EXISTS checks the privilege to create first, and an
   // administrator may have made the schema (steward audit-table) or installed pgcrypto already.
   const has = await client.query<{ schema: boolean; pgcrypto: boolean }>(
     "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'steward') AS schema, EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pgcrypto') AS pgcrypto",
   );
   // In public, where it went before Steward pinned search_path to pg_catalog (connection.ts).
-  if (!has.rows[0]!.pgcrypto) await runChecked(client, 'CREATE EXTENSION IF NOT EXISTS pgcrypto SCHEMA public', 'extension pgcrypto');
-  if (!has.rows[0]!.schema) await runChecked(client, 'CREATE SCHEMA IF NOT EXISTS steward', 'schema steward');
-  for (const statement of KEYS_STATEMENTS) await runChecked(client, statement, 'steward.mask_keys');
+  if (!has.rows[0]!.pgcrypto) await session.check('CREATE EXTENSION IF NOT EXISTS pgcrypto SCHEMA public', 'extension pgcrypto');
+  if (!has.rows[0]!.schema) await session.check('CREATE SCHEMA IF NOT EXISTS steward', 'schema steward');
+  for (const statement of KEYS_STATEMENTS) await session.check(statement, 'steward.mask_keys');
   const pgcrypto = (await findPgcryptoSchema(client))!;
   await client.query(
     `INSERT INTO steward.mask_keys (view_name, key) VALUES ($1, ${quoteIdent(pgcrypto)}."gen_random_bytes"(32)) ON CONFLICT (view_name) DO NOTHING`,
     [viewName],
   );
-  await runChecked(client, `GRANT USAGE ON SCHEMA steward TO ${quoteIdent(owner)}`, 'schema steward');
-  await runChecked(client, `GRANT SELECT ON steward.mask_keys TO ${quoteIdent(owner)}`, 'steward.mask_keys');
+  await session.check(`GRANT USAGE ON SCHEMA steward TO ${quoteIdent(owner)}`, 'schema steward');
+  await session.check(`GRANT SELECT ON steward.mask_keys TO ${quoteIdent(owner)}`, 'steward.mask_keys');
   return `${quoteIdent(pgcrypto)}."hmac"`;
 }
 

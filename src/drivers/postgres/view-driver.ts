@@ -219,9 +219,9 @@ export class PostgresViewDriver extends WarehouseDriver implements ViewDriver {
         ]);
         const facts = await observeView(client, t.schema, t.name);
         if (!isDeepStrictEqual(facts, basis.view)) throw new StaleObservation(`${t.schema}.${t.name} changed while Steward planned; retrying`);
-        await ensureOwnerRole(client, t.owner, t.ownerComment);
+        await ensureOwnerRole(session, t.owner, t.ownerComment);
         if (change.build.usesHash) {
-          const hmac = await ensureHashKey(client, `${t.schema}.${t.name}`, t.owner);
+          const hmac = await ensureHashKey(session, `${t.schema}.${t.name}`, t.owner);
           if (hmac !== change.build.hmacFunction) throw new StaleObservation(`pgcrypto's hmac() is ${hmac}, not where the view was planned with; retrying`);
         }
         // Replace in one transaction: readers wait on the lock, then see the new masked view.
