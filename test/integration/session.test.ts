@@ -8,12 +8,15 @@ import pg from 'pg';
 import { poolConfig } from '../../src/drivers/postgres/connection.ts';
 import { InsufficientPrivilege } from '../../src/drivers/postgres/checked.ts';
 import { withSession } from '../../src/drivers/postgres/session.ts';
+import { AuditTableSink, ensureAuditTable } from '../../src/drivers/postgres/audit-table.ts';
+import type { AuditRecord } from '../../src/audit/record.ts';
 import { randomPassword, stackCa, unique, withPg } from './harness.ts';
 
 const LOGIN = unique('sess_login').replace(/-/g, '_');
 const GRANTEE = unique('sess_grantee').replace(/-/g, '_');
 const CREATED = unique('sess_created').replace(/-/g, '_');
 const SCHEMA = unique('sess').replace(/-/g, '_');
+const AUDITED = unique('sess_audited').replace(/-/g, '_');
 const PW = randomPassword();
 
 function stewardPool(username = process.env.PGUSER!, password = process.env.PGPASSWORD!): pg.Pool {
@@ -45,7 +48,9 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await withPg((c) => c.query(`DROP SCHEMA ${SCHEMA} CASCADE; DROP ROLE IF EXISTS ${CREATED}; DROP ROLE ${GRANTEE}; DROP ROLE ${LOGIN};`));
+  await withPg((c) =>
+    c.query(`DROP SCHEMA ${SCHEMA} CASCADE; DROP ROLE IF EXISTS ${CREATED}; DROP ROLE IF EXISTS ${AUDITED}; DROP ROLE ${GRANTEE}; DROP ROLE ${LOGIN};`),
+  );
 });
 
 describe('Session (pipelined)', () => {
@@ -135,6 +140,56 @@ describe('Session (pipelined)', () => {
       // Rolled back: the grant on mine, made before the declined one in the same transaction, is gone too.
       const held = await withPg((c) => c.query(`SELECT has_table_privilege($1, $2, 'SELECT') AS ok`, [GRANTEE, `${SCHEMA}.mine`]));
       expect(held.rows[0].ok).toBe(false);
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('sends the audit rows with the COMMIT: a row the table refuses undoes the change, rows it takes commit with it', async () => {
+    const pool = stewardPool();
+    try {
+      await ensureAuditTable(pool);
+      const requestId = unique('sess-req');
+      const record = (outcome: string): AuditRecord =>
+        ({
+          ts: new Date().toISOString(),
+          request_id: requestId,
+          actor: 'test',
+          action: 'role.create',
+          resource: `role:${AUDITED}`,
+          outcome,
+          kind: 'Test',
+          name: 'session',
+        }) as AuditRecord;
+      const create = { sql: `CREATE ROLE ${AUDITED} NOLOGIN`, action: 'role.create', object: `role:${AUDITED}` };
+      const rows = () => withPg(async (c) => (await c.query('SELECT outcome FROM steward.audit_log WHERE request_id = $1', [requestId])).rows);
+
+      // The table's CHECK refuses the outcome: the error is the INSERT's (23514), not COMMIT's, and the role is not there.
+      const failed = await withSession(
+        pool,
+        async (session) => {
+          session.sendRun([create], []);
+          await new AuditTableSink(session).writeMany([record('success'), record('not-an-outcome')]);
+        },
+        { pipelineBegin: true },
+      ).catch((e: unknown) => e as Error & { code?: string });
+      expect(failed).toBeInstanceOf(Error);
+      expect((failed as { code?: string }).code).toBe('23514');
+      // PostgreSQL's own message names the table, so the reconcile's failure says which write failed.
+      expect((failed as Error).message).toContain('audit_log');
+      expect(await roleExists(AUDITED)).toBe(false);
+      expect(await rows()).toEqual([]);
+
+      await withSession(
+        pool,
+        async (session) => {
+          session.sendRun([create], []);
+          await new AuditTableSink(session).writeMany([record('success')]);
+        },
+        { pipelineBegin: true },
+      );
+      expect(await roleExists(AUDITED)).toBe(true);
+      expect(await rows()).toEqual([{ outcome: 'success' }]);
     } finally {
       await pool.end();
     }

@@ -21,7 +21,7 @@ const record = (n: number): AuditRecord => ({
 function table() {
   const state = { down: true, tries: 0, rows: [] as { action: string; delayed: boolean }[] };
   const pool = {
-    query: async (_sql: string, values: unknown[]) => {
+    query: async ({ values = [] }: pg.QueryConfig) => {
       state.tries++;
       if (state.down) throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
       for (let i = 0; i < values.length; i += 11)

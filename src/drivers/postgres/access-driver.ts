@@ -42,16 +42,18 @@ export class PostgresAccessDriver extends WarehouseDriver implements AccessDrive
     }
     this.primed.changing(t);
     // BEGIN, the locks and the look under them go in one round trip; the statements and the
-    // read-back in another (session.ts pipelines them, and fails at the first that failed).
+    // read-back in another; the audit rows and COMMIT in a third (session.ts pipelines them, and
+    // fails at the first that failed).
     const ran = await withSession(
       this.pool,
       async (session) => {
         if (plan.kind === 'revoke') {
           // Nothing to look again at: DROP ROLE is its own proof. If the role holds more than was
           // observed, it fails with PostgreSQL's list of what is left, the transaction rolls back and
-          // the reconcile retries; if it holds less, a REVOKE of nothing is harmless.
-          const ran = await session.run([...expiry, ...rest], plan.locks);
-          await audit.recordMany(records, new AuditTableSink(session.client));
+          // the reconcile retries; if it holds less, a REVOKE of nothing is harmless. BEGIN, the
+          // locks, the statements, the audit rows and COMMIT go in one round trip.
+          const ran = session.sendRun([...expiry, ...rest], plan.locks);
+          await audit.recordMany(records, new AuditTableSink(session));
           return ran;
         }
         // Alone with the objects the plan touches, look again: the plan holds only for what it was made from.
@@ -77,7 +79,7 @@ export class PostgresAccessDriver extends WarehouseDriver implements AccessDrive
             `PostgreSQL left it unchanged (${what}); was it granted by another role?`,
           );
         }
-        await audit.recordMany(records, new AuditTableSink(session.client));
+        await audit.recordMany(records, new AuditTableSink(session));
         return ran;
       },
       { pipelineBegin: true },
@@ -122,8 +124,8 @@ export class PostgresAccessDriver extends WarehouseDriver implements AccessDrive
       if (!now?.unused) return [];
       // A schema dropped meanwhile (or its grant revoked by hand) leaves nothing to revoke.
       const statements = usageRoleDropStatements(t.schema, t.usageRole).filter((s) => now.has_usage || s.action !== 'usage_role.revoke');
-      const ran = await session.run(statements, []);
-      await audit.recordMany(this.records(statements, undefined), new AuditTableSink(session.client));
+      const ran = session.sendRun(statements, []);
+      await audit.recordMany(this.records(statements, undefined), new AuditTableSink(session));
       return ran;
     });
   }

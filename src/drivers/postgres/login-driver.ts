@@ -74,7 +74,7 @@ export class PostgresLoginDriver extends WarehouseDriver {
       for (const sql of statements) await session.client.query(sql);
       await audit.record(
         { action: 'login.prepare', resource: this.resource(`role:${alternate}`), outcome: 'success', details: { role, statements } },
-        new AuditTableSink(session.client),
+        new AuditTableSink(session),
       );
     });
     return statements;
@@ -87,7 +87,7 @@ export class PostgresLoginDriver extends WarehouseDriver {
       await session.client.query(`ALTER ROLE ${quoteIdent(login)} PASSWORD ${quoteLiteral(scramVerifier(password))} VALID UNTIL 'infinity'`);
       await audit.record(
         { action: 'login.set_password', resource: this.resource(`role:${login}`), outcome: 'success', details: { rotation: requestId, statementLog: logged } },
-        new AuditTableSink(session.client),
+        new AuditTableSink(session),
       );
     });
   }
@@ -109,7 +109,7 @@ export class PostgresLoginDriver extends WarehouseDriver {
           outcome: 'success',
           details: { rotation: requestId, sessionsEnded: sessions, statementLog: logged },
         },
-        new AuditTableSink(session.client),
+        new AuditTableSink(session),
       );
       return sessions;
     });

@@ -81,7 +81,7 @@ export class PostgresReviewDriver extends WarehouseDriver {
       const statement = statements.join('; ');
       await audit.record(
         { action: 'review.remediate', resource: this.resource(`${grant.kind}:${grant.object}`), outcome: 'success', details: { ...details, statement } },
-        new AuditTableSink(session.client),
+        new AuditTableSink(session),
       );
       return statement;
     });

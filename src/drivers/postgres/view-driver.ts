@@ -261,7 +261,7 @@ export class PostgresViewDriver extends WarehouseDriver implements ViewDriver {
             ]
           : []),
       ];
-      await audit.recordMany(records, new AuditTableSink(client));
+      await audit.recordMany(records, new AuditTableSink(session));
       return { ran, built: !!change.build, heldElsewhere: readers.heldElsewhere, dropped: [] };
     });
   }
@@ -300,7 +300,7 @@ export class PostgresViewDriver extends WarehouseDriver implements ViewDriver {
       }
       await audit.recordMany(
         notes.map((n) => ({ ...n, details: { ...n.details, dropped } })),
-        new AuditTableSink(session.client),
+        new AuditTableSink(session),
       );
       return { ran, built: false, heldElsewhere: [], dropped };
     });
