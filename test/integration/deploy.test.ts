@@ -2,7 +2,7 @@
 // manifests and the Helm chart render and are accepted by the real API server, and the ClusterRole
 // they grant is enough for Steward to work — proven by running Steward as that ServiceAccount — and
 // no more than it needs.
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -100,15 +100,22 @@ describe('install manifests', () => {
 });
 
 describe('kind (make kind-demo): what can be checked without Docker', () => {
-  it("deploy/kind/cluster.yaml is a kind Cluster by kind's own types; a misspelt field is refused", () => {
+  it("deploy/kind/cluster.yaml is a kind Cluster by kind's own types; a misspelt field is refused", async () => {
+    // Not spawnSync: the first `go run` compiles for minutes, and an event loop held that long
+    // cannot close its idle API server sockets before the server does (kube.ts, IDLE_SOCKET_MS):
+    // the next test's first POST then met a closed socket ("socket hang up").
     const check = (file: string) =>
-      spawnSync('go', ['run', '.', file], { cwd: join(REPO, 'test/stack/kind-config-check'), encoding: 'utf8', timeout: 600_000 });
-    const ok = check(join(REPO, 'deploy/kind/cluster.yaml'));
+      new Promise<{ status: number; stdout: string; stderr: string }>((resolve) =>
+        execFile('go', ['run', '.', file], { cwd: join(REPO, 'test/stack/kind-config-check'), encoding: 'utf8', timeout: 600_000 }, (err, stdout, stderr) =>
+          resolve({ status: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+        ),
+      );
+    const ok = await check(join(REPO, 'deploy/kind/cluster.yaml'));
     expect(ok.status, ok.stderr).toBe(0);
     expect(ok.stdout).toContain('ok: cluster steward, 1 node(s), 1 control-plane');
     const dir = mkdtempSync(join(tmpdir(), 'kind-'));
     writeFileSync(join(dir, 'bad.yaml'), 'kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes:\n  - role: control-plane\n    extraPortMapping: []\n');
-    const bad = check(join(dir, 'bad.yaml'));
+    const bad = await check(join(dir, 'bad.yaml'));
     expect(bad.status).toBe(1);
     expect(bad.stderr).toContain('unknown field "extraPortMapping"');
   }, 600_000);
