@@ -152,6 +152,8 @@ export class Fixture {
 
 function startSteward(client: KubeClient): Manager {
   return new Manager({
+    // As the chart installs it: revoked at admission when its webhook serves (BENCH_WEBHOOK), else by the finalizer.
+    revokeAtAdmission: benchWebhookEnabled(),
     client,
     logger,
     metrics: new Metrics({ processMetrics: false }),
@@ -421,7 +423,7 @@ async function withSteward<T>(fn: (f: Fixture) => Promise<T>): Promise<T> {
   const f = new Fixture();
   await f.setUp();
   const manager = startSteward(f.client);
-  const stopWebhook = benchWebhookEnabled() ? await startBenchWebhook(f.client, f.ns, logger) : undefined;
+  const stopWebhook = benchWebhookEnabled() ? await startBenchWebhook(f.client, f.ns, logger, manager.revokeAtDeletion) : undefined;
   await manager.start();
   try {
     // A user's Warehouse is connected before its accesses come; the floors have none to connect.

@@ -58,11 +58,11 @@ const benches: [string, () => Promise<void>][] = [
       console.log(`DatasetAccess deletion: the same ${n} accesses deleted -> revoked, group roles dropped`);
       console.log(line('floor (API deletes + the same SQL directly):', deleteFloor));
       console.log(line('finalizer floor (+ the finalizers removed):', r.finalizerDeletion));
-      console.log(line('through Steward (finalizers):', deleteSteward));
+      console.log(line(benchWebhookEnabled() ? 'through Steward (revoked at admission):' : 'through Steward (finalizers):', deleteSteward));
       console.log(`  ratio: ${ratio(deleteSteward, deleteFloor)} the floor (target: within 2x)`);
       console.log(`  ratio: ${ratio(deleteSteward, r.finalizerDeletion)} the finalizer floor`);
       console.log(
-        `  the finalizer floor is ${ratio(r.finalizerDeletion, deleteFloor)} the floor: what holding an object until its grant is revoked costs at the least`,
+        `  the finalizer floor is ${ratio(r.finalizerDeletion, deleteFloor)} the floor: what holding an object with a finalizer until its grant is revoked costs at the least`,
       );
     },
   ],

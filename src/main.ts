@@ -12,7 +12,7 @@ import { startAdmissionServer } from './runtime/admission.ts';
 import { LeaderElector } from './runtime/leader.ts';
 import { parseDuration } from './runtime/duration.ts';
 import { Manager } from './controllers/manager.ts';
-import { mutateStewardObject } from './controllers/admission.ts';
+import { stewardAdmission } from './controllers/admission.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -32,6 +32,9 @@ const { values: flags } = parseArgs({
     // The mutating admission webhook that stamps who asked on every Steward object (off when empty).
     'webhook-bind-address': { type: 'string', default: process.env.STEWARD_WEBHOOK_ADDR ?? '' },
     'webhook-cert-dir': { type: 'string', default: process.env.STEWARD_WEBHOOK_CERT_DIR ?? '/tmp/k8s-webhook-server/serving-certs' },
+    // A DatasetAccess is revoked while its DELETE is admitted (the webhook's /validate, which a
+    // ValidatingWebhookConfiguration must send the DELETEs of datasetaccesses), not by a finalizer.
+    'revoke-at-admission': { type: 'string', default: process.env.STEWARD_REVOKE_AT_ADMISSION ?? 'false' },
   },
 });
 
@@ -51,6 +54,9 @@ async function main(): Promise<void> {
     onRequest: (method, resource, code) => metrics.restClientRequests.inc({ method, resource, code: String(code) }),
   });
   const leaseDurationMs = parseDuration(flags['lease-duration']);
+  const revokeAtAdmission = flags['revoke-at-admission'] === 'true';
+  if (revokeAtAdmission && !flags['webhook-bind-address'])
+    throw new Error('--revoke-at-admission=true needs the webhook it is served by (--webhook-bind-address)');
   const manager = new Manager({
     client,
     logger,
@@ -60,7 +66,11 @@ async function main(): Promise<void> {
     resyncMs: parseDuration(flags.resync),
     concurrency: Number(flags.concurrency),
     openLineage: flags['openlineage-url'] || flags['openlineage-file'] ? { url: flags['openlineage-url'], file: flags['openlineage-file'] } : undefined,
+    revokeAtAdmission,
   });
+  // A standby answers the DELETEs the Service sends it too: its caches of Warehouses, ObjectStores and Secrets are filled now.
+  let revoking = !revokeAtAdmission;
+  if (revokeAtAdmission) void manager.startRevoking().then(() => (revoking = true));
 
   let shuttingDown = false;
   const elector =
@@ -80,11 +90,16 @@ async function main(): Promise<void> {
   const server = await startHttpServer(flags['metrics-bind-address'], metrics, {
     live: () => true,
     // A standby is healthy and ready to take over; the leader is ready once its caches synced.
-    ready: () => !shuttingDown && (elector ? !elector.isLeader || manager.ready : manager.ready),
+    ready: () => !shuttingDown && revoking && (elector ? !elector.isLeader || manager.ready : manager.ready),
   });
   // Every replica serves admission, leader or not: the API server calls whichever the Service picks.
   const webhook = flags['webhook-bind-address']
-    ? await startAdmissionServer(flags['webhook-bind-address'], flags['webhook-cert-dir'], mutateStewardObject, logger)
+    ? await startAdmissionServer(
+        flags['webhook-bind-address'],
+        flags['webhook-cert-dir'],
+        stewardAdmission(revokeAtAdmission ? manager.revokeAtDeletion : undefined),
+        logger,
+      )
     : undefined;
   const webhookAddress = webhook?.address();
   if (webhookAddress && typeof webhookAddress === 'object')

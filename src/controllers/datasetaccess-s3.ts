@@ -254,7 +254,7 @@ export function s3AccessCleanup(deps: S3AccessDeps) {
       kind: 'DatasetAccess',
       namespace: dsa.metadata.namespace,
       name: dsa.metadata.name,
-      actor: requestedBy(dsa),
+      actor: ctx.actor ?? requestedBy(dsa),
     });
     const target = s3Target(dsa);
     const connected = await connectStore(deps, s3.bucket, 'the policy stays until it does', false);
@@ -283,7 +283,11 @@ export function s3AccessCleanup(deps: S3AccessDeps) {
     } catch (err) {
       const message = connected.scrub(err instanceof Error ? err.message : String(err));
       await trail.record({ action: 'iam.policy.delete', resource: target.resource, outcome: 'failure', error: message }, ...connected.sinks);
-      return { state: 'Progressing', reason: 'RevokeFailed', message: `cannot revoke yet: ${message}; the finalizer stays and Steward retries with backoff` };
+      return {
+        state: 'Progressing',
+        reason: 'RevokeFailed',
+        message: `cannot revoke yet: ${message}; the access is kept, grants and all, until Steward can revoke them`,
+      };
     }
     return { state: 'Ready', reason: 'Revoked', message: `deleted ${target.policyName} from role ${target.role}` };
   };

@@ -253,7 +253,8 @@ export function datasetAccessCleanup(deps: DatasetAccessDeps) {
       kind: 'DatasetAccess',
       namespace: dsa.metadata.namespace,
       name: dsa.metadata.name,
-      actor: requestedBy(dsa),
+      // Who deleted it, when the DELETE's admission says; else who asked for it.
+      actor: ctx.actor ?? requestedBy(dsa),
     });
     if (orphan) {
       // Left in place: audited in the Warehouse's table when it can be reached, in the log always.
@@ -278,7 +279,11 @@ export function datasetAccessCleanup(deps: DatasetAccessDeps) {
         const message = drivers.scrub(err instanceof Error ? err.message : String(err));
         // Kept for the warehouse's table if it does not answer now (DelayedAuditTable).
         await trail.record({ action: 'role.drop', resource: `${spec.name}/role:${groupRole}`, outcome: 'failure', error: message }, drivers.auditTable);
-        return { state: 'Progressing', reason: 'RevokeFailed', message: `cannot revoke yet: ${message}; the finalizer stays and Steward retries with backoff` };
+        return {
+          state: 'Progressing',
+          reason: 'RevokeFailed',
+          message: `cannot revoke yet: ${message}; the access is kept, grants and all, until Steward can revoke them`,
+        };
       }
     }
     return {

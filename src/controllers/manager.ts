@@ -1,7 +1,9 @@
 // Builds every controller with its dependencies and starts/stops them together.
+import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { splitKey, type KubeClient, type KubeObject } from '../runtime/kube.ts';
-import { Controller } from '../runtime/controller.ts';
+import { isNotFound, splitKey, type KubeClient, type KubeObject } from '../runtime/kube.ts';
+import { hasFinalizer } from '../runtime/finalizers.ts';
+import { Controller, type Outcome, type ReconcileContext } from '../runtime/controller.ts';
 import { Informer } from '../runtime/informer.ts';
 import { EventRecorder } from '../runtime/events.ts';
 import type { Metrics } from '../runtime/metrics.ts';
@@ -55,7 +57,22 @@ export interface ManagerOptions {
   concurrency: number;
   /** Where MaskedView lineage is sent as OpenLineage RunEvents (HTTP endpoint and/or NDJSON file). */
   openLineage?: OpenLineageTarget;
+  /**
+   * A DatasetAccess is revoked while the API server admits its DELETE (revokeAtDeletion, behind a
+   * ValidatingWebhookConfiguration), not through a finalizer: docs/datasetaccess.md, Deletion.
+   */
+  revokeAtAdmission?: boolean;
 }
+
+/**
+ * How long an access revoked at admission is kept from being reconciled (granted again) while its
+ * deletion is on the way: far longer than the API server takes to delete it once admitted (a webhook
+ * may take 30 s at most); if the DELETE fails after admission, the access is reconciled again then.
+ */
+const DELETION_HOLD_MS = 30_000;
+/** A revoke at admission is tried this often, and again only this long after the first try began. */
+const REVOKE_TRIES = 3;
+const REVOKE_RETRY_WINDOW_MS = 3_000;
 
 export class Manager {
   readonly connections: WarehouseConnections;
@@ -63,9 +80,17 @@ export class Manager {
   readonly stores: ObjectStoreConnections;
   private readonly controllers: Controller<KubeObject>[] = [];
   private started = false;
+  /** What a replica that does not lead needs to revoke at admission: the Warehouses, ObjectStores and their Secrets. */
+  private readonly revokeCaches: Informer<KubeObject>[];
+  private readonly accesses: Controller<DatasetAccess>;
+  private readonly cleanupAccess: (dsa: DatasetAccess, ctx: ReconcileContext) => Promise<Outcome>;
+  private readonly logger: Logger;
+  private readonly client: KubeClient;
 
   constructor(opts: ManagerOptions) {
     const { client, logger, metrics } = opts;
+    this.logger = logger;
+    this.client = client;
     const secrets = new Informer<KubeObject>(client, SECRET_TYPE, { logger, metadataOnly: true });
     // Secret values are read again only when the watch sees a new resourceVersion: an idle resync costs no GET.
     const secretVersion = (namespace: string, name: string) => secrets.get(`${namespace}/${name}`)?.metadata.resourceVersion;
@@ -162,6 +187,7 @@ export class Manager {
         reviewRevocation: revocations,
       },
     };
+    this.cleanupAccess = datasetAccessCleanup(accessDeps);
     const accesses: Controller<DatasetAccess> = new Controller<DatasetAccess>({
       name: 'datasetaccess',
       type: DATASET_ACCESS_TYPE,
@@ -171,7 +197,8 @@ export class Manager {
       events,
       reconcile: datasetAccessReconciler(accessDeps),
       finalizer: DATASET_ACCESS_FINALIZER,
-      cleanup: datasetAccessCleanup(accessDeps),
+      cleanup: this.cleanupAccess,
+      deletionGuard: opts.revokeAtAdmission ? 'admission' : 'finalizer',
       // A Warehouse's policy or readiness, or a namespace's labels, change what an access may hold.
       watches: [
         { informer: warehouses.informer as unknown as Informer<KubeObject>, map: accessesOfWarehouse(() => accesses.informer.list()) },
@@ -186,6 +213,8 @@ export class Manager {
       concurrency: opts.concurrency,
     });
     this.controllers.push(accesses as unknown as Controller<KubeObject>);
+    this.accesses = accesses;
+    this.revokeCaches = [secrets, warehouses.informer, stores.informer] as Informer<KubeObject>[];
 
     const viewDeps = {
       client,
@@ -247,6 +276,62 @@ export class Manager {
 
   get ready(): boolean {
     return this.started;
+  }
+
+  /**
+   * Revokes an access whose DELETE is being admitted, as `user` (ManagerOptions.revokeAtAdmission).
+   * The leader does it between its own reconciles of the access (Controller.cleanupAtAdmission); a
+   * replica that does not lead does it from the caches startRevoking() filled, and the leader's watch
+   * then cleans up whatever a reconcile of its own granted meanwhile.
+   */
+  readonly revokeAtDeletion = async (requested: DatasetAccess, user: string): Promise<Outcome> => {
+    const requestId = randomUUID();
+    const { namespace, name } = requested.metadata;
+    const ctx: ReconcileContext = {
+      requestId,
+      logger: this.logger.child({ request_id: requestId, controller: 'datasetaccess', namespace, name }),
+      now: new Date(),
+      actor: user,
+    };
+    await this.startRevoking();
+    // The webhook's port answers anyone who reaches it, so what the request says is not taken on
+    // trust: the revoke is of the access as it is, and only if it is the one named (its uid, which
+    // only those who may read it know). A DELETE of an access that is not there deletes nothing.
+    const access = await this.liveAccess(requested);
+    if (!access || hasFinalizer(access, DATASET_ACCESS_FINALIZER)) {
+      if (!access) ctx.logger.warn({ uid: requested.metadata.uid }, 'a DELETE was admitted for an access that is not there as named; nothing revoked');
+      return { state: 'Ready', reason: access ? 'Finalizer' : 'NotFound', message: access ? 'revoked through its finalizer' : 'no such access' };
+    }
+    const revoke = () => (this.started ? this.accesses.cleanupAtAdmission(access, ctx, DELETION_HOLD_MS) : this.cleanupAccess(access, ctx));
+    // What fails for a passing reason (another transaction changed the role between the look and the
+    // revoke) is tried again at once, briefly; what persists (a warehouse that does not answer) is
+    // answered with the last try's reason well within the webhook's timeout.
+    const began = Date.now();
+    for (let tries = 1; ; tries++) {
+      const outcome = await revoke().catch(
+        (err: unknown): Outcome => ({ state: 'Progressing', reason: 'RevokeFailed', message: err instanceof Error ? err.message : String(err) }),
+      );
+      if (outcome.state === 'Ready' || tries >= REVOKE_TRIES || Date.now() - began > REVOKE_RETRY_WINDOW_MS) return outcome;
+      ctx.logger.info({ reason: outcome.reason, err: outcome.message, tries }, 'revoke at admission failed; trying again');
+      await new Promise((r) => setTimeout(r, 50 * 4 ** tries));
+    }
+  };
+
+  /** The access a DELETE names, as the cache or else the API server has it, if it has the uid the request says. */
+  private async liveAccess(requested: DatasetAccess): Promise<DatasetAccess | undefined> {
+    const { namespace, name, uid } = requested.metadata;
+    const cached = this.started ? this.accesses.informer.get(`${namespace}/${name}`) : undefined;
+    if (cached && cached.metadata.uid === uid) return cached;
+    const live = await this.client.get<DatasetAccess>(DATASET_ACCESS_TYPE, name, namespace).catch((err: unknown) => {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    });
+    return live?.metadata.uid === uid ? live : undefined;
+  }
+
+  /** Fills the caches revokeAtDeletion needs on a replica that does not lead (the leader's controllers share them). */
+  async startRevoking(): Promise<void> {
+    await Promise.all(this.revokeCaches.map((informer) => informer.start()));
   }
 
   async start(): Promise<void> {

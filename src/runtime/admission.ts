@@ -1,6 +1,6 @@
-// An HTTPS endpoint for mutating admission webhooks (admission.k8s.io/v1 AdmissionReview): the
-// API server POSTs each request, the answer is allowed with a JSON patch. Knows no domain: what to
-// patch is the `mutate` function's. Its certificate and key are read from a directory (tls.crt,
+// An HTTPS endpoint for admission webhooks (admission.k8s.io/v1 AdmissionReview): the API server
+// POSTs each request; /mutate answers allowed with a JSON patch, /validate allowed or refused with a
+// reason. Knows no domain: what to patch is the `mutate` function's, what to allow the `validate`'s. Its certificate and key are read from a directory (tls.crt,
 // tls.key: a Secret mounted there) and read again when they change, so a renewed certificate is
 // served without a restart.
 import { readFileSync, statSync } from 'node:fs';
@@ -18,13 +18,26 @@ export interface AdmissionRequest {
   oldObject?: unknown;
   namespace?: string;
   name?: string;
+  /** A dry run: the webhook must have no side effects (its configuration says sideEffects: NoneOnDryRun). */
+  dryRun?: boolean;
 }
 
 export type Mutate = (request: AdmissionRequest) => { op: string; path: string; value?: unknown }[];
 
+/** What a validating webhook answers: allowed, or refused with an HTTP code and a reason the user reads. */
+export type Verdict = { allowed: true } | { allowed: false; code: number; message: string };
+export type Validate = (request: AdmissionRequest) => Promise<Verdict>;
+
+export interface AdmissionHandlers {
+  mutate: Mutate;
+  /** Served at /validate when given. */
+  validate?: Validate;
+}
+
 const MAX_BODY = 3 * 1024 * 1024; // the API server's own request limit is about this
 
-export function startAdmissionServer(address: string, certDir: string, mutate: Mutate, logger: Logger): Promise<https.Server> {
+export function startAdmissionServer(address: string, certDir: string, handlers: AdmissionHandlers, logger: Logger): Promise<https.Server> {
+  const { mutate, validate } = handlers;
   const files = { cert: join(certDir, 'tls.crt'), key: join(certDir, 'tls.key') };
   let loadedAt = 0;
   const load = () => {
@@ -36,7 +49,9 @@ export function startAdmissionServer(address: string, certDir: string, mutate: M
       res.writeHead(status, { 'Content-Type': 'application/json' });
       res.end(JSON.stringify(body));
     };
-    if (req.method !== 'POST' || (req.url ?? '').split('?')[0] !== '/mutate') return reply(404, { error: 'POST /mutate' });
+    const path = (req.url ?? '').split('?')[0];
+    if (req.method !== 'POST' || !(path === '/mutate' || (path === '/validate' && validate)))
+      return reply(404, { error: validate ? 'POST /mutate or /validate' : 'POST /mutate' });
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (c: Buffer) => {
@@ -53,7 +68,26 @@ export function startAdmissionServer(address: string, certDir: string, mutate: M
       }
       const request = review.request;
       if (!request?.uid) return reply(400, { error: 'not an AdmissionReview request' });
-      const response: Record<string, unknown> = { uid: request.uid, allowed: true };
+      const answer = (response: Record<string, unknown>) =>
+        reply(200, { apiVersion: review.apiVersion ?? 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid: request.uid, ...response } });
+      if (path === '/validate') {
+        void validate!(request).then(
+          (verdict) => answer(verdict.allowed ? { allowed: true } : { allowed: false, status: { code: verdict.code, message: verdict.message } }),
+          (err: unknown) => {
+            // Fail closed: what could not be judged is refused.
+            logger.error(
+              { err: err instanceof Error ? err.message : String(err), kind: request.kind?.kind, name: request.name },
+              'admission: could not validate',
+            );
+            answer({
+              allowed: false,
+              status: { code: 500, message: `Steward could not judge this request: ${err instanceof Error ? err.message : String(err)}` },
+            });
+          },
+        );
+        return;
+      }
+      const response: Record<string, unknown> = { allowed: true };
       try {
         const patch = mutate(request);
         if (patch.length) {
@@ -66,7 +100,7 @@ export function startAdmissionServer(address: string, certDir: string, mutate: M
         response.allowed = false;
         response.status = { code: 500, message: `Steward could not stamp who asked: ${err instanceof Error ? err.message : String(err)}` };
       }
-      reply(200, { apiVersion: review.apiVersion ?? 'admission.k8s.io/v1', kind: 'AdmissionReview', response });
+      answer(response);
     });
   });
   // A renewed certificate (the Secret's files replaced) is picked up on the next connection.

@@ -59,6 +59,8 @@ export interface ReconcileContext {
   requestId: string;
   logger: Logger;
   now: Date;
+  /** Who asked for this run, when a request says so (the user of an admission request); otherwise the object's own stamp counts. */
+  actor?: string;
 }
 
 export interface SecondaryWatch {
@@ -78,6 +80,15 @@ export interface ControllerOptions<T extends KubeObject> {
   /** With a finalizer, cleanup runs before deletion completes; a non-Ready outcome keeps the object. */
   finalizer?: string;
   cleanup?: (obj: T, ctx: ReconcileContext) => Promise<Outcome>;
+  /**
+   * How cleanup is run before an object goes. 'finalizer' (the default): the finalizer is added to
+   * every object and held until cleanup succeeds. 'admission': a validating webhook runs cleanup
+   * while the API server admits the DELETE (cleanupAtAdmission), so objects carry no finalizer; one
+   * that still does (made before) goes the finalizer's way. An object deleted without either (the
+   * webhook missed, or run by another replica while a reconcile here was granting) is cleaned up
+   * from its last state as soon as the watch says it is gone.
+   */
+  deletionGuard?: 'finalizer' | 'admission';
   /** Called once an object is gone from the cluster (release in-memory resources). */
   forget?: (key: string) => void;
   watches?: SecondaryWatch[];
@@ -119,6 +130,10 @@ export class Controller<T extends KubeObject> {
    * it would act on a status that is no longer true (start again what it just finished).
    */
   private readonly ownWrites = new Map<string, { resourceVersion: string; at: number }>();
+  /** Keys cleaned up at admission, held from reconciles until the watch says they are gone or the hold ends (cleanupAtAdmission). */
+  private readonly deleting = new Map<string, number>();
+  /** Objects gone without a finalizer and not cleaned up at admission here: their last state, cleaned up from the queue. */
+  private readonly gone = new Map<string, T>();
 
   constructor(opts: ControllerOptions<T>) {
     this.opts = opts;
@@ -131,6 +146,12 @@ export class Controller<T extends KubeObject> {
       const own = this.ownWrites.get(key);
       if (own && (type === 'delete' || caughtUp(own.resourceVersion, obj.metadata.resourceVersion))) this.ownWrites.delete(key);
       if (!this.running) return; // the initial list is enqueued by start(), in startupOrder
+      if (type === 'delete' && opts.deletionGuard === 'admission' && !hasFinalizer(obj, opts.finalizer ?? '')) {
+        // Cleaned up at admission here, and this is that DELETE: nothing is left to do. Otherwise its cleanup is owed.
+        const held = this.deleting.get(key);
+        this.deleting.delete(key);
+        if (held === undefined || Date.now() >= held) this.gone.set(key, obj);
+      }
       if (type === 'update' && old && !needsReconcile(old, obj)) return;
       this.queue.add(objectKey(obj));
     });
@@ -221,13 +242,45 @@ export class Controller<T extends KubeObject> {
     }
   }
 
+  /**
+   * Runs cleanup for an object whose DELETE is being admitted (deletionGuard 'admission'): after any
+   * reconcile of it in flight, with none started until the watch says it is gone, or, should the
+   * DELETE fail after admission, until holdMs is over (then it is reconciled as usual again).
+   * Cleanup's outcome is returned for the webhook to answer with; a failed cleanup releases the hold.
+   */
+  async cleanupAtAdmission(obj: T, ctx: ReconcileContext, holdMs: number): Promise<Outcome> {
+    const key = objectKey(obj);
+    this.deleting.set(key, Date.now() + holdMs);
+    let outcome: Outcome | undefined;
+    try {
+      await this.queue.whenIdle(key);
+      outcome = await this.opts.cleanup!(obj, ctx);
+      return outcome;
+    } finally {
+      if (outcome?.state === 'Ready') this.queue.addAfter(key, holdMs);
+      else {
+        this.deleting.delete(key);
+        this.queue.add(key);
+      }
+    }
+  }
+
   private async process(key: string): Promise<void> {
     const { name: controller, metrics } = this.opts;
     const obj = this.informer.get(key);
     if (!obj) {
+      const last = this.gone.get(key);
+      if (last) return this.cleanUpGone(key, last);
       this.queue.forget(key);
       this.opts.forget?.(key);
       return;
+    }
+    // Made again under the same name: its own reconcile converges what the one before held.
+    this.gone.delete(key);
+    const held = this.deleting.get(key);
+    if (held !== undefined) {
+      if (Date.now() < held) return this.queue.addAfter(key, held - Date.now());
+      this.deleting.delete(key);
     }
     // The cache is older than our own last status write: again shortly, once the watch has it (or,
     // should its event never come as such, after a relist, once OWN_WRITE_WAIT_MS is over).
@@ -290,6 +343,28 @@ export class Controller<T extends KubeObject> {
     }
   }
 
+  /** The cleanup an object gone without its finalizer's wait still owes (deletionGuard 'admission'), from its last state. */
+  private async cleanUpGone(key: string, last: T): Promise<void> {
+    const requestId = randomUUID();
+    const { namespace, name } = splitKey(key);
+    const logger = this.opts.logger.child({ request_id: requestId, controller: this.opts.name, namespace, name });
+    const failed = (message: string) => {
+      const quiet = this.quiet.admit(`cleanup after deletion failed: ${message}`);
+      if (quiet.log) logger.error({ err: message, ...(quiet.held ? { repeatsHeldBack: quiet.held } : {}) }, 'cleanup after deletion failed; retrying');
+      this.retryLater(key);
+    };
+    try {
+      const outcome = await this.opts.cleanup!(last, { requestId, logger, now: new Date() });
+      if (outcome.state !== 'Ready') return failed(outcome.message);
+      logger.info({ reason: outcome.reason }, 'cleaned up after deletion');
+      this.gone.delete(key);
+      this.queue.forget(key);
+      this.opts.forget?.(key);
+    } catch (err) {
+      failed(err instanceof Error ? err.message : String(err));
+    }
+  }
+
   private retryLater(key: string, atMostMs?: number): void {
     // addRateLimited schedules with the key's backoff; a sooner timer asked by the reconciler wins.
     const delay = this.queue.addRateLimited(key);
@@ -308,7 +383,7 @@ export class Controller<T extends KubeObject> {
       await removeFinalizer(client, type, obj, finalizer);
       return undefined;
     }
-    if (finalizer && !hasFinalizer(obj, finalizer)) {
+    if (finalizer && this.opts.deletionGuard !== 'admission' && !hasFinalizer(obj, finalizer)) {
       const updated = await addFinalizer(client, type, obj, finalizer);
       obj.metadata.resourceVersion = updated.metadata.resourceVersion;
       obj.metadata.finalizers = updated.metadata.finalizers;

@@ -72,6 +72,8 @@ export class WorkQueue {
   private readonly urgentTimers = new Set<string>();
   private readonly dirty = new Set<string>();
   private readonly processing = new Set<string>();
+  /** Who waits for a key being processed to be done (whenIdle). */
+  private readonly idleWaiters = new Map<string, (() => void)[]>();
   private readonly addedAt = new Map<string, number>();
   private readonly failures = new Map<string, number>();
   private readonly waitingUntil = new Map<string, number>();
@@ -174,8 +176,19 @@ export class WorkQueue {
     return new Promise((resolve) => this.getters.push(resolve));
   }
 
+  /** Resolves once the key is not being processed (at once if it is not). */
+  whenIdle(key: string): Promise<void> {
+    if (!this.processing.has(key)) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.set(key, [...(this.idleWaiters.get(key) ?? []), resolve]));
+  }
+
   done(key: string): void {
     this.processing.delete(key);
+    const waiters = this.idleWaiters.get(key);
+    if (waiters) {
+      this.idleWaiters.delete(key);
+      for (const resolve of waiters) resolve();
+    }
     if (this.dirty.has(key) && !this.shuttingDown) {
       const getter = this.getters.shift();
       if (getter) {

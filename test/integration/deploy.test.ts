@@ -90,12 +90,32 @@ describe('install manifests', () => {
     expect(cert.verify(ca.publicKey)).toBe(true);
     expect(cert.checkHost('steward-webhook.steward-system.svc')).toBe('steward-webhook.steward-system.svc');
     const container = all.find((d) => d.kind === 'Deployment')!.spec.template.spec.containers[0];
-    expect(container.args).toEqual(expect.arrayContaining(['--webhook-bind-address=:9443', '--webhook-cert-dir=/tmp/k8s-webhook-server/serving-certs']));
+    expect(container.args).toEqual(
+      expect.arrayContaining(['--webhook-bind-address=:9443', '--webhook-cert-dir=/tmp/k8s-webhook-server/serving-certs', '--revoke-at-admission=true']),
+    );
     expect(container.volumeMounts).toEqual([{ name: 'webhook-tls', mountPath: '/tmp/k8s-webhook-server/serving-certs', readOnly: true }]);
+    // Revoke at admission: the DELETEs of DatasetAccesses, and nothing else, go to /validate with the same CA; a dry run has no side effect.
+    const revoke = all.find((d) => d.kind === 'ValidatingWebhookConfiguration')!.webhooks[0];
+    expect(revoke).toMatchObject({
+      name: 'revoke.steward.dev',
+      failurePolicy: 'Fail',
+      sideEffects: 'NoneOnDryRun',
+      clientConfig: { service: { name: 'steward-webhook', namespace: 'steward-system', path: '/validate' }, caBundle: hook.clientConfig.caBundle },
+      rules: [{ apiGroups: ['steward.dev'], operations: ['DELETE'], resources: ['datasetaccesses'] }],
+    });
+    expect(revoke.timeoutSeconds).toBeLessThanOrEqual(30);
     // And the whole of it is accepted by the API server (dry run: no webhook is really registered).
     const r = kubectl(['apply', '--dry-run=server', '-f', '-'], rendered.stdout);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('mutatingwebhookconfiguration.admissionregistration.k8s.io/steward-stamp created (server dry run)');
+    expect(r.stdout).toContain('validatingwebhookconfiguration.admissionregistration.k8s.io/steward-revoke created (server dry run)');
+    // Turned off, the finalizer does the work again: no configuration, and Steward is told so.
+    const off = spawnSync(helmBin, ['template', 'steward', join(REPO, 'charts/steward'), '-n', 'steward-system', '--set', 'webhook.revokeAtAdmission=false'], {
+      encoding: 'utf8',
+    });
+    expect(off.status, off.stderr).toBe(0);
+    expect(docs(off.stdout).some((d) => d.kind === 'ValidatingWebhookConfiguration')).toBe(false);
+    expect(docs(off.stdout).find((d) => d.kind === 'Deployment')!.spec.template.spec.containers[0].args).toContain('--revoke-at-admission=false');
   });
 });
 

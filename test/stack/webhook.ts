@@ -16,6 +16,14 @@ export const WEBHOOK_CONFIGURATION_TYPE: ResourceType = {
   namespaced: false,
 };
 
+export const VALIDATING_WEBHOOK_CONFIGURATION_TYPE: ResourceType = {
+  group: 'admissionregistration.k8s.io',
+  version: 'v1',
+  plural: 'validatingwebhookconfigurations',
+  kind: 'ValidatingWebhookConfiguration',
+  namespaced: false,
+};
+
 /** A directory holding tls.crt and tls.key for IP 127.0.0.1, and the PEM of the CA that signed them. */
 export function loopbackCertificates(): { dir: string; ca: string } {
   const dir = mkdtempSync(join(tmpdir(), 'steward-webhook-'));
@@ -50,6 +58,36 @@ export function webhookConfiguration(
         sideEffects: 'None',
         admissionReviewVersions: ['v1'],
         timeoutSeconds: 5,
+      },
+    ],
+  } as KubeObject;
+}
+
+/**
+ * The configuration that sends the DELETEs of datasetaccesses to the webhook at 127.0.0.1:port
+ * (revoke at admission: --revoke-at-admission), as the chart's steward-revoke does.
+ */
+export function revokeWebhookConfiguration(
+  name: string,
+  port: number,
+  ca: string,
+  only: { objectSelector?: object; namespaceSelector?: object } = {},
+): KubeObject {
+  return {
+    apiVersion: 'admissionregistration.k8s.io/v1',
+    kind: 'ValidatingWebhookConfiguration',
+    metadata: { name },
+    webhooks: [
+      {
+        name: 'revoke.steward.dev',
+        clientConfig: { url: `https://127.0.0.1:${port}/validate`, caBundle: Buffer.from(ca).toString('base64') },
+        rules: [{ apiGroups: ['steward.dev'], apiVersions: ['*'], operations: ['DELETE'], resources: ['datasetaccesses'], scope: '*' }],
+        ...(only.objectSelector ? { objectSelector: only.objectSelector } : {}),
+        ...(only.namespaceSelector ? { namespaceSelector: only.namespaceSelector } : {}),
+        failurePolicy: 'Fail',
+        sideEffects: 'NoneOnDryRun',
+        admissionReviewVersions: ['v1'],
+        timeoutSeconds: 15,
       },
     ],
   } as KubeObject;

@@ -32,6 +32,20 @@ describe('WorkQueue', () => {
     expect(q.length).toBe(0);
   });
 
+  it('whenIdle resolves at once for a key not being processed, else once it is done', async () => {
+    const q = new WorkQueue();
+    let idle = false;
+    await q.whenIdle('a');
+    q.add('a');
+    await q.get();
+    void q.whenIdle('a').then(() => (idle = true));
+    await new Promise((r) => setTimeout(r, 5));
+    expect(idle).toBe(false);
+    q.done('a');
+    await Promise.resolve();
+    expect(idle).toBe(true);
+  });
+
   it('backs off per key exponentially and forget() starts again from the base', () => {
     const q = new WorkQueue({ baseDelayMs: 5, maxDelayMs: 1000 });
     expect([1, 2, 3, 4].map(() => q.addRateLimited('a'))).toEqual([5, 10, 20, 40]);
