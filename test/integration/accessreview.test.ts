@@ -26,15 +26,15 @@ import {
   pgConfig,
   putSecret,
   randomPassword,
-  stackCa,
   unique,
   waitFor,
   waitForCondition,
-  warehouseYaml,
   withPg,
   type Conditioned,
   sumMetric,
   reconcilesOf,
+  putWarehouseSecrets,
+  stackWarehouseYaml,
 } from './harness.ts';
 
 const id = unique('r').slice(2).replace(/-/g, '');
@@ -170,14 +170,11 @@ beforeAll(async () => {
   `),
   );
   for (const ns of [NS, NS_OUT, NS_GOV, NS_ROGUE]) await ensureNamespace(ns);
-  await putSecret('steward-system', `${WH}-ca`, { 'ca.crt': stackCa() });
-  await putSecret('steward-system', `${WH}-creds`, { username: process.env.PGUSER!, password: process.env.PGPASSWORD! });
+  await putWarehouseSecrets(WH);
   apply(
-    `${warehouseYaml({
+    `${stackWarehouseYaml({
       name: WH,
       database: DB,
-      caSecret: `${WH}-ca`,
-      credsSecret: `${WH}-creds`,
       policy: `    - namespaces: {matchNames: [${NS}, ${NS_OUT}]}
       schemas: [curated, raw, views]`,
     })}  reviewPolicy:

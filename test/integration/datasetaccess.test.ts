@@ -23,17 +23,17 @@ import {
   pgConfig,
   putSecret,
   randomPassword,
-  stackCa,
   unique,
   waitFor,
   waitForCondition,
-  warehouseYaml,
   withPg,
   type Conditioned,
   sumMetric,
   SECRET_GETS,
   API_WRITES,
   reconcilesOf,
+  putWarehouseSecrets,
+  stackWarehouseYaml,
 } from './harness.ts';
 
 const id = unique('x').slice(2).replace(/-/g, '');
@@ -84,7 +84,7 @@ spec:
 }
 
 function warehouse(policy: string): string {
-  return warehouseYaml({ name: WH, database: DB, caSecret: `${WH}-ca`, credsSecret: `${WH}-creds`, policy });
+  return stackWarehouseYaml({ name: WH, database: DB, policy });
 }
 
 const POLICY = `    - namespaces: {matchNames: [${NS}]}
@@ -125,8 +125,7 @@ beforeAll(async () => {
   `),
   );
   await ensureNamespace(NS);
-  await putSecret('steward-system', `${WH}-ca`, { 'ca.crt': stackCa() });
-  await putSecret('steward-system', `${WH}-creds`, { username: process.env.PGUSER!, password: process.env.PGPASSWORD! });
+  await putWarehouseSecrets(WH);
   apply(warehouse(POLICY));
   steward = Steward.start({ args: ['--resync', '3s'] });
   await waitForCondition(WAREHOUSE_TYPE, WH, undefined, 'Ready', 'True');

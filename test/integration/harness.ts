@@ -273,6 +273,42 @@ export const SECRET_GETS = /^rest_client_requests_total\{method="GET",resource="
 export const reconcilesOf = (controller: string) =>
   new RegExp(`^controller_runtime_reconcile_total\\{controller="${controller}",result="[^"]+"\\} (\\d+)$`, 'gm');
 
+/** The Secrets a test Warehouse `name` reads, in steward-system: `<name>-ca` (the stack's CA) and `<name>-creds` (the stack's login). */
+export async function putWarehouseSecrets(name: string): Promise<void> {
+  await putSecret('steward-system', `${name}-ca`, { 'ca.crt': stackCa() });
+  await putSecret('steward-system', `${name}-creds`, { username: process.env.PGUSER!, password: process.env.PGPASSWORD! });
+}
+
+/** A Warehouse on the stack's PostgreSQL that reads the Secrets putWarehouseSecrets(name) put. */
+export function stackWarehouseYaml(o: { name: string; database: string; policy?: string; port?: number | string }): string {
+  return warehouseYaml({ ...o, caSecret: `${o.name}-ca`, credsSecret: `${o.name}-creds` });
+}
+
+const RBAC = (plural: string, kind: string): ResourceType => ({ group: 'rbac.authorization.k8s.io', version: 'v1', plural, kind, namespaced: false });
+
+/** Lets `users` do `verbs` on DatasetAccesses (a ClusterRole and its binding, both named `name`); returns what takes it back. */
+export async function allowUsers(name: string, users: string[], verbs: string[]): Promise<() => Promise<void>> {
+  const role = RBAC('clusterroles', 'ClusterRole');
+  const binding = RBAC('clusterrolebindings', 'ClusterRoleBinding');
+  await kube.create(role, {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'ClusterRole',
+    metadata: { name },
+    rules: [{ apiGroups: ['steward.dev'], resources: ['datasetaccesses'], verbs }],
+  } as KubeObject);
+  await kube.create(binding, {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'ClusterRoleBinding',
+    metadata: { name },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name },
+    subjects: users.map((user) => ({ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: user })),
+  } as KubeObject);
+  return async () => {
+    await kube.delete(binding, name).catch(() => undefined);
+    await kube.delete(role, name).catch(() => undefined);
+  };
+}
+
 /** A Warehouse on the stack's PostgreSQL, its Secrets in steward-system. `policy` is YAML list items. */
 export function warehouseYaml(o: {
   name: string;

@@ -19,15 +19,14 @@ import {
   kube,
   kubectl,
   maskedViewYaml,
-  putSecret,
   randomPassword,
-  stackCa,
   unique,
   waitFor,
   waitForCondition,
-  warehouseYaml,
   withPg,
   type Conditioned,
+  putWarehouseSecrets,
+  stackWarehouseYaml,
 } from './harness.ts';
 
 const id = unique('x').slice(2).replace(/-/g, '');
@@ -173,14 +172,11 @@ beforeAll(async () => {
   `),
   );
   await ensureNamespace(NS);
-  await putSecret('steward-system', `${WH}-ca`, { 'ca.crt': stackCa() });
-  await putSecret('steward-system', `${WH}-creds`, { username: process.env.PGUSER!, password: process.env.PGPASSWORD! });
+  await putWarehouseSecrets(WH);
   apply(
-    warehouseYaml({
+    stackWarehouseYaml({
       name: WH,
       database: DB,
-      caSecret: `${WH}-ca`,
-      credsSecret: `${WH}-creds`,
       policy: `    - namespaces: {matchNames: [${NS}]}\n      schemas: [raw, curated]`,
     }),
   );

@@ -15,15 +15,14 @@ import {
   condition,
   ensureNamespace,
   kube,
-  putSecret,
-  stackCa,
   unique,
   waitFor,
   waitForCondition,
-  warehouseYaml,
   withPg,
   type Conditioned,
   sumMetric,
+  putWarehouseSecrets,
+  stackWarehouseYaml,
 } from './harness.ts';
 
 const id = unique('o').slice(2).replace(/-/g, '');
@@ -55,14 +54,11 @@ beforeAll(async () => {
   await withPg((c) => c.query(`CREATE DATABASE ${DB}`));
   await asSuperuser((c) => c.query(`CREATE SCHEMA curated; CREATE TABLE curated.t (x int); CREATE ROLE ${READER} NOLOGIN;`));
   await ensureNamespace(NS);
-  await putSecret('steward-system', `${WH}-ca`, { 'ca.crt': stackCa() });
-  await putSecret('steward-system', `${WH}-creds`, { username: process.env.PGUSER!, password: process.env.PGPASSWORD! });
+  await putWarehouseSecrets(WH);
   apply(
-    warehouseYaml({
+    stackWarehouseYaml({
       name: WH,
       database: DB,
-      caSecret: `${WH}-ca`,
-      credsSecret: `${WH}-creds`,
       policy: `    - namespaces: {matchNames: [${NS}]}\n      schemas: [curated]\n      privileges: [SELECT]`,
     }),
   );

@@ -26,12 +26,12 @@ import {
   maskedViewYaml,
   putSecret,
   randomPassword,
-  stackCa,
   unique,
   waitFor,
   waitForCondition,
-  warehouseYaml,
   withPg,
+  putWarehouseSecrets,
+  stackWarehouseYaml,
 } from './harness.ts';
 
 const id = unique('rp').slice(3).replace(/-/g, '');
@@ -97,8 +97,7 @@ beforeAll(async () => {
   `),
   );
   for (const ns of [NS, APPS]) await ensureNamespace(ns);
-  await putSecret('steward-system', `${WH}-ca`, { 'ca.crt': stackCa() });
-  await putSecret('steward-system', `${WH}-creds`, { username: process.env.PGUSER!, password: process.env.PGPASSWORD! });
+  await putWarehouseSecrets(WH);
   await putSecret('steward-system', KEY_SECRET, {
     'ed25519.pem': generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
   });
@@ -128,11 +127,9 @@ beforeAll(async () => {
     }),
   );
   apply(
-    warehouseYaml({
+    stackWarehouseYaml({
       name: WH,
       database: DB,
-      caSecret: `${WH}-ca`,
-      credsSecret: `${WH}-creds`,
       policy: `    - namespaces: {matchNames: [${NS}]}
       schemas: [curated, raw]
     - namespaces: {matchNames: [${APPS}]}

@@ -15,7 +15,7 @@ import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
 import { OBJECT_STORE_TYPE } from '../../src/controllers/objectstore.ts';
 import { inlinePolicyName } from '../../src/governance/s3-policy.ts';
 import { groupRoleName } from '../../src/governance/grants.ts';
-import type { KubeObject, ResourceType } from '../../src/runtime/kube.ts';
+import type { KubeObject } from '../../src/runtime/kube.ts';
 import {
   VALIDATING_WEBHOOK_CONFIGURATION_TYPE,
   WEBHOOK_CONFIGURATION_TYPE,
@@ -31,11 +31,12 @@ import {
   kubectl,
   putSecret,
   randomPassword,
-  stackCa,
   unique,
   waitFor,
   waitForCondition,
-  warehouseYaml,
+  allowUsers,
+  putWarehouseSecrets,
+  stackWarehouseYaml,
   withPg,
 } from './harness.ts';
 
@@ -50,9 +51,9 @@ const LEASE = unique('lease-rv');
 const MUTATING = `steward-stamp-${id}`;
 const VALIDATING = `steward-revoke-${id}`;
 const LABEL = 'steward.dev/revoke-test';
-const rbac = (plural: string, kind: string): ResourceType => ({ group: 'rbac.authorization.k8s.io', version: 'v1', plural, kind, namespaced: false });
 const SELECT = 'SELECT count(*) FROM app.events';
 let leader: Steward;
+let revokeRbac: (() => Promise<void>) | undefined;
 let standby: Steward | undefined;
 let ca: string;
 let leaderPort: number;
@@ -68,6 +69,10 @@ ${opts.finalizer ? '  finalizers: [steward.dev/revoke-access]\n' : ''}spec:
   warehouse: {name: ${WH}, schema: app, tables: [events]}
   justification: revoke at admission test
 ${opts.deletionPolicy ? `  deletionPolicy: ${opts.deletionPolicy}\n` : ''}`;
+
+/** The test's Warehouse; at `port` 1 it does not answer. */
+const warehouse = (port?: number) =>
+  stackWarehouseYaml({ name: WH, database: DB, port, policy: `    - namespaces: {matchNames: [${NS}]}\n      schemas: [app]` });
 
 /** Applied by the stack's admin: the accesses are deleted as ALICE, so an audit record naming her was written at her DELETE's admission. */
 function apply(yaml: string): void {
@@ -141,31 +146,9 @@ beforeAll(async () => {
     { database: DB },
   );
   await ensureNamespace(NS);
-  await putSecret('steward-system', `${WH}-ca`, { 'ca.crt': stackCa() });
-  await putSecret('steward-system', `${WH}-creds`, { username: process.env.PGUSER!, password: process.env.PGPASSWORD! });
-  await kube.create(rbac('clusterroles', 'ClusterRole'), {
-    apiVersion: 'rbac.authorization.k8s.io/v1',
-    kind: 'ClusterRole',
-    metadata: { name: VALIDATING },
-    rules: [{ apiGroups: ['steward.dev'], resources: ['datasetaccesses'], verbs: ['get', 'list', 'create', 'update', 'patch', 'delete'] }],
-  } as KubeObject);
-  await kube.create(rbac('clusterrolebindings', 'ClusterRoleBinding'), {
-    apiVersion: 'rbac.authorization.k8s.io/v1',
-    kind: 'ClusterRoleBinding',
-    metadata: { name: VALIDATING },
-    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: VALIDATING },
-    subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: ALICE }],
-  } as KubeObject);
-  kubectl(
-    ['apply', '-f', '-'],
-    warehouseYaml({
-      name: WH,
-      database: DB,
-      caSecret: `${WH}-ca`,
-      credsSecret: `${WH}-creds`,
-      policy: `    - namespaces: {matchNames: [${NS}]}\n      schemas: [app]`,
-    }),
-  );
+  await putWarehouseSecrets(WH);
+  revokeRbac = await allowUsers(VALIDATING, [ALICE], ['get', 'list', 'create', 'update', 'patch', 'delete']);
+  kubectl(['apply', '-f', '-'], warehouse());
   const args = ['--resync', '5s', '--webhook-bind-address', '127.0.0.1:0', '--webhook-cert-dir', certificates.dir, '--revoke-at-admission', 'true'];
   leader = Steward.start({ lease: LEASE, args });
   await leader.waitForLog('leadership', (l) => l.msg === 'controllers running', 60_000);
@@ -191,8 +174,7 @@ afterAll(async () => {
     await kube.patch(DATASET_ACCESS_TYPE, a.metadata.name, NS, { metadata: { finalizers: null } }, 'merge').catch(() => undefined);
     await kube.delete(DATASET_ACCESS_TYPE, a.metadata.name, NS).catch(() => undefined);
   }
-  await kube.delete(rbac('clusterrolebindings', 'ClusterRoleBinding'), VALIDATING).catch(() => undefined);
-  await kube.delete(rbac('clusterroles', 'ClusterRole'), VALIDATING).catch(() => undefined);
+  await revokeRbac?.();
   await kube.delete(WAREHOUSE_TYPE, WH).catch(() => undefined);
 });
 
@@ -239,17 +221,7 @@ describe('revoke at admission', () => {
   it('while the warehouse does not answer, the DELETE is refused with the reason and no password; the access and its grant stay; it goes once it answers', async () => {
     apply(access('stuck'));
     await granted('stuck');
-    kubectl(
-      ['apply', '-f', '-'],
-      warehouseYaml({
-        name: WH,
-        database: DB,
-        caSecret: `${WH}-ca`,
-        credsSecret: `${WH}-creds`,
-        port: 1,
-        policy: `    - namespaces: {matchNames: [${NS}]}\n      schemas: [app]`,
-      }),
-    );
+    kubectl(['apply', '-f', '-'], warehouse(1));
     await waitForCondition(WAREHOUSE_TYPE, WH, undefined, 'Ready', 'False', 'Unreachable');
     const r = kubectl(['delete', '--as', ALICE, '--wait=false', 'datasetaccess', 'stuck', '-n', NS]);
     expect(r.code).not.toBe(0);
@@ -258,16 +230,7 @@ describe('revoke at admission', () => {
     expect(await exists('stuck')).toBe(true);
     expect(await roleExists('stuck')).toBe(true);
     expect(await readerCan()).toBe(true); // still granted, and still said to be: nothing was lost silently
-    kubectl(
-      ['apply', '-f', '-'],
-      warehouseYaml({
-        name: WH,
-        database: DB,
-        caSecret: `${WH}-ca`,
-        credsSecret: `${WH}-creds`,
-        policy: `    - namespaces: {matchNames: [${NS}]}\n      schemas: [app]`,
-      }),
-    );
+    kubectl(['apply', '-f', '-'], warehouse());
     await waitForCondition(WAREHOUSE_TYPE, WH, undefined, 'Ready', 'True');
     const again = kubectl(['delete', '--as', ALICE, '--wait=false', 'datasetaccess', 'stuck', '-n', NS]);
     expect(again.code, again.stderr).toBe(0);

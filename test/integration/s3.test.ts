@@ -33,13 +33,13 @@ import {
   kube,
   putSecret,
   randomPassword,
-  stackCa,
   unique,
   waitFor,
   waitForCondition,
-  warehouseYaml,
   withPg,
   type Conditioned,
+  putWarehouseSecrets,
+  stackWarehouseYaml,
 } from './harness.ts';
 
 const id = unique('s3').slice(3);
@@ -138,9 +138,8 @@ beforeAll(async () => {
   );
   await putSecret('steward-system', `${STORE}-aws`, { accessKeyId: `AKIA${id.toUpperCase().padEnd(16, 'X')}`, secretAccessKey: SECRET_KEY });
   await withPg((c) => c.query(`CREATE DATABASE ${AUDIT_DB}`));
-  await putSecret('steward-system', `${AUDIT_WH}-creds`, { username: process.env.PGUSER!, password: process.env.PGPASSWORD! });
-  await putSecret('steward-system', `${AUDIT_WH}-ca`, { 'ca.crt': stackCa() });
-  apply(warehouseYaml({ name: AUDIT_WH, database: AUDIT_DB, caSecret: `${AUDIT_WH}-ca`, credsSecret: `${AUDIT_WH}-creds` }));
+  await putWarehouseSecrets(AUDIT_WH);
+  apply(stackWarehouseYaml({ name: AUDIT_WH, database: AUDIT_DB }));
   await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
   await iam.send(
     new CreateRoleCommand({

@@ -31,17 +31,17 @@ import {
   pgConfig,
   putSecret,
   randomPassword,
-  stackCa,
   unique,
   waitFor,
   waitForCondition,
-  warehouseYaml,
   withPg,
   type Conditioned,
   sumMetric,
   SECRET_GETS,
   API_WRITES,
   reconcilesOf,
+  putWarehouseSecrets,
+  stackWarehouseYaml,
 } from './harness.ts';
 
 const id = unique('x').slice(2).replace(/-/g, '');
@@ -149,14 +149,11 @@ beforeAll(async () => {
   // Every statement logged: the scan at the end proves no password reached the server's log.
   await withPg((c) => c.query(`ALTER SYSTEM SET log_statement = 'all'`).then(() => c.query('SELECT pg_reload_conf()')));
   await ensureNamespace(NS);
-  await putSecret('steward-system', `${WH}-ca`, { 'ca.crt': stackCa() });
-  await putSecret('steward-system', `${WH}-creds`, { username: process.env.PGUSER!, password: process.env.PGPASSWORD! });
+  await putWarehouseSecrets(WH);
   apply(
-    warehouseYaml({
+    stackWarehouseYaml({
       name: WH,
       database: DB,
-      caSecret: `${WH}-ca`,
-      credsSecret: `${WH}-creds`,
       policy: `    - namespaces: {matchNames: [${NS}]}
       schemas: [app]
       principals: [etl_*, solo_*]`,

@@ -6,9 +6,20 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DATASET_ACCESS_TYPE } from '../../src/controllers/datasetaccess.ts';
 import { WAREHOUSE_TYPE } from '../../src/controllers/warehouse.ts';
-import type { KubeObject, ResourceType } from '../../src/runtime/kube.ts';
 import { WEBHOOK_CONFIGURATION_TYPE, loopbackCertificates, webhookConfiguration } from '../stack/webhook.ts';
-import { Steward, ensureNamespace, kube, kubectl, putSecret, randomPassword, stackCa, unique, waitForCondition, warehouseYaml, withPg } from './harness.ts';
+import {
+  Steward,
+  allowUsers,
+  ensureNamespace,
+  kube,
+  kubectl,
+  putWarehouseSecrets,
+  randomPassword,
+  stackWarehouseYaml,
+  unique,
+  waitForCondition,
+  withPg,
+} from './harness.ts';
 
 const id = unique('ad').slice(3).replace(/-/g, '');
 const DB = `ad_${id}`;
@@ -19,8 +30,8 @@ const BOB = `bob-${id}@example.com`;
 const ROLES = [`ra_${id}`, `rb_${id}`];
 const WEBHOOK = `steward-test-${id}`;
 const LABEL = `steward.dev/admission-test`;
-const rbac = (plural: string, kind: string): ResourceType => ({ group: 'rbac.authorization.k8s.io', version: 'v1', plural, kind, namespaced: false });
 let steward: Steward;
+let removeRbac: (() => Promise<void>) | undefined;
 
 const access = (name: string, role: string, forged?: string) => `apiVersion: steward.dev/v1alpha1
 kind: DatasetAccess
@@ -50,32 +61,10 @@ beforeAll(async () => {
     { database: DB },
   );
   await ensureNamespace(NS);
-  await putSecret('steward-system', `${WH}-ca`, { 'ca.crt': stackCa() });
-  await putSecret('steward-system', `${WH}-creds`, { username: process.env.PGUSER!, password: process.env.PGPASSWORD! });
+  await putWarehouseSecrets(WH);
   // The two users may manage DatasetAccess (the API server authorizes with RBAC).
-  await kube.create(rbac('clusterroles', 'ClusterRole'), {
-    apiVersion: 'rbac.authorization.k8s.io/v1',
-    kind: 'ClusterRole',
-    metadata: { name: WEBHOOK },
-    rules: [{ apiGroups: ['steward.dev'], resources: ['datasetaccesses'], verbs: ['get', 'list', 'create', 'update', 'patch'] }],
-  } as KubeObject);
-  await kube.create(rbac('clusterrolebindings', 'ClusterRoleBinding'), {
-    apiVersion: 'rbac.authorization.k8s.io/v1',
-    kind: 'ClusterRoleBinding',
-    metadata: { name: WEBHOOK },
-    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: WEBHOOK },
-    subjects: [ALICE, BOB].map((name) => ({ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name })),
-  } as KubeObject);
-  kubectl(
-    ['apply', '-f', '-'],
-    warehouseYaml({
-      name: WH,
-      database: DB,
-      caSecret: `${WH}-ca`,
-      credsSecret: `${WH}-creds`,
-      policy: `    - namespaces: {matchNames: [${NS}]}\n      schemas: [app]`,
-    }),
-  );
+  removeRbac = await allowUsers(WEBHOOK, [ALICE, BOB], ['get', 'list', 'create', 'update', 'patch']);
+  kubectl(['apply', '-f', '-'], stackWarehouseYaml({ name: WH, database: DB, policy: `    - namespaces: {matchNames: [${NS}]}\n      schemas: [app]` }));
   steward = Steward.start({ args: ['--resync', '2s', '--webhook-bind-address', '127.0.0.1:0', '--webhook-cert-dir', dir] });
   const serving = await steward.waitForLog('the webhook serving', (l) => l.msg === 'admission webhook serving');
   // Only this test's objects (the label): other test files run Steward without the webhook.
@@ -93,8 +82,7 @@ afterAll(async () => {
     await kube.patch(DATASET_ACCESS_TYPE, name, NS, { metadata: { finalizers: null } }, 'merge').catch(() => undefined);
     await kube.delete(DATASET_ACCESS_TYPE, name, NS).catch(() => undefined);
   }
-  await kube.delete(rbac('clusterrolebindings', 'ClusterRoleBinding'), WEBHOOK).catch(() => undefined);
-  await kube.delete(rbac('clusterroles', 'ClusterRole'), WEBHOOK).catch(() => undefined);
+  await removeRbac?.();
   await kube.delete(WAREHOUSE_TYPE, WH).catch(() => undefined);
 });
 
