@@ -1,8 +1,8 @@
 // An HTTPS endpoint for admission webhooks (admission.k8s.io/v1 AdmissionReview): the API server
 // POSTs each request; /mutate answers allowed with a JSON patch, /validate allowed or refused with a
-// reason. Knows no domain: what to patch is the `mutate` function's, what to allow the `validate`'s. Its certificate and key are read from a directory (tls.crt,
-// tls.key: a Secret mounted there) and read again when they change, so a renewed certificate is
-// served without a restart.
+// reason. Knows no domain: what to patch is the `mutate` function's, what to allow the `validate`'s.
+// Its certificate and key are read from a directory (tls.crt, tls.key: a Secret mounted there) and
+// read again when they change, so a renewed certificate is served without a restart.
 import { readFileSync, statSync } from 'node:fs';
 import https from 'node:https';
 import { join } from 'node:path';
