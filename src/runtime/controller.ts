@@ -52,6 +52,8 @@ export class StaleObservation extends Error {}
 
 /** How many objects one read ahead covers: 10,000 accesses are read in four queries. */
 const READ_AHEAD_CHUNK = 2_500;
+/** How long an object cleaned up before its finalizer's removal is taken to be on its way out (it takes milliseconds). */
+const CLEANED_HOLD_MS = 30_000;
 /** How long a reconcile waits for the watch to bring our own status write (it takes milliseconds). */
 const OWN_WRITE_WAIT_MS = 2_000;
 
@@ -84,9 +86,10 @@ export interface ControllerOptions<T extends KubeObject> {
    * How cleanup is run before an object goes. 'finalizer' (the default): the finalizer is added to
    * every object and held until cleanup succeeds. 'admission': a validating webhook runs cleanup
    * while the API server admits the DELETE (cleanupAtAdmission), so objects carry no finalizer; one
-   * that still does (made before) goes the finalizer's way. An object deleted without either (the
-   * webhook missed, or run by another replica while a reconcile here was granting) is cleaned up
-   * from its last state as soon as the watch says it is gone.
+   * that still does (made before) goes the finalizer's way. Either way, an object that goes without
+   * its cleanup run here (its finalizer removed by hand, the webhook missed, or run by another
+   * replica while a reconcile here was granting) is cleaned up from its last state as soon as the
+   * watch says it is gone.
    */
   deletionGuard?: 'finalizer' | 'admission';
   /** Called once an object is gone from the cluster (release in-memory resources). */
@@ -130,9 +133,9 @@ export class Controller<T extends KubeObject> {
    * it would act on a status that is no longer true (start again what it just finished).
    */
   private readonly ownWrites = new Map<string, { resourceVersion: string; at: number }>();
-  /** Keys cleaned up at admission, held from reconciles until the watch says they are gone or the hold ends (cleanupAtAdmission). */
+  /** Keys cleaned up (at admission, or before the finalizer's removal), held from reconciles until the watch says they are gone or the hold ends. */
   private readonly deleting = new Map<string, number>();
-  /** Objects gone without a finalizer and not cleaned up at admission here: their last state, cleaned up from the queue. */
+  /** Objects gone without their cleanup run here: their last state, cleaned up from the queue. */
   private readonly gone = new Map<string, T>();
 
   constructor(opts: ControllerOptions<T>) {
@@ -146,8 +149,10 @@ export class Controller<T extends KubeObject> {
       const own = this.ownWrites.get(key);
       if (own && (type === 'delete' || caughtUp(own.resourceVersion, obj.metadata.resourceVersion))) this.ownWrites.delete(key);
       if (!this.running) return; // the initial list is enqueued by start(), in startupOrder
-      if (type === 'delete' && opts.deletionGuard === 'admission' && !hasFinalizer(obj, opts.finalizer ?? '')) {
-        // Cleaned up at admission here, and this is that DELETE: nothing is left to do. Otherwise its cleanup is owed.
+      if (type === 'delete' && opts.cleanup && !hasFinalizer(obj, opts.finalizer ?? '')) {
+        // Cleaned up here (at admission, or before our finalizer was removed), and this is that
+        // deletion: nothing is left to do. Otherwise (the finalizer removed by hand, the webhook
+        // missed) its cleanup is owed.
         const held = this.deleting.get(key);
         this.deleting.delete(key);
         if (held === undefined || Date.now() >= held) this.gone.set(key, obj);
@@ -343,7 +348,7 @@ export class Controller<T extends KubeObject> {
     }
   }
 
-  /** The cleanup an object gone without its finalizer's wait still owes (deletionGuard 'admission'), from its last state. */
+  /** The cleanup an object gone without it still owes (its finalizer removed by hand, say), from its last state. */
   private async cleanUpGone(key: string, last: T): Promise<void> {
     const requestId = randomUUID();
     const { namespace, name } = splitKey(key);
@@ -380,7 +385,13 @@ export class Controller<T extends KubeObject> {
       const outcome = await cleanup(obj, ctx);
       if (outcome.state !== 'Ready') return outcome;
       for (const event of outcome.events ?? []) await this.opts.events.emit(obj, event);
-      await removeFinalizer(client, type, obj, finalizer);
+      // Cleaned up: the deletion the removal lets through owes nothing (marked first: the watch may bring it before the answer).
+      const key = objectKey(obj);
+      this.deleting.set(key, Date.now() + CLEANED_HOLD_MS);
+      await removeFinalizer(client, type, obj, finalizer).catch((err: unknown) => {
+        this.deleting.delete(key);
+        throw err;
+      });
       return undefined;
     }
     if (finalizer && this.opts.deletionGuard !== 'admission' && !hasFinalizer(obj, finalizer)) {

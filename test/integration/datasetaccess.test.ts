@@ -650,6 +650,23 @@ describe('DatasetAccess failures', () => {
     await kube.delete(WAREHOUSE_TYPE, lim);
   });
 
+  it('a finalizer removed by hand does not leave the grant behind: the access is revoked from its last state once it is gone', async () => {
+    apply(dsa('forced', {}));
+    await waitReady('forced');
+    expect(await can('SELECT * FROM curated.customer_sales')).toBe(true);
+    // What people do when a deletion seems stuck: take the finalizer off, then delete.
+    await kube.patch(DATASET_ACCESS_TYPE, 'forced', NS, { metadata: { finalizers: null } }, 'merge');
+    await kube.delete(DATASET_ACCESS_TYPE, 'forced', NS);
+    await waitFor(
+      'the forced access revoked',
+      async () => (await asSuperuser(async (c) => (await c.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [groupRoleName(NS, 'forced')])).rowCount)) === 0,
+      15_000,
+    );
+    expect(await can('SELECT * FROM curated.customer_sales')).toMatch(/permission denied/);
+    expect((await auditRows('forced')).some((r) => r.action === 'role.drop' && r.outcome === 'success')).toBe(true);
+    expect(steward.logLines().some((l) => l.msg === 'cleaned up after deletion' && l.name === 'forced')).toBe(true);
+  });
+
   it('deletion while the warehouse is unreachable keeps the finalizer and says so, then completes once it is back', async () => {
     apply(dsa('stuck', {}));
     await waitReady('stuck');

@@ -715,6 +715,29 @@ describe('MaskedView', () => {
     await asSuperuser((c) => c.query(`DROP ROLE ${LATE_LOGIN}; DROP ROLE ${LATE}; DROP ROLE ${LATE_READER}`));
   });
 
+  it('a finalizer removed by hand does not leave the view behind: it is dropped from its last state once the object is gone', async () => {
+    apply(
+      view(
+        'forced',
+        `  view: {schema: curated, name: forced}
+  from: {table: raw.customers, alias: c}
+  columns:
+    - {name: id, expr: c.id}
+    - {name: email, expr: c.email, mask: email}`,
+      ),
+    );
+    await waitForCondition(MASKED_VIEW_TYPE, 'forced', NS, 'Ready', 'True');
+    expect(await query(ANA, 'SELECT count(*)::int AS n FROM curated.forced')).toEqual([{ n: 5 }]); // raw.customers' rows
+    await kube.patch(MASKED_VIEW_TYPE, 'forced', NS, { metadata: { finalizers: null } }, 'merge');
+    await kube.delete(MASKED_VIEW_TYPE, 'forced', NS);
+    await waitFor(
+      'the forced view dropped',
+      async () => (await asSuperuser(async (c) => (await c.query(`SELECT to_regclass('curated.forced') AS v`)).rows[0].v)) === null,
+      15_000,
+    );
+    expect(await query(ANA, 'SELECT count(*) FROM curated.forced')).toMatch(/does not exist/);
+  });
+
   it('deletion drops the view, its owner role and its reader role, and leaves the reader nothing it gave', async () => {
     const roles = [ownerRoleName(NS, 'all-masks'), readerRoleName(NS, 'all-masks')];
     const left = () =>
