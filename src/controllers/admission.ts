@@ -6,7 +6,6 @@ import type { DatasetAccess } from '../api/datasetaccess.ts';
 import { stampPatch, type StampInput } from '../governance/stamp.ts';
 import type { AdmissionHandlers, AdmissionRequest, Verdict } from '../runtime/admission.ts';
 import type { Outcome } from '../runtime/controller.ts';
-import { hasFinalizer } from '../runtime/finalizers.ts';
 import { DATASET_ACCESS_FINALIZER } from './datasetaccess.ts';
 import { MASKED_VIEW_FINALIZER } from './maskedview.ts';
 
@@ -43,9 +42,8 @@ async function validateDeletion(request: AdmissionRequest, revoke: RevokeAtDelet
   const access = request.oldObject as DatasetAccess | undefined;
   if (request.operation !== 'DELETE' || request.kind.group !== 'steward.dev' || request.kind.kind !== 'DatasetAccess' || !access?.metadata)
     return { allowed: true };
-  // A dry run changes nothing (the configuration promises sideEffects: NoneOnDryRun); an access
-  // that still carries the finalizer (made before, or without this webhook) is revoked through it.
-  if (request.dryRun || hasFinalizer(access, DATASET_ACCESS_FINALIZER)) return { allowed: true };
+  // A dry run changes nothing (the configuration promises sideEffects: NoneOnDryRun).
+  if (request.dryRun) return { allowed: true };
   const outcome = await revoke(access, request.userInfo.username);
   if (outcome.state === 'Ready') return { allowed: true };
   return {

@@ -1,5 +1,4 @@
 // Builds every controller with its dependencies and starts/stops them together.
-import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { isNotFound, splitKey, type KubeClient, type KubeObject } from '../runtime/kube.ts';
 import { hasFinalizer } from '../runtime/finalizers.ts';
@@ -64,12 +63,6 @@ export interface ManagerOptions {
   revokeAtAdmission?: boolean;
 }
 
-/**
- * How long an access revoked at admission is kept from being reconciled (granted again) while its
- * deletion is on the way: far longer than the API server takes to delete it once admitted (a webhook
- * may take 30 s at most); if the DELETE fails after admission, the access is reconciled again then.
- */
-const DELETION_HOLD_MS = 30_000;
 /** A revoke at admission is tried this often, and again only this long after the first try began. */
 const REVOKE_TRIES = 3;
 const REVOKE_RETRY_WINDOW_MS = 3_000;
@@ -84,12 +77,10 @@ export class Manager {
   private readonly revokeCaches: Informer<KubeObject>[];
   private readonly accesses: Controller<DatasetAccess>;
   private readonly cleanupAccess: (dsa: DatasetAccess, ctx: ReconcileContext) => Promise<Outcome>;
-  private readonly logger: Logger;
   private readonly client: KubeClient;
 
   constructor(opts: ManagerOptions) {
     const { client, logger, metrics } = opts;
-    this.logger = logger;
     this.client = client;
     const secrets = new Informer<KubeObject>(client, SECRET_TYPE, { logger, metadataOnly: true });
     // Secret values are read again only when the watch sees a new resourceVersion: an idle resync costs no GET.
@@ -285,24 +276,18 @@ export class Manager {
    * then cleans up whatever a reconcile of its own granted meanwhile.
    */
   readonly revokeAtDeletion = async (requested: DatasetAccess, user: string): Promise<Outcome> => {
-    const requestId = randomUUID();
-    const { namespace, name } = requested.metadata;
-    const ctx: ReconcileContext = {
-      requestId,
-      logger: this.logger.child({ request_id: requestId, controller: 'datasetaccess', namespace, name }),
-      now: new Date(),
-      actor: user,
-    };
+    const ctx = this.accesses.context(`${requested.metadata.namespace}/${requested.metadata.name}`, user);
     await this.startRevoking();
     // The webhook's port answers anyone who reaches it, so what the request says is not taken on
     // trust: the revoke is of the access as it is, and only if it is the one named (its uid, which
-    // only those who may read it know). A DELETE of an access that is not there deletes nothing.
+    // only those who may read it know). A DELETE of an access that is not there deletes nothing; one
+    // that still carries the finalizer (made before, or without this webhook) is revoked through it.
     const access = await this.liveAccess(requested);
     if (!access || hasFinalizer(access, DATASET_ACCESS_FINALIZER)) {
       if (!access) ctx.logger.warn({ uid: requested.metadata.uid }, 'a DELETE was admitted for an access that is not there as named; nothing revoked');
       return { state: 'Ready', reason: access ? 'Finalizer' : 'NotFound', message: access ? 'revoked through its finalizer' : 'no such access' };
     }
-    const revoke = () => (this.started ? this.accesses.cleanupAtAdmission(access, ctx, DELETION_HOLD_MS) : this.cleanupAccess(access, ctx));
+    const revoke = () => (this.started ? this.accesses.cleanupAtAdmission(access, ctx) : this.cleanupAccess(access, ctx));
     // What fails for a passing reason (another transaction changed the role between the look and the
     // revoke) is tried again at once, briefly; what persists (a warehouse that does not answer) is
     // answered with the last try's reason well within the webhook's timeout.

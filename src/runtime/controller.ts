@@ -52,7 +52,11 @@ export class StaleObservation extends Error {}
 
 /** How many objects one read ahead covers: 10,000 accesses are read in four queries. */
 const READ_AHEAD_CHUNK = 2_500;
-/** How long an object cleaned up before its finalizer's removal is taken to be on its way out (it takes milliseconds). */
+/**
+ * How long an object cleaned up (before its finalizer's removal, or at its DELETE's admission) is
+ * taken to be on its way out and kept from being reconciled: its deletion takes milliseconds once
+ * let through (a webhook may take 30 s at most); should it fail, the object is reconciled again then.
+ */
 const CLEANED_HOLD_MS = 30_000;
 /** How long a reconcile waits for the watch to bring our own status write (it takes milliseconds). */
 const OWN_WRITE_WAIT_MS = 2_000;
@@ -250,19 +254,19 @@ export class Controller<T extends KubeObject> {
   /**
    * Runs cleanup for an object whose DELETE is being admitted (deletionGuard 'admission'): after any
    * reconcile of it in flight, with none started until the watch says it is gone, or, should the
-   * DELETE fail after admission, until holdMs is over (then it is reconciled as usual again).
+   * DELETE fail after admission, until CLEANED_HOLD_MS is over (then it is reconciled as usual again).
    * Cleanup's outcome is returned for the webhook to answer with; a failed cleanup releases the hold.
    */
-  async cleanupAtAdmission(obj: T, ctx: ReconcileContext, holdMs: number): Promise<Outcome> {
+  async cleanupAtAdmission(obj: T, ctx: ReconcileContext): Promise<Outcome> {
     const key = objectKey(obj);
-    this.deleting.set(key, Date.now() + holdMs);
+    this.deleting.set(key, Date.now() + CLEANED_HOLD_MS);
     let outcome: Outcome | undefined;
     try {
       await this.queue.whenIdle(key);
       outcome = await this.opts.cleanup!(obj, ctx);
       return outcome;
     } finally {
-      if (outcome?.state === 'Ready') this.queue.addAfter(key, holdMs);
+      if (outcome?.state === 'Ready') this.queue.addAfter(key, CLEANED_HOLD_MS);
       else {
         this.deleting.delete(key);
         this.queue.add(key);
@@ -295,13 +299,7 @@ export class Controller<T extends KubeObject> {
       return;
     }
     this.ownWrites.delete(key);
-    const requestId = randomUUID();
-    const { namespace, name } = splitKey(key);
-    const ctx: ReconcileContext = {
-      requestId,
-      logger: this.opts.logger.child({ request_id: requestId, controller, namespace, name }),
-      now: new Date(),
-    };
+    const ctx = this.context(key);
     try {
       const outcome = await this.runOnce(obj, ctx);
       if (!outcome) {
@@ -348,18 +346,29 @@ export class Controller<T extends KubeObject> {
     }
   }
 
-  /** The cleanup an object gone without it still owes (its finalizer removed by hand, say), from its last state. */
-  private async cleanUpGone(key: string, last: T): Promise<void> {
+  /** A new run's context for the object at `key`: its request id, a logger that says which object, now; and who asked, when a request says. */
+  context(key: string, actor?: string): ReconcileContext {
     const requestId = randomUUID();
     const { namespace, name } = splitKey(key);
-    const logger = this.opts.logger.child({ request_id: requestId, controller: this.opts.name, namespace, name });
+    return {
+      requestId,
+      logger: this.opts.logger.child({ request_id: requestId, controller: this.opts.name, namespace, name }),
+      now: new Date(),
+      ...(actor ? { actor } : {}),
+    };
+  }
+
+  /** The cleanup an object gone without it still owes (its finalizer removed by hand, say), from its last state. */
+  private async cleanUpGone(key: string, last: T): Promise<void> {
+    const ctx = this.context(key);
+    const { logger } = ctx;
     const failed = (message: string) => {
       const quiet = this.quiet.admit(`cleanup after deletion failed: ${message}`);
       if (quiet.log) logger.error({ err: message, ...(quiet.held ? { repeatsHeldBack: quiet.held } : {}) }, 'cleanup after deletion failed; retrying');
       this.retryLater(key);
     };
     try {
-      const outcome = await this.opts.cleanup!(last, { requestId, logger, now: new Date() });
+      const outcome = await this.opts.cleanup!(last, ctx);
       if (outcome.state !== 'Ready') return failed(outcome.message);
       logger.info({ reason: outcome.reason }, 'cleaned up after deletion');
       this.gone.delete(key);

@@ -240,18 +240,21 @@ describe('revoke at admission', () => {
     expect((await auditRows('stuck')).some((row) => row.action === 'role.drop' && row.outcome === 'failure' && row.actor === ALICE)).toBe(true);
   });
 
-  it('accesses deleted while they are being granted hold nothing once they are gone', async () => {
+  it('accesses deleted while they are being granted hold nothing from the moment the DELETE returns', async () => {
     const names = Array.from({ length: 12 }, (_, i) => `race-${i}`);
-    await Promise.all(
+    // Whether each one's group role existed the moment its DELETE returned.
+    const heldAfterDelete = await Promise.all(
       names.map(async (name, i) => {
         await kube.create(DATASET_ACCESS_TYPE, parse(access(name)) as KubeObject);
         // Some at once, some a little later: while the reconcile is granting.
         await new Promise((r) => setTimeout(r, (i % 4) * 40));
         await kube.delete(DATASET_ACCESS_TYPE, name, NS);
+        return roleExists(name);
       }),
     );
     for (const name of names) expect(await exists(name)).toBe(false);
-    // The grant a reconcile was making as the DELETE came is undone before, or as soon as, the watch says it is gone.
+    // A reconcile granting as the DELETE came finishes before the revoke, and none starts after it.
+    expect(heldAfterDelete).toEqual(names.map(() => false));
     await waitFor('no group role left', async () => !(await Promise.all(names.map(roleExists))).some(Boolean), 20_000);
     expect(await readerCan()).toMatch(/permission denied/);
     // And they stay gone: nothing grants them again at the next resyncs.
